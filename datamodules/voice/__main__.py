@@ -1,0 +1,39 @@
+"""`python -m datamodules.voice build --transcripts DIR --out PATH --speaker NAME [--config voice.yaml]`.
+
+Flags and YAML keys are the fields of `BuildConfig` (nested: `--openai.model`, `openai: {model: ...}`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+from jsonargparse import ActionConfigFile, ArgumentParser
+
+from datamodules.voice.build import build
+from datamodules.voice.config import BuildConfig
+
+
+def make_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="python -m datamodules.voice", description=__doc__)
+    build_parser = ArgumentParser(description=BuildConfig.__doc__)
+    build_parser.add_argument("--config", action=ActionConfigFile, help="a YAML with any of the settings below")
+    build_parser.add_class_arguments(BuildConfig, None)
+    parser.add_subcommands().add_subcommand("build", build_parser, help="transcripts -> conversations")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = make_parser()
+    namespace = parser.instantiate(parser.parse_args(argv))
+    settings = vars(namespace.build).copy()
+    settings.pop("config", None)
+    stats = build(BuildConfig(**settings))
+    print(json.dumps({k: stats[k] for k in ("lectures", "passages", "filters", "conversations")}))
+    return stats
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    main(sys.argv[1:])

@@ -1,0 +1,114 @@
+"""The speaker's style profile: phrases he returns to, how he explains, how long he talks, what about.
+
+Saved beside the output as JSON; the generator prompts take each lecture's title and key topics
+from it, so client messages ask about what the lecture is about.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections import Counter
+
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from datamodules.voice.clean import normalized_words
+from datamodules.voice.punctuate import split_sentences
+
+MARKERS = {
+    "analogy": ["it's like", "it's a bit like", "it's kind of like", "imagine", "picture", "think of",
+                "as if", "like a"],
+    "example": ["for example", "for instance", "let me give you an example", "let's say",
+                "here's an example", "a client of mine", "i remember"],
+    "address": ["you know", "here's the thing", "i want you to", "i want to", "let's", "so what"],
+}
+PHRASE_SIZES = (3, 4, 5)
+TOP_PHRASES = 40
+TOP_TOPICS = 8
+
+
+def ngram_counts(words: list[str], size: int) -> Counter:
+    return Counter(" ".join(words[i : i + size]) for i in range(len(words) - size + 1))
+
+
+def frequent_phrases(lectures: dict[str, list[str]]) -> list[dict]:
+    """3-5-grams ranked by how many lectures use them, then how often; a phrase inside a longer
+    listed one with the same count is left out. With several lectures, a phrase must recur across
+    lectures (a one-talk phrase is topic, not voice)."""
+    total: Counter = Counter()
+    spread: Counter = Counter()
+    for words in lectures.values():
+        for size in PHRASE_SIZES:
+            counts = ngram_counts(words, size)
+            total.update(counts)
+            spread.update(counts.keys())
+    need = 2 if len(lectures) > 1 else 1
+    ranked = sorted(
+        (p for p, c in total.items() if spread[p] >= need and c >= 2),
+        key=lambda p: (-spread[p], -total[p], -len(p.split()), p),
+    )
+    chosen: list[str] = []
+    for phrase in ranked:
+        if any(phrase in longer and total[longer] == total[phrase] for longer in chosen):
+            continue
+        chosen.append(phrase)
+        if len(chosen) == TOP_PHRASES:
+            break
+    return [{"phrase": p, "count": total[p], "lectures": spread[p]} for p in chosen]
+
+
+def marker_rates(text: str, words: int) -> dict[str, dict[str, float]]:
+    """Occurrences per 1,000 words of each analogy, example and address marker."""
+    lowered = " " + " ".join(normalized_words(text)) + " "
+    return {
+        kind: {
+            marker: round(1000 * len(re.findall(r"(?<= )" + re.escape(marker) + r"(?= )", lowered))
+                          / max(words, 1), 3)
+            for marker in markers
+        }
+        for kind, markers in MARKERS.items()
+    }
+
+
+def key_topics(lectures: dict[str, str]) -> dict[str, list[str]]:
+    """TF-IDF top terms per lecture (English stop words out, uni- and bigrams)."""
+    ids = list(lectures)
+    if not ids:
+        return {}
+    vectorizer = TfidfVectorizer(stop_words="english", ngram_range=(1, 2), sublinear_tf=True,
+                                 max_df=0.8 if len(ids) >= 3 else 1.0)
+    matrix = vectorizer.fit_transform([lectures[i] for i in ids])
+    vocabulary = vectorizer.get_feature_names_out()
+    topics = {}
+    for row, lecture_id in enumerate(ids):
+        scores = matrix.getrow(row).toarray()[0]
+        best = scores.argsort()[::-1][:TOP_TOPICS]
+        topics[lecture_id] = [str(vocabulary[i]) for i in best if scores[i] > 0]
+    return topics
+
+
+def style_profile(speaker: str, punctuated: dict[str, str], titles: dict[str, str | None]) -> dict:
+    """`punctuated`: lecture id -> punctuated lecture text."""
+    words = {lecture_id: normalized_words(text) for lecture_id, text in punctuated.items()}
+    total_words = sum(len(w) for w in words.values())
+    lengths = [len(s.split()) for text in punctuated.values() for s in split_sentences(text)]
+    all_text = " ".join(punctuated.values())
+    return {
+        "speaker": speaker,
+        "lectures": len(punctuated),
+        "words": total_words,
+        "sentence_words": {
+            "mean": round(statistics.fmean(lengths), 2) if lengths else 0.0,
+            "median": statistics.median(lengths) if lengths else 0,
+            "p90": sorted(lengths)[int(0.9 * (len(lengths) - 1))] if lengths else 0,
+        },
+        "question_share": round(
+            sum(s.endswith("?") for t in punctuated.values() for s in split_sentences(t)) / max(len(lengths), 1), 4
+        ),
+        "frequent_phrases": frequent_phrases(words),
+        "markers_per_1000_words": marker_rates(all_text, total_words),
+        "lectures_detail": {
+            lecture_id: {"title": titles.get(lecture_id), "topics": topics}
+            for lecture_id, topics in key_topics(punctuated).items()
+        },
+    }
