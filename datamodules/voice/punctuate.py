@@ -39,11 +39,12 @@ AUX = {
     "have", "has", "am", "isn't", "aren't", "don't", "doesn't", "didn't", "can't", "won't", "happens",
     "makes", "causes",
 }
+QUESTION_AUX = {"do", "does", "did", "can", "could", "would", "have"}
 PRONOUNS = {"i", "you", "we", "he", "she", "they", "it", "that", "this", "there", "anyone", "someone"}
 # A break never falls right after these: "I want you to | think about" is one sentence.
 GLUE = {
     "to", "you", "i", "we", "and", "can", "will", "would", "could", "just", "not", "don't",
-    "must", "should", "a", "an", "the", "of", "is", "are", "was", "so", "but", "or", "that", "very",
+    "must", "should", "a", "an", "the", "of", "is", "are", "was", "so", "but", "or", "very",
     "be", "how", "what",
 }
 # "and" joins clauses far more often than it opens a sentence: only before a pronoun-like word.
@@ -117,6 +118,8 @@ def starts_sentence(words: list[str], index: int, current: list[str]) -> bool:
         return True
     if word in WH and following in AUX:
         return True
+    if word in QUESTION_AUX and following in {"you", "we"}:
+        return True  # "... were punished | do you see how ..."
     return (word, following) in IMPERATIVES or (word, None) in IMPERATIVES
 
 

@@ -1,0 +1,179 @@
+"""Punctuation restoration, chunking, question spans, dedup, style profile and filters."""
+
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+
+from datamodules.voice.chunk import Passage, chunk, drop_near_duplicates, question_spans
+from datamodules.voice.clean import normalized_words
+from datamodules.voice.filters import ConversationFilter, FilterSettings, carries_self_harm_method, grounding
+from datamodules.voice.ingest import read_transcript, read_transcripts
+from datamodules.voice.punctuate import ModelPunctuator, RulePunctuator, split_sentences
+from datamodules.voice.style import style_profile
+
+SAMPLES = Path(__file__).parents[1] / "datamodules" / "voice" / "samples"
+UNPUNCTUATED = (
+    "so today i want to talk with tim fletcher about shame what is shame really so shame is not the "
+    "same as guilt and i want you to notice that now think of a child who grows up in a home where "
+    "mistakes were punished do you see how that child learns to hide"
+)
+
+
+def test_rules_restore_sentences_questions_and_casing_without_changing_words():
+    text = RulePunctuator(["Tim Fletcher"])(UNPUNCTUATED)
+    assert normalized_words(text) == normalized_words(UNPUNCTUATED)
+    sentences = split_sentences(text)
+    assert sentences == [
+        "So today I want to talk with Tim Fletcher about shame.",
+        "What is shame really?",
+        "So shame is not the same as guilt.",
+        "And I want you to notice that.",
+        "Now think of a child who grows up in a home where mistakes were punished.",
+        "Do you see how that child learns to hide?",
+    ]
+
+
+def test_punctuated_text_is_only_recased():
+    text = "i said no. Dr. Smith agreed, didn't he? yes."
+    assert RulePunctuator()(text) == "I said no. Dr. Smith agreed, didn't he? Yes."
+
+
+def check_passages(passages, words, min_words, max_words, contiguous=True):
+    for passage in passages:
+        assert min_words <= passage.words <= max_words
+        assert normalized_words(passage.text) == normalized_words(" ".join(words[passage.start : passage.end]))
+        assert passage.text[0].isupper() and passage.text[-1] in ".?!"
+    for before, after in zip(passages, passages[1:]):
+        assert after.start == before.end if contiguous else after.start > before.end  # contiguous: nothing lost or repeated between passages
+
+
+def test_chunking_unpunctuated_captions_at_sentence_boundaries():
+    transcript = read_transcript(SAMPLES / "shame-and-the-inner-critic.en.vtt")
+    assert "." not in transcript.text
+    counts = Counter()
+    passages = chunk(transcript.lecture_id, RulePunctuator()(transcript.text), 60, 140, counts)
+    assert len(passages) >= 3
+    check_passages(passages, transcript.text.split(), 60, 140)
+    assert passages[0].start == 0 and passages[-1].end == len(transcript.text.split())
+    assert counts == Counter()
+
+
+def test_chunking_a_run_without_any_break_and_a_short_lecture():
+    words = [f"word{i}" for i in range(500)]
+    counts = Counter()
+    text = RulePunctuator()(" ".join(words))
+    assert max(len(s.split()) for s in split_sentences(text)) == 80  # rules cap a run-on "sentence"
+    assert [p.words for p in chunk("run", text, 100, 200, counts)] == [160, 160, 180]
+    sizes = [p.words for p in chunk("run", text, 20, 50, counts)]  # cut inside 80-word "sentences"
+    assert all(20 <= size <= 50 for size in sizes) and sum(sizes) == 500
+    assert chunk("short", "Too short to teach anything.", 100, 200, counts) == []
+    assert counts == Counter({"short_lecture": 1})
+
+
+def test_question_spans_pair_the_speakers_questions_with_what_follows():
+    transcript = read_transcript(SAMPLES / "people-pleasing.srt")
+    counts = Counter()
+    spans = question_spans(transcript.lecture_id, RulePunctuator()(transcript.text), 30, 90, 4, counts)
+    assert [s.question for s in spans] == [
+        "Why do we say yes when everything inside us wants to say no?",
+        "How do we begin to untangle this?",
+    ]
+    assert spans[0].text.startswith("For many people, people pleasing is not a choice.")
+    assert spans[1].text.startswith("I always suggest starting small.")
+    check_passages(spans, transcript.text.split(), 30, 90, contiguous=False)
+
+
+def test_near_duplicate_passages_across_lectures_are_dropped():
+    base = read_transcript(SAMPLES / "healing-is-not-linear.txt").text.split()[:200]
+    edited = list(base)
+    edited[50], edited[120] = "truly", "perhaps"
+    other = read_transcript(SAMPLES / "people-pleasing.srt").text.split()[:200]
+    passages = [Passage("a", " ".join(base), 0, 200), Passage("b", " ".join(other), 0, 200),
+                Passage("c", " ".join(edited), 0, 200)]
+    counts = Counter()
+    assert [p.lecture_id for p in drop_near_duplicates(passages, 0.8, counts)] == ["a", "b"]
+    assert counts == Counter({"near_duplicate": 1})
+
+
+def test_style_profile_finds_phrases_markers_and_topics():
+    transcripts, _ = read_transcripts(SAMPLES)
+    punctuate = RulePunctuator()
+    profile = style_profile("Tim Fletcher", {t.lecture_id: punctuate(t.text) for t in transcripts},
+                            {t.lecture_id: t.title for t in transcripts})
+    phrases = {p["phrase"]: p for p in profile["frequent_phrases"]}
+    assert phrases["i want to talk about"]["lectures"] == 2
+    assert profile["markers_per_1000_words"]["analogy"]["it's like"] > 0
+    assert profile["markers_per_1000_words"]["example"]["let me give you an example"] > 0
+    detail = profile["lectures_detail"]
+    assert "shame" in detail["shame-and-the-inner-critic"]["topics"]
+    assert "attachment" in detail["attachment-and-safety"]["topics"]
+    assert detail["healing-is-not-linear"]["title"] == "Healing Is Not Linear"
+    assert 5 < profile["sentence_words"]["mean"] < 40 and 0 < profile["question_share"] < 0.5
+
+
+@pytest.mark.parametrize("text, flagged", [
+    ("She looked up the lethal dose of her medication.", True),
+    ("How many sleeping pills would be enough to not wake up?", True),
+    ("He told me the easiest way to kill yourself is with pills.", True),
+    ("I learned to cut deeper so it would hurt more.", True),
+    ("He was tying a noose in the garage.", True),
+    ("I used to self-harm when I felt overwhelmed, and now I call a friend instead.", False),
+    ("Suicidal thoughts often come from unbearable shame, and they deserve to be heard.", False),
+    ("Cut yourself some slack, healing takes time.", False),
+])
+def test_safety_rules_catch_method_information_not_talk_about_feelings(text, flagged):
+    assert carries_self_harm_method(text) is flagged
+
+
+def test_filters_count_what_they_drop_and_trim_multi_turn():
+    keep = ConversationFilter(FilterSettings(grounding_threshold=0.9, min_client_words=3, max_client_words=20))
+    span = "so shame says i am bad and guilt says i did something bad"
+    answer = "So shame says I am bad, and guilt says I did something bad."
+    assert grounding(answer, span) == 1.0
+    assert keep([("Why do I feel so bad about myself?", answer, span)], 1) is not None
+    assert keep([("why do i feel SO bad about myself", answer, span)], 1) is None  # same message again
+    assert keep([("Is shame the same as guilt?", "Shame is a feeling that everyone has.", span)], 1) is None
+    assert keep([("ok", answer, span)], 1) is None
+    assert keep([("\x07\x1b⁂⁂⁂ ⁂⁂ ⁂⁂⁂⁂", answer, span)], 1) is None
+    assert keep([("What is the lethal dose of my pills?", answer, span)], 1) is None
+    trimmed = keep([("What is shame, really?", answer, span), ("And what about guilt?", answer, span),
+                    ("Tell me the lethal dose.", answer, span)], 2)
+    assert [m["role"] for m in trimmed] == ["user", "assistant", "user", "assistant"]
+    assert keep.counts.exchanges_dropped == Counter(
+        {"duplicate_client": 1, "grounding": 1, "client_length": 1, "client_not_text": 1, "safety": 2}
+    )
+    assert keep.counts.conversations_dropped == Counter(
+        {"duplicate_client": 1, "grounding": 1, "client_length": 1, "client_not_text": 1, "safety": 1}
+    )
+    assert keep.counts.conversations_trimmed == 1
+
+
+def test_local_punctuation_model_marks_words_and_keeps_them(tmp_path):
+    from transformers import MistralForTokenClassification
+
+    from moe.base_model import load_tokenizer, tiny_config
+
+    tokenizer = load_tokenizer("tiny")
+    config = tiny_config(len(tokenizer))
+    config.num_labels = 3
+    config.id2label = {0: "0", 1: "PERIOD", 2: "QUESTION"}
+    config.label2id = {v: k for k, v in config.id2label.items()}
+    torch.manual_seed(0)
+    model = MistralForTokenClassification(config)
+    with torch.no_grad():  # every token says "a sentence ends here"
+        model.score.weight.zero_()
+        model.score.bias = torch.nn.Parameter(torch.tensor([0.0, 5.0, 0.0]))
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+
+    punctuate = ModelPunctuator(tmp_path, ["Tim"])
+    text = punctuate("so tim shame is not guilt")
+    assert text == "So. Tim. Shame. Is. Not. Guilt."
+    assert punctuate("Already punctuated. fine") == "Already punctuated. Fine."
+    with pytest.raises(FileNotFoundError, match="punctuation model folder"):
+        ModelPunctuator(tmp_path / "missing")
+    assert re.fullmatch(r"[A-Z][a-z]*\.", "Tim.")
