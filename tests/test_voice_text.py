@@ -138,15 +138,16 @@ def test_filters_count_what_they_drop_and_trim_multi_turn():
     assert keep([("Is shame the same as guilt?", "Shame is a feeling that everyone has.", span)], 1) is None
     assert keep([("ok", answer, span)], 1) is None
     assert keep([("\x07\x1b⁂⁂⁂ ⁂⁂ ⁂⁂⁂⁂", answer, span)], 1) is None
+    assert keep([("urther true dis pogram#default processes exceptCONE", answer, span)], 1) is None
     assert keep([("What is the lethal dose of my pills?", answer, span)], 1) is None
     trimmed = keep([("What is shame, really?", answer, span), ("And what about guilt?", answer, span),
                     ("Tell me the lethal dose.", answer, span)], 2)
     assert [m["role"] for m in trimmed] == ["user", "assistant", "user", "assistant"]
     assert keep.counts.exchanges_dropped == Counter(
-        {"duplicate_client": 1, "grounding": 1, "client_length": 1, "client_not_text": 1, "safety": 2}
+        {"duplicate_client": 1, "grounding": 1, "client_length": 1, "client_not_text": 2, "safety": 2}
     )
     assert keep.counts.conversations_dropped == Counter(
-        {"duplicate_client": 1, "grounding": 1, "client_length": 1, "client_not_text": 1, "safety": 1}
+        {"duplicate_client": 1, "grounding": 1, "client_length": 1, "client_not_text": 2, "safety": 1}
     )
     assert keep.counts.conversations_trimmed == 1
 

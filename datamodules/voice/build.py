@@ -61,11 +61,11 @@ def make_units(mode: str, passages: list[Passage], per_conversation: int, counts
             windows = [lecture_passages[i : i + per_conversation]
                        for i in range(0, len(lecture_passages), per_conversation)]
             if len(windows[-1]) == 1:
-                if len(windows) > 1 and len(windows[-2]) < MAX_PASSAGES_PER_CONVERSATION:
-                    windows[-2] += windows.pop()
+                lone = windows.pop()
+                if windows and len(windows[-1]) < MAX_PASSAGES_PER_CONVERSATION:
+                    windows[-1] = windows[-1] + lone
                 else:
                     counts["single_passage_left"] += 1
-                    windows.pop()
             groups.extend(windows)
     else:
         groups = [[passage] for passage in passages]

@@ -43,10 +43,13 @@ def sentence_spans(sentences: list[str]) -> list[tuple[int, int]]:
 def split_long(sentences: list[str], max_words: int) -> list[str]:
     """A "sentence" longer than a passage (rule segmentation found no break) is cut into word runs."""
     out = []
+    piece = max(1, max_words // 2)
     for sentence in sentences:
         words = sentence.split()
-        piece = max(1, max_words // 2)
-        out.extend(" ".join(words[i : i + piece]) for i in range(0, len(words), piece))
+        if len(words) <= max_words:
+            out.append(sentence)
+        else:
+            out.extend(" ".join(words[i : i + piece]) for i in range(0, len(words), piece))
     return out
 
 

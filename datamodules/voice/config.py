@@ -97,6 +97,12 @@ class BuildConfig:
 
     def __post_init__(self) -> None:
         self.transcripts, self.out = Path(self.transcripts), Path(self.out)
+        self.punctuation_model = Path(self.punctuation_model) if self.punctuation_model else None
+        self.journal = Path(self.journal) if self.journal else None
+        if isinstance(self.openai, dict):  # from a plain YAML/JSON mapping in Python callers
+            self.openai = OpenAISettings(**self.openai)
+        if isinstance(self.local, dict):
+            self.local = LocalSettings(**self.local)
         problems = []
         if not self.speaker.strip():
             problems.append("speaker is empty: set --speaker NAME")

@@ -14,6 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from rapidfuzz import fuzz
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from datamodules.voice.clean import normalized_words
 
@@ -35,6 +36,8 @@ SELF_HARM_METHOD = [re.compile(p, re.IGNORECASE) for p in (
     r"\b(?:bag|car|garage|tent|sealed|inhale|breathe|die|kill)\b",
 )]
 MIN_TEXT_SHARE = 0.9  # letters, digits, spaces and ordinary punctuation in a client message
+# English prose is about half function words; word soup from a broken or random model is not.
+MIN_FUNCTION_WORD_SHARE = 0.2
 ORDINARY = re.compile(r"[A-Za-z0-9\s.,;:!?'\"()\-–—’‘“”]")
 
 
@@ -49,7 +52,13 @@ def grounding(assistant: str, span: str) -> float:
 
 
 def is_text(message: str) -> bool:
-    return bool(message) and len(ORDINARY.findall(message)) >= MIN_TEXT_SHARE * len(message)
+    """Ordinary characters and enough English function words to be a sentence, not word soup."""
+    words = normalized_words(message)
+    return (
+        bool(words)
+        and len(ORDINARY.findall(message)) >= MIN_TEXT_SHARE * len(message)
+        and sum(w in ENGLISH_STOP_WORDS for w in words) >= MIN_FUNCTION_WORD_SHARE * len(words)
+    )
 
 
 @dataclass
@@ -76,10 +85,10 @@ class ConversationFilter:
 
     def exchange_problem(self, client: str, assistant: str, span: str, earlier: set[str]) -> str | None:
         words = len(client.split())
-        if not is_text(client):
-            return "client_not_text"
         if not self.settings.min_client_words <= words <= self.settings.max_client_words:
             return "client_length"
+        if not is_text(client):
+            return "client_not_text"
         if grounding(assistant, span) < self.settings.grounding_threshold:
             return "grounding"
         if carries_self_harm_method(client) or carries_self_harm_method(assistant):

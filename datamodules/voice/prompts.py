@@ -46,13 +46,16 @@ def follow_up_prompt(
     return [{"role": "system", "content": SYSTEM.format(speaker=speaker)}, {"role": "user", "content": user.strip()}]
 
 
+def unquote(text: str) -> str:
+    if len(text) >= 2 and text[0] in "\"'“" and text[-1] in "\"'”":
+        return text[1:-1].strip()
+    return text
+
+
 def tidy_client(text: str) -> str:
     """The first paragraph, without a role label or wrapping quotes a model may add."""
-    text = text.strip()
+    text = unquote(text.strip().split("\n\n")[0].strip())
     for label in ("client:", "person:", "user:", "message:"):
         if text.lower().startswith(label):
             text = text[len(label) :].strip()
-    text = text.split("\n\n")[0].strip()
-    if len(text) >= 2 and text[0] in "\"'“" and text[-1] in "\"'”":
-        text = text[1:-1].strip()
-    return " ".join(text.split())
+    return " ".join(unquote(text).split())

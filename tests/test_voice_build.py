@@ -1,0 +1,266 @@
+"""Whole builds: the CLI and YAML, an OpenAI-compatible server on 127.0.0.1, the tiny local model,
+and an interrupted build resumed from its journal."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import yaml
+
+from datamodules.voice.__main__ import main
+from datamodules.voice.build import build
+from datamodules.voice.clean import normalized_words
+from datamodules.voice.config import BuildConfig, OpenAISettings
+from datamodules.voice.generators import GeneratorError
+from datamodules.voice.ingest import read_transcripts
+from datamodules.voice.journal import JournalMismatch
+
+SAMPLES = Path(__file__).parents[1] / "datamodules" / "voice" / "samples"
+KEYS = {"messages", "domain", "lecture_id", "source", "mode"}
+SECRET = "sk-test-secret-4242"
+
+
+def spoken(lecture_id: str) -> str:
+    transcripts, _ = read_transcripts(SAMPLES)
+    return " ".join(normalized_words(next(t.text for t in transcripts if t.lecture_id == lecture_id)))
+
+
+def check_schema(conversations: list[dict], mode: str, turns: tuple[int, int]) -> None:
+    """Stage-3 schema; every assistant turn is a verbatim span of its lecture, punctuated."""
+    for conversation in conversations:
+        assert set(conversation) == KEYS
+        assert conversation["source"] == "voice" and conversation["mode"] == mode
+        roles = [m["role"] for m in conversation["messages"]]
+        assert roles == ["user", "assistant"] * (len(roles) // 2) and turns[0] <= len(roles) <= turns[1]
+        for message in conversation["messages"][1::2]:
+            assert " ".join(normalized_words(message["content"])) in spoken(conversation["lecture_id"])
+            assert message["content"][0].isupper() and message["content"][-1] in ".?!"
+
+
+def test_offline_build_from_yaml_with_cli_override(tmp_path):
+    config = tmp_path / "voice.yaml"
+    out = tmp_path / "out" / "synthetic_conversations.json"
+    config.write_text(yaml.safe_dump({
+        "transcripts": str(SAMPLES), "out": str(out), "speaker": "Someone Else", "mode": "offline",
+        "min_words": 30, "max_words": 120, "heldout_lectures": ["healing-is-not-linear"],
+        "domain": "psychology",
+    }))
+    stats = main(["build", "--config", str(config), "--speaker", "Tim Fletcher"])
+
+    train = json.loads(out.read_text())
+    heldout = json.loads((out.parent / "synthetic_conversations_heldout.json").read_text())
+    check_schema(train + heldout, "offline", (2, 2))
+    assert {c["lecture_id"] for c in heldout} == {"healing-is-not-linear"}
+    assert "healing-is-not-linear" not in {c["lecture_id"] for c in train}
+    assert {c["domain"] for c in train} == {"psychology"}
+    users = [c["messages"][0]["content"] for c in train + heldout]
+    assert "Why do we say yes when everything inside us wants to say no?" in users
+    assert all(u.endswith("?") for u in users)
+    assert stats["conversations"] == {"train": len(train), "heldout": len(heldout),
+                                      "turns": {"count": len(users), "mean": 2.0, "min": 2, "max": 2}}
+    saved = yaml.safe_load((out.parent / "synthetic_conversations_config.yaml").read_text())
+    assert saved["speaker"] == "Tim Fletcher" and saved["domain"] == "psychology"
+    profile = json.loads((out.parent / "synthetic_conversations_style_profile.json").read_text())
+    assert profile["speaker"] == "Tim Fletcher" and profile["lectures"] == 3  # held-out lecture left out
+
+    again = main(["build", "--config", str(out.parent / "synthetic_conversations_config.yaml")])
+    assert json.loads(out.read_text()) == train and again["generation"]["generated_now"] == 0
+
+
+class FakeOpenAI(BaseHTTPRequestHandler):
+    """/v1/chat/completions: fails the first request with 503, then answers with a numbered message."""
+
+    calls: list[dict] = []
+    fail_first = True
+    status = 200
+    lock = threading.Lock()
+
+    def do_POST(self):  # noqa: N802 (http.server's name)
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        with FakeOpenAI.lock:
+            FakeOpenAI.calls.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
+            number = len(FakeOpenAI.calls)
+        if FakeOpenAI.fail_first:
+            FakeOpenAI.fail_first = False
+            self.send_response(503)
+            self.end_headers()
+            return
+        if FakeOpenAI.status != 200:
+            self.send_response(FakeOpenAI.status)
+            self.end_headers()
+            self.wfile.write(b'{"error": "model not found"}')
+            return
+        text = f'"Client: I keep feeling like I am the problem, number {number}. Why is that?"'
+        payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": text}}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args):  # keep test output quiet
+        pass
+
+
+@pytest.fixture
+def server():
+    FakeOpenAI.calls, FakeOpenAI.fail_first, FakeOpenAI.status = [], True, 200
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    stopper = threading.Timer(90, httpd.shutdown)  # bounded even if the test never returns
+    stopper.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    stopper.cancel()
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(5)
+
+
+def openai_config(tmp_path, base_url, mode, **overrides) -> BuildConfig:
+    settings = dict(transcripts=SAMPLES, out=tmp_path / "voice.json", speaker="Tim Fletcher", mode=mode,
+                    generator="openai", min_words=40, max_words=120, heldout_fraction=0.25,
+                    openai=OpenAISettings(base_url=base_url, model="test-model", api_key_env="VOICE_TEST_KEY",
+                                          concurrency=3, backoff_s=0.01, timeout_s=10))
+    return BuildConfig(**{**settings, **overrides})
+
+
+def test_backtranslation_against_a_local_openai_compatible_server(tmp_path, server, monkeypatch, caplog):
+    monkeypatch.setenv("VOICE_TEST_KEY", SECRET)
+    caplog.set_level("DEBUG")
+    stats = build(openai_config(tmp_path, server, "backtranslation"))
+
+    train = json.loads((tmp_path / "voice.json").read_text())
+    heldout = json.loads((tmp_path / "voice_heldout.json").read_text())
+    conversations = train + heldout
+    check_schema(conversations, "backtranslation", (2, 2))
+    assert len(FakeOpenAI.calls) == stats["units"] + 1  # one retry after the 503
+    assert len(conversations) == stats["units"] and len(heldout) >= 1
+    assert {c["auth"] for c in FakeOpenAI.calls} == {f"Bearer {SECRET}"}
+    assert {c["path"] for c in FakeOpenAI.calls} == {"/v1/chat/completions"}
+    first = FakeOpenAI.calls[1]["body"]
+    assert first["model"] == "test-model" and [m["role"] for m in first["messages"]] == ["system", "user"]
+    assert "Write only the person's message" in first["messages"][0]["content"]
+    # the generator sees the speaker's passage and writes only what it answers
+    passages = {c["messages"][1]["content"] for c in conversations}
+    assert any(p in first["messages"][1]["content"] for p in passages)
+    users = [c["messages"][0]["content"] for c in conversations]
+    assert all(u.startswith("I keep feeling like I am the problem, number ") for u in users)  # label, quotes gone
+    assert len(set(users)) == len(users)
+    for path in tmp_path.iterdir():
+        assert SECRET not in path.read_text(), path
+    assert SECRET not in caplog.text
+    assert "VOICE_TEST_KEY" in (tmp_path / "voice_config.yaml").read_text()
+
+
+def test_multiturn_conversations_follow_one_lecture(tmp_path, server, monkeypatch):
+    monkeypatch.setenv("VOICE_TEST_KEY", SECRET)
+    stats = build(openai_config(tmp_path, server, "multiturn", passages_per_conversation=2, heldout_fraction=0))
+    conversations = json.loads((tmp_path / "voice.json").read_text())
+    check_schema(conversations, "multiturn", (4, 10))
+    assert len(conversations) == stats["units"] >= 4
+    transcript = spoken("shame-and-the-inner-critic")
+    for conversation in conversations:
+        if conversation["lecture_id"] == "shame-and-the-inner-critic":
+            assistant = [" ".join(normalized_words(m["content"])) for m in conversation["messages"][1::2]]
+            assert transcript.index(assistant[0]) < transcript.index(assistant[1])  # in lecture order
+    follow_up = [c["body"]["messages"][1]["content"] for c in FakeOpenAI.calls if "has just said" in
+                 c["body"]["messages"][1]["content"]]
+    assert len(follow_up) == sum(len(c["messages"]) // 2 - 1 for c in conversations)
+
+
+def test_server_refusal_stops_with_the_status_and_no_key(tmp_path, server, monkeypatch):
+    monkeypatch.setenv("VOICE_TEST_KEY", SECRET)
+    FakeOpenAI.fail_first, FakeOpenAI.status = False, 404
+    with pytest.raises(GeneratorError, match="answered HTTP 404: .*model not found") as error:
+        build(openai_config(tmp_path, server, "backtranslation"))
+    assert SECRET not in str(error.value)
+
+
+def test_tiny_local_model_writes_gibberish_and_the_filters_count_it(tmp_path):
+    (tmp_path / "in").mkdir()
+    for name in ("people-pleasing.srt", "attachment-and-safety.json"):  # few units: CPU generation is slow
+        (tmp_path / "in" / name).write_bytes((SAMPLES / name).read_bytes())
+    config = BuildConfig(transcripts=tmp_path / "in", out=tmp_path / "voice.json", speaker="Tim Fletcher",
+                         mode="backtranslation", generator="local", min_words=100, max_words=200,
+                         local={"model": "tiny", "max_new_tokens": 8, "batch_size": 8})
+    stats = build(config)
+    dropped = stats["filters"]["conversations_dropped"]
+    kept = stats["conversations"]["train"] + stats["conversations"]["heldout"]
+    assert stats["generation"]["generated_now"] == stats["units"] > 0
+    assert kept + sum(dropped.values()) == stats["units"] and sum(dropped.values()) > 0
+    assert set(dropped) <= {"client_not_text", "client_length", "duplicate_client"}
+    journal = (tmp_path / "voice_journal.jsonl").read_text().splitlines()
+    assert json.loads(journal[0])["header"]["generator"]["backend"] == "local"
+    assert len(journal) == 1 + stats["units"]
+
+
+class ScriptedGenerator:
+    """Writes a distinct client message per prompt; can be told to die on its n-th call."""
+
+    def __init__(self, die_on_call: int | None = None, name: str = "scripted"):
+        self.calls = 0
+        self.prompts = 0
+        self.die_on_call = die_on_call
+        self.name = name
+
+    def identity(self) -> dict:
+        return {"backend": self.name}
+
+    def generate(self, prompts):
+        self.calls += 1
+        if self.calls == self.die_on_call:
+            raise KeyboardInterrupt  # the build is killed mid-run
+        self.prompts += len(prompts)
+        return [f"What does it mean when I feel this way, case {hash(p[1]['content']) % 10**8}?" for p in prompts]
+
+
+def test_interrupted_build_resumes_without_duplicates_or_regeneration(tmp_path):
+    config = BuildConfig(transcripts=SAMPLES, out=tmp_path / "voice.json", speaker="Tim Fletcher",
+                         mode="backtranslation", generator="openai", openai={"model": "unused"},
+                         min_words=40, max_words=120, batch_size=2)
+    with pytest.raises(KeyboardInterrupt):
+        build(config, ScriptedGenerator(die_on_call=3))
+    journal = tmp_path / "voice_journal.jsonl"
+    assert len(journal.read_text().splitlines()) == 1 + 4  # two rounds of two finished
+    assert not (tmp_path / "voice.json").exists()
+    with journal.open("a") as handle:
+        handle.write('{"key": "torn mid-wri')  # killed while writing a line
+
+    resumed = ScriptedGenerator()
+    stats = build(config, resumed)
+    assert stats["generation"] == {"generated_now": stats["units"] - 4, "reused_from_journal": 4, "failed": 0,
+                                   "journal_torn_lines": 1}
+    assert resumed.prompts == stats["units"] - 4
+    conversations = json.loads((tmp_path / "voice.json").read_text())
+    conversations += json.loads((tmp_path / "voice_heldout.json").read_text())
+    assistants = [c["messages"][1]["content"] for c in conversations]
+    assert len(assistants) == len(set(assistants)) == stats["units"]
+
+    fresh = tmp_path / "fresh"
+    fresh_stats = build(BuildConfig(**{**config.__dict__, "out": fresh / "voice.json"}), ScriptedGenerator())
+    assert fresh_stats["conversations"] == stats["conversations"]  # resumed == uninterrupted
+
+    third = ScriptedGenerator()
+    build(config, third)
+    assert third.prompts == 0
+    with pytest.raises(JournalMismatch, match="delete it to start over"):
+        build(config, ScriptedGenerator(name="another"))
+
+
+def test_bad_settings_stop_before_any_work(tmp_path):
+    with pytest.raises(ValueError, match="mode backtranslation needs a generator"):
+        BuildConfig(transcripts=SAMPLES, out=tmp_path / "v.json", speaker="Tim", mode="backtranslation")
+    with pytest.raises(FileNotFoundError, match="transcripts folder .*missing"):
+        build(BuildConfig(transcripts=tmp_path / "missing", out=tmp_path / "v.json", speaker="Tim"))
+    with pytest.raises(FileNotFoundError, match="local.model folder"):
+        build(BuildConfig(transcripts=SAMPLES, out=tmp_path / "v.json", speaker="Tim", mode="multiturn",
+                          generator="local", local={"model": str(tmp_path / "no-model")}))
+    with pytest.raises(ValueError, match=r"heldout_lectures \['nope'\] are not among"):
+        build(BuildConfig(transcripts=SAMPLES, out=tmp_path / "v.json", speaker="Tim", heldout_lectures=["nope"]))
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "empty.txt").write_text("")
+    with pytest.raises(ValueError, match="no readable transcript .*'empty': 1"):
+        build(BuildConfig(transcripts=tmp_path / "junk", out=tmp_path / "v.json", speaker="Tim"))
