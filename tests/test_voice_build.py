@@ -5,6 +5,7 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import yaml
@@ -42,11 +43,20 @@ def check_schema(conversations: list[dict], mode: str, turns: tuple[int, int]) -
 def test_offline_build_from_yaml_with_cli_override(tmp_path):
     config = tmp_path / "voice.yaml"
     out = tmp_path / "out" / "synthetic_conversations.json"
-    config.write_text(yaml.safe_dump({
-        "transcripts": str(SAMPLES), "out": str(out), "speaker": "Someone Else", "mode": "offline",
-        "min_words": 30, "max_words": 120, "heldout_lectures": ["healing-is-not-linear"],
-        "domain": "psychology",
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "transcripts": str(SAMPLES),
+                "out": str(out),
+                "speaker": "Someone Else",
+                "mode": "offline",
+                "min_words": 30,
+                "max_words": 120,
+                "heldout_lectures": ["healing-is-not-linear"],
+                "domain": "psychology",
+            }
+        )
+    )
     stats = main(["build", "--config", str(config), "--speaker", "Tim Fletcher"])
 
     train = json.loads(out.read_text())
@@ -58,8 +68,11 @@ def test_offline_build_from_yaml_with_cli_override(tmp_path):
     users = [c["messages"][0]["content"] for c in train + heldout]
     assert "Why do we say yes when everything inside us wants to say no?" in users
     assert all(u.endswith("?") for u in users)
-    assert stats["conversations"] == {"train": len(train), "heldout": len(heldout),
-                                      "turns": {"count": len(users), "mean": 2.0, "min": 2, "max": 2}}
+    assert stats["conversations"] == {
+        "train": len(train),
+        "heldout": len(heldout),
+        "turns": {"count": len(users), "mean": 2.0, "min": 2, "max": 2},
+    }
     saved = yaml.safe_load((out.parent / "synthetic_conversations_config.yaml").read_text())
     assert saved["speaker"] == "Tim Fletcher" and saved["domain"] == "psychology"
     profile = json.loads((out.parent / "synthetic_conversations_style_profile.json").read_text())
@@ -72,15 +85,17 @@ def test_offline_build_from_yaml_with_cli_override(tmp_path):
 class FakeOpenAI(BaseHTTPRequestHandler):
     """/v1/chat/completions: fails the first request with 503, then answers with a numbered message."""
 
-    calls: list[dict] = []
+    calls: ClassVar[list[dict]] = []
     fail_first = True
     status = 200
     lock = threading.Lock()
 
-    def do_POST(self):  # noqa: N802 (http.server's name)
+    def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         with FakeOpenAI.lock:
-            FakeOpenAI.calls.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
+            FakeOpenAI.calls.append(
+                {"path": self.path, "auth": self.headers.get("Authorization"), "body": body}
+            )
             number = len(FakeOpenAI.calls)
         if FakeOpenAI.fail_first:
             FakeOpenAI.fail_first = False
@@ -120,10 +135,24 @@ def server():
 
 
 def openai_config(tmp_path, base_url, mode, **overrides) -> BuildConfig:
-    settings = dict(transcripts=SAMPLES, out=tmp_path / "voice.json", speaker="Tim Fletcher", mode=mode,
-                    generator="openai", min_words=40, max_words=120, heldout_fraction=0.25,
-                    openai=OpenAISettings(base_url=base_url, model="test-model", api_key_env="VOICE_TEST_KEY",
-                                          concurrency=3, backoff_s=0.01, timeout_s=10))
+    settings = {
+        "transcripts": SAMPLES,
+        "out": tmp_path / "voice.json",
+        "speaker": "Tim Fletcher",
+        "mode": mode,
+        "generator": "openai",
+        "min_words": 40,
+        "max_words": 120,
+        "heldout_fraction": 0.25,
+        "openai": OpenAISettings(
+            base_url=base_url,
+            model="test-model",
+            api_key_env="VOICE_TEST_KEY",
+            concurrency=3,
+            backoff_s=0.01,
+            timeout_s=10,
+        ),
+    }
     return BuildConfig(**{**settings, **overrides})
 
 
@@ -147,7 +176,9 @@ def test_backtranslation_against_a_local_openai_compatible_server(tmp_path, serv
     passages = {c["messages"][1]["content"] for c in conversations}
     assert any(p in first["messages"][1]["content"] for p in passages)
     users = [c["messages"][0]["content"] for c in conversations]
-    assert all(u.startswith("I keep feeling like I am the problem, number ") for u in users)  # label, quotes gone
+    assert all(
+        u.startswith("I keep feeling like I am the problem, number ") for u in users
+    )  # label, quotes gone
     assert len(set(users)) == len(users)
     for path in tmp_path.iterdir():
         assert SECRET not in path.read_text(), path
@@ -157,7 +188,9 @@ def test_backtranslation_against_a_local_openai_compatible_server(tmp_path, serv
 
 def test_multiturn_conversations_follow_one_lecture(tmp_path, server, monkeypatch):
     monkeypatch.setenv("VOICE_TEST_KEY", SECRET)
-    stats = build(openai_config(tmp_path, server, "multiturn", passages_per_conversation=2, heldout_fraction=0))
+    stats = build(
+        openai_config(tmp_path, server, "multiturn", passages_per_conversation=2, heldout_fraction=0)
+    )
     conversations = json.loads((tmp_path / "voice.json").read_text())
     check_schema(conversations, "multiturn", (4, 10))
     assert len(conversations) == stats["units"] >= 4
@@ -166,8 +199,11 @@ def test_multiturn_conversations_follow_one_lecture(tmp_path, server, monkeypatc
         if conversation["lecture_id"] == "shame-and-the-inner-critic":
             assistant = [" ".join(normalized_words(m["content"])) for m in conversation["messages"][1::2]]
             assert transcript.index(assistant[0]) < transcript.index(assistant[1])  # in lecture order
-    follow_up = [c["body"]["messages"][1]["content"] for c in FakeOpenAI.calls if "has just said" in
-                 c["body"]["messages"][1]["content"]]
+    follow_up = [
+        c["body"]["messages"][1]["content"]
+        for c in FakeOpenAI.calls
+        if "has just said" in c["body"]["messages"][1]["content"]
+    ]
     assert len(follow_up) == sum(len(c["messages"]) // 2 - 1 for c in conversations)
 
 
@@ -183,9 +219,16 @@ def test_tiny_local_model_writes_gibberish_and_the_filters_count_it(tmp_path):
     (tmp_path / "in").mkdir()
     for name in ("people-pleasing.srt", "attachment-and-safety.json"):  # few units: CPU generation is slow
         (tmp_path / "in" / name).write_bytes((SAMPLES / name).read_bytes())
-    config = BuildConfig(transcripts=tmp_path / "in", out=tmp_path / "voice.json", speaker="Tim Fletcher",
-                         mode="backtranslation", generator="local", min_words=100, max_words=200,
-                         local={"model": "tiny", "max_new_tokens": 8, "batch_size": 8})
+    config = BuildConfig(
+        transcripts=tmp_path / "in",
+        out=tmp_path / "voice.json",
+        speaker="Tim Fletcher",
+        mode="backtranslation",
+        generator="local",
+        min_words=100,
+        max_words=200,
+        local={"model": "tiny", "max_new_tokens": 8, "batch_size": 8},
+    )
     stats = build(config)
     dropped = stats["filters"]["conversations_dropped"]
     kept = stats["conversations"]["train"] + stats["conversations"]["heldout"]
@@ -214,13 +257,23 @@ class ScriptedGenerator:
         if self.calls == self.die_on_call:
             raise KeyboardInterrupt  # the build is killed mid-run
         self.prompts += len(prompts)
-        return [f"What does it mean when I feel this way, case {hash(p[1]['content']) % 10**8}?" for p in prompts]
+        return [
+            f"What does it mean when I feel this way, case {hash(p[1]['content']) % 10**8}?" for p in prompts
+        ]
 
 
 def test_interrupted_build_resumes_without_duplicates_or_regeneration(tmp_path):
-    config = BuildConfig(transcripts=SAMPLES, out=tmp_path / "voice.json", speaker="Tim Fletcher",
-                         mode="backtranslation", generator="openai", openai={"model": "unused"},
-                         min_words=40, max_words=120, batch_size=2)
+    config = BuildConfig(
+        transcripts=SAMPLES,
+        out=tmp_path / "voice.json",
+        speaker="Tim Fletcher",
+        mode="backtranslation",
+        generator="openai",
+        openai={"model": "unused"},
+        min_words=40,
+        max_words=120,
+        batch_size=2,
+    )
     with pytest.raises(KeyboardInterrupt):
         build(config, ScriptedGenerator(die_on_call=3))
     journal = tmp_path / "voice_journal.jsonl"
@@ -231,8 +284,12 @@ def test_interrupted_build_resumes_without_duplicates_or_regeneration(tmp_path):
 
     resumed = ScriptedGenerator()
     stats = build(config, resumed)
-    assert stats["generation"] == {"generated_now": stats["units"] - 4, "reused_from_journal": 4, "failed": 0,
-                                   "journal_torn_lines": 1}
+    assert stats["generation"] == {
+        "generated_now": stats["units"] - 4,
+        "reused_from_journal": 4,
+        "failed": 0,
+        "journal_torn_lines": 1,
+    }
     assert resumed.prompts == stats["units"] - 4
     conversations = json.loads((tmp_path / "voice.json").read_text())
     conversations += json.loads((tmp_path / "voice_heldout.json").read_text())
@@ -256,10 +313,22 @@ def test_bad_settings_stop_before_any_work(tmp_path):
     with pytest.raises(FileNotFoundError, match="transcripts folder .*missing"):
         build(BuildConfig(transcripts=tmp_path / "missing", out=tmp_path / "v.json", speaker="Tim"))
     with pytest.raises(FileNotFoundError, match="local.model folder"):
-        build(BuildConfig(transcripts=SAMPLES, out=tmp_path / "v.json", speaker="Tim", mode="multiturn",
-                          generator="local", local={"model": str(tmp_path / "no-model")}))
+        build(
+            BuildConfig(
+                transcripts=SAMPLES,
+                out=tmp_path / "v.json",
+                speaker="Tim",
+                mode="multiturn",
+                generator="local",
+                local={"model": str(tmp_path / "no-model")},
+            )
+        )
     with pytest.raises(ValueError, match=r"heldout_lectures \['nope'\] are not among"):
-        build(BuildConfig(transcripts=SAMPLES, out=tmp_path / "v.json", speaker="Tim", heldout_lectures=["nope"]))
+        build(
+            BuildConfig(
+                transcripts=SAMPLES, out=tmp_path / "v.json", speaker="Tim", heldout_lectures=["nope"]
+            )
+        )
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "empty.txt").write_text("")
     with pytest.raises(ValueError, match="no readable transcript .*'empty': 1"):

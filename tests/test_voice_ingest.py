@@ -72,7 +72,7 @@ def test_empty_binary_wrongly_encoded_and_malformed_files_are_skipped_and_report
     (tmp_path / "nested" / "latin.txt").write_bytes("caf\xe9 na\xefve r\xe9sum\xe9 talk".encode("cp1252"))
     (tmp_path / "mojibake.txt").write_text("cafÃ© naÃ¯ve rÃ©sumÃ© it’s â€œquotedâ€ text")
     (tmp_path / "wrong.json").write_text(json.dumps({"foo": 1}))
-    (tmp_path / "broken.json").write_text("[{\"text\": ")
+    (tmp_path / "broken.json").write_text('[{"text": ')
     (tmp_path / "tags-only.vtt").write_text("WEBVTT\n\n00:00:00.000 --> 00:00:01.000\n[Music]\n")
     (tmp_path / "talk.srt").write_text("1\n00:00:00,000 --> 00:00:02,000\nHello there, friends.\n")
     (tmp_path / "talk.en.vtt").write_text("WEBVTT\n\n00:00:00.000 --> 00:00:01.000\nhello there\n")
@@ -87,8 +87,9 @@ def test_empty_binary_wrongly_encoded_and_malformed_files_are_skipped_and_report
         ("utf16", None, "Speech saved as UTF-16."),
     ]
     assert report.read == 2 and report.files == 11
-    assert report.skipped == Counter({"empty": 3, "malformed": 2, "encoding": 2, "binary": 1,
-                                      "duplicate lecture": 1})
+    assert report.skipped == Counter(
+        {"empty": 3, "malformed": 2, "encoding": 2, "binary": 1, "duplicate lecture": 1}
+    )
     joined = "\n".join(report.examples)
     assert "latin.txt: encoding: not UTF-8" in joined and "iconv" in joined
     assert "binary.vtt: binary" in joined and "wrong.json: malformed: expected a list" in joined

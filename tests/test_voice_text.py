@@ -1,5 +1,6 @@
 """Punctuation restoration, chunking, question spans, dedup, style profile and filters."""
 
+import itertools
 import re
 from collections import Counter
 from pathlib import Path
@@ -44,10 +45,14 @@ def test_punctuated_text_is_only_recased():
 def check_passages(passages, words, min_words, max_words, contiguous=True):
     for passage in passages:
         assert min_words <= passage.words <= max_words
-        assert normalized_words(passage.text) == normalized_words(" ".join(words[passage.start : passage.end]))
+        assert normalized_words(passage.text) == normalized_words(
+            " ".join(words[passage.start : passage.end])
+        )
         assert passage.text[0].isupper() and passage.text[-1] in ".?!"
-    for before, after in zip(passages, passages[1:]):
-        assert after.start == before.end if contiguous else after.start > before.end  # contiguous: nothing lost or repeated between passages
+    for before, after in itertools.pairwise(passages):
+        assert (
+            after.start == before.end if contiguous else after.start > before.end
+        )  # contiguous: nothing lost or repeated between passages
 
 
 def test_chunking_unpunctuated_captions_at_sentence_boundaries():
@@ -91,8 +96,11 @@ def test_near_duplicate_passages_across_lectures_are_dropped():
     edited = list(base)
     edited[50], edited[120] = "truly", "perhaps"
     other = read_transcript(SAMPLES / "people-pleasing.srt").text.split()[:200]
-    passages = [Passage("a", " ".join(base), 0, 200), Passage("b", " ".join(other), 0, 200),
-                Passage("c", " ".join(edited), 0, 200)]
+    passages = [
+        Passage("a", " ".join(base), 0, 200),
+        Passage("b", " ".join(other), 0, 200),
+        Passage("c", " ".join(edited), 0, 200),
+    ]
     counts = Counter()
     assert [p.lecture_id for p in drop_near_duplicates(passages, 0.8, counts)] == ["a", "b"]
     assert counts == Counter({"near_duplicate": 1})
@@ -101,8 +109,11 @@ def test_near_duplicate_passages_across_lectures_are_dropped():
 def test_style_profile_finds_phrases_markers_and_topics():
     transcripts, _ = read_transcripts(SAMPLES)
     punctuate = RulePunctuator()
-    profile = style_profile("Tim Fletcher", {t.lecture_id: punctuate(t.text) for t in transcripts},
-                            {t.lecture_id: t.title for t in transcripts})
+    profile = style_profile(
+        "Tim Fletcher",
+        {t.lecture_id: punctuate(t.text) for t in transcripts},
+        {t.lecture_id: t.title for t in transcripts},
+    )
     phrases = {p["phrase"]: p for p in profile["frequent_phrases"]}
     assert phrases["i want to talk about"]["lectures"] == 2
     assert profile["markers_per_1000_words"]["analogy"]["it's like"] > 0
@@ -114,22 +125,27 @@ def test_style_profile_finds_phrases_markers_and_topics():
     assert 5 < profile["sentence_words"]["mean"] < 40 and 0 < profile["question_share"] < 0.5
 
 
-@pytest.mark.parametrize("text, flagged", [
-    ("She looked up the lethal dose of her medication.", True),
-    ("How many sleeping pills would be enough to not wake up?", True),
-    ("He told me the easiest way to kill yourself is with pills.", True),
-    ("I learned to cut deeper so it would hurt more.", True),
-    ("He was tying a noose in the garage.", True),
-    ("I used to self-harm when I felt overwhelmed, and now I call a friend instead.", False),
-    ("Suicidal thoughts often come from unbearable shame, and they deserve to be heard.", False),
-    ("Cut yourself some slack, healing takes time.", False),
-])
+@pytest.mark.parametrize(
+    "text, flagged",
+    [
+        ("She looked up the lethal dose of her medication.", True),
+        ("How many sleeping pills would be enough to not wake up?", True),
+        ("He told me the easiest way to kill yourself is with pills.", True),
+        ("I learned to cut deeper so it would hurt more.", True),
+        ("He was tying a noose in the garage.", True),
+        ("I used to self-harm when I felt overwhelmed, and now I call a friend instead.", False),
+        ("Suicidal thoughts often come from unbearable shame, and they deserve to be heard.", False),
+        ("Cut yourself some slack, healing takes time.", False),
+    ],
+)
 def test_safety_rules_catch_method_information_not_talk_about_feelings(text, flagged):
     assert carries_self_harm_method(text) is flagged
 
 
 def test_filters_count_what_they_drop_and_trim_multi_turn():
-    keep = ConversationFilter(FilterSettings(grounding_threshold=0.9, min_client_words=3, max_client_words=20))
+    keep = ConversationFilter(
+        FilterSettings(grounding_threshold=0.9, min_client_words=3, max_client_words=20)
+    )
     span = "so shame says i am bad and guilt says i did something bad"
     answer = "So shame says I am bad, and guilt says I did something bad."
     assert grounding(answer, span) == 1.0
@@ -140,8 +156,14 @@ def test_filters_count_what_they_drop_and_trim_multi_turn():
     assert keep([("\x07\x1b⁂⁂⁂ ⁂⁂ ⁂⁂⁂⁂", answer, span)], 1) is None
     assert keep([("urther true dis pogram#default processes exceptCONE", answer, span)], 1) is None
     assert keep([("What is the lethal dose of my pills?", answer, span)], 1) is None
-    trimmed = keep([("What is shame, really?", answer, span), ("And what about guilt?", answer, span),
-                    ("Tell me the lethal dose.", answer, span)], 2)
+    trimmed = keep(
+        [
+            ("What is shame, really?", answer, span),
+            ("And what about guilt?", answer, span),
+            ("Tell me the lethal dose.", answer, span),
+        ],
+        2,
+    )
     assert [m["role"] for m in trimmed] == ["user", "assistant", "user", "assistant"]
     assert keep.counts.exchanges_dropped == Counter(
         {"duplicate_client": 1, "grounding": 1, "client_length": 1, "client_not_text": 2, "safety": 2}

@@ -18,7 +18,9 @@ from datamodules.voice.config import BuildConfig
 def make_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="python -m datamodules.voice", description=__doc__)
     build_parser = ArgumentParser(description=BuildConfig.__doc__)
-    build_parser.add_argument("--config", action=ActionConfigFile, help="a YAML with any of the settings below")
+    build_parser.add_argument(
+        "--config", action=ActionConfigFile, help="a YAML with any of the settings below"
+    )
     build_parser.add_class_arguments(BuildConfig, None)
     parser.add_subcommands().add_subcommand("build", build_parser, help="transcripts -> conversations")
     return parser

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -58,8 +59,10 @@ def make_units(mode: str, passages: list[Passage], per_conversation: int, counts
             by_lecture.setdefault(passage.lecture_id, []).append(passage)
         groups = []
         for lecture_passages in by_lecture.values():
-            windows = [lecture_passages[i : i + per_conversation]
-                       for i in range(0, len(lecture_passages), per_conversation)]
+            windows = [
+                lecture_passages[i : i + per_conversation]
+                for i in range(0, len(lecture_passages), per_conversation)
+            ]
             if len(windows[-1]) == 1:
                 lone = windows.pop()
                 if windows and len(windows[-1]) < MAX_PASSAGES_PER_CONVERSATION:
@@ -86,8 +89,10 @@ def unit_prompts(mode: str, unit: Unit, speaker: str, profile: dict) -> list[Pro
     title, topics = detail.get("title"), detail.get("topics", [])
     prompts = [opening_prompt(speaker, unit.passages[0].text, title, topics)]
     if mode == "multiturn":
-        prompts += [follow_up_prompt(speaker, before.text, after.text, title, topics)
-                    for before, after in zip(unit.passages, unit.passages[1:])]
+        prompts += [
+            follow_up_prompt(speaker, before.text, after.text, title, topics)
+            for before, after in itertools.pairwise(unit.passages)
+        ]
     return prompts
 
 
@@ -106,7 +111,11 @@ def heldout_lectures(lecture_ids: list[str], fraction: float, explicit: list[str
 
 
 def generate_missing(
-    units: list[Unit], prompts: dict[str, list[Prompt]], generator: Generator, journal: Journal, batch_size: int
+    units: list[Unit],
+    prompts: dict[str, list[Prompt]],
+    generator: Generator,
+    journal: Journal,
+    batch_size: int,
 ) -> dict[str, int]:
     """Generate every unit the journal lacks, a round at a time; the bar's ETA covers what is left."""
     pending = [u for u in units if u.key not in journal.records]
@@ -122,8 +131,13 @@ def generate_missing(
                 if any(c is None for c in clients):
                     failed += 1
                     continue
-                records.append({"key": unit.key, "lecture_id": unit.lecture_id,
-                                "clients": [tidy_client(c) for c in clients]})
+                records.append(
+                    {
+                        "key": unit.key,
+                        "lecture_id": unit.lecture_id,
+                        "clients": [tidy_client(c) for c in clients],
+                    }
+                )
             journal.add(records)
             generated += len(records)
             bar.update(len(batch))
@@ -141,7 +155,12 @@ def write_json(path: Path, data) -> None:
 def describe(values: list[int]) -> dict:
     if not values:
         return {"count": 0}
-    return {"count": len(values), "mean": round(statistics.fmean(values), 1), "min": min(values), "max": max(values)}
+    return {
+        "count": len(values),
+        "mean": round(statistics.fmean(values), 1),
+        "min": min(values),
+        "max": max(values),
+    }
 
 
 def check_paths(config: BuildConfig) -> None:
@@ -150,8 +169,10 @@ def check_paths(config: BuildConfig) -> None:
         raise FileNotFoundError(f"transcripts folder {config.transcripts} does not exist (set --transcripts)")
     if config.punctuation_model and not config.punctuation_model.is_dir():
         raise FileNotFoundError(f"punctuation_model folder {config.punctuation_model} does not exist")
-    if config.generator == "local" and config.mode != "offline" and config.local.model != "tiny":
-        if not Path(config.local.model).is_dir():
+    if config.generator == "local" and config.mode != "offline":
+        from moe.base_model import TINY  # torch and transformers load only when a local model is used
+
+        if config.local.model != TINY and not Path(config.local.model).is_dir():
             raise FileNotFoundError(f"local.model folder {config.local.model} does not exist")
 
 
@@ -160,12 +181,19 @@ def build(config: BuildConfig, generator: Generator | None = None) -> dict:
     check_paths(config)
     transcripts, ingest = read_transcripts(config.transcripts)
     if not transcripts:
-        raise ValueError(f"no readable transcript in {config.transcripts} (skipped: {dict(ingest.skipped)}; "
-                         f"e.g. {ingest.examples[:3]})")
+        raise ValueError(
+            f"no readable transcript in {config.transcripts} (skipped: {dict(ingest.skipped)}; "
+            f"e.g. {ingest.examples[:3]})"
+        )
     names = [config.speaker, *config.proper_nouns]
-    punctuator: Punctuator = (ModelPunctuator(config.punctuation_model, names) if config.punctuation_model
-                              else RulePunctuator(names))
-    punctuated = {t.lecture_id: punctuator(t.text) for t in tqdm(transcripts, desc="punctuating", unit="lecture")}
+    punctuator: Punctuator = (
+        ModelPunctuator(config.punctuation_model, names)
+        if config.punctuation_model
+        else RulePunctuator(names)
+    )
+    punctuated = {
+        t.lecture_id: punctuator(t.text) for t in tqdm(transcripts, desc="punctuating", unit="lecture")
+    }
     words = {t.lecture_id: t.text.split() for t in transcripts}
     titles = {t.lecture_id: t.title for t in transcripts}
     heldout = heldout_lectures(list(punctuated), config.heldout_fraction, config.heldout_lectures)
@@ -177,36 +205,48 @@ def build(config: BuildConfig, generator: Generator | None = None) -> dict:
     passages: list[Passage] = []
     for lecture_id, text in punctuated.items():
         if config.mode == "offline":
-            passages += question_spans(lecture_id, text, config.min_words, config.max_words,
-                                       config.min_question_words, chunking)
+            passages += question_spans(
+                lecture_id, text, config.min_words, config.max_words, config.min_question_words, chunking
+            )
         else:
             passages += chunk(lecture_id, text, config.min_words, config.max_words, chunking)
     passage_count = len(passages)
     passages = drop_near_duplicates(passages, config.dedup_threshold, chunking)
     units = make_units(config.mode, passages, config.passages_per_conversation, chunking)
 
-    generator = generator or make_generator(config.generator if config.mode != "offline" else "none",
-                                            config.openai, config.local)
-    journal = Journal(config.journal_path, {"generator": generator.identity(), "prompt_version": PROMPT_VERSION})
+    generator = generator or make_generator(
+        config.generator if config.mode != "offline" else "none", config.openai, config.local
+    )
+    journal = Journal(
+        config.journal_path, {"generator": generator.identity(), "prompt_version": PROMPT_VERSION}
+    )
     prompts = {u.key: unit_prompts(config.mode, u, config.speaker, profile) for u in units}
     generation = generate_missing(units, prompts, generator, journal, config.batch_size)
 
-    keep = ConversationFilter(FilterSettings(config.grounding_threshold, config.min_client_words,
-                                             config.max_client_words))
+    keep = ConversationFilter(
+        FilterSettings(config.grounding_threshold, config.min_client_words, config.max_client_words)
+    )
     written: dict[str, list[dict]] = {"train": [], "heldout": []}
     for unit in units:
         record = journal.records.get(unit.key)
         if record is None:
             continue  # failed this run: generated again next run
         clients = [p.question or "" for p in unit.passages] if config.mode == "offline" else record["clients"]
-        exchanges = [(client, p.text, " ".join(words[unit.lecture_id][p.start : p.end]))
-                     for client, p in zip(clients, unit.passages, strict=True)]
+        exchanges = [
+            (client, p.text, " ".join(words[unit.lecture_id][p.start : p.end]))
+            for client, p in zip(clients, unit.passages, strict=True)
+        ]
         messages = keep(exchanges, min_exchanges=2 if config.mode == "multiturn" else 1)
         if messages:
-            written["heldout" if unit.lecture_id in heldout else "train"].append({
-                "messages": messages, "domain": config.domain, "lecture_id": unit.lecture_id,
-                "source": SOURCE, "mode": config.mode,
-            })
+            written["heldout" if unit.lecture_id in heldout else "train"].append(
+                {
+                    "messages": messages,
+                    "domain": config.domain,
+                    "lecture_id": unit.lecture_id,
+                    "source": SOURCE,
+                    "mode": config.mode,
+                }
+            )
 
     write_json(config.out, written["train"])
     write_json(config.beside_out("heldout.json"), written["heldout"])
@@ -220,24 +260,48 @@ def build(config: BuildConfig, generator: Generator | None = None) -> dict:
         "mode": config.mode,
         "domain": config.domain,
         "generator": generator.identity(),
-        "files": {"found": ingest.files, "read": ingest.read, "skipped": dict(ingest.skipped),
-                  "skipped_examples": ingest.examples},
-        "lectures": {"read": len(transcripts), "heldout": sorted(heldout),
-                     "titled": sum(t is not None for t in titles.values())},
-        "passages": {"made": passage_count, "kept": len(passages),
-                     "words": describe([p.words for p in passages]), "dropped": dict(chunking)},
+        "files": {
+            "found": ingest.files,
+            "read": ingest.read,
+            "skipped": dict(ingest.skipped),
+            "skipped_examples": ingest.examples,
+        },
+        "lectures": {
+            "read": len(transcripts),
+            "heldout": sorted(heldout),
+            "titled": sum(t is not None for t in titles.values()),
+        },
+        "passages": {
+            "made": passage_count,
+            "kept": len(passages),
+            "words": describe([p.words for p in passages]),
+            "dropped": dict(chunking),
+        },
         "units": len(units),
         "generation": {**generation, "journal_torn_lines": journal.torn_lines},
-        "filters": {"exchanges_dropped": dict(keep.counts.exchanges_dropped),
-                    "conversations_dropped": dict(keep.counts.conversations_dropped),
-                    "conversations_trimmed": keep.counts.conversations_trimmed},
-        "conversations": {"train": len(written["train"]), "heldout": len(written["heldout"]),
-                          "turns": describe([len(c["messages"]) for c in all_written])},
-        "outputs": {"conversations": str(config.out), "heldout": str(config.beside_out("heldout.json")),
-                    "style_profile": str(config.beside_out("style_profile.json")),
-                    "journal": str(config.journal_path)},
+        "filters": {
+            "exchanges_dropped": dict(keep.counts.exchanges_dropped),
+            "conversations_dropped": dict(keep.counts.conversations_dropped),
+            "conversations_trimmed": keep.counts.conversations_trimmed,
+        },
+        "conversations": {
+            "train": len(written["train"]),
+            "heldout": len(written["heldout"]),
+            "turns": describe([len(c["messages"]) for c in all_written]),
+        },
+        "outputs": {
+            "conversations": str(config.out),
+            "heldout": str(config.beside_out("heldout.json")),
+            "style_profile": str(config.beside_out("style_profile.json")),
+            "journal": str(config.journal_path),
+        },
     }
     write_json(config.beside_out("stats.json"), stats)
-    log.info("voice build: %d train + %d held-out conversations from %d lectures (%s)",
-             len(written["train"]), len(written["heldout"]), len(transcripts), config.out)
+    log.info(
+        "voice build: %d train + %d held-out conversations from %d lectures (%s)",
+        len(written["train"]),
+        len(written["heldout"]),
+        len(transcripts),
+        config.out,
+    )
     return stats

@@ -53,9 +53,7 @@ def split_long(sentences: list[str], max_words: int) -> list[str]:
     return out
 
 
-def chunk(
-    lecture_id: str, punctuated: str, min_words: int, max_words: int, counts: Counter
-) -> list[Passage]:
+def chunk(lecture_id: str, punctuated: str, min_words: int, max_words: int, counts: Counter) -> list[Passage]:
     """Greedy: sentences accumulate until a passage has `min_words`; never more than `max_words`.
 
     A short tail joins the previous passage when that stays within `max_words`, else it is dropped
@@ -117,7 +115,7 @@ def question_spans(
             continue
         answer: list[int] = []
         for following in range(index + 1, len(sentences)):
-            start, end = spans[following]
+            end = spans[following][1]
             if answer and end - spans[answer[0]][0] > max_words:
                 break
             answer.append(following)

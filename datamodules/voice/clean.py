@@ -81,9 +81,9 @@ def remove_stutters(text: str) -> str:
             if len(out) < 2 * size or out[-size - 1][-1] in ".?!":
                 continue
             tail = [normalize_word(w) for w in out[-2 * size :]]
-            if tail[:size] == tail[size:] and any(tail[:size]):
-                if size > 1 or len(tail[0]) <= STUTTER_MAX_WORD_CHARS:
-                    del out[-size:]
+            short_enough = size > 1 or len(tail[0]) <= STUTTER_MAX_WORD_CHARS
+            if tail[:size] == tail[size:] and any(tail[:size]) and short_enough:
+                del out[-size:]
         words = out
     return " ".join(words)
 

@@ -117,8 +117,10 @@ class BuildConfig:
         if not 0 <= self.heldout_fraction < 1:
             problems.append("heldout_fraction must be in [0, 1)")
         if self.mode != "offline" and self.generator == "none":
-            problems.append(f"mode {self.mode} needs a generator: --generator openai or local "
-                            "(or --mode offline, which needs none)")
+            problems.append(
+                f"mode {self.mode} needs a generator: --generator openai or local "
+                "(or --mode offline, which needs none)"
+            )
         if self.generator == "openai" and self.mode != "offline" and not self.openai.model:
             problems.append("generator openai needs --openai.model")
         if self.generator == "local" and self.mode != "offline" and not self.local.model:

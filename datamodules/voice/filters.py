@@ -21,20 +21,31 @@ from datamodules.voice.clean import normalized_words
 # Self-harm *method* information: how, with what, how much. Talking about self-harm, suicidal
 # feelings or recovery is not matched; these rules look for means combined with instructions,
 # amounts or lethality. Rules miss paraphrases: a classifier or a judge is the stronger check.
-SELF_HARM_METHOD = [re.compile(p, re.IGNORECASE) for p in (
-    r"\b(?:how|ways?|best way|easiest way|quickest way|painless(?:ly)?)\b[^.?!]{0,40}"
-    r"\b(?:kill (?:my|your|him|her|them)sel(?:f|ves)|commit suicide|end (?:it all|(?:my|your|their) li(?:fe|ves))"
-    r"|overdose|hang (?:my|your)self|slit)\b",
-    r"\b(?:lethal|fatal|deadly|toxic)\s+(?:dose|amount|quantity|level)s?\b",
-    r"\bhow (?:many|much)\b[^.?!]{0,40}\b(?:pills|tablets|mg|milligrams|grams|paracetamol|acetaminophen"
-    r"|tylenol|ibuprofen|insulin|sleeping pills)\b[^.?!]{0,40}\b(?:kill|die|overdose|fatal|lethal|enough)\b",
-    r"\b(?:cut|cutting|slit|slitting)\b[^.?!]{0,25}\b(?:deeper|vertically|along the vein|arter(?:y|ies)"
-    r"|down the arm|without (?:anyone|people) (?:seeing|noticing))\b",
-    r"\b(?:tie|tying|make|making)\s+(?:a\s+)?(?:noose|ligature)\b",
-    r"\b(?:jump|jumping)\s+(?:off|from)\b[^.?!]{0,30}\b\d+\s*(?:stor(?:e?y|ies)|floors?|feet|metres|meters)\b",
-    r"\b(?:carbon monoxide|charcoal|helium|exhaust fumes)\b[^.?!]{0,40}"
-    r"\b(?:bag|car|garage|tent|sealed|inhale|breathe|die|kill)\b",
-)]
+SELF_HARM_METHOD = [
+    re.compile(p, re.IGNORECASE)
+    for p in (
+        (
+            r"\b(?:how|ways?|best way|easiest way|quickest way|painless(?:ly)?)\b[^.?!]{0,40}"
+            r"\b(?:kill (?:my|your|him|her|them)sel(?:f|ves)|commit suicide|end (?:it all|(?:my|your|their) li(?:fe|ves))"
+            r"|overdose|hang (?:my|your)self|slit)\b"
+        ),
+        r"\b(?:lethal|fatal|deadly|toxic)\s+(?:dose|amount|quantity|level)s?\b",
+        (
+            r"\bhow (?:many|much)\b[^.?!]{0,40}\b(?:pills|tablets|mg|milligrams|grams|paracetamol|acetaminophen"
+            r"|tylenol|ibuprofen|insulin|sleeping pills)\b[^.?!]{0,40}\b(?:kill|die|overdose|fatal|lethal|enough)\b"
+        ),
+        (
+            r"\b(?:cut|cutting|slit|slitting)\b[^.?!]{0,25}\b(?:deeper|vertically|along the vein|arter(?:y|ies)"
+            r"|down the arm|without (?:anyone|people) (?:seeing|noticing))\b"
+        ),
+        r"\b(?:tie|tying|make|making)\s+(?:a\s+)?(?:noose|ligature)\b",
+        r"\b(?:jump|jumping)\s+(?:off|from)\b[^.?!]{0,30}\b\d+\s*(?:stor(?:e?y|ies)|floors?|feet|metres|meters)\b",
+        (
+            r"\b(?:carbon monoxide|charcoal|helium|exhaust fumes)\b[^.?!]{0,40}"
+            r"\b(?:bag|car|garage|tent|sealed|inhale|breathe|die|kill)\b"
+        ),
+    )
+]
 MIN_TEXT_SHARE = 0.9  # letters, digits, spaces and ordinary punctuation in a client message
 # English prose is about half function words; word soup from a broken or random model is not.
 MIN_FUNCTION_WORD_SHARE = 0.2

@@ -49,15 +49,22 @@ class OpenAIGenerator:
 
     def identity(self) -> dict:
         s = self.settings
-        return {"backend": "openai", "model": s.model, "temperature": s.temperature, "max_tokens": s.max_tokens}
+        return {
+            "backend": "openai",
+            "model": s.model,
+            "temperature": s.temperature,
+            "max_tokens": s.max_tokens,
+        }
 
     def request(self, prompt: Prompt) -> str:
-        body = json.dumps({
-            "model": self.settings.model,
-            "messages": prompt,
-            "temperature": self.settings.temperature,
-            "max_tokens": self.settings.max_tokens,
-        }).encode()
+        body = json.dumps(
+            {
+                "model": self.settings.model,
+                "messages": prompt,
+                "temperature": self.settings.temperature,
+                "max_tokens": self.settings.max_tokens,
+            }
+        ).encode()
         headers = {"Content-Type": "application/json"}
         if self.key:
             headers["Authorization"] = f"Bearer {self.key}"
@@ -104,26 +111,39 @@ class LocalGenerator:
         from moe.base_model import TINY, load_base_model, load_tokenizer
 
         if settings.model != TINY and not Path(settings.model).is_dir():
-            raise FileNotFoundError(f"local generator model folder {settings.model} does not exist "
-                                    "(--local.model: a model folder, or `tiny`)")
+            raise FileNotFoundError(
+                f"local generator model folder {settings.model} does not exist "
+                "(--local.model: a model folder, or `tiny`)"
+            )
         self.settings = settings
         self.torch = torch
-        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if settings.device == "auto" else settings.device
+        self.device = (
+            ("cuda" if torch.cuda.is_available() else "cpu") if settings.device == "auto" else settings.device
+        )
         self.tokenizer = load_tokenizer(settings.model)
         self.tokenizer.padding_side = "left"
         self.model = load_base_model(settings.model).to(self.device).eval()
 
     def identity(self) -> dict:
         s = self.settings
-        return {"backend": "local", "model": s.model, "temperature": s.temperature, "top_p": s.top_p,
-                "max_new_tokens": s.max_new_tokens, "seed": s.seed}
+        return {
+            "backend": "local",
+            "model": s.model,
+            "temperature": s.temperature,
+            "top_p": s.top_p,
+            "max_new_tokens": s.max_new_tokens,
+            "seed": s.seed,
+        }
 
     def generate(self, prompts: list[Prompt]) -> list[str | None]:
         outputs: list[str | None] = []
         generator_seed = self.settings.seed
         for start in range(0, len(prompts), self.settings.batch_size):
             batch = prompts[start : start + self.settings.batch_size]
-            texts = [self.tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in batch]
+            texts = [
+                self.tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
+                for p in batch
+            ]
             encoded = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
             encoded = encoded.to(self.device)
             self.torch.manual_seed(generator_seed + start)

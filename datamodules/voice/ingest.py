@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pysrt
 import webvtt
+import webvtt.errors
 
 from datamodules.voice.clean import clean_text, merge_cues, strip_markup
 
@@ -72,8 +73,7 @@ def decode(path: Path) -> str:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         raise TranscriptError(
-            f"encoding: not UTF-8 (byte {error.start}); re-save it as UTF-8, "
-            "e.g. `iconv -f cp1252 -t utf-8`"
+            f"encoding: not UTF-8 (byte {error.start}); re-save it as UTF-8, e.g. `iconv -f cp1252 -t utf-8`"
         ) from None
     if len(MOJIBAKE.findall(text)) >= 3:
         raise TranscriptError("encoding: mojibake (text was decoded with the wrong encoding); re-export it")
@@ -83,7 +83,7 @@ def decode(path: Path) -> str:
 def read_vtt(text: str) -> list[str]:
     try:
         captions = webvtt.from_string(text).captions
-    except Exception as error:  # webvtt raises several malformed-file types
+    except (webvtt.errors.MalformedFileError, webvtt.errors.MalformedCaptionError) as error:
         raise TranscriptError(f"malformed: not WebVTT ({error})") from None
     return [caption.raw_text for caption in captions]
 
@@ -170,8 +170,11 @@ def read_transcripts(directory: Path) -> tuple[list[Transcript], IngestReport]:
     for path in candidates:
         lecture_id = lecture_id_of(path)
         if lecture_id in transcripts:
-            report.skip(path, "duplicate lecture", f"lecture {lecture_id} already read from "
-                        f"{transcripts[lecture_id].path.name}")
+            report.skip(
+                path,
+                "duplicate lecture",
+                f"lecture {lecture_id} already read from {transcripts[lecture_id].path.name}",
+            )
             continue
         try:
             transcripts[lecture_id] = read_transcript(path, titles.get(lecture_id))

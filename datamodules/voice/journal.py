@@ -33,9 +33,13 @@ class Journal:
         try:
             stored = json.loads(lines[0])["header"]
         except (ValueError, KeyError, TypeError):
-            raise JournalMismatch(f"{self.path} is not a voice build journal: delete it or set --journal") from None
+            raise JournalMismatch(
+                f"{self.path} is not a voice build journal: delete it or set --journal"
+            ) from None
         if stored != self.header:
-            changed = sorted(k for k in stored.keys() | self.header.keys() if stored.get(k) != self.header.get(k))
+            changed = sorted(
+                k for k in stored.keys() | self.header.keys() if stored.get(k) != self.header.get(k)
+            )
             raise JournalMismatch(
                 f"{self.path} was written by another generator setting ({', '.join(changed)} differ): "
                 "delete it to start over, or set --journal to a new file"

@@ -26,11 +26,14 @@ def context_line(title: str | None, topics: list[str]) -> str:
 def opening_prompt(speaker: str, passage: str, title: str | None, topics: list[str]) -> list[dict[str, str]]:
     """Instruction backtranslation: the message that this passage answers."""
     user = (
-        f"{context_line(title, topics)}\n\nHere is what {speaker} says in reply:\n\"\"\"\n{passage}\n\"\"\"\n\n"
+        f'{context_line(title, topics)}\n\nHere is what {speaker} says in reply:\n"""\n{passage}\n"""\n\n'
         "Write the person's message that this reply answers: what they are going through and what "
         "they ask, so that the reply above is a natural answer to it."
     )
-    return [{"role": "system", "content": SYSTEM.format(speaker=speaker)}, {"role": "user", "content": user.strip()}]
+    return [
+        {"role": "system", "content": SYSTEM.format(speaker=speaker)},
+        {"role": "user", "content": user.strip()},
+    ]
 
 
 def follow_up_prompt(
@@ -38,12 +41,15 @@ def follow_up_prompt(
 ) -> list[dict[str, str]]:
     """Multi-turn: the person's reply to what the speaker just said, leading to what he says next."""
     user = (
-        f"{context_line(title, topics)}\n\n{speaker} has just said:\n\"\"\"\n{previous}\n\"\"\"\n\n"
-        f"Next, {speaker} will say:\n\"\"\"\n{passage}\n\"\"\"\n\n"
+        f'{context_line(title, topics)}\n\n{speaker} has just said:\n"""\n{previous}\n"""\n\n'
+        f'Next, {speaker} will say:\n"""\n{passage}\n"""\n\n'
         "Write the person's reply to what was just said: react to it in their own words and ask or "
         "share what leads naturally to what comes next."
     )
-    return [{"role": "system", "content": SYSTEM.format(speaker=speaker)}, {"role": "user", "content": user.strip()}]
+    return [
+        {"role": "system", "content": SYSTEM.format(speaker=speaker)},
+        {"role": "user", "content": user.strip()},
+    ]
 
 
 def unquote(text: str) -> str:

@@ -26,30 +26,141 @@ MAX_SENTENCE_WORDS = 40
 MAX_QUESTION_WORDS = 20
 MARKERS = {"so", "now", "but", "and", "okay", "ok", "well", "because"}
 SUBJECTS = {
-    "i", "we", "you", "he", "she", "they", "it", "this", "that", "these", "those", "there", "what",
-    "when", "if", "once", "i'm", "i've", "i'll", "we're", "we'll", "you're", "you've", "it's",
-    "that's", "there's", "here's", "let's", "let", "the", "one", "many", "some", "for", "in",
-    "my", "our", "your", "how", "why", "where", "who", "imagine", "think",
+    "i",
+    "we",
+    "you",
+    "he",
+    "she",
+    "they",
+    "it",
+    "this",
+    "that",
+    "these",
+    "those",
+    "there",
+    "what",
+    "when",
+    "if",
+    "once",
+    "i'm",
+    "i've",
+    "i'll",
+    "we're",
+    "we'll",
+    "you're",
+    "you've",
+    "it's",
+    "that's",
+    "there's",
+    "here's",
+    "let's",
+    "let",
+    "the",
+    "one",
+    "many",
+    "some",
+    "for",
+    "in",
+    "my",
+    "our",
+    "your",
+    "how",
+    "why",
+    "where",
+    "who",
+    "imagine",
+    "think",
 }
-IMPERATIVES = {("let", "me"), ("let's", None), ("imagine", None), ("picture", None), ("think", "of"),
-               ("think", "about")}
+IMPERATIVES = {
+    ("let", "me"),
+    ("let's", None),
+    ("imagine", None),
+    ("picture", None),
+    ("think", "of"),
+    ("think", "about"),
+}
 WH = {"what", "why", "how", "where", "who", "which", "when"}
 AUX = {
-    "is", "are", "was", "were", "do", "does", "did", "can", "could", "would", "should", "will",
-    "have", "has", "am", "isn't", "aren't", "don't", "doesn't", "didn't", "can't", "won't", "happens",
-    "makes", "causes",
+    "is",
+    "are",
+    "was",
+    "were",
+    "do",
+    "does",
+    "did",
+    "can",
+    "could",
+    "would",
+    "should",
+    "will",
+    "have",
+    "has",
+    "am",
+    "isn't",
+    "aren't",
+    "don't",
+    "doesn't",
+    "didn't",
+    "can't",
+    "won't",
+    "happens",
+    "makes",
+    "causes",
 }
 QUESTION_AUX = {"do", "does", "did", "can", "could", "would", "have"}
 PRONOUNS = {"i", "you", "we", "he", "she", "they", "it", "that", "this", "there", "anyone", "someone"}
 # A break never falls right after these: "I want you to | think about" is one sentence.
 GLUE = {
-    "to", "you", "i", "we", "and", "can", "will", "would", "could", "just", "not", "don't",
-    "must", "should", "a", "an", "the", "of", "is", "are", "was", "so", "but", "or", "very",
-    "be", "how", "what",
+    "to",
+    "you",
+    "i",
+    "we",
+    "and",
+    "can",
+    "will",
+    "would",
+    "could",
+    "just",
+    "not",
+    "don't",
+    "must",
+    "should",
+    "a",
+    "an",
+    "the",
+    "of",
+    "is",
+    "are",
+    "was",
+    "so",
+    "but",
+    "or",
+    "very",
+    "be",
+    "how",
+    "what",
 }
 # "and" joins clauses far more often than it opens a sentence: only before a pronoun-like word.
-AND_SUBJECTS = {"i", "we", "you", "he", "she", "they", "i'm", "we're", "you're", "here's", "what", "when",
-                "if", "once", "now", "so", "then", "let's"}
+AND_SUBJECTS = {
+    "i",
+    "we",
+    "you",
+    "he",
+    "she",
+    "they",
+    "i'm",
+    "we're",
+    "you're",
+    "here's",
+    "what",
+    "when",
+    "if",
+    "once",
+    "now",
+    "so",
+    "then",
+    "let's",
+}
 LABEL_MARKS = {"PERIOD": ".", "COMMA": ",", "QUESTION": "?", "EXCLAMATION": "!", "COLON": ":", "-": ","}
 PROPER_I = re.compile(r"\bi(?=\b|'(?:m|ve|ll|d)\b)")
 
@@ -129,8 +240,9 @@ def segment(words: list[str]) -> list[list[str]]:
     current: list[str] = []
     for index, word in enumerate(words):
         long_run = len(current) >= MAX_SENTENCE_WORDS and normalize_word(word) in MARKERS
-        if current and (long_run or len(current) >= 2 * MAX_SENTENCE_WORDS
-                        or starts_sentence(words, index, current)):
+        if current and (
+            long_run or len(current) >= 2 * MAX_SENTENCE_WORDS or starts_sentence(words, index, current)
+        ):
             sentences.append(current)
             current = []
         current.append(word)

@@ -16,10 +16,25 @@ from datamodules.voice.clean import normalized_words
 from datamodules.voice.punctuate import split_sentences
 
 MARKERS = {
-    "analogy": ["it's like", "it's a bit like", "it's kind of like", "imagine", "picture", "think of",
-                "as if", "like a"],
-    "example": ["for example", "for instance", "let me give you an example", "let's say",
-                "here's an example", "a client of mine", "i remember"],
+    "analogy": [
+        "it's like",
+        "it's a bit like",
+        "it's kind of like",
+        "imagine",
+        "picture",
+        "think of",
+        "as if",
+        "like a",
+    ],
+    "example": [
+        "for example",
+        "for instance",
+        "let me give you an example",
+        "let's say",
+        "here's an example",
+        "a client of mine",
+        "i remember",
+    ],
     "address": ["you know", "here's the thing", "i want you to", "i want to", "let's", "so what"],
 }
 PHRASE_SIZES = (3, 4, 5)
@@ -62,8 +77,9 @@ def marker_rates(text: str, words: int) -> dict[str, dict[str, float]]:
     lowered = " " + " ".join(normalized_words(text)) + " "
     return {
         kind: {
-            marker: round(1000 * len(re.findall(r"(?<= )" + re.escape(marker) + r"(?= )", lowered))
-                          / max(words, 1), 3)
+            marker: round(
+                1000 * len(re.findall(r"(?<= )" + re.escape(marker) + r"(?= )", lowered)) / max(words, 1), 3
+            )
             for marker in markers
         }
         for kind, markers in MARKERS.items()
@@ -75,8 +91,9 @@ def key_topics(lectures: dict[str, str]) -> dict[str, list[str]]:
     ids = list(lectures)
     if not ids:
         return {}
-    vectorizer = TfidfVectorizer(stop_words="english", ngram_range=(1, 2), sublinear_tf=True,
-                                 max_df=0.8 if len(ids) >= 3 else 1.0)
+    vectorizer = TfidfVectorizer(
+        stop_words="english", ngram_range=(1, 2), sublinear_tf=True, max_df=0.8 if len(ids) >= 3 else 1.0
+    )
     matrix = vectorizer.fit_transform([lectures[i] for i in ids])
     vocabulary = vectorizer.get_feature_names_out()
     topics = {}
@@ -103,7 +120,9 @@ def style_profile(speaker: str, punctuated: dict[str, str], titles: dict[str, st
             "p90": sorted(lengths)[int(0.9 * (len(lengths) - 1))] if lengths else 0,
         },
         "question_share": round(
-            sum(s.endswith("?") for t in punctuated.values() for s in split_sentences(t)) / max(len(lengths), 1), 4
+            sum(s.endswith("?") for t in punctuated.values() for s in split_sentences(t))
+            / max(len(lengths), 1),
+            4,
         ),
         "frequent_phrases": frequent_phrases(words),
         "markers_per_1000_words": marker_rates(all_text, total_words),
