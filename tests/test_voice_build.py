@@ -3,6 +3,7 @@ and an interrupted build resumed from its journal."""
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
@@ -87,6 +88,8 @@ class FakeOpenAI(BaseHTTPRequestHandler):
 
     calls: ClassVar[list[dict]] = []
     fail_first = True
+    down = False  # every request answers 503
+    delay_first_s = 0.0  # the first request answers this late
     status = 200
     lock = threading.Lock()
 
@@ -97,7 +100,9 @@ class FakeOpenAI(BaseHTTPRequestHandler):
                 {"path": self.path, "auth": self.headers.get("Authorization"), "body": body}
             )
             number = len(FakeOpenAI.calls)
-        if FakeOpenAI.fail_first:
+        if number == 1 and FakeOpenAI.delay_first_s:
+            time.sleep(FakeOpenAI.delay_first_s)
+        if FakeOpenAI.fail_first or FakeOpenAI.down:
             FakeOpenAI.fail_first = False
             self.send_response(503)
             self.end_headers()
@@ -122,6 +127,7 @@ class FakeOpenAI(BaseHTTPRequestHandler):
 @pytest.fixture
 def server():
     FakeOpenAI.calls, FakeOpenAI.fail_first, FakeOpenAI.status = [], True, 200
+    FakeOpenAI.down, FakeOpenAI.delay_first_s = False, 0.0
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
@@ -205,6 +211,27 @@ def test_multiturn_conversations_follow_one_lecture(tmp_path, server, monkeypatc
         if "has just said" in c["body"]["messages"][1]["content"]
     ]
     assert len(follow_up) == sum(len(c["messages"]) // 2 - 1 for c in conversations)
+
+
+def test_timeouts_and_exhausted_retries_leave_units_for_the_next_run(tmp_path, server, monkeypatch):
+    monkeypatch.setenv("VOICE_TEST_KEY", SECRET)
+    FakeOpenAI.fail_first, FakeOpenAI.down = False, True
+    config = openai_config(tmp_path, server, "backtranslation", min_words=100, max_words=200)
+    config.openai.max_retries = 1
+    down = build(config)
+    assert down["generation"] == {
+        "generated_now": 0,
+        "reused_from_journal": 0,
+        "failed": down["units"],
+        "journal_torn_lines": 0,
+    }
+    assert len(FakeOpenAI.calls) == 2 * down["units"] and json.loads(config.out.read_text()) == []
+
+    FakeOpenAI.calls, FakeOpenAI.down, FakeOpenAI.delay_first_s = [], False, 1.5
+    config.openai.timeout_s = 0.5
+    up = build(config)
+    assert up["generation"]["generated_now"] == up["units"] == down["units"]
+    assert len(FakeOpenAI.calls) == up["units"] + 1  # the timed-out request was sent again
 
 
 def test_server_refusal_stops_with_the_status_and_no_key(tmp_path, server, monkeypatch):

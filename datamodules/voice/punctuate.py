@@ -272,8 +272,9 @@ class RulePunctuator:
 
 
 class ModelPunctuator:
-    """A local token-classification punctuation model; the label of a word's last token is the mark
-    that follows the word. Already punctuated text is only re-cased, as with the rules."""
+    """A local token-classification punctuation model. The label of a word's first token is the
+    mark that follows the word (the usual token-classification training layout: one label per word
+    on its first sub-token). Already punctuated text is only re-cased, as with the rules."""
 
     WINDOW_WORDS = 150
 
@@ -309,11 +310,11 @@ class ModelPunctuator:
         offsets = encoded.pop("offset_mapping")[0].tolist()
         with self.torch.no_grad():
             labels = self.model(**encoded.to(self.device)).logits[0].argmax(-1).tolist()
-        marks = [""] * len(words)
+        marks: dict[int, str] = {}
         for (start, end), label in zip(offsets, labels, strict=True):
             if end > start:
-                marks[owner[end - 1]] = self.marks[label]
-        return marks
+                marks.setdefault(owner[end - 1], self.marks[label])  # the word's first token decides
+        return [marks.get(number, "") for number in range(len(words))]
 
     def __call__(self, text: str) -> str:
         if is_punctuated(text):
