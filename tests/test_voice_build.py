@@ -78,6 +78,7 @@ def test_offline_build_from_yaml_with_cli_override(tmp_path):
     assert saved["speaker"] == "Tim Fletcher" and saved["domain"] == "psychology"
     profile = json.loads((out.parent / "synthetic_conversations_style_profile.json").read_text())
     assert profile["speaker"] == "Tim Fletcher" and profile["lectures"] == 3  # held-out lecture left out
+    assert profile["lectures_detail"]["healing-is-not-linear"]["heldout"] is True
 
     again = main(["build", "--config", str(out.parent / "synthetic_conversations_config.yaml")])
     assert json.loads(out.read_text()) == train and again["generation"]["generated_now"] == 0
@@ -337,7 +338,7 @@ def test_interrupted_build_resumes_without_duplicates_or_regeneration(tmp_path):
 def test_bad_settings_stop_before_any_work(tmp_path):
     with pytest.raises(ValueError, match="mode backtranslation needs a generator"):
         BuildConfig(transcripts=SAMPLES, out=tmp_path / "v.json", speaker="Tim", mode="backtranslation")
-    with pytest.raises(FileNotFoundError, match="transcripts folder .*missing"):
+    with pytest.raises(FileNotFoundError, match="transcripts folder .*missing.* does not exist"):
         build(BuildConfig(transcripts=tmp_path / "missing", out=tmp_path / "v.json", speaker="Tim"))
     with pytest.raises(FileNotFoundError, match="local.model folder"):
         build(

@@ -163,10 +163,42 @@ def describe(values: list[int]) -> dict:
     }
 
 
-def check_paths(config: BuildConfig) -> None:
-    """Stop on a missing path before any transcript is read or model loaded."""
-    if not config.transcripts.is_dir():
-        raise FileNotFoundError(f"transcripts folder {config.transcripts} does not exist (set --transcripts)")
+def assemble(
+    config: BuildConfig,
+    units: list[Unit],
+    journal: Journal,
+    words: dict[str, list[str]],
+    heldout: set[str],
+    keep: ConversationFilter,
+) -> dict[str, list[dict]]:
+    """Conversations in the stage-3 schema from the journal, filtered, in unit order (so the
+    duplicate-client filter decides the same way on every run), split into train and held-out."""
+    written: dict[str, list[dict]] = {"train": [], "heldout": []}
+    for unit in units:
+        record = journal.records.get(unit.key)
+        if record is None:
+            continue  # failed this run: generated again next run
+        clients = [p.question or "" for p in unit.passages] if config.mode == "offline" else record["clients"]
+        exchanges = [
+            (client, p.text, " ".join(words[unit.lecture_id][p.start : p.end]))
+            for client, p in zip(clients, unit.passages, strict=True)
+        ]
+        messages = keep(exchanges, min_exchanges=2 if config.mode == "multiturn" else 1)
+        if messages:
+            written["heldout" if unit.lecture_id in heldout else "train"].append(
+                {
+                    "messages": messages,
+                    "domain": config.domain,
+                    "lecture_id": unit.lecture_id,
+                    "source": SOURCE,
+                    "mode": config.mode,
+                }
+            )
+    return written
+
+
+def check_model_paths(config: BuildConfig) -> None:
+    """Stop on a missing model folder before any transcript is read or model loaded."""
     if config.punctuation_model and not config.punctuation_model.is_dir():
         raise FileNotFoundError(f"punctuation_model folder {config.punctuation_model} does not exist")
     if config.generator == "local" and config.mode != "offline":
@@ -178,7 +210,7 @@ def check_paths(config: BuildConfig) -> None:
 
 def build(config: BuildConfig, generator: Generator | None = None) -> dict:
     """Run a build; returns the summary stats (also written to `<out stem>_stats.json`)."""
-    check_paths(config)
+    check_model_paths(config)
     transcripts, ingest = read_transcripts(config.transcripts)
     if not transcripts:
         raise ValueError(
@@ -198,7 +230,7 @@ def build(config: BuildConfig, generator: Generator | None = None) -> dict:
     titles = {t.lecture_id: t.title for t in transcripts}
     heldout = heldout_lectures(list(punctuated), config.heldout_fraction, config.heldout_lectures)
 
-    profile = style_profile(config.speaker, {k: v for k, v in punctuated.items() if k not in heldout}, titles)
+    profile = style_profile(config.speaker, punctuated, titles, heldout)
     write_json(config.beside_out("style_profile.json"), profile)
 
     chunking: Counter = Counter()
@@ -226,28 +258,7 @@ def build(config: BuildConfig, generator: Generator | None = None) -> dict:
     keep = ConversationFilter(
         FilterSettings(config.grounding_threshold, config.min_client_words, config.max_client_words)
     )
-    written: dict[str, list[dict]] = {"train": [], "heldout": []}
-    for unit in units:
-        record = journal.records.get(unit.key)
-        if record is None:
-            continue  # failed this run: generated again next run
-        clients = [p.question or "" for p in unit.passages] if config.mode == "offline" else record["clients"]
-        exchanges = [
-            (client, p.text, " ".join(words[unit.lecture_id][p.start : p.end]))
-            for client, p in zip(clients, unit.passages, strict=True)
-        ]
-        messages = keep(exchanges, min_exchanges=2 if config.mode == "multiturn" else 1)
-        if messages:
-            written["heldout" if unit.lecture_id in heldout else "train"].append(
-                {
-                    "messages": messages,
-                    "domain": config.domain,
-                    "lecture_id": unit.lecture_id,
-                    "source": SOURCE,
-                    "mode": config.mode,
-                }
-            )
-
+    written = assemble(config, units, journal, words, heldout, keep)
     write_json(config.out, written["train"])
     write_json(config.beside_out("heldout.json"), written["heldout"])
     config_dict = dataclasses.asdict(config)

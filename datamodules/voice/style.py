@@ -104,8 +104,14 @@ def key_topics(lectures: dict[str, str]) -> dict[str, list[str]]:
     return topics
 
 
-def style_profile(speaker: str, punctuated: dict[str, str], titles: dict[str, str | None]) -> dict:
-    """`punctuated`: lecture id -> punctuated lecture text."""
+def style_profile(
+    speaker: str, lectures: dict[str, str], titles: dict[str, str | None], heldout: set[str] = frozenset()
+) -> dict:
+    """`lectures`: lecture id -> punctuated text. Phrases, markers and sentence figures come from the
+    training lectures only (the voice evaluation may compare against them); title and topics are
+    listed for every lecture, since prompts for held-out lectures need them too."""
+    topics = key_topics(lectures)
+    punctuated = {k: v for k, v in lectures.items() if k not in heldout}
     words = {lecture_id: normalized_words(text) for lecture_id, text in punctuated.items()}
     total_words = sum(len(w) for w in words.values())
     lengths = [len(s.split()) for text in punctuated.values() for s in split_sentences(text)]
@@ -127,7 +133,7 @@ def style_profile(speaker: str, punctuated: dict[str, str], titles: dict[str, st
         "frequent_phrases": frequent_phrases(words),
         "markers_per_1000_words": marker_rates(all_text, total_words),
         "lectures_detail": {
-            lecture_id: {"title": titles.get(lecture_id), "topics": topics}
-            for lecture_id, topics in key_topics(punctuated).items()
+            lecture_id: {"title": titles.get(lecture_id), "topics": terms, "heldout": lecture_id in heldout}
+            for lecture_id, terms in topics.items()
         },
     }
