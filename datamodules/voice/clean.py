@@ -74,17 +74,20 @@ def remove_stutters(text: str) -> str:
     follows sentence punctuation ("No. No.") is speech and stays.
     """
     words = WORD.findall(text)
+    keys = [normalize_word(w) for w in words]
     for size in range(STUTTER_MAX_NGRAM, 0, -1):
         out: list[str] = []
-        for word in words:
+        out_keys: list[str] = []
+        for word, key in zip(words, keys, strict=True):
             out.append(word)
+            out_keys.append(key)
             if len(out) < 2 * size or out[-size - 1][-1] in ".?!":
                 continue
-            tail = [normalize_word(w) for w in out[-2 * size :]]
-            short_enough = size > 1 or len(tail[0]) <= STUTTER_MAX_WORD_CHARS
-            if tail[:size] == tail[size:] and any(tail[:size]) and short_enough:
-                del out[-size:]
-        words = out
+            first, second = out_keys[-2 * size : -size], out_keys[-size:]
+            short_enough = size > 1 or len(first[0]) <= STUTTER_MAX_WORD_CHARS
+            if first == second and any(first) and short_enough:
+                del out[-size:], out_keys[-size:]
+        words, keys = out, out_keys
     return " ".join(words)
 
 

@@ -207,12 +207,13 @@ def proper_noun_map(names: list[str]) -> dict[str, str]:
 
 
 def looks_like_question(words: list[str]) -> bool:
-    keys = [normalize_word(w) for w in words]
-    while keys and keys[0] in MARKERS:
-        keys = keys[1:]
-    if len(keys) < 2 or len(keys) > MAX_QUESTION_WORDS:
+    """Opens (after "so"/"and"/"now") with a wh-word and a verb, or a verb and a pronoun; short."""
+    start = 0
+    while start < len(words) and normalize_word(words[start]) in MARKERS:
+        start += 1
+    if not 2 <= len(words) - start <= MAX_QUESTION_WORDS:
         return False
-    first, second = keys[0], keys[1]
+    first, second = normalize_word(words[start]), normalize_word(words[start + 1])
     return (first in WH and second in AUX) or (first in AUX and second in PRONOUNS)
 
 
