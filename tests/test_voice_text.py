@@ -89,6 +89,12 @@ def test_question_spans_pair_the_speakers_questions_with_what_follows():
     assert spans[0].text.startswith("For many people, people pleasing is not a choice.")
     assert spans[1].text.startswith("I always suggest starting small.")
     check_passages(spans, transcript.text.split(), 30, 90, contiguous=False)
+    healing = read_transcript(SAMPLES / "healing-is-not-linear.txt")
+    spans = question_spans(healing.lecture_id, healing.text, 30, 90, 4, counts)
+    assert [s.question for s in spans] == [  # "We don't ask, did I react?" is not a question to answer
+        "Why does it feel like I'm going backwards?",
+        "What do we do on the hard days?",
+    ]
 
 
 def test_near_duplicate_passages_across_lectures_are_dropped():

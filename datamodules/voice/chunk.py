@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datasketch import MinHash, MinHashLSH
 
 from datamodules.voice.clean import normalize_word, normalized_words
-from datamodules.voice.punctuate import MARKERS, recase, split_sentences
+from datamodules.voice.punctuate import MARKERS, looks_like_question, recase, split_sentences
 
 SHINGLE_WORDS = 5
 NUM_PERM = 128
@@ -110,7 +110,8 @@ def question_spans(
     index = 0
     while index < len(sentences):
         sentence = sentences[index]
-        if not sentence.endswith("?") or len(sentence.split()) < min_question_words:
+        asks = sentence.endswith("?") and looks_like_question(sentence.split())  # not "We don't ask, did I?"
+        if not asks or len(sentence.split()) < min_question_words:
             index += 1
             continue
         answer: list[int] = []
