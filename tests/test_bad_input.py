@@ -179,3 +179,12 @@ def test_cap_keeps_a_stable_subset(tmp_path):
     again, _ = read_one(spec(path, cap=5))
     assert len(first) == 5 and [c.origin for c in first] == [c.origin for c in again]
     assert report.skipped == {"over cap 5": 15} and report.kept == 5
+
+
+def test_json_lines_split_on_newlines_only(tmp_path):
+    path = tmp_path / "seps.jsonl"
+    odd = {"messages": [{"role": "user", "content": "line\u2028sep\x0cform"}, {"role": "assistant", "content": "ok\r"}]}
+    path.write_text(json.dumps(odd, ensure_ascii=False) + "\r\n" + json.dumps(GOOD) + "\n", encoding="utf-8")
+    conversations, report = read_one(spec(path))
+    assert [c.messages[0]["content"] for c in conversations] == ["line\u2028sep\x0cform", "hi"]
+    assert [c.origin for c in conversations] == [f"{path}:1", f"{path}:2"] and not report.skipped

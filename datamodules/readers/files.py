@@ -1,5 +1,7 @@
 """File formats: yield `(origin, row)` per record, or a `Skip` for a record the file itself spoils.
 
+Why not `datasets.load_dataset`: it stops at the first malformed JSON line and cannot say which
+`file:line` a bad record came from; bad records here are counted and skipped one by one.
 Rows keep the file's own field names; the schema readers turn them into turns. Every origin is
 `file:line` (JSON, JSON Lines, CSV: the line the record starts on) or `file:row N` (parquet).
 Invalid UTF-8 costs one record, not the file: text is decoded with `surrogateescape`, and a record
@@ -53,7 +55,8 @@ def iter_json_records(path: Path) -> Iterator[tuple[str, Any] | Skip]:
 
 
 def _json_lines(path: Path, text: str) -> Iterator[tuple[str, Any] | Skip]:
-    for number, line in enumerate(text.splitlines(), start=1):
+    # split("\n"), not splitlines(): JSON strings may hold U+2028 or \x0c, which splitlines breaks on.
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         origin = f"{path}:{number}"
