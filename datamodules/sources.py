@@ -10,6 +10,7 @@ Conversation text never reaches a log: reports hold origins and reasons only.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ ROLE_NAMES = {
     "gpt": "assistant",
     "therapist": "assistant",
 }
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class SourceError(Exception):
@@ -218,6 +220,8 @@ def to_conversation(
             return Skip(record.origin, f"unknown role {str(role)[:30]!r}")
         if not isinstance(content, str):
             return Skip(record.origin, f"{name} content is not text")
+        if _SURROGATE.search(content):
+            return Skip(record.origin, "invalid UTF-8")  # an escaped lone surrogate cannot be tokenized
         content = content.strip()
         if not content:
             if name == "system":
