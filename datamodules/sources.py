@@ -235,14 +235,20 @@ def to_conversation(
     domain = record.domain or spec.domain
     if expert_domains is not None and domain not in expert_domains:
         return Skip(record.origin, f"unknown domain {domain[:30]!r}")
-    if record.group is not None:
-        group = f"{spec.name}:{record.group}"
-    else:
-        # No id: group by the opening user text, so the same question asked in two sources, or
-        # answered several times, lands on one split.
-        opening = next((m["content"] for m in messages if m["role"] == "user"), messages[0]["content"])
-        group = "text:" + hashlib.blake2b(_normalise(opening).encode("utf-8"), digest_size=8).hexdigest()
+    group = f"{spec.name}:{record.group}" if record.group is not None else text_group(messages)
     return Conversation(tuple(messages), domain, spec.name, group, record.origin)
+
+
+def text_group(messages: list[dict[str, str]]) -> str:
+    """The split group of a record without an id, from its text and never from its source.
+
+    One question and its answer: the question, so a question answered several times, or asked in
+    two sources, lands on one split. A longer conversation: the whole conversation (openers such as
+    "hi" are too common to group by).
+    """
+    users = [m["content"] for m in messages if m["role"] == "user"]
+    key = users[0] if len(users) == 1 else "\x00".join(m["content"] for m in messages if m["role"] != "system")
+    return "text:" + hashlib.blake2b(_normalise(key).encode("utf-8"), digest_size=8).hexdigest()
 
 
 def _normalise(text: str) -> str:

@@ -188,3 +188,11 @@ def test_json_lines_split_on_newlines_only(tmp_path):
     conversations, report = read_one(spec(path))
     assert [c.messages[0]["content"] for c in conversations] == ["line\u2028sep\x0cform", "hi"]
     assert [c.origin for c in conversations] == [f"{path}:1", f"{path}:2"] and not report.skipped
+
+
+def test_an_escaped_lone_surrogate_is_invalid_utf8(tmp_path):
+    path = tmp_path / "escaped.jsonl"
+    path.write_text('{"messages": [{"role": "user", "content": "a\\udc80b"}, {"role": "assistant", "content": "ok"}]}\n'
+                    + json.dumps(GOOD) + "\n")
+    conversations, report = read_one(spec(path))
+    assert len(conversations) == 1 and report.skipped == {"invalid UTF-8": 1}

@@ -112,3 +112,17 @@ def test_weights_repeat_or_thin_a_source_deterministically():
     assert 2400 <= counts["heavy"] <= 2600 and 400 <= counts["light"] <= 600
     assert weighted == apply_weights(train, {"heavy": 2.5, "light": 0.5})
     assert apply_weights(train, {}) == train
+
+
+def test_records_without_ids_group_by_question_or_by_whole_conversation(tmp_path):
+    path = tmp_path / "chats.jsonl"
+    rows = [
+        [("user", "How do I sleep better?"), ("assistant", "Keep a steady bedtime.")],
+        [("user", "how do I  sleep better?"), ("assistant", "Less screen time at night.")],
+        [("user", "hi"), ("assistant", "Hello."), ("user", "I am sad."), ("assistant", "I am sorry.")],
+        [("user", "hi"), ("assistant", "Hello."), ("user", "I am angry."), ("assistant", "What happened?")],
+    ]
+    path.write_text("\n".join(json.dumps({"messages": [{"role": r, "content": c} for r, c in t]}) for t in rows))
+    source = SourceSpec("mine", str(path), "messages", 1, "psychology")
+    groups = [c.group for c in read_sources({"mine": source}, tmp_path, QUIET).conversations]
+    assert groups[0] == groups[1] and len(set(groups)) == 3
