@@ -191,3 +191,37 @@ def test_every_stage_reads_from_the_samples(stage, kept):
     specs = stage_sources(load_registry({"voice": {"root": str(SAMPLES)}}), stage)
     result = read_sources(specs, SAMPLES, ReadOptions(expert_domains=DOMAINS, progress=False))
     assert len(result.conversations) == kept == sum(r.kept for r in result.report.values())
+
+
+def test_generic_schemas_for_the_users_own_files_added_without_code():
+    own = {
+        name: {"path": f"own/{file}", "schema": name, "stage": 1, "domain": "general_therapeutic"}
+        for name, file in [
+            ("sharegpt", "sharegpt.json"),
+            ("messages", "messages.jsonl"),
+            ("alpaca", "alpaca.jsonl"),
+            ("prompt_response", "prompt_response.csv"),
+            ("question_answer", "question_answer.json"),
+        ]
+    }
+    own["sharegpt"]["options"] = {"group_key": "id"}
+    specs = {name: spec for name, spec in load_registry(own).items() if name in own}
+    result = read_sources(specs, SAMPLES, ReadOptions(expert_domains=DOMAINS, progress=False))
+    by_source = {}
+    for conversation in result.conversations:
+        by_source.setdefault(conversation.source, []).append(pairs(conversation))
+    assert by_source["sharegpt"][0] == [
+        ("system", "You are a warm, careful counsellor."),
+        ("user", "I froze during my presentation today."),
+        ("assistant", "Freezing in front of people is frightening. What was going through your mind just before?"),
+    ]
+    assert by_source["messages"][1][0] == ("user", "What is grounding?")
+    assert by_source["alpaca"][0][0] == ("user", "Respond as a supportive counsellor.\n\nI failed my driving test again.")
+    assert by_source["alpaca"][1][0] == ("user", "Explain what rumination is in two sentences.")
+    assert by_source["prompt_response"][0] == [
+        ("user", "My teenager won't talk to me, what can I do?"),
+        ("assistant", "Teenagers often talk more side by side than face to face.\nTry a car ride or a walk, and listen more than you ask."),
+    ]
+    assert by_source["question_answer"][1][0] == ("user", "What does a panic attack feel like?")
+    assert all(report.kept == 2 and not report.skipped for report in result.report.values())
+    assert [c.group for c in result.conversations if c.source == "sharegpt"] == ["sharegpt:sg-1", "sharegpt:sg-2"]
