@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,7 @@ class SourceSpec:
                 f"source {self.name!r} is in language {self.language!r}, not English; turn it off with "
                 f"`data: {{sources: {{{self.name}: {{enabled: false}}}}}}` in the stage YAML"
             )
-        if "NC" in self.licence.upper().replace("-", " ").split() or "NON-COMMERCIAL" in self.licence.upper():
+        if re.search(r"\bNC\b|non-?commercial", self.licence, re.IGNORECASE):
             out.append(f"source {self.name!r} has a non-commercial licence ({self.licence}): no commercial use")
         return out
 

@@ -83,32 +83,44 @@ class ReadOptions:
 def check_sources(
     specs: dict[str, SourceSpec], data_root: str | Path, expert_domains: tuple[str, ...] | list[str] | None = None
 ) -> dict[str, list[Path]]:
-    """Fail fast on anything that would stop a read; return each source's files, in read order."""
+    """Fail fast on anything that would stop a read, naming every bad source at once; return each
+    source's files, in read order (their sizes and times make a cache key)."""
     files: dict[str, list[Path]] = {}
+    problems: list[str] = []
     for name, spec in specs.items():
-        reader = READERS.get(spec.schema)
-        if reader is None:
-            raise SourceError(
-                f"source {name!r}: unknown schema {spec.schema!r} (path {spec.resolved_path(data_root)}); "
-                f"expected one of {sorted(READERS)}"
-            )
-        unknown = set(spec.options) - set(reader.options)
-        if unknown:
-            raise SourceError(
-                f"source {name!r}: option(s) {sorted(unknown)} mean nothing to schema {spec.schema!r}; "
-                f"it accepts {sorted(reader.options)}"
-            )
-        for option, allowed in reader.choices.items():
-            value = spec.options.get(option, reader.options[option])
-            if value not in allowed:
-                raise SourceError(f"source {name!r}: option {option}={value!r}; expected one of {list(allowed)}")
-        if expert_domains is not None and spec.domain not in expert_domains:
-            raise SourceError(
-                f"source {name!r}: domain {spec.domain!r} is not an expert domain; expected one of "
-                f"{list(expert_domains)} (change the entry's `domain`)"
-            )
-        files[name] = _source_files(spec, data_root)
+        try:
+            _check_spec(spec, data_root, expert_domains)
+            files[name] = _source_files(spec, data_root)
+        except SourceError as err:
+            problems.append(str(err))
+    if problems:
+        raise SourceError("\n".join(problems))
     return files
+
+
+def _check_spec(spec: SourceSpec, data_root: str | Path, expert_domains: tuple[str, ...] | list[str] | None) -> None:
+    name = spec.name
+    reader = READERS.get(spec.schema)
+    if reader is None:
+        raise SourceError(
+            f"source {name!r}: unknown schema {spec.schema!r} (path {spec.resolved_path(data_root)}); "
+            f"expected one of {sorted(READERS)}"
+        )
+    unknown = set(spec.options) - set(reader.options)
+    if unknown:
+        raise SourceError(
+            f"source {name!r}: option(s) {sorted(unknown)} mean nothing to schema {spec.schema!r}; "
+            f"it accepts {sorted(reader.options)}"
+        )
+    for option, allowed in reader.choices.items():
+        value = spec.options.get(option, reader.options[option])
+        if value not in allowed:
+            raise SourceError(f"source {name!r}: option {option}={value!r}; expected one of {list(allowed)}")
+    if expert_domains is not None and spec.domain not in expert_domains:
+        raise SourceError(
+            f"source {name!r}: domain {spec.domain!r} is not an expert domain; expected one of "
+            f"{list(expert_domains)} (change the entry's `domain`)"
+        )
 
 
 def _source_files(spec: SourceSpec, data_root: str | Path) -> list[Path]:

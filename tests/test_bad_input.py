@@ -196,3 +196,16 @@ def test_an_escaped_lone_surrogate_is_invalid_utf8(tmp_path):
                     + json.dumps(GOOD) + "\n")
     conversations, report = read_one(spec(path))
     assert len(conversations) == 1 and report.skipped == {"invalid UTF-8": 1}
+
+
+def test_every_missing_source_is_named_in_one_error(tmp_path):
+    specs = load_registry()
+    with pytest.raises(SourceError) as err:
+        check_sources({name: specs[name] for name in ("amod_counseling", "psych8k", "priority_1")}, tmp_path)
+    lines = str(err.value).splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        "source 'amod_counseling'",
+        "source 'psych8k'",
+        "source 'priority_1'",
+    ]
+    assert str(tmp_path / "datasets-wendy" / "priority_1_FINAL.jsonl") in lines[2]
