@@ -46,11 +46,19 @@ def write_data(folder: Path, megabytes: float, rng: random.Random) -> dict[str, 
         writer.writerow(["text"])
         for _ in range(rows):
             parts = turns(rng, 4000)
-            writer.writerow(["\n".join(f"{'human' if i % 2 == 0 else 'GPT'}: {t}" for i, t in enumerate(parts))])
+            writer.writerow(
+                ["\n".join(f"{'human' if i % 2 == 0 else 'GPT'}: {t}" for i, t in enumerate(parts))]
+            )
     with jsonl_path.open("w", encoding="utf-8") as handle:
         for i in range(rows):
-            conversation = [{"role": ("client", "therapist")[j % 2], "content": t} for j, t in enumerate(turns(rng, 4000))]
-            record = {"conversation": conversation, "conversation_id": f"c{i}", "metadata": {"quality_score": 0.9}}
+            conversation = [
+                {"role": ("client", "therapist")[j % 2], "content": t} for j, t in enumerate(turns(rng, 4000))
+            ]
+            record = {
+                "conversation": conversation,
+                "conversation_id": f"c{i}",
+                "metadata": {"quality_score": 0.9},
+            }
             handle.write(json.dumps(record) + "\n")
     return {
         "sft": SourceSpec("sft", str(csv_path), "therapist_sft", 1, "general_therapeutic"),

@@ -46,7 +46,10 @@ def deduplicate(
     signatures: dict[int, tuple[MinHash, MinHash, str]] = {}
     vocabulary: dict[str, int] = {}
     kept: list[Conversation] = []
-    report = {name: replace(r, skipped=r.skipped.copy(), examples=list(r.examples)) for name, r in result.report.items()}
+    report = {
+        name: replace(r, skipped=r.skipped.copy(), examples=list(r.examples))
+        for name, r in result.report.items()
+    }
     for index, conversation in enumerate(
         tqdm(result.conversations, desc="dedup", unit=" conv", disable=not progress, leave=False)
     ):
@@ -103,7 +106,9 @@ def _minhash(text: str, template: MinHash, max_words: int, vocabulary: dict[str,
     """
     words = text[: max_words * 16].lower().translate(_PUNCTUATION).split()[:max_words]
     ids = [vocabulary.setdefault(word, len(vocabulary)) for word in words]
-    signature = MinHash(num_perm=template.num_perm, permutations=template.permutations, scheme=template.scheme, hashfunc=int)
+    signature = MinHash(
+        num_perm=template.num_perm, permutations=template.permutations, scheme=template.scheme, hashfunc=int
+    )
     signature.update_batch(_shingle_hashes(ids).tolist())
     return signature
 

@@ -81,7 +81,9 @@ class ReadOptions:
 
 
 def check_sources(
-    specs: dict[str, SourceSpec], data_root: str | Path, expert_domains: tuple[str, ...] | list[str] | None = None
+    specs: dict[str, SourceSpec],
+    data_root: str | Path,
+    expert_domains: tuple[str, ...] | list[str] | None = None,
 ) -> dict[str, list[Path]]:
     """Fail fast on anything that would stop a read, naming every bad source at once; return each
     source's files, in read order (their sizes and times make a cache key)."""
@@ -98,7 +100,9 @@ def check_sources(
     return files
 
 
-def _check_spec(spec: SourceSpec, data_root: str | Path, expert_domains: tuple[str, ...] | list[str] | None) -> None:
+def _check_spec(
+    spec: SourceSpec, data_root: str | Path, expert_domains: tuple[str, ...] | list[str] | None
+) -> None:
     name = spec.name
     reader = READERS.get(spec.schema)
     if reader is None:
@@ -190,7 +194,9 @@ def _read_source(
             for item in reader.read(path, reader_options):
                 report.read += 1
                 bar.update()
-                result = item if isinstance(item, Skip) else to_conversation(item, spec, options.expert_domains)
+                result = (
+                    item if isinstance(item, Skip) else to_conversation(item, spec, options.expert_domains)
+                )
                 if isinstance(result, Skip):
                     report.skip(result.origin, result.reason, options.max_examples)
                 else:
@@ -199,7 +205,9 @@ def _read_source(
             raise SourceError(f"source {spec.name!r}: {err}") from err
     bar.close()
     if not kept:
-        reasons = ", ".join(f"{r} x{n}" for r, n in report.skipped.most_common(3)) or "the files hold no records"
+        reasons = (
+            ", ".join(f"{r} x{n}" for r, n in report.skipped.most_common(3)) or "the files hold no records"
+        )
         raise SourceError(
             f"source {spec.name!r} ({', '.join(map(str, files))}): none of its {report.read} records is "
             f"usable as schema {spec.schema!r} ({reasons}); first: {report.examples[:3]}. "
@@ -218,7 +226,9 @@ def _read_source(
 
 def stable_hash(text: str) -> int:
     """A hash that is the same in every process and on every machine (Python's `hash` is not)."""
-    return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "big")
+    return int.from_bytes(
+        hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "big"
+    )
 
 
 def to_conversation(
@@ -259,10 +269,11 @@ def text_group(messages: list[dict[str, str]]) -> str:
     "hi" are too common to group by).
     """
     users = [m["content"] for m in messages if m["role"] == "user"]
-    key = users[0] if len(users) == 1 else "\x00".join(m["content"] for m in messages if m["role"] != "system")
+    key = (
+        users[0] if len(users) == 1 else "\x00".join(m["content"] for m in messages if m["role"] != "system")
+    )
     return "text:" + hashlib.blake2b(_normalise(key).encode("utf-8"), digest_size=8).hexdigest()
 
 
 def _normalise(text: str) -> str:
     return " ".join(text.lower().split())
-

@@ -116,7 +116,9 @@ def iter_csv_rows(path: Path, required: set[str]) -> Iterator[tuple[str, dict[st
                 else:
                     yield origin, row
         except csv.Error as err:
-            raise FileFormatError(f"{path}:{reader.line_num}: unreadable CSV ({err}); repair the file") from err
+            raise FileFormatError(
+                f"{path}:{reader.line_num}: unreadable CSV ({err}); repair the file"
+            ) from err
 
 
 def iter_parquet_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
