@@ -235,3 +235,10 @@ def test_every_missing_source_is_named_in_one_error(tmp_path):
         "source 'priority_1'",
     ]
     assert str(tmp_path / "datasets-wendy" / "priority_1_FINAL.jsonl") in lines[2]
+
+
+def test_a_record_without_its_group_key_is_kept_and_grouped_by_text(tmp_path):
+    path = tmp_path / "cot.json"
+    path.write_text(json.dumps([{"question": "q", "answer": "a", "metadata": {"reasoning": "r"}}]))
+    (conversation,), report = read_one(spec(path, "cot", options={"group_key": "id"}))
+    assert conversation.group.startswith("text:") and not report.skipped
