@@ -49,6 +49,8 @@ class SourceSpec:
             out.append(
                 f"source {self.name!r} has a non-commercial licence ({self.licence}): no commercial use"
             )
+        elif self.licence.startswith("unstated"):
+            out.append(f"source {self.name!r} states no licence: check its terms before any use beyond research")
         return out
 
 

@@ -94,8 +94,12 @@ def test_paths_resolve_against_data_root_or_the_entry_root():
 
 def test_language_and_licence_warnings():
     specs = load_registry()
-    (chinese,) = specs["psydt_corpus"].warnings()
+    chinese, unstated = specs["psydt_corpus"].warnings()
+    assert "states no licence" in unstated
     assert "'zh'" in chinese and "psydt_corpus: {enabled: false}" in chinese
     (licence,) = specs["psych8k"].warnings()
     assert "non-commercial" in licence and "CC-BY-NC-SA-4.0" in licence
     assert specs["counsel_chat"].warnings() == []
+    assert specs["therapist_sft"].warnings() == [
+        "source 'therapist_sft' states no licence: check its terms before any use beyond research"
+    ]
