@@ -361,3 +361,28 @@ def test_bad_settings_stop_before_any_work(tmp_path):
     (tmp_path / "junk" / "empty.txt").write_text("")
     with pytest.raises(ValueError, match="no readable transcript .*'empty': 1"):
         build(BuildConfig(transcripts=tmp_path / "junk", out=tmp_path / "v.json", speaker="Tim"))
+
+
+def test_stage_3_reader_takes_the_output_as_it_is(tmp_path):
+    """The registry's `voice` entry (data-read) reads what a build writes: contract check."""
+    from datamodules.registry import load_registry
+    from datamodules.sources import ReadOptions, read_sources
+
+    build(
+        BuildConfig(
+            transcripts=SAMPLES,
+            out=tmp_path / "voice.json",
+            speaker="Tim Fletcher",
+            min_words=40,
+            max_words=150,
+            heldout_fraction=0,
+        )
+    )
+    written = json.loads((tmp_path / "voice.json").read_text())
+    spec = load_registry({"voice": {"root": str(tmp_path), "path": "voice.json"}})["voice"]
+    domains = ("psychology", "mental_health", "bias_detection", "general_therapeutic")
+    result = read_sources({"voice": spec}, tmp_path, ReadOptions(expert_domains=domains, progress=False))
+    assert result.report["voice"].kept == len(written) > 0 and not result.report["voice"].skipped
+    assert {c.group for c in result.conversations} == {f"voice:{c['lecture_id']}" for c in written}
+    assert {c.domain for c in result.conversations} == {"mental_health"}
+    assert [list(c.messages) for c in result.conversations] == [c["messages"] for c in written]
