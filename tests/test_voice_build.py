@@ -11,7 +11,7 @@ from typing import ClassVar
 import pytest
 import yaml
 
-from datamodules.voice.__main__ import main
+from datamodules.voice.__main__ import main, parse_config
 from datamodules.voice.build import build
 from datamodules.voice.clean import normalized_words
 from datamodules.voice.config import BuildConfig, OpenAISettings
@@ -206,11 +206,11 @@ def test_multiturn_conversations_follow_one_lecture(tmp_path, server, monkeypatc
         if conversation["lecture_id"] == "shame-and-the-inner-critic":
             assistant = [" ".join(normalized_words(m["content"])) for m in conversation["messages"][1::2]]
             assert transcript.index(assistant[0]) < transcript.index(assistant[1])  # in lecture order
-    follow_up = [
+    follow_up = {  # a set: the request answered 503 was sent again
         c["body"]["messages"][1]["content"]
         for c in FakeOpenAI.calls
         if "has just said" in c["body"]["messages"][1]["content"]
-    ]
+    }
     assert len(follow_up) == sum(len(c["messages"]) // 2 - 1 for c in conversations)
 
 
@@ -228,11 +228,12 @@ def test_timeouts_and_exhausted_retries_leave_units_for_the_next_run(tmp_path, s
     }
     assert len(FakeOpenAI.calls) == 2 * down["units"] and json.loads(config.out.read_text()) == []
 
-    FakeOpenAI.calls, FakeOpenAI.down, FakeOpenAI.delay_first_s = [], False, 1.5
-    config.openai.timeout_s = 0.5
+    FakeOpenAI.calls, FakeOpenAI.down, FakeOpenAI.delay_first_s = [], False, 3.0
+    config.openai.timeout_s = 1.0
     up = build(config)
     assert up["generation"]["generated_now"] == up["units"] == down["units"]
-    assert len(FakeOpenAI.calls) == up["units"] + 1  # the timed-out request was sent again
+    slow = FakeOpenAI.calls[0]["body"]
+    assert sum(c["body"] == slow for c in FakeOpenAI.calls) == 2  # the timed-out request was sent again
 
 
 def test_server_refusal_stops_with_the_status_and_no_key(tmp_path, server, monkeypatch):
@@ -386,3 +387,10 @@ def test_stage_3_reader_takes_the_output_as_it_is(tmp_path):
     assert {c.group for c in result.conversations} == {f"voice:{c['lecture_id']}" for c in written}
     assert {c.domain for c in result.conversations} == {"mental_health"}
     assert [list(c.messages) for c in result.conversations] == [c["messages"] for c in written]
+
+
+def test_shipped_yaml_is_a_valid_build_config():
+    shipped = Path(__file__).parents[1] / "datamodules" / "voice" / "voice.yaml"
+    config = parse_config(["build", "--config", str(shipped), "--openai.concurrency", "16"])
+    assert (config.mode, config.generator, config.openai.concurrency) == ("multiturn", "openai", 16)
+    assert config.out.name == "synthetic_conversations.json"

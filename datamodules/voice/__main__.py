@@ -26,12 +26,15 @@ def make_parser() -> ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> dict:
+def parse_config(argv: list[str] | None = None) -> BuildConfig:
     parser = make_parser()
-    namespace = parser.instantiate(parser.parse_args(argv))
-    settings = vars(namespace.build).copy()
+    settings = vars(parser.instantiate(parser.parse_args(argv)).build).copy()
     settings.pop("config", None)
-    stats = build(BuildConfig(**settings))
+    return BuildConfig(**settings)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    stats = build(parse_config(argv))
     print(json.dumps({k: stats[k] for k in ("lectures", "passages", "filters", "conversations")}))
     return stats
 
