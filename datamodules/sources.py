@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from datamodules.conversation import Conversation
 from datamodules.readers import READERS
 from datamodules.readers.base import Record
+from datamodules.readers.cot import LAYOUTS as COT_LAYOUTS
 from datamodules.readers.files import FileFormatError, Skip
 from datamodules.registry import SourceSpec
 
@@ -32,7 +33,6 @@ ROLE_NAMES = {
     "gpt": "assistant",
     "therapist": "assistant",
 }
-COT_LAYOUTS = ("think", "reasoning_response")
 
 
 class SourceError(Exception):
@@ -148,7 +148,7 @@ def read_sources(
     """Read every given source (callers pass `stage_sources(...)`), in order."""
     options = options or ReadOptions()
     if options.cot_layout not in COT_LAYOUTS:
-        raise SourceError(f"cot_layout {options.cot_layout!r}: expected one of {list(COT_LAYOUTS)}")
+        raise SourceError(f"cot_layout {options.cot_layout!r}: expected one of {sorted(COT_LAYOUTS)}")
     files = check_sources(specs, data_root, options.expert_domains)
     conversations: list[Conversation] = []
     report: dict[str, SourceReport] = {}
