@@ -19,6 +19,7 @@ import shutil
 import tempfile
 from collections import Counter, defaultdict
 from dataclasses import asdict
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -176,8 +177,9 @@ class StageDataModule(LightningDataModule):
         digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
         return f"stage{self.stage}-{digest[:16]}"
 
-    @property
+    @cached_property
     def cache_path(self) -> Path:
+        """This run's cache folder (the key is computed once: hashing a large tokenizer takes a moment)."""
         return self.cache_dir / self.cache_key()
 
     def prepare_data(self) -> None:
