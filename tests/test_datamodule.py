@@ -8,7 +8,9 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from datamodules.datamodule import StageDataModule
+from datamodules import template
 from datamodules.sources import SourceError
+from datamodules.template import IGNORE_INDEX, TemplateError
 
 DOMAINS = ["psychology", "mental_health", "bias_detection", "general_therapeutic"]
 
@@ -224,3 +226,12 @@ def test_lightning_resume_mid_epoch_neither_repeats_nor_skips(built):
     assert first == full[:10]
     rest = fit(tmp, max_epochs=2, enable_checkpointing=False, ckpt_path=tmp / "ckpt" / "step=3.ckpt")
     assert first[:6] + rest == full
+
+
+def test_fit_setup_runs_the_template_self_check(built, monkeypatch):
+    tmp, _ = built
+    real = template._labels
+    monkeypatch.setattr(template, "_labels", lambda *args: [IGNORE_INDEX] + real(*args)[:-1])
+    make(tmp).setup("validate")  # no check outside fit
+    with pytest.raises(TemplateError, match="template self-check failed"):
+        make(tmp).setup("fit")
