@@ -32,11 +32,18 @@ from transformers import PreTrainedTokenizerBase
 
 from datamodules.conversation import Conversation
 from datamodules.dedup import deduplicate
-from datamodules.packing import Collate, RowDataset, packing_efficiency, plan_rows
+from datamodules.packing import Collate, RowDataset, plan_rows
 from datamodules.registry import DEFAULT_DATA_ROOT, SourceSpec, load_registry, stage_sources
 from datamodules.sources import ReadOptions, SourceError, check_sources, read_sources
 from datamodules.splits import SPLITS, apply_weights, split_by_group
-from datamodules.template import IGNORE_INDEX, TOO_LONG, TRUNCATED, TemplateOptions, check_template, encode_batch
+from datamodules.template import (
+    IGNORE_INDEX,
+    TOO_LONG,
+    TRUNCATED,
+    TemplateOptions,
+    check_template,
+    encode_batch,
+)
 from moe.base_model import load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -195,7 +202,9 @@ class StageDataModule(LightningDataModule):
             result = deduplicate(result, self.near_duplicate_threshold)
         report = {name: _source_figures(r) for name, r in result.report.items()}
         splits = split_by_group(result.conversations, self.val_fraction, self.test_fraction)
-        splits["train"] = apply_weights(splits["train"], {name: spec.weight for name, spec in self.specs.items()})
+        splits["train"] = apply_weights(
+            splits["train"], {name: spec.weight for name, spec in self.specs.items()}
+        )
         domain_index = {d: i for i, d in enumerate(self.expert_domains)}
         conversation_sets = datasets.DatasetDict(
             {name: _conversation_dataset(splits[name], domain_index) for name in SPLITS}
@@ -218,7 +227,9 @@ class StageDataModule(LightningDataModule):
                     report[source]["skipped"][f"longer than max_seq_length {self.max_seq_length}"] += 1
                 elif status == TRUNCATED:
                     report[source]["truncated"] += 1
-        examples = examples.filter(lambda status: status != TOO_LONG, input_columns="status", desc="drop too long")
+        examples = examples.filter(
+            lambda status: status != TOO_LONG, input_columns="status", desc="drop too long"
+        )
         plans = {name: self._plan(examples[name]) for name in SPLITS}
         figures = self._figures(report, examples, plans)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -288,7 +299,9 @@ class StageDataModule(LightningDataModule):
         self.plans = json.loads((path / "plans.json").read_text())
         self.report = json.loads((path / "report.json").read_text())
         if self.plans["train"] == []:
-            raise SourceError(f"stage {self.stage}: the train split is empty after reading, dedup and splitting")
+            raise SourceError(
+                f"stage {self.stage}: the train split is empty after reading, dedup and splitting"
+            )
         if stage in (None, "fit") and self.template_check_examples:
             self.check_template(self.template_check_examples)
 
@@ -386,7 +399,9 @@ def column(data: datasets.Dataset, name: str) -> list:
     return data.with_format("arrow")[name].to_pylist()
 
 
-def _conversation_dataset(conversations: list[Conversation], domain_index: dict[str, int]) -> datasets.Dataset:
+def _conversation_dataset(
+    conversations: list[Conversation], domain_index: dict[str, int]
+) -> datasets.Dataset:
     return datasets.Dataset.from_dict(
         {
             "messages": [list(c.messages) for c in conversations],
@@ -400,7 +415,9 @@ def _conversation_dataset(conversations: list[Conversation], domain_index: dict[
     )
 
 
-def _encode(batch: dict[str, list], tokenizer: PreTrainedTokenizerBase, options: TemplateOptions) -> dict[str, list]:
+def _encode(
+    batch: dict[str, list], tokenizer: PreTrainedTokenizerBase, options: TemplateOptions
+) -> dict[str, list]:
     encoded = encode_batch(batch["messages"], tokenizer, options)
     return {
         "input_ids": [e.input_ids for e in encoded],
@@ -419,4 +436,3 @@ def _source_figures(report: Any) -> dict[str, Any]:
         "truncated": 0,
         "examples": list(report.examples),
     }
-
