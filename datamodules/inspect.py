@@ -129,6 +129,12 @@ def figures(dm: StageDataModule, config: dict[str, Any], tokens_per_second: floa
                 f"expert domain {domain!r} gets no training tokens in stage {dm.stage}: its expert learns "
                 "only from routing; label a source with it (registry `domain:`) to train it"
             )
+    for split, setting in (("val", "val_fraction"), ("test", "test_fraction")):
+        if report["splits"][split]["rows"] == 0:
+            warnings.append(
+                f"the {split} split is empty: validation loss, early stopping and evaluation need it; "
+                f"raise data.{setting}"
+            )
     tokens_per_step = dm.micro_batch_size * dm.max_seq_length * accumulate * devices
     steps_per_epoch = math.ceil(math.ceil(train["rows"] / devices / dm.micro_batch_size) / accumulate)
     # Token slots the GPU processes per epoch (padding included): what a throughput figure counts.
