@@ -103,7 +103,8 @@ def _render_with_spans(tokenizer: PreTrainedTokenizerBase, messages: list[dict[s
         if message["role"] != "assistant":
             continue
         before = _render(tokenizer, messages[:i], generation_prompt=True)
-        upto = _render(tokenizer, messages[: i + 1], generation_prompt=False)
+        last = i == len(messages) - 1
+        upto = text if last else _render(tokenizer, messages[: i + 1], generation_prompt=False)
         if not (text.startswith(upto) and upto.startswith(before)):
             raise TemplateError(
                 "the tokenizer's chat template renders a conversation differently from its prefixes "
