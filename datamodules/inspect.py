@@ -255,7 +255,10 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, An
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
-        "--previews", type=int, default=1, help="train examples to show with their loss tokens"
+        "--previews",
+        type=int,
+        help="train examples to show with their loss tokens (default 1; with --json 0, so conversation "
+        "text stays out of machine-readable output unless asked for)",
     )
     args, rest = parser.parse_known_args(argv)
     overrides: dict[str, Any] = {}
@@ -282,8 +285,9 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"error: {error}") from None
     tokens_per_second = args.tokens_per_second or (config.get("model") or {}).get("throughput_tokens_per_s")
     out = figures(dm, config, tokens_per_second)
-    if args.previews:
-        out["previews"] = previews(dm, args.previews)
+    shown = args.previews if args.previews is not None else (0 if args.json else 1)
+    if shown:
+        out["previews"] = previews(dm, shown)
     print(json.dumps(out) if args.json else render(out))
 
 
