@@ -250,9 +250,11 @@ class StageDataModule(LightningDataModule):
             examples.save_to_disk(staging / "examples", num_shards=shards or None)
             (staging / "plans.json").write_text(json.dumps(plans))
             (staging / "report.json").write_text(json.dumps(figures, indent=1))
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(staging, target)
+            try:
+                os.replace(staging, target)
+            except OSError:  # another process (a second node) built the same key first: keep its copy
+                if not (target / "report.json").is_file():
+                    raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
