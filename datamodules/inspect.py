@@ -247,7 +247,10 @@ def render(out: dict[str, Any]) -> str:
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, Any]]:
     parser = argparse.ArgumentParser(
-        prog="python -m datamodules.inspect", description=__doc__.split("\n\n")[0]
+        prog="python -m datamodules.inspect",
+        description=__doc__.split("\n\n")[0],
+        epilog="Any YAML value can be overridden with a dotted flag under model/data/trainer, e.g. "
+        "--model.base_model tiny --data.data_root DIR --trainer.max_epochs 2.",
     )
     parser.add_argument("--config", action="append", required=True, help="stage YAML (repeatable)")
     parser.add_argument(
