@@ -230,3 +230,19 @@ def test_linear_subclasses_with_packed_weights_are_wrapped_by_their_features():
     layer = block.q_proj
     assert layer.lora_A.shape == (16, 32) and layer.lora_B.shape == (24, 16)
     assert torch.equal(block.q_proj(x), expected)
+
+
+def test_under_bf16_autocast_the_adapter_matmuls_run_in_bf16_with_fp32_master_weights():
+    torch.manual_seed(0)
+    layer = MoELoRALinear(torch.nn.Linear(32, 24, bias=False).requires_grad_(False), MoELoRAConfig(dropout=0.0, r=4))
+    with torch.no_grad():
+        layer.lora_B.normal_()
+    x = torch.randn(6, 32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = layer(x)
+    gates = layer.router(x) * layer.scaling  # router: fp32 even under autocast
+    bf16 = torch.bfloat16
+    hidden = (x.to(bf16) @ layer.lora_A.to(bf16).T).unflatten(-1, (4, 4)) * gates.unsqueeze(-1).to(bf16)
+    expected = x.to(bf16) @ layer.base.weight.to(bf16).T + hidden.flatten(-2) @ layer.lora_B.to(bf16).T
+    assert out.dtype == bf16 and layer.lora_A.dtype == torch.float32
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
