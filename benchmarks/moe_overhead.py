@@ -21,6 +21,7 @@ import argparse
 import json
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 
@@ -199,10 +200,12 @@ def main(argv: list[str] | None = None) -> dict:
             use(name)
             saved = memory(params)
         results[name] = {"ops": counter.count, "memory": saved, "times": []}
-    for _ in range(args.repeats):
+        print(f"warm-up {name} done", file=sys.stderr, flush=True)
+    for repeat in range(args.repeats):
         for name in variants:
             use(name)
             results[name]["times"].append(timed(step))
+            print(f"run {repeat + 1}/{args.repeats} {name}: {results[name]['times'][-1]:.3f} s", file=sys.stderr, flush=True)
     for result in results.values():
         result["time"] = statistics.median(result.pop("times"))
 
