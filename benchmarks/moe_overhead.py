@@ -111,6 +111,8 @@ def build_variants(layer: MistralDecoderLayer, config: MoELoRAConfig) -> dict[st
                                        target_modules=TARGETS), layer)
     lora = {name: getattr(attn, name) for name in TARGETS}
     for module in lora.values():
+        module.lora_A.to(config.torch_adapter_dtype)  # the same adapter dtype as the mixture (PEFT may
+        module.lora_B.to(config.torch_adapter_dtype)  # have cast them to a bf16 base's dtype)
         nn.init.normal_(module.lora_B["default"].weight, std=0.02)  # as after some training
     restore()
     attach_moe_lora(layer, config)
