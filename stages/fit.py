@@ -187,6 +187,7 @@ def main(args: list[str] | None = None) -> None:
         MoELoRAModule,
         StageDataModule,
         run=False,
+        auto_configure_optimizers=False,  # the module's configure_optimizers is the one schedule
         save_config_callback=None,  # the resolved config is written below, without secrets
         parser_kwargs={"default_config_files": [str(COMMON_CONFIG)]},
         args=args,
