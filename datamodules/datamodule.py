@@ -223,12 +223,15 @@ class StageDataModule(LightningDataModule):
         figures = self._figures(report, examples, plans)
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
-        examples.save_to_disk(staging / "examples")
-        (staging / "plans.json").write_text(json.dumps(plans))
-        (staging / "report.json").write_text(json.dumps(figures, indent=1))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
+        try:
+            examples.save_to_disk(staging / "examples")
+            (staging / "plans.json").write_text(json.dumps(plans))
+            (staging / "report.json").write_text(json.dumps(figures, indent=1))
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(staging, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
     def _plan(self, examples: datasets.Dataset) -> list[list[int]]:
         """Rows of example indices: packed by best-fit decreasing, or one example per row."""
@@ -253,7 +256,7 @@ class StageDataModule(LightningDataModule):
             slots = (
                 len(rows) * self.max_seq_length
                 if self.packing
-                else sum(  # padding mode: each batch pads to its longest row
+                else sum(  # padding mode: each batch pads to its longest row (estimated in plan order)
                     max(lengths[i] for row in rows[b : b + self.micro_batch_size] for i in row)
                     * len(rows[b : b + self.micro_batch_size])
                     for b in range(0, len(rows), self.micro_batch_size)
@@ -290,15 +293,21 @@ class StageDataModule(LightningDataModule):
             self.check_template(self.template_check_examples)
 
     def check_template(self, n: int = 4) -> int:
-        """Decode the labelled tokens of the first `n` train conversations and compare them with the
-        assistant texts (datamodules.template.check_template); raises TemplateError on a mismatch."""
-        return check_template(self.split_conversations("train", n), self.tokenizer, self.template, n)
+        """Decode the labelled tokens of the first `n` train conversations and of the first one of
+        every source, and compare them with the assistant texts (datamodules.template.check_template);
+        raises TemplateError on a mismatch."""
+        first_of_source = {}
+        for index, source in enumerate(column(self.examples["train"], "source")):
+            first_of_source.setdefault(source, index)
+        indices = sorted(set(range(min(n, len(self.examples["train"])))) | set(first_of_source.values()))
+        conversations = self.split_conversations("train", indices)
+        return check_template(conversations, self.tokenizer, self.template, len(conversations))
 
-    def split_conversations(self, split: str, limit: int | None = None) -> list[Conversation]:
-        """The conversations of a split as records (evaluation reads `test`)."""
+    def split_conversations(self, split: str, indices: list[int] | None = None) -> list[Conversation]:
+        """The conversations of a split (or those at `indices`) as records; evaluation reads `test`."""
         data = self.examples[split]
-        if limit is not None:
-            data = data.select(range(min(limit, len(data))))
+        if indices is not None:
+            data = data.select(indices)
         return [
             Conversation(
                 tuple({"role": m["role"], "content": m["content"]} for m in row["messages"]),
