@@ -253,14 +253,15 @@ class MoELoRAModule(LightningModule):
         return Schedule(planned, total, max(1, min(warmup, total)), cut_by)
 
     def train_batches_per_epoch(self) -> int:
-        """Micro-batches per epoch on this device, counted on a fresh loader from the datamodule.
+        """Micro-batches per epoch on this device (the datamodule's sampler already splits the data
+        across devices), counted on a fresh loader from the datamodule.
 
         Not trainer.estimated_stepping_batches: called from configure_optimizers it sets up the fit
         loop's train loader before the checkpoint's loop state is restored, and Lightning then never
         restores the loader's position (a resumed epoch would start over from its first batch).
         """
         trainer = self.trainer
-        batches = math.ceil(len(trainer.datamodule.train_dataloader()) / trainer.world_size)
+        batches = len(trainer.datamodule.train_dataloader())
         limit = trainer.limit_train_batches
         if isinstance(limit, int):
             return min(batches, limit)
