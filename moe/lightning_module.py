@@ -34,6 +34,10 @@ class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite: the step is not taken and nothing after it is saved."""
 
 
+class CheckpointMismatchError(ValueError):
+    """A checkpoint's adapter keys are not exactly this model's trainable parameters."""
+
+
 @dataclass(frozen=True)
 class Schedule:
     """Warmup then cosine over the optimizer steps this run will take, and why that many."""
@@ -299,7 +303,7 @@ class MoELoRAModule(LightningModule):
         expected, found = self.trainable_state_keys(), set(checkpoint["state_dict"])
         missing, extra = sorted(expected - found), sorted(found - expected)
         if missing or extra:
-            raise ValueError(
+            raise CheckpointMismatchError(
                 f"checkpoint does not fit this model's adapters: {len(missing)} missing key(s) {missing[:5]}, "
                 f"{len(extra)} unexpected key(s) {extra[:5]}; was it written for another MoE config "
                 "(num_experts, r, target_modules) or base model?"
