@@ -32,11 +32,18 @@ from transformers import PreTrainedTokenizerBase
 
 from datamodules.conversation import Conversation
 from datamodules.dedup import deduplicate
-from datamodules.packing import Collate, RowDataset, packing_efficiency, plan_rows
+from datamodules.packing import Collate, RowDataset, plan_rows
 from datamodules.registry import DEFAULT_DATA_ROOT, SourceSpec, load_registry, stage_sources
 from datamodules.sources import ReadOptions, SourceError, check_sources, read_sources
 from datamodules.splits import SPLITS, apply_weights, split_by_group
-from datamodules.template import IGNORE_INDEX, TOO_LONG, TRUNCATED, TemplateOptions, check_template, encode_batch
+from datamodules.template import (
+    IGNORE_INDEX,
+    TOO_LONG,
+    TRUNCATED,
+    TemplateOptions,
+    check_template,
+    encode_batch,
+)
 from moe.base_model import load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -195,21 +202,33 @@ class StageDataModule(LightningDataModule):
             result = deduplicate(result, self.near_duplicate_threshold)
         report = {name: _source_figures(r) for name, r in result.report.items()}
         splits = split_by_group(result.conversations, self.val_fraction, self.test_fraction)
-        splits["train"] = apply_weights(splits["train"], {name: spec.weight for name, spec in self.specs.items()})
+        splits["train"] = apply_weights(
+            splits["train"], {name: spec.weight for name, spec in self.specs.items()}
+        )
         domain_index = {d: i for i, d in enumerate(self.expert_domains)}
         conversation_sets = datasets.DatasetDict(
             {name: _conversation_dataset(splits[name], domain_index) for name in SPLITS}
         )
         # One table per split: the conversation (for the template check and evaluation) beside its
         # tokens. Row assembly reads only the token columns (select_columns: no copy).
-        examples = conversation_sets.map(
-            _encode,
-            batched=True,
-            batch_size=256,
-            num_proc=self.num_proc if self.num_proc > 1 else None,
-            fn_kwargs={"tokenizer": self.tokenizer, "options": self.template},
-            features=_EXAMPLE_FEATURES,
-            desc="chat template",
+        examples = datasets.DatasetDict(
+            {
+                name: conversations.map(
+                    _encode,
+                    batched=True,
+                    batch_size=256,
+                    num_proc=self.num_proc if self.num_proc > 1 else None,
+                    fn_kwargs={"tokenizer": self.tokenizer, "options": self.template},
+                    features=_EXAMPLE_FEATURES,
+                    desc=f"chat template ({name})",
+                )
+                if len(conversations)
+                # datasets skips map on an empty table, new columns and all
+                else datasets.Dataset.from_dict(
+                    {k: [] for k in _EXAMPLE_FEATURES}, features=_EXAMPLE_FEATURES
+                )
+                for name, conversations in conversation_sets.items()
+            }
         )
         for name in SPLITS:
             for source, status in zip(column(examples[name], "source"), column(examples[name], "status")):
@@ -218,18 +237,24 @@ class StageDataModule(LightningDataModule):
                     report[source]["skipped"][f"longer than max_seq_length {self.max_seq_length}"] += 1
                 elif status == TRUNCATED:
                     report[source]["truncated"] += 1
-        examples = examples.filter(lambda status: status != TOO_LONG, input_columns="status", desc="drop too long")
+        examples = examples.filter(
+            lambda status: status != TOO_LONG, input_columns="status", desc="drop too long"
+        )
         plans = {name: self._plan(examples[name]) for name in SPLITS}
         figures = self._figures(report, examples, plans)
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
         try:
-            examples.save_to_disk(staging / "examples")
+            # An empty split needs one (empty) shard, or load_from_disk fails on it.
+            shards = {name: 1 for name, split in examples.items() if len(split) == 0}
+            examples.save_to_disk(staging / "examples", num_shards=shards or None)
             (staging / "plans.json").write_text(json.dumps(plans))
             (staging / "report.json").write_text(json.dumps(figures, indent=1))
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(staging, target)
+            try:
+                os.replace(staging, target)
+            except OSError:  # another process (a second node) built the same key first: keep its copy
+                if not (target / "report.json").is_file():
+                    raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
@@ -288,7 +313,9 @@ class StageDataModule(LightningDataModule):
         self.plans = json.loads((path / "plans.json").read_text())
         self.report = json.loads((path / "report.json").read_text())
         if self.plans["train"] == []:
-            raise SourceError(f"stage {self.stage}: the train split is empty after reading, dedup and splitting")
+            raise SourceError(
+                f"stage {self.stage}: the train split is empty after reading, dedup and splitting"
+            )
         if stage in (None, "fit") and self.template_check_examples:
             self.check_template(self.template_check_examples)
 
@@ -386,7 +413,9 @@ def column(data: datasets.Dataset, name: str) -> list:
     return data.with_format("arrow")[name].to_pylist()
 
 
-def _conversation_dataset(conversations: list[Conversation], domain_index: dict[str, int]) -> datasets.Dataset:
+def _conversation_dataset(
+    conversations: list[Conversation], domain_index: dict[str, int]
+) -> datasets.Dataset:
     return datasets.Dataset.from_dict(
         {
             "messages": [list(c.messages) for c in conversations],
@@ -400,7 +429,9 @@ def _conversation_dataset(conversations: list[Conversation], domain_index: dict[
     )
 
 
-def _encode(batch: dict[str, list], tokenizer: PreTrainedTokenizerBase, options: TemplateOptions) -> dict[str, list]:
+def _encode(
+    batch: dict[str, list], tokenizer: PreTrainedTokenizerBase, options: TemplateOptions
+) -> dict[str, list]:
     encoded = encode_batch(batch["messages"], tokenizer, options)
     return {
         "input_ids": [e.input_ids for e in encoded],
@@ -419,4 +450,3 @@ def _source_figures(report: Any) -> dict[str, Any]:
         "truncated": 0,
         "examples": list(report.examples),
     }
-

@@ -83,7 +83,9 @@ def special_ids(tokenizer: PreTrainedTokenizerBase) -> frozenset[int]:
     return frozenset(added | set(tokenizer.all_special_ids))
 
 
-def _render(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]], generation_prompt: bool) -> str:
+def _render(
+    tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]], generation_prompt: bool
+) -> str:
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
 
 
@@ -101,7 +103,8 @@ def _render_with_spans(tokenizer: PreTrainedTokenizerBase, messages: list[dict[s
         if message["role"] != "assistant":
             continue
         before = _render(tokenizer, messages[:i], generation_prompt=True)
-        upto = _render(tokenizer, messages[: i + 1], generation_prompt=False)
+        last = i == len(messages) - 1
+        upto = text if last else _render(tokenizer, messages[: i + 1], generation_prompt=False)
         if not (text.startswith(upto) and upto.startswith(before)):
             raise TemplateError(
                 "the tokenizer's chat template renders a conversation differently from its prefixes "
@@ -190,9 +193,12 @@ def _overflow(
             if bisect.bisect_left(starts, end) <= options.max_seq_length
         ]
         if fitting:
-            # The system turn is already in `messages`, so re-encoding adds nothing twice.
+            # Re-encoded on its own (the system turn is already in `messages`). A prefix may tokenize
+            # a little differently at its end than inside the whole text: if it still does not fit,
+            # this recursion cuts it further.
             cut = encode_batch([messages[: fitting[-1] + 1]], tokenizer, options)[0]
-            return Encoded(cut.input_ids, cut.labels, TRUNCATED, cut.num_messages)
+            if cut.status != TOO_LONG:
+                return Encoded(cut.input_ids, cut.labels, TRUNCATED, cut.num_messages)
     return Encoded([], [], TOO_LONG, 0)
 
 
@@ -224,7 +230,11 @@ def labelled_runs(labels: Sequence[int]) -> list[range]:
 
 def _clip(text: str, around: int, width: int = 60) -> str:
     start = max(0, around - width)
-    return ("..." if start else "") + text[start : around + width] + ("..." if around + width < len(text) else "")
+    return (
+        ("..." if start else "")
+        + text[start : around + width]
+        + ("..." if around + width < len(text) else "")
+    )
 
 
 def _mismatch(origin: str, turn: int, got: str, expected: str) -> str:
@@ -272,7 +282,8 @@ def check_template(
             if not decoded.startswith(text) or end not in special_texts:
                 raise TemplateError(
                     "template self-check failed: labelled tokens are not the assistant text plus one "
-                    "end-of-turn token\n" + _mismatch(conversation.origin, turn, decoded, text + "<end-of-turn>")
+                    "end-of-turn token\n"
+                    + _mismatch(conversation.origin, turn, decoded, text + "<end-of-turn>")
                 )
             if encoded.labels[run.start : run.stop] != ids:
                 raise TemplateError(
@@ -291,4 +302,3 @@ def check_template(
         )
     log.info("template self-check passed on %d conversations (end of turn: %s)", checked, sorted(end_tokens))
     return checked
-

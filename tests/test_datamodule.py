@@ -7,8 +7,8 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from datamodules.datamodule import StageDataModule
 from datamodules import template
+from datamodules.datamodule import StageDataModule
 from datamodules.sources import SourceError
 from datamodules.template import IGNORE_INDEX, TemplateError
 
@@ -44,8 +44,13 @@ def make(tmp_path, **settings):
         expert_domains=DOMAINS,
         data_root=str(tmp_path),
         sources={
-            "mine": {"path": "mine.json", "schema": "messages", "stage": 7, "domain": "mental_health",
-                     "options": {"group_key": "id"}},
+            "mine": {
+                "path": "mine.json",
+                "schema": "messages",
+                "stage": 7,
+                "domain": "mental_health",
+                "options": {"group_key": "id"},
+            },
         },
         cache_dir=str(tmp_path / "cache"),
         max_seq_length=128,
@@ -143,6 +148,20 @@ def test_unchanged_second_run_reads_the_cache_and_a_change_rebuilds(built, monke
     os.utime(tmp / "mine.json", ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
 
+def test_empty_held_out_splits_are_allowed(tmp_path):
+    dm = make(tmp_path, val_fraction=0.0, test_fraction=0.0, template_check_examples=0)
+    dm.setup("fit")
+    assert dm.report["splits"]["val"] == {
+        "examples": 0,
+        "rows": 0,
+        "tokens": 0,
+        "trained_tokens": 0,
+        "efficiency": 0.0,
+    }
+    assert list(dm.val_dataloader()) == [] and dm.split_conversations("test") == []
+    assert dm.report["splits"]["train"]["examples"] == 40
+
+
 def test_padding_mode_one_example_per_row_with_attention_mask(tmp_path):
     dm = make(tmp_path, packing=False, template_check_examples=0)
     dm.setup("fit")
@@ -167,20 +186,34 @@ def test_overlong_conversations_are_cut_or_dropped_and_counted(tmp_path):
 
 def test_missing_path_and_unknown_schema_stop_at_construction(tmp_path):
     with pytest.raises(SourceError, match=r"source 'mine': .*nowhere.json does not exist"):
-        make(tmp_path, sources={"mine": {"path": "nowhere.json", "schema": "messages", "stage": 7,
-                                         "domain": "psychology"}})
+        make(
+            tmp_path,
+            sources={
+                "mine": {"path": "nowhere.json", "schema": "messages", "stage": 7, "domain": "psychology"}
+            },
+        )
     write_source(tmp_path / "mine.json", n=2)
     with pytest.raises(SourceError, match="unknown schema 'chatml'"):
-        make(tmp_path, sources={"mine": {"path": "mine.json", "schema": "chatml", "stage": 7,
-                                         "domain": "psychology"}})
+        make(
+            tmp_path,
+            sources={"mine": {"path": "mine.json", "schema": "chatml", "stage": 7, "domain": "psychology"}},
+        )
     with pytest.raises(SourceError, match="stage 8 has no enabled source"):
         make(tmp_path, stage=8)
 
 
 def test_registry_weight_repeats_train_examples_only(built):
     tmp, dm = built
-    sources = {"mine": {"path": "mine.json", "schema": "messages", "stage": 7, "domain": "mental_health",
-                        "weight": 2.0, "options": {"group_key": "id"}}}
+    sources = {
+        "mine": {
+            "path": "mine.json",
+            "schema": "messages",
+            "stage": 7,
+            "domain": "mental_health",
+            "weight": 2.0,
+            "options": {"group_key": "id"},
+        }
+    }
     doubled = make(tmp, sources=sources, template_check_examples=0)
     doubled.setup("validate")
     before, after = dm.report["splits"], doubled.report["splits"]
@@ -208,8 +241,12 @@ def fit(tmp, ckpt_path=None, **trainer_args):
     """One fit of the recorder on the cached data; returns the rows it saw."""
     module = Recorder()
     trainer = Trainer(
-        logger=False, enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-        default_root_dir=tmp, **trainer_args,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        default_root_dir=tmp,
+        **trainer_args,
     )
     trainer.fit(module, datamodule=make(tmp), ckpt_path=ckpt_path)
     return module.seen
