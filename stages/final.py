@@ -80,7 +80,8 @@ def write_final(
     """Validate the best checkpoint (or the current weights when validation never ran) and write it."""
     reason = stop_reason(trainer)
     best_path = best_checkpoint(best)
-    [metrics] = trainer.validate(module, datamodule=datamodule, ckpt_path=best_path, verbose=False)
+    results = trainer.validate(module, datamodule=datamodule, ckpt_path=best_path, verbose=False)
+    metrics = results[0] if results else {}  # an empty validation split gives no metrics
     routing = module.observed_routing
     if not trainer.is_global_zero:
         return

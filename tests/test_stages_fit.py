@@ -104,6 +104,31 @@ def test_tiny_fit_writes_checkpoint_final_and_adapter_only_checkpoints(stage1):
         assert column in csv, column
 
 
+def test_shipped_stage_yamls_run_in_order(tmp_path, monkeypatch):
+    """stage1/2/3.yaml as shipped, overriding only base model, data root, precision, accelerator and
+    max_steps; the working directory stands in for the output root and holds stage 3's voice file."""
+    voice = Path("ai/data/tim_fletcher_voice/synthetic_conversations.json")
+    (tmp_path / voice).parent.mkdir(parents=True)
+    shutil.copy(SAMPLES / voice, tmp_path / voice)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))  # the data cache's default place
+    for stage in (1, 2, 3):
+        main([
+            "--config", str(REPO / f"stages/stage{stage}.yaml"),
+            "--model.base_model", "tiny",
+            "--data.data_root", str(SAMPLES),
+            "--trainer.precision", "32-true",
+            "--trainer.accelerator", "cpu",
+            "--trainer.max_steps", "2",
+        ])  # fmt: skip
+        final = stage_dir(tmp_path, stage) / "checkpoint-final"
+        assert json.loads((final / "metrics.json").read_text())["global_step"] <= 2
+        config = json.loads((final / "adapter_config.json").read_text())
+        assert config["base_model"] == "tiny" and config["moe"]["num_experts"] == 4
+    second, third = adapter(stage_dir(tmp_path, 2)), adapter(stage_dir(tmp_path, 3))
+    assert any(not torch.equal(second[k], third[k]) for k in second)  # stage 3 trained on from stage 2
+
+
 def test_stage2_starts_from_exactly_stage1_final_weights(stage1, cache):
     # lr 0: every AdamW update is zero, so stage 2's final adapter is the one it started from.
     main(demo_args(stage1, cache, 2, "--trainer.max_steps", "2", "--model.lr", "0"))
