@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import torch
 from lightning.pytorch import LightningModule
+from lightning.pytorch.callbacks import Timer
 from torch import Tensor
 from torch.optim.lr_scheduler import LambdaLR
 
@@ -311,7 +312,7 @@ class MoELoRAModule(LightningModule):
 
 
 def _max_time_seconds(trainer: Any) -> float | None:
-    from lightning.pytorch.callbacks import Timer
-
+    """Trainer(max_time) in seconds: the whole stage's budget (the same on every resume, so the
+    schedule is too). The Timer callback keeps it only in a private attribute."""
     timers = [cb for cb in trainer.callbacks if isinstance(cb, Timer)]
     return timers[0]._duration if timers else None

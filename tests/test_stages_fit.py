@@ -71,8 +71,10 @@ def ckpt(path: Path) -> dict:
 def stage1(tmp_path_factory, cache) -> Path:
     """Stage 1 of the demo, run once: 4 optimizer steps, validation every 2."""
     out = tmp_path_factory.mktemp("stage1")
-    torch.set_num_threads(1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # module scope: runs before the one_thread fixture
     main(demo_args(out, cache, 1, "--trainer.max_steps", "4", "--run.val_every_n_steps", "2"))
+    torch.set_num_threads(threads)
     return out
 
 
