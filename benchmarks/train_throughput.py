@@ -56,12 +56,16 @@ def wayfarer_12b() -> MistralConfig:
     )
 
 
-def random_12b(*args: Any, dtype: torch.dtype | None = None, attn_implementation: str | None = None, **kwargs: Any):
+def random_12b(
+    *args: Any, dtype: torch.dtype | None = None, attn_implementation: str | None = None, **kwargs: Any
+) -> MistralForCausalLM:
     """Stands in for load_base_model on CUDA: the same frozen MistralForCausalLM, random bf16 weights
     initialised on the GPU (seconds, not a 24 GB download)."""
     with torch.device("cuda"):
         model = MistralForCausalLM._from_config(
-            wayfarer_12b(), dtype=dtype or torch.bfloat16, attn_implementation=pick_attention(attn_implementation)
+            wayfarer_12b(),
+            dtype=dtype or torch.bfloat16,
+            attn_implementation=pick_attention(attn_implementation),
         )
     return model.requires_grad_(False)
 
@@ -174,7 +178,8 @@ def run_variant(checkpointing: bool, args: argparse.Namespace, cuda: bool) -> di
     measured = sorted(times.times[args.warmup :])
     step = measured[len(measured) // 2]
     tokens_per_second = args.micro_batch * args.seq_len / step
-    name = torch.cuda.get_device_name() if cuda else f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
+    cpu = f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
+    name = torch.cuda.get_device_name() if cuda else cpu
     peak = next((v for k, v in PEAK_FLOPS.items() if k in name), None) if cuda else None
     return {
         "activation_checkpointing": checkpointing,

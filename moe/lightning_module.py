@@ -144,7 +144,8 @@ class MoELoRAModule(LightningModule):
         c = self.moe_config
         progress = self.global_step / self.schedule.total_steps if self.schedule else 0.0
         domain_coef = c.domain_coef_at(progress)
-        total = lm + c.balance_coef * router["balance"] + c.z_coef * router["z"] + domain_coef * router["domain"]
+        router_total = c.balance_coef * router["balance"] + c.z_coef * router["z"] + domain_coef * router["domain"]
+        total = lm + router_total
         return total, domain_coef
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
@@ -234,7 +235,9 @@ class MoELoRAModule(LightningModule):
             "expert_use_per_domain": {
                 domain: use[d].tolist() for d, domain in enumerate(c.expert_domains) if seen[d]
             },
-            "observed_gates": {domain: gates[d].tolist() for d, domain in enumerate(c.expert_domains) if seen[d]},
+            "observed_gates": {
+                domain: gates[d].tolist() for d, domain in enumerate(c.expert_domains) if seen[d]
+            },
         }
 
     # -- optimisation ------------------------------------------------------------------------------
@@ -242,7 +245,8 @@ class MoELoRAModule(LightningModule):
         """The steps that will run: the plan's epochs, cut by max_steps and by max_time x throughput."""
         trainer, h = self.trainer, self.hparams
         per_epoch = math.ceil(self.train_batches_per_epoch() / trainer.accumulate_grad_batches)
-        planned = per_epoch * trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else trainer.max_steps
+        epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else None
+        planned = per_epoch * epochs if epochs else trainer.max_steps
         if planned <= 0:
             raise ValueError("set trainer.max_epochs or trainer.max_steps: the schedule needs an end")
         total, cut_by = planned, None
@@ -305,7 +309,8 @@ class MoELoRAModule(LightningModule):
         missing, extra = sorted(expected - found), sorted(found - expected)
         if missing or extra:
             raise CheckpointMismatchError(
-                f"checkpoint does not fit this model's adapters: {len(missing)} missing key(s) {missing[:5]}, "
+                "checkpoint does not fit this model's adapters: "
+                f"{len(missing)} missing key(s) {missing[:5]}, "
                 f"{len(extra)} unexpected key(s) {extra[:5]}; was it written for another MoE config "
                 "(num_experts, r, target_modules) or base model?"
             )

@@ -100,7 +100,8 @@ class SaveOnSigterm(Callback):
         if isinstance(exception, SIGTERMException) and trainer.global_step > 0:
             trainer.save_checkpoint(last_checkpoint(self.checkpoint_dir))
             self.stopped = True
-            log.warning("SIGTERM: saved %s at step %d", last_checkpoint(self.checkpoint_dir), trainer.global_step)
+            saved = last_checkpoint(self.checkpoint_dir)
+            log.warning("SIGTERM: saved %s at step %d", saved, trainer.global_step)
 
 
 class RngState(Callback):

@@ -31,7 +31,8 @@ def main(extra: list[str]) -> None:
         if subprocess.run(command, cwd=REPO).returncode != 0:
             sys.exit(f"stage {stage} failed")
         metrics = json.loads((stage_dir / "checkpoint-final" / "metrics.json").read_text())
-        print(f"== stage {stage} done: val_loss {metrics['val_loss']}, {stage_dir / 'checkpoint-final'}", flush=True)
+        final = stage_dir / "checkpoint-final"
+        print(f"== stage {stage} done: val_loss {metrics['val_loss']}, {final}", flush=True)
 
 
 if __name__ == "__main__":

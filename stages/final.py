@@ -49,7 +49,8 @@ def stop_reason(trainer: Trainer) -> str:
     for callback in trainer.callbacks:
         if isinstance(callback, EarlyStopping) and callback.stopped_epoch > 0:
             return "early_stopping"
-        if isinstance(callback, Timer) and callback.time_remaining() is not None and callback.time_remaining() <= 0:
+        remaining = callback.time_remaining() if isinstance(callback, Timer) else None
+        if remaining is not None and remaining <= 0:
             return "max_time"
     if 0 < trainer.max_steps <= trainer.global_step:
         return "max_steps"

@@ -130,7 +130,8 @@ def check_previous_stage(folder: Path, model: Any) -> Path:
     if not (folder / CONFIG_NAME).is_file():
         raise SystemExit(
             f"error: run.init_from: no finished previous stage at {folder} ({CONFIG_NAME} missing). Run the "
-            "previous stage to the end first (it writes checkpoint-final/), or fix run.init_from / run.output_root."
+            "previous stage to the end first (it writes checkpoint-final/), or fix run.init_from / "
+            "run.output_root."
         )
     try:
         check_adapter_compatible(folder, MoELoRAConfig(**dict(model.moe)), model.base_model)
@@ -146,8 +147,10 @@ def configure_loggers(loggers: Any, run: RunConfig) -> None:
         args = logger.init_args
         if "save_dir" in args and args.save_dir in (None, ".", ""):
             args.save_dir = str(run.stage_dir)
-        wandb_decided = os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_MODE")
-        if logger.class_path.endswith("WandbLogger") and not wandb_decided:
+        if not logger.class_path.endswith("WandbLogger"):
+            continue
+        args.name = args.name or run.name
+        if not (os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_MODE")):
             args.offline = True
 
 
@@ -192,7 +195,7 @@ def main(args: list[str] | None = None) -> None:
             parser_kwargs={"default_config_files": [str(COMMON_CONFIG)]},
             args=args,
         )
-    except SourceError as error:  # raised by StageDataModule.__init__: nothing heavy has run yet
+    except (SourceError, ValueError) as error:  # a bad setting: only parsing and cheap checks have run
         sys.exit(f"error: {error}")
     run = RunConfig(**cli.config.run)
     run.stage_dir.mkdir(parents=True, exist_ok=True)

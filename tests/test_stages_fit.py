@@ -168,6 +168,12 @@ def test_unknown_source_schema_fails_before_the_base_model_loads(tmp_path, cache
         main([*demo_args(tmp_path, cache), "--data.sources", json.dumps(extra)])
 
 
+def test_unknown_source_name_fails_before_the_base_model_loads(tmp_path, cache, monkeypatch):
+    monkeypatch.setattr(lightning_module, "load_base_model", _no_base_model)
+    with pytest.raises(SystemExit, match="source 'no_such_source' lacks required field"):
+        main([*demo_args(tmp_path, cache), "--data.sources", json.dumps({"no_such_source": {"enabled": True}})])
+
+
 def test_checkpoint_with_a_missing_adapter_key_is_refused(stage1, tmp_path, cache):
     state = ckpt(stage_dir(stage1) / "checkpoints" / "last.ckpt")
     dropped = sorted(state["state_dict"])[0]
