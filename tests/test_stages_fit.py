@@ -250,6 +250,9 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path, cache, monkeypat
     folder = stage_dir(tmp_path)
     assert ckpt(folder / "checkpoints" / "last.ckpt")["global_step"] in (2, 3)
     assert not (folder / "checkpoint-final").exists()
+    monkeypatch.setattr(lightning_module.MoELoRAModule, "training_step", step)
+    main(demo_args(tmp_path, cache, 1, "--trainer.max_steps", "6"))  # the next job resumes and finishes
+    assert json.loads((folder / "checkpoint-final" / "metrics.json").read_text())["global_step"] == 6
 
 
 def test_sigkill_mid_epoch_resumes_to_the_same_adapter_as_an_uninterrupted_run(tmp_path, cache, caplog):
