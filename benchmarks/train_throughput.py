@@ -18,6 +18,7 @@ the checkpointing variant) and the same figures for each variant.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import platform
 import sys
@@ -173,6 +174,7 @@ def run_variant(checkpointing: bool, args: argparse.Namespace, cuda: bool) -> di
         layers = module.model.config.num_hidden_layers if module.model is not None else None
         config = config or (module.model.config if module.model is not None else None)
         del module, trainer
+        gc.collect()  # the 24 GB base of this variant must go before the next one is built
         if cuda:
             torch.cuda.empty_cache()
     measured = sorted(times.times[args.warmup :])
