@@ -210,8 +210,7 @@ class RubricScores:
 
 
 def score_replies(
-    client: JudgeClient, rubric: Rubric, items: Mapping[str, tuple[Sequence[Mapping[str, str]], str]],
-    concurrency: int = 4,
+    client: JudgeClient, rubric: Rubric, items: Mapping[str, tuple[Sequence[Mapping[str, str]], str]]
 ) -> RubricScores:
     """items: id -> (conversation before the reply, reply)."""
 
@@ -226,7 +225,7 @@ def score_replies(
         except MalformedJudgement as error:
             return key, None, f"malformed: {error}"
 
-    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, client.settings.concurrency)) as pool:
         results = list(pool.map(one, items.items()))
     malformed = sum(problem.startswith("malformed") for _, _, problem in results)
     failed = sum(bool(problem) and not problem.startswith("malformed") for _, _, problem in results)
