@@ -86,6 +86,8 @@ def test_reasoning_shown_for_clinical_and_absent_in_small_talk():
     settings = SETTINGS.reasoning
     assert shown_reasoning(CLINICAL_GOOD, settings).startswith("Hypersomnia")
     assert shown_reasoning("<think>Hello.</think> Hi!", settings) is None  # too short to be reasoning
+    plan_layout = CLINICAL_GOOD.replace("<think>", "Reasoning: ").replace("</think>", "\n\nResponse: ")
+    assert shown_reasoning(plan_layout, settings).startswith("Hypersomnia")
     clinical = [Probe("clinical", "c", ({"role": "user", "content": "x"},), {"domain": "psychology"})]
     small = [Probe("small_talk", "s", ({"role": "user", "content": "hi"},))]
     shown, absent = reasoning_metrics(clinical, small, {"c": CLINICAL_GOOD, "s": "Hi! How are you?"}, settings)
