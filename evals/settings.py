@@ -48,6 +48,7 @@ class ReasoningSettings:
 class VoiceSettings:
     min_classifier_accuracy: float = 0.75
     test_fraction: float = 0.25
+    educator_sources: tuple[str, ...] = ("voice",)
 
 
 @dataclass(frozen=True)
