@@ -10,9 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from peft import PeftModel
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
+from moe.adapter_io import adapter_moe_config, load_adapter, read_adapter_config
 from moe.base_model import default_dtype, load_base_model, load_tokenizer
+from moe.model import attach_moe_lora
 
 BASE = "base"
 MIXTURE, PEFT, MERGED = "mixture", "peft", "merged"
@@ -58,8 +61,6 @@ def model_base(source: str, default: str | None) -> str:
     """The base model a source was built on (read from its files); `default` for `base` and merged."""
     kind = model_kind(source)
     if kind == MIXTURE:
-        from moe.adapter_io import read_adapter_config
-
         return read_adapter_config(source)["base_model"]
     if kind == PEFT:
         return json.loads((Path(source) / "adapter_config.json").read_text())["base_model_name_or_path"]
@@ -70,31 +71,35 @@ def model_base(source: str, default: str | None) -> str:
     return default
 
 
-def load_model(source: str, base_model: str | None = None, dtype: torch.dtype | None = None) -> LoadedModel:
+def load_model(
+    source: str,
+    base_model: str | None = None,
+    dtype: torch.dtype | None = None,
+    load_in_4bit: bool = False,
+    attn_implementation: str | None = None,
+) -> LoadedModel:
     """Load for inference (eval mode, no grad). base_model: what `base` means, and the base a
-    mixture or adapter must have been built on when given (a mismatch stops before loading)."""
+    mixture or adapter must have been built on when given (a mismatch stops before loading).
+    dtype / load_in_4bit / attn_implementation: as the stage's `model:` section loads the base."""
     kind = model_kind(source)
     built_on = model_base(source, base_model)
     if kind in (MIXTURE, PEFT) and base_model is not None and built_on != base_model:
         raise ValueError(f"{source} was built on {built_on!r}, but the stage's base model is {base_model!r}")
     if kind == MERGED:
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype or default_dtype())
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype or default_dtype(),
+                                                     attn_implementation=attn_implementation)
         has_tokenizer = (Path(source) / "tokenizer_config.json").is_file()
         tokenizer = load_tokenizer(source if has_tokenizer or base_model is None else base_model)
     else:
-        model = load_base_model(built_on, dtype=dtype)
+        model = load_base_model(built_on, dtype=dtype, load_in_4bit=load_in_4bit,
+                                attn_implementation=attn_implementation)
         tokenizer = load_tokenizer(built_on)
         if kind == MIXTURE:
-            from moe.adapter_io import adapter_moe_config, load_adapter
-            from moe.model import attach_moe_lora
-
             attach_moe_lora(model, adapter_moe_config(source))
             load_adapter(model, source)
         elif kind == PEFT:
-            from peft import PeftModel
-
             model = PeftModel.from_pretrained(model, source)
-    if torch.cuda.is_available():
-        model.to("cuda")
+    if torch.cuda.is_available() and not getattr(model, "is_quantized", False):
+        model.to("cuda")  # a 4-bit model is placed by bitsandbytes as it loads
     model.eval().requires_grad_(False)
     return LoadedModel(model, tokenizer, kind, source, built_on)
