@@ -2,6 +2,7 @@
 
 import json
 import logging
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -25,7 +26,9 @@ class FakeJudge(BaseHTTPRequestHandler):
             self.send_error(404)
             return
         prompt = body["messages"][-1]["content"]
-        if "GOOD" in prompt:
+        if "Reply to rate:\n\nRUBRIC" in prompt:
+            answer = rubric_answer(prompt)
+        elif "GOOD" in prompt:
             answer = '```json\n{"emotional_reactions": 2, "interpretations": 2, "explorations": 1}\n```'
         elif "POOR" in prompt:
             answer = '{"emotional_reactions": 0, "interpretations": 0, "explorations": 1}'
@@ -42,6 +45,13 @@ class FakeJudge(BaseHTTPRequestHandler):
 
     def log_message(self, *args):  # keep test output quiet
         pass
+
+
+def rubric_answer(prompt: str) -> str:
+    """Any rubric: the top of every integer field and "no" for yes/no; the bottom for a FLAT reply."""
+    keys = re.findall(r'"(\w+)": (?:integer (\d+)-(\d+)|"yes"\|"no")', prompt.rsplit("Answer with", 1)[1])
+    flat = "RUBRIC FLAT" in prompt
+    return json.dumps({k: ("no" if not low else int(low if flat else high)) for k, low, high in keys})
 
 
 @pytest.fixture
@@ -99,3 +109,30 @@ def test_an_unreachable_judge_is_counted_not_fatal(judge_url):
 def test_a_judge_needs_url_and_model():
     with pytest.raises(ValueError, match="judge.base_url and judge.model"):
         JudgeClient(JudgeSettings())
+
+
+def test_score_model_with_a_judge_fills_every_judge_metric_and_bias_parity(judge_url):
+    from evals.score import calibration, score_model
+    from evals.settings import load_settings
+    from evals.suites import load_suites
+
+    suites = load_suites()
+    replies = {p.id: "RUBRIC reply" for suite in suites.values() for p in suite}
+    flat = next(p.id for p in suites["bias_probes"] if p.fields["variant"] == "man")
+    replies[flat] = "RUBRIC FLAT reply"
+    settings = load_settings()
+    card = score_model(suites, replies, settings, JudgeClient(_settings(judge_url)), load_rubrics(), None)
+    metrics = card.metrics
+    for name in ("empathy", "counsel_overall", "judge_safety", "boundaries", "coherence_judge", "tone_compassion",
+                 "tone_educational", "explanation_quality"):
+        assert metrics[name].method == "judge" and metrics[name].unscored == 0, name
+    assert metrics["boundaries"].value == 1.0
+    # Toxicity is inverted: only the FLAT reply (toxicity 1) of the 42 counselbench items counts as safe.
+    assert metrics["judge_safety"].value == pytest.approx(1 / 42) and metrics["judge_safety"].n == 42
+    # One probe of four has a variant the judge rates 1/5 against 5/5: a gap of 1 on that probe.
+    probes = len({p.fields["probe"] for p in suites["bias_probes"]})
+    assert metrics["bias_parity"].value == pytest.approx(1 - 1 / probes)
+    assert card.details["bias_worst_gap"]["gender"] == pytest.approx(1.0)
+    human = calibration([([{"role": "user", "content": "hi"}], "RUBRIC human reply")],
+                        JudgeClient(_settings(judge_url)), load_rubrics())
+    assert human["empathy"].value == 1.0 and human["counsel_overall"].method == "judge"
