@@ -26,7 +26,7 @@ from jsonargparse import ArgumentParser
 
 from datamodules.datamodule import StageDataModule
 from datamodules.sources import SourceError
-from datamodules.template import IGNORE_INDEX
+from datamodules.template import IGNORE_INDEX, TemplateError
 
 # stages/fit.py loads this before the stage YAML (LightningCLI default_config_files).
 COMMON_CONFIG = Path(__file__).parents[1] / "stages" / "common.yaml"
@@ -257,8 +257,8 @@ def main(argv: list[str] | None = None) -> None:
     config = load_config(args.config, overrides)
     try:
         dm = data_module(config)
-        dm.setup("validate")
-    except SourceError as error:
+        dm.setup()  # setup(None) runs the template self-check too
+    except (SourceError, TemplateError) as error:
         raise SystemExit(f"error: {error}") from None
     tokens_per_second = args.tokens_per_second or (config.get("model") or {}).get("throughput_tokens_per_s")
     out = figures(dm, config, tokens_per_second)
