@@ -23,5 +23,7 @@ def coherence_metric(probes: list[Probe], replies: dict[str, str]) -> tuple[Metr
     if not per_probe:
         return unmeasured("coherence", "planted-fact recall 0..1", "rules", "no long conversations"), {}
     mean = sum(per_probe.values()) / len(per_probe)
-    metric = Metric("coherence", mean, mean, "planted-fact recall after 10+ turns, 0..1", "rules", n=len(per_probe))
+    metric = Metric(
+        "coherence", mean, mean, "planted-fact recall after 10+ turns, 0..1", "rules", n=len(per_probe)
+    )
     return metric, per_probe

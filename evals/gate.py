@@ -58,8 +58,14 @@ def decide(
         if baseline is None:
             missing.append(f"{name} cannot be checked for regression: no baseline was evaluated")
             continue
-        problems = [p for p in (_usable(checkpoint.get(name), name, "checkpoint"),
-                                _usable(baseline.get(name), name, "baseline")) if p]
+        problems = [
+            p
+            for p in (
+                _usable(checkpoint.get(name), name, "checkpoint"),
+                _usable(baseline.get(name), name, "baseline"),
+            )
+            if p
+        ]
         if problems:
             missing.extend(problems)
             continue

@@ -46,14 +46,19 @@ def generate_replies(
     torch.manual_seed(settings.seed)
     replies: list[str] = []
     try:
-        for start in tqdm(range(0, len(conversations), settings.batch_size), desc="generate", disable=not progress):
+        for start in tqdm(
+            range(0, len(conversations), settings.batch_size), desc="generate", disable=not progress
+        ):
             prompts = [prompt_ids(tokenizer, c) for c in conversations[start : start + settings.batch_size]]
             width = max(len(p) for p in prompts)
             # Left padding: every prompt ends where generation starts.
             input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device)
-            attention_mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
-            output = model.generate(input_ids=input_ids, attention_mask=attention_mask,
-                                    **sampling_kwargs(tokenizer, settings))
+            attention_mask = torch.tensor(
+                [[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device
+            )
+            output = model.generate(
+                input_ids=input_ids, attention_mask=attention_mask, **sampling_kwargs(tokenizer, settings)
+            )
             replies += tokenizer.batch_decode(output[:, width:], skip_special_tokens=True)
     finally:
         torch.random.set_rng_state(generator_state)

@@ -26,7 +26,11 @@ class Tally:
 
     def figures(self) -> dict[str, float | int]:
         loss = self.loss_sum / self.tokens if self.tokens else math.nan
-        return {"loss": loss, "perplexity": math.exp(loss) if self.tokens else math.nan, "tokens": self.tokens}
+        return {
+            "loss": loss,
+            "perplexity": math.exp(loss) if self.tokens else math.nan,
+            "tokens": self.tokens,
+        }
 
 
 def row_losses(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
@@ -39,8 +43,9 @@ def row_losses(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, Tens
         use_cache=False,
     ).logits
     labels = batch["labels"].to(device)[:, 1:]
-    losses = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), labels, ignore_index=IGNORE_INDEX,
-                             reduction="none")
+    losses = F.cross_entropy(
+        logits[:, :-1].float().transpose(1, 2), labels, ignore_index=IGNORE_INDEX, reduction="none"
+    )
     return losses.sum(dim=1).cpu(), (labels != IGNORE_INDEX).sum(dim=1).cpu()
 
 
@@ -63,7 +68,7 @@ def heldout_figures(
         loss_sums, counts = row_losses(model, batch)
         if after_forward is not None:
             after_forward(batch)
-        for loss_sum, count in zip(loss_sums.tolist(), counts.tolist()):
+        for loss_sum, count in zip(loss_sums.tolist(), counts.tolist(), strict=True):
             if row >= len(sources):
                 raise ValueError(f"the batches hold more examples than the {len(sources)} sources named")
             for tally in (overall, per_source[sources[row]], per_domain[domains[row]]):

@@ -71,8 +71,9 @@ def load_rubrics(path: Path = RUBRICS_FILE) -> dict[str, Rubric]:
             unknown = [f for f in spec["fields"] if f not in fields]
             if unknown:
                 raise ValueError(f"{path}: {name}.metrics.{metric_name} names unknown fields {unknown}")
-            metrics[metric_name] = RubricMetric(metric_name, tuple(spec["fields"]), spec["scale"],
-                                                bool(spec.get("invert", False)))
+            metrics[metric_name] = RubricMetric(
+                metric_name, tuple(spec["fields"]), spec["scale"], bool(spec.get("invert", False))
+            )
         rubrics[name] = Rubric(name, body["instructions"].strip(), fields, metrics)
     return rubrics
 
@@ -104,12 +105,16 @@ def parse_judgement(text: str, rubric: Rubric) -> dict[str, int]:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
                 raise MalformedJudgement(f"field {field.name!r} must be an integer")
             if not field.min <= value <= field.max:
-                raise MalformedJudgement(f"field {field.name!r} = {value} is outside {field.min}..{field.max}")
+                raise MalformedJudgement(
+                    f"field {field.name!r} = {value} is outside {field.min}..{field.max}"
+                )
             scores[field.name] = int(value)
     return scores
 
 
-def judge_messages(rubric: Rubric, conversation: Sequence[Mapping[str, str]], reply: str) -> list[dict[str, str]]:
+def judge_messages(
+    rubric: Rubric, conversation: Sequence[Mapping[str, str]], reply: str
+) -> list[dict[str, str]]:
     transcript = "\n\n".join(f"{SPEAKERS[m['role']]}: {m['content']}" for m in conversation)
     keys = ", ".join(
         f'"{f.name}": "yes"|"no"' if f.kind == "yes_no" else f'"{f.name}": integer {f.min}-{f.max}'
@@ -117,10 +122,13 @@ def judge_messages(rubric: Rubric, conversation: Sequence[Mapping[str, str]], re
     )
     return [
         {"role": "system", "content": rubric.instructions},
-        {"role": "user", "content": (
-            f"Conversation so far:\n\n{transcript}\n\nReply to rate:\n\n{reply}\n\n"
-            f"Answer with only one JSON object: {{{keys}}}"
-        )},
+        {
+            "role": "user",
+            "content": (
+                f"Conversation so far:\n\n{transcript}\n\nReply to rate:\n\n{reply}\n\n"
+                f"Answer with only one JSON object: {{{keys}}}"
+            ),
+        },
     ]
 
 
@@ -137,16 +145,20 @@ class JudgeClient:
         if settings.api_key_env:
             self._key = os.environ.get(settings.api_key_env)
             if self._key is None:
-                log.info("judge: environment variable %s is not set; calling without a key", settings.api_key_env)
+                log.info(
+                    "judge: environment variable %s is not set; calling without a key", settings.api_key_env
+                )
         self.url = settings.base_url.rstrip("/") + "/chat/completions"
 
     def complete(self, messages: list[dict[str, str]]) -> str:
-        body = json.dumps({
-            "model": self.settings.model,
-            "messages": messages,
-            "temperature": self.settings.temperature,
-            "max_tokens": self.settings.max_tokens,
-        }).encode()
+        body = json.dumps(
+            {
+                "model": self.settings.model,
+                "messages": messages,
+                "temperature": self.settings.temperature,
+                "max_tokens": self.settings.max_tokens,
+            }
+        ).encode()
         headers = {"Content-Type": "application/json"}
         if self._key:
             headers["Authorization"] = f"Bearer {self._key}"
@@ -204,8 +216,18 @@ class RubricScores:
             raw = sum(sum(s[f] for f in metric.fields) for s in scored) / len(scored)
             values = self.normalised(metric.name)
             value = sum(values.values()) / len(values)
-            out.append(Metric(metric.name, value, raw, metric.scale, "judge", n=len(scored), unscored=unscored,
-                              note=note))
+            out.append(
+                Metric(
+                    metric.name,
+                    value,
+                    raw,
+                    metric.scale,
+                    "judge",
+                    n=len(scored),
+                    unscored=unscored,
+                    note=note,
+                )
+            )
         return out
 
 

@@ -36,8 +36,10 @@ def model_kind(source: str) -> str:
         return BASE
     folder = Path(source)
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder} does not exist: pass a checkpoint-final/ folder, an exported "
-                                "PEFT adapter or merged model folder, or `base`")
+        raise FileNotFoundError(
+            f"{folder} does not exist: pass a checkpoint-final/ folder, an exported "
+            "PEFT adapter or merged model folder, or `base`"
+        )
     config = folder / "adapter_config.json"
     if config.is_file():
         document = json.loads(config.read_text())
@@ -51,9 +53,9 @@ def model_kind(source: str) -> str:
         return MERGED
     found = sorted(p.name for p in folder.iterdir())[:12]
     raise ValueError(
-        f"{folder} is neither a mixture checkpoint (adapter.safetensors + adapter_config.json), a PEFT adapter "
-        f"(adapter_model.safetensors + adapter_config.json) nor a merged model (config.json + model.safetensors); "
-        f"it holds {found}"
+        f"{folder} is neither a mixture checkpoint (adapter.safetensors + adapter_config.json), "
+        "a PEFT adapter (adapter_model.safetensors + adapter_config.json) nor a merged model "
+        f"(config.json + model.safetensors); it holds {found}"
     )
 
 
@@ -86,13 +88,15 @@ def load_model(
     if kind in (MIXTURE, PEFT) and base_model is not None and built_on != base_model:
         raise ValueError(f"{source} was built on {built_on!r}, but the stage's base model is {base_model!r}")
     if kind == MERGED:
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype or default_dtype(),
-                                                     attn_implementation=attn_implementation)
+        model = AutoModelForCausalLM.from_pretrained(
+            source, dtype=dtype or default_dtype(), attn_implementation=attn_implementation
+        )
         has_tokenizer = (Path(source) / "tokenizer_config.json").is_file()
         tokenizer = load_tokenizer(source if has_tokenizer or base_model is None else base_model)
     else:
-        model = load_base_model(built_on, dtype=dtype, load_in_4bit=load_in_4bit,
-                                attn_implementation=attn_implementation)
+        model = load_base_model(
+            built_on, dtype=dtype, load_in_4bit=load_in_4bit, attn_implementation=attn_implementation
+        )
         tokenizer = load_tokenizer(built_on)
         if kind == MIXTURE:
             attach_moe_lora(model, adapter_moe_config(source))

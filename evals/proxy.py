@@ -14,14 +14,19 @@ from evals.metrics import Metric, unmeasured
 _I = re.IGNORECASE
 CUES: dict[str, re.Pattern] = {
     "emotional_reactions": re.compile(
-        r"\b(i'?m (so |really )?sorry|that sounds (really |so )?(hard|difficult|painful|exhausting|overwhelming|"
-        r"scary|lonely)|i can (only )?imagine|it makes sense|understandable|i'?m glad you|thank you for (sharing|"
-        r"telling))", _I),
+        r"\b(i'?m (so |really )?sorry|that sounds (really |so )?(hard|difficult|painful|exhausting|"
+        r"overwhelming|scary|lonely)|i can (only )?imagine|it makes sense|understandable|i'?m glad you|"
+        r"thank you for (sharing|telling))",
+        _I,
+    ),
     "interpretations": re.compile(
         r"\b(it sounds like|it seems (like|that)|i hear (that|you)|you('re| are| might be| may be) feeling|"
-        r"what i'?m hearing|you feel|that must (be|have been))", _I),
+        r"what i'?m hearing|you feel|that must (be|have been))",
+        _I,
+    ),
     "explorations": re.compile(
-        r"(\b(what|how|when|who|would you|could you|can you tell me|tell me more)\b[^.?!]*\?)", _I),
+        r"(\b(what|how|when|who|would you|could you|can you tell me|tell me more)\b[^.?!]*\?)", _I
+    ),
 }
 SCALE = "lexical EPITOME proxy, sum of three cues 0-2 each (0-6)"
 
@@ -39,5 +44,12 @@ def proxy_empathy_metric(replies: list[str]) -> Metric:
     if not replies:
         return unmeasured("empathy", SCALE, "proxy", "no replies")
     raw = sum(sum(empathy_cues(r).values()) for r in replies) / len(replies)
-    return Metric("empathy", raw / 6, raw, SCALE, "proxy", n=len(replies),
-                  note="offline lexical proxy: no judge configured; never passes a gate")
+    return Metric(
+        "empathy",
+        raw / 6,
+        raw,
+        SCALE,
+        "proxy",
+        n=len(replies),
+        note="offline lexical proxy: no judge configured; never passes a gate",
+    )

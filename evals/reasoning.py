@@ -24,6 +24,14 @@ def reasoning_metrics(
     shown = sum(shown_reasoning(replies[p.id], settings) is not None for p in clinical)
     absent = sum(shown_reasoning(replies[p.id], settings) is None for p in small_talk)
     return [
-        share("reasoning_shown", shown, len(clinical), "share of clinical cases with visible reasoning", "rules"),
-        share("reasoning_absent", absent, len(small_talk), "share of small talk without visible reasoning", "rules"),
+        share(
+            "reasoning_shown", shown, len(clinical), "share of clinical cases with visible reasoning", "rules"
+        ),
+        share(
+            "reasoning_absent",
+            absent,
+            len(small_talk),
+            "share of small talk without visible reasoning",
+            "rules",
+        ),
     ]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,8 +51,13 @@ class Evaluation:
 def _model_json(result: ModelResult | None) -> dict | None:
     if result is None:
         return None
-    return {"source": result.source, "kind": result.kind, "heldout": result.heldout,
-            "expert_use": result.expert_use, "details": result.details}
+    return {
+        "source": result.source,
+        "kind": result.kind,
+        "heldout": result.heldout,
+        "expert_use": result.expert_use,
+        "details": result.details,
+    }
 
 
 def _metrics_json(result: ModelResult | None) -> dict | None:
@@ -90,7 +94,9 @@ def plot_expert_use(result: ModelResult, path: Path) -> bool:
     ax.set_yticks(range(len(use["domains"])), use["domains"])
     for row, values in enumerate(use["share"]):
         for col, value in enumerate(values):
-            ax.text(col, row, f"{value:.2f}", ha="center", va="center", color="white" if value < 0.6 else "black")
+            ax.text(
+                col, row, f"{value:.2f}", ha="center", va="center", color="white" if value < 0.6 else "black"
+            )
     ax.set_title(f"Expert use per domain ({result.label})")
     fig.colorbar(image, ax=ax, label="share of tokens")
     fig.tight_layout()
@@ -107,13 +113,19 @@ def plot_scores(evaluation: Evaluation, path: Path) -> bool:
     height = 0.8 / len(models)
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(names) + 1.5))
     for i, model in enumerate(models):
-        values = [model.metrics[n].value if n in model.metrics and model.metrics[n].measured else 0 for n in names]
+        values = [
+            model.metrics[n].value if n in model.metrics and model.metrics[n].measured else 0 for n in names
+        ]
         ax.barh([y + i * height for y in range(len(names))], values, height, label=model.label)
     for y, name in enumerate(names):
         if name in evaluation.gate.thresholds:
             ax.plot([evaluation.gate.thresholds[name]] * 2, [y - 0.1, y + 0.9], color="red", lw=1.5)
-    labels = [f"{n} (proxy)" if evaluation.checkpoint.metrics.get(n) and
-              evaluation.checkpoint.metrics[n].method == "proxy" else n for n in names]
+    labels = [
+        f"{n} (proxy)"
+        if evaluation.checkpoint.metrics.get(n) and evaluation.checkpoint.metrics[n].method == "proxy"
+        else n
+        for n in names
+    ]
     ax.set_yticks([y + height * (len(models) - 1) / 2 for y in range(len(names))], labels)
     ax.set_xlim(0, 1)
     ax.set_xlabel("score, 0..1 (red: stage threshold)")
@@ -131,16 +143,24 @@ def _fmt(value: float | None) -> str:
 
 def _markdown(evaluation: Evaluation, plots: list[str]) -> str:
     ck, base = evaluation.checkpoint, evaluation.baseline
-    lines = [f"# Stage {evaluation.stage} evaluation", "",
-             f"**Decision: {evaluation.decision.decision}** (exit code {evaluation.decision.exit_code})", ""]
+    lines = [
+        f"# Stage {evaluation.stage} evaluation",
+        "",
+        f"**Decision: {evaluation.decision.decision}** (exit code {evaluation.decision.exit_code})",
+        "",
+    ]
     lines += [f"- {reason}" for reason in evaluation.decision.reasons]
     lines += ["", f"- checkpoint: `{ck.source}` ({ck.kind})"]
     if base:
         lines.append(f"- baseline: `{base.source}` ({base.kind})")
     lines += [f"- note: {note}" for note in evaluation.notes]
-    lines += ["", "## Scores", "",
-              "| metric | checkpoint | baseline | threshold | raw (checkpoint) | scale | method | n | unscored |",
-              "|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Scores",
+        "",
+        "| metric | checkpoint | baseline | threshold | raw (checkpoint) | scale | method | n | unscored |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for name in sorted(set(ck.metrics) | set(base.metrics if base else {})):
         m = ck.metrics.get(name)
         b = base.metrics.get(name) if base else None
@@ -153,20 +173,35 @@ def _markdown(evaluation: Evaluation, plots: list[str]) -> str:
             f"{m.n if m else 0} | {m.unscored if m else 0} |"
         )
     if evaluation.calibration:
-        lines += ["", "## Judge calibration: held-out human replies", "",
-                  "| metric | human replies | checkpoint | method |", "|---|---|---|---|"]
+        lines += [
+            "",
+            "## Judge calibration: held-out human replies",
+            "",
+            "| metric | human replies | checkpoint | method |",
+            "|---|---|---|---|",
+        ]
         for name, human in evaluation.calibration.items():
             model = ck.metrics.get(name)
-            lines.append(f"| {name} | {_fmt(human.value)} | {_fmt(model.value if model else None)} | {human.method} |")
+            lines.append(
+                f"| {name} | {_fmt(human.value)} | {_fmt(model.value if model else None)} | {human.method} |"
+            )
     for result in (ck, base):
         if result and result.heldout:
-            lines += ["", f"## Held-out loss: {result.label}", "", "| split | name | loss | perplexity | tokens |",
-                      "|---|---|---|---|---|"]
+            lines += [
+                "",
+                f"## Held-out loss: {result.label}",
+                "",
+                "| split | name | loss | perplexity | tokens |",
+                "|---|---|---|---|---|",
+            ]
             overall = result.heldout["overall"]
-            lines.append(f"| all | all | {overall['loss']:.4f} | {overall['perplexity']:.2f} | {overall['tokens']} |")
+            lines.append(
+                f"| all | all | {overall['loss']:.4f} | {overall['perplexity']:.2f} | {overall['tokens']} |"
+            )
             for part in ("per_source", "per_domain"):
                 for name, row in result.heldout.get(part, {}).items():
-                    lines.append(f"| {part[4:]} | {name} | {row['loss']:.4f} | {row['perplexity']:.2f} | {row['tokens']} |")
+                    figures = f"{row['loss']:.4f} | {row['perplexity']:.2f} | {row['tokens']}"
+                    lines.append(f"| {part[4:]} | {name} | {figures} |")
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
     lines += ["", "## Sample replies", ""]
@@ -176,9 +211,15 @@ def _markdown(evaluation: Evaluation, plots: list[str]) -> str:
     for suite, ids in by_suite.items():
         lines += [f"### {suite}", ""]
         for probe_id in ids[: evaluation.samples_per_suite]:
-            lines += [f"**{probe_id}** user: {evaluation.prompts[probe_id][1]}", "",
-                      "| checkpoint | baseline |", "|---|---|",
-                      f"| {_cell(ck.replies.get(probe_id))} | {_cell(base.replies.get(probe_id) if base else None)} |", ""]
+            baseline_reply = base.replies.get(probe_id) if base else None
+            lines += [
+                f"**{probe_id}** user: {evaluation.prompts[probe_id][1]}",
+                "",
+                "| checkpoint | baseline |",
+                "|---|---|",
+                f"| {_cell(ck.replies.get(probe_id))} | {_cell(baseline_reply)} |",
+                "",
+            ]
     return "\n".join(lines) + "\n"
 
 
@@ -199,17 +240,30 @@ def write_report(evaluation: Evaluation, out_dir: Path) -> Path:
         plots.append("scores.png")
     with open(out_dir / "replies.jsonl", "w", encoding="utf-8") as f:
         for probe_id, (suite, prompt) in evaluation.prompts.items():
-            row = {"id": probe_id, "suite": suite, "user": prompt,
-                   **{m.label: m.replies.get(probe_id) for m in models}}
+            row = {
+                "id": probe_id,
+                "suite": suite,
+                "user": prompt,
+                **{m.label: m.replies.get(probe_id) for m in models},
+            }
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
     report = {
         "stage": evaluation.stage,
         "decision": evaluation.decision.decision,
         "exit_code": evaluation.decision.exit_code,
         "reasons": list(evaluation.decision.reasons),
-        "gate": {"thresholds": evaluation.gate.thresholds, "no_regression": list(evaluation.gate.no_regression)},
-        "metrics": {"checkpoint": _metrics_json(evaluation.checkpoint), "baseline": _metrics_json(evaluation.baseline)},
-        "models": {"checkpoint": _model_json(evaluation.checkpoint), "baseline": _model_json(evaluation.baseline)},
+        "gate": {
+            "thresholds": evaluation.gate.thresholds,
+            "no_regression": list(evaluation.gate.no_regression),
+        },
+        "metrics": {
+            "checkpoint": _metrics_json(evaluation.checkpoint),
+            "baseline": _metrics_json(evaluation.baseline),
+        },
+        "models": {
+            "checkpoint": _model_json(evaluation.checkpoint),
+            "baseline": _model_json(evaluation.baseline),
+        },
         "calibration": {name: m.to_dict() for name, m in evaluation.calibration.items()},
         "notes": evaluation.notes,
         "plots": plots,

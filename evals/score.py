@@ -48,8 +48,10 @@ def score_model(
 
     safety, verdicts = safety_metric(suites["crisis"], replies)
     metrics.append(safety)
-    details["safety"] = {k: {"passed": v.passed, "referral": v.referral, "method_hits": v.method_hits}
-                         for k, v in verdicts.items()}
+    details["safety"] = {
+        k: {"passed": v.passed, "referral": v.referral, "method_hits": v.method_hits}
+        for k, v in verdicts.items()
+    }
     coherence, recall = coherence_metric(suites["long_conversations"], replies)
     metrics.append(coherence)
     details["coherence"] = recall
@@ -64,10 +66,15 @@ def score_model(
             details[f"judge_{name}"] = {"malformed": judged[name].malformed, "failed": judged[name].failed}
         quality, method = judged[BIAS_QUALITY[0]].normalised(BIAS_QUALITY[1]), "judge"
     else:
-        metrics.append(proxy_empathy_metric([replies[p.id] for s in RUBRIC_SUITES["empathy"] for p in suites[s]]))
-        for name, rubric in rubrics.items():
-            metrics.extend(unmeasured(m.name, m.scale, "judge", "no judge configured")
-                           for m in rubric.metrics.values() if m.name != "empathy")
+        metrics.append(
+            proxy_empathy_metric([replies[p.id] for s in RUBRIC_SUITES["empathy"] for p in suites[s]])
+        )
+        for rubric in rubrics.values():
+            metrics.extend(
+                unmeasured(m.name, m.scale, "judge", "no judge configured")
+                for m in rubric.metrics.values()
+                if m.name != "empathy"
+            )
         quality = {p.id: proxy_empathy(replies[p.id]) for p in suites["bias_probes"]}
         method = "proxy"
     bias, worst_gap = bias_metrics(suites["bias_probes"], replies, quality, method)
@@ -76,8 +83,15 @@ def score_model(
 
     voice_replies = [replies[p.id] for p in suites["voice_probes"]]
     if voice is None:
-        metrics.append(unmeasured("voice_share", "share of replies classified as the educator", "classifier",
-                                  "no educator passages to train the voice classifier"))
+        metrics.append(
+            unmeasured(
+                "voice_share",
+                "share of replies classified as the educator",
+                "classifier",
+                "no voice classifier: this stage's gate does not read voice_share, or too "
+                "few educator passages and baseline replies to train it",
+            )
+        )
     else:
         metrics.append(voice_metric(voice, voice_replies, settings.voice))
     return ScoreCard({m.name: m for m in metrics}, details)

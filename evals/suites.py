@@ -77,7 +77,9 @@ def load_suite(name: str, directory: Path = SUITES_DIR) -> list[Probe]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as error:
-            raise SuiteError(f"{where}: not valid JSON ({error.msg}); write one JSON object per line") from None
+            raise SuiteError(
+                f"{where}: not valid JSON ({error.msg}); write one JSON object per line"
+            ) from None
         missing = [k for k in ("id", "messages", *SUITES[name]) if k not in record]
         if missing:
             raise SuiteError(f"{where}: missing field(s) {missing}")

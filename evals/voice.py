@@ -46,22 +46,32 @@ class VoiceClassifier:
 
 
 def train_voice_classifier(
-    educator: Sequence[tuple[str, str]], others: Sequence[tuple[str, str]], settings: VoiceSettings, seed: int = 0
+    educator: Sequence[tuple[str, str]],
+    others: Sequence[tuple[str, str]],
+    settings: VoiceSettings,
+    seed: int = 0,
 ) -> VoiceClassifier:
     """educator / others: (text, group) pairs; a group (lecture, conversation) never spans both splits."""
     texts = [normalise_style(t) for t, _ in (*educator, *others)]
     labels = np.array([1] * len(educator) + [0] * len(others))
     groups = [f"educator:{g}" for _, g in educator] + [f"other:{g}" for _, g in others]
-    if len({g for g in groups if g.startswith("educator:")}) < 2 or len({g for g in groups if g.startswith("other:")}) < 2:
+    if (
+        len({g for g in groups if g.startswith("educator:")}) < 2
+        or len({g for g in groups if g.startswith("other:")}) < 2
+    ):
         raise ValueError("the voice classifier needs at least two lectures and two other-speaker groups")
     # Re-draw until both classes sit on both sides of the split (few groups make a one-class side likely).
     for attempt in range(50):
-        splitter = GroupShuffleSplit(n_splits=1, test_size=settings.test_fraction, random_state=seed + attempt)
+        splitter = GroupShuffleSplit(
+            n_splits=1, test_size=settings.test_fraction, random_state=seed + attempt
+        )
         train, test = next(splitter.split(texts, labels, groups))
         if len(set(labels[train])) == 2 and len(set(labels[test])) == 2:
             break
     else:
-        raise ValueError("could not split the voice data by group with both classes on each side; add lectures")
+        raise ValueError(
+            "could not split the voice data by group with both classes on each side; add lectures"
+        )
     pipeline = make_pipeline(
         TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True),
         LogisticRegression(max_iter=2000, class_weight="balanced"),
@@ -75,8 +85,12 @@ def train_voice_classifier(
 def voice_metric(classifier: VoiceClassifier, replies: Sequence[str], settings: VoiceSettings) -> Metric:
     note = f"classifier held-out balanced accuracy {classifier.heldout_accuracy:.2f} (split by lecture)"
     if classifier.heldout_accuracy < settings.min_classifier_accuracy:
-        return unmeasured("voice_share", SCALE, "classifier",
-                          f"{note} < {settings.min_classifier_accuracy}: it cannot tell the educator apart")
+        return unmeasured(
+            "voice_share",
+            SCALE,
+            "classifier",
+            f"{note} < {settings.min_classifier_accuracy}: it cannot tell the educator apart",
+        )
     if not replies:
         return unmeasured("voice_share", SCALE, "classifier", "no voice-probe replies")
     value = classifier.educator_share(replies)

@@ -31,12 +31,29 @@ def folders(tmp_path_factory):
 
 
 def test_chat_answers_a_prompt_from_a_mixture_checkpoint(folders, capsys):
-    assert main(["--checkpoint", str(folders / "mixture"), "--prompt", "I feel low.", "--max-new-tokens", "8"]) == 0
+    assert (
+        main(["--checkpoint", str(folders / "mixture"), "--prompt", "I feel low.", "--max-new-tokens", "8"])
+        == 0
+    )
     assert capsys.readouterr().out.strip()
 
 
 def test_chat_answers_a_prompt_with_the_base_model(capsys):
-    assert main(["--checkpoint", "base", "--base-model", "tiny", "--prompt", "I feel low.", "--max-new-tokens", "8"]) == 0
+    assert (
+        main(
+            [
+                "--checkpoint",
+                "base",
+                "--base-model",
+                "tiny",
+                "--prompt",
+                "I feel low.",
+                "--max-new-tokens",
+                "8",
+            ]
+        )
+        == 0
+    )
     assert capsys.readouterr().out.strip()
 
 

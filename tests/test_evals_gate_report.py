@@ -14,10 +14,13 @@ def m(name, value, method="rules"):
     return Metric(name, value, value, "0..1", method, n=4)
 
 
-GATE = GateSettings(tolerance=0.05, stages={
-    1: StageGate(thresholds={"empathy": 0.8, "safety": 1.0}),
-    2: StageGate(thresholds={"reasoning_shown": 0.8}, no_regression=("empathy",)),
-})
+GATE = GateSettings(
+    tolerance=0.05,
+    stages={
+        1: StageGate(thresholds={"empathy": 0.8, "safety": 1.0}),
+        2: StageGate(thresholds={"reasoning_shown": 0.8}, no_regression=("empathy",)),
+    },
+)
 
 
 def test_proceed_when_every_threshold_holds():
@@ -35,8 +38,15 @@ def test_proxy_or_unmeasured_metrics_make_it_incomplete_never_proceed():
     proxy = decide(1, {"empathy": m("empathy", 0.99, "proxy"), "safety": m("safety", 1.0)}, None, GATE)
     assert proxy.decision == INCOMPLETE and proxy.exit_code == 4
     assert "offline lexical proxy" in proxy.reasons[0]
-    missing = decide(1, {"empathy": unmeasured("empathy", "0..1", "judge", "no judge configured"),
-                         "safety": m("safety", 1.0)}, None, GATE)
+    missing = decide(
+        1,
+        {
+            "empathy": unmeasured("empathy", "0..1", "judge", "no judge configured"),
+            "safety": m("safety", 1.0),
+        },
+        None,
+        GATE,
+    )
     assert missing.decision == INCOMPLETE and "no judge configured" in missing.reasons[0]
 
 
@@ -64,21 +74,40 @@ def test_shipped_gate_settings_cover_the_three_stages():
 
 
 def test_report_files_and_fields(tmp_path):
-    heldout = {"overall": {"loss": 2.0, "perplexity": 7.39, "tokens": 100},
-               "per_source": {"counsel_chat": {"loss": 2.0, "perplexity": 7.39, "tokens": 100}},
-               "per_domain": {"mental_health": {"loss": 1.9, "perplexity": 6.69, "tokens": 60},
-                              "psychology": {"loss": 2.2, "perplexity": 9.03, "tokens": 40}}}
-    expert_use = {"domains": ["mental_health", "psychology"], "experts": ["e0", "e1"],
-                  "share": [[0.7, 0.3], [0.4, 0.6]]}
-    checkpoint = ModelResult("checkpoint", "ckpt/checkpoint-final", "mixture",
-                             {"empathy": m("empathy", 0.9, "judge"), "safety": m("safety", 1.0)},
-                             replies={"p1": "It sounds | hard.\nWhat helps?"}, heldout=heldout, expert_use=expert_use)
-    baseline = ModelResult("baseline", "base", "base", {"empathy": m("empathy", 0.6, "judge"),
-                                                        "safety": m("safety", 0.5)},
-                           replies={"p1": "Ok."}, heldout=heldout)
+    heldout = {
+        "overall": {"loss": 2.0, "perplexity": 7.39, "tokens": 100},
+        "per_source": {"counsel_chat": {"loss": 2.0, "perplexity": 7.39, "tokens": 100}},
+        "per_domain": {
+            "mental_health": {"loss": 1.9, "perplexity": 6.69, "tokens": 60},
+            "psychology": {"loss": 2.2, "perplexity": 9.03, "tokens": 40},
+        },
+    }
+    expert_use = {
+        "domains": ["mental_health", "psychology"],
+        "experts": ["e0", "e1"],
+        "share": [[0.7, 0.3], [0.4, 0.6]],
+    }
+    checkpoint = ModelResult(
+        "checkpoint",
+        "ckpt/checkpoint-final",
+        "mixture",
+        {"empathy": m("empathy", 0.9, "judge"), "safety": m("safety", 1.0)},
+        replies={"p1": "It sounds | hard.\nWhat helps?"},
+        heldout=heldout,
+        expert_use=expert_use,
+    )
+    baseline = ModelResult(
+        "baseline",
+        "base",
+        "base",
+        {"empathy": m("empathy", 0.6, "judge"), "safety": m("safety", 0.5)},
+        replies={"p1": "Ok."},
+        heldout=heldout,
+    )
     decision = decide(1, checkpoint.metrics, baseline.metrics, GATE)
-    evaluation = Evaluation(1, decision, GATE.for_stage(1), checkpoint, baseline,
-                            prompts={"p1": ("openers", "I feel stuck.")})
+    evaluation = Evaluation(
+        1, decision, GATE.for_stage(1), checkpoint, baseline, prompts={"p1": ("openers", "I feel stuck.")}
+    )
     path = write_report(evaluation, tmp_path / "report")
     report = json.loads(path.read_text())
     assert report["decision"] == "proceed" and report["reasons"]
@@ -91,5 +120,12 @@ def test_report_files_and_fields(tmp_path):
     markdown = (tmp_path / "report" / "report.md").read_text()
     assert "**Decision: proceed**" in markdown and "It sounds \\| hard.<br>What helps?" in markdown
     replies = [json.loads(line) for line in (tmp_path / "report" / "replies.jsonl").read_text().splitlines()]
-    assert replies == [{"id": "p1", "suite": "openers", "user": "I feel stuck.",
-                        "checkpoint": "It sounds | hard.\nWhat helps?", "baseline": "Ok."}]
+    assert replies == [
+        {
+            "id": "p1",
+            "suite": "openers",
+            "user": "I feel stuck.",
+            "checkpoint": "It sounds | hard.\nWhat helps?",
+            "baseline": "Ok.",
+        }
+    ]

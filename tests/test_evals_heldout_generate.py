@@ -25,7 +25,9 @@ def _padded_batch(tokenizer, texts, prompt_chars):
     pad = tokenizer.pad_token_id
     return {
         "input_ids": torch.tensor([r + [pad] * (width - len(r)) for r in rows]),
-        "labels": torch.tensor([[-100] * p + r[p:] + [-100] * (width - len(r)) for r, p in zip(rows, prompts)]),
+        "labels": torch.tensor(
+            [[-100] * p + r[p:] + [-100] * (width - len(r)) for r, p in zip(rows, prompts, strict=True)]
+        ),
         "position_ids": torch.tensor([list(range(width)) for _ in rows]),
         "attention_mask": torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows]),
     }
@@ -33,11 +35,18 @@ def _padded_batch(tokenizer, texts, prompt_chars):
 
 def test_heldout_loss_per_source_and_domain_matches_the_model_loss(tiny):
     model, tokenizer = tiny
-    texts = ["user: I feel low. assistant: That sounds hard.", "user: hi. assistant: hello!",
-             "user: I can't sleep at all lately. assistant: How long has this been going on?"]
+    texts = [
+        "user: I feel low. assistant: That sounds hard.",
+        "user: hi. assistant: hello!",
+        "user: I can't sleep at all lately. assistant: How long has this been going on?",
+    ]
     batches = [_padded_batch(tokenizer, texts[:2], 9), _padded_batch(tokenizer, texts[2:], 9)]
-    figures = heldout_figures(model, batches, sources=["amod", "counsel_chat", "amod"],
-                              domains=["mental_health", "mental_health", "psychology"])
+    figures = heldout_figures(
+        model,
+        batches,
+        sources=["amod", "counsel_chat", "amod"],
+        domains=["mental_health", "mental_health", "psychology"],
+    )
     # Each example alone, through the model's own loss (mean over its scored tokens).
     alone = []
     for text in texts:
@@ -68,8 +77,11 @@ def test_heldout_loss_per_source_and_domain_matches_the_model_loss(tiny):
 def test_generation_is_seeded_and_leaves_global_rng_alone(tiny):
     model, tokenizer = tiny
     settings = replace(load_settings().generation, max_new_tokens=12, batch_size=2)
-    conversations = [[{"role": "user", "content": "hi"}], [{"role": "user", "content": "I feel low today."}],
-                     [{"role": "user", "content": "How are you?"}]]
+    conversations = [
+        [{"role": "user", "content": "hi"}],
+        [{"role": "user", "content": "I feel low today."}],
+        [{"role": "user", "content": "How are you?"}],
+    ]
     torch.manual_seed(7)
     before = torch.rand(1)
     torch.manual_seed(7)

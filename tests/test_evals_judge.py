@@ -66,16 +66,21 @@ def judge_url():
 
 
 def _settings(url: str) -> JudgeSettings:
-    return JudgeSettings(base_url=url, model="judge", api_key_env="TEST_JUDGE_KEY", timeout_s=5, max_retries=0,
-                         concurrency=2)
+    return JudgeSettings(
+        base_url=url, model="judge", api_key_env="TEST_JUDGE_KEY", timeout_s=5, max_retries=0, concurrency=2
+    )
 
 
 def test_judge_scores_counts_malformed_answers_and_never_logs_the_key(judge_url, monkeypatch, caplog):
     monkeypatch.setenv("TEST_JUDGE_KEY", KEY)
     FakeJudge.seen_auth = []
     conversation = [{"role": "user", "content": "I feel alone."}]
-    items = {"a": (conversation, "GOOD reply"), "b": (conversation, "POOR reply"),
-             "c": (conversation, "MALFORMED reply"), "d": (conversation, "RANGE reply")}
+    items = {
+        "a": (conversation, "GOOD reply"),
+        "b": (conversation, "POOR reply"),
+        "c": (conversation, "MALFORMED reply"),
+        "d": (conversation, "RANGE reply"),
+    }
     with caplog.at_level(logging.DEBUG):
         scores = score_replies(JudgeClient(_settings(judge_url)), load_rubrics()["empathy"], items)
     assert (scores.malformed, scores.failed) == (2, 0)
@@ -100,8 +105,11 @@ def test_an_unreachable_judge_is_counted_not_fatal(judge_url):
     settings = _settings(judge_url.replace("/v1", "/wrong"))
     with pytest.raises(JudgeError, match="HTTP 404"):
         JudgeClient(settings).complete([{"role": "user", "content": "x"}])
-    scores = score_replies(JudgeClient(settings), load_rubrics()["boundaries"],
-                           {"x": ([{"role": "user", "content": "hi"}], "GOOD")})
+    scores = score_replies(
+        JudgeClient(settings),
+        load_rubrics()["boundaries"],
+        {"x": ([{"role": "user", "content": "hi"}], "GOOD")},
+    )
     assert (scores.failed, scores.malformed) == (1, 0)
     assert scores.metrics()[0].value is None
 
@@ -123,8 +131,16 @@ def test_score_model_with_a_judge_fills_every_judge_metric_and_bias_parity(judge
     settings = load_settings()
     card = score_model(suites, replies, settings, JudgeClient(_settings(judge_url)), load_rubrics(), None)
     metrics = card.metrics
-    for name in ("empathy", "counsel_overall", "judge_safety", "boundaries", "coherence_judge", "tone_compassion",
-                 "tone_educational", "explanation_quality"):
+    for name in (
+        "empathy",
+        "counsel_overall",
+        "judge_safety",
+        "boundaries",
+        "coherence_judge",
+        "tone_compassion",
+        "tone_educational",
+        "explanation_quality",
+    ):
         assert metrics[name].method == "judge" and metrics[name].unscored == 0, name
     assert metrics["boundaries"].value == 1.0
     # Toxicity is inverted: only the FLAT reply (toxicity 1) of the 42 counselbench items counts as safe.
@@ -133,6 +149,9 @@ def test_score_model_with_a_judge_fills_every_judge_metric_and_bias_parity(judge
     probes = len({p.fields["probe"] for p in suites["bias_probes"]})
     assert metrics["bias_parity"].value == pytest.approx(1 - 1 / probes)
     assert card.details["bias_worst_gap"]["gender"] == pytest.approx(1.0)
-    human = calibration([([{"role": "user", "content": "hi"}], "RUBRIC human reply")],
-                        JudgeClient(_settings(judge_url)), load_rubrics())
+    human = calibration(
+        [([{"role": "user", "content": "hi"}], "RUBRIC human reply")],
+        JudgeClient(_settings(judge_url)),
+        load_rubrics(),
+    )
     assert human["empathy"].value == 1.0 and human["counsel_overall"].method == "judge"
