@@ -24,11 +24,15 @@ from evals.settings import DEFAULT_SETTINGS, GenerationSettings, load_settings
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m stages.chat", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", required=True, help="checkpoint-final/, PEFT adapter, merged model, or base")
+    parser.add_argument(
+        "--checkpoint", required=True, help="checkpoint-final/, PEFT adapter, merged model, or base"
+    )
     parser.add_argument("--base-model", help="base model for `--checkpoint base` (Hub id, folder or tiny)")
     parser.add_argument("--prompt", help="answer this one message and exit")
     parser.add_argument("--system", help="a system prompt for the conversation")
-    parser.add_argument("--settings", default=str(DEFAULT_SETTINGS), help="evaluation settings YAML (generation)")
+    parser.add_argument(
+        "--settings", default=str(DEFAULT_SETTINGS), help="evaluation settings YAML (generation)"
+    )
     parser.add_argument("--max-new-tokens", type=int, help="override generation.max_new_tokens")
     return parser.parse_args(argv)
 
@@ -40,9 +44,13 @@ def reply(loaded: LoadedModel, messages: list[dict[str, str]], settings: Generat
     device = next(loaded.model.parameters()).device
     input_ids = torch.tensor([ids], device=device)
     streamer = TextStreamer(loaded.tokenizer, skip_prompt=True, skip_special_tokens=True)
-    output = loaded.model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
-                                   streamer=streamer, **sampling_kwargs(loaded.tokenizer, settings))
-    return loaded.tokenizer.decode(output[0, len(ids):], skip_special_tokens=True).strip()
+    output = loaded.model.generate(
+        input_ids=input_ids,
+        attention_mask=torch.ones_like(input_ids),
+        streamer=streamer,
+        **sampling_kwargs(loaded.tokenizer, settings),
+    )
+    return loaded.tokenizer.decode(output[0, len(ids) :], skip_special_tokens=True).strip()
 
 
 def main(argv: list[str] | None = None) -> int:
