@@ -43,10 +43,20 @@ def decide(
     checkpoint: Mapping[str, Metric],
     baseline: Mapping[str, Metric] | None,
     settings: GateSettings,
+    heldout_loss_ratio: float | None = None,
 ) -> Decision:
+    """heldout_loss_ratio: the checkpoint's held-out loss over the baseline's on the same batches."""
     gate = settings.for_stage(stage)
     failures: list[str] = []
     missing: list[str] = []
+    if gate.max_heldout_loss_ratio is not None:
+        if heldout_loss_ratio is None:
+            missing.append("the held-out loss ratio needs a baseline and a non-empty test split")
+        elif heldout_loss_ratio > gate.max_heldout_loss_ratio:
+            failures.append(
+                f"held-out loss is {heldout_loss_ratio:.3f}x the baseline's "
+                f"(at most {gate.max_heldout_loss_ratio:.3f}x allowed)"
+            )
     for name, threshold in gate.thresholds.items():
         metric = checkpoint.get(name)
         problem = _usable(metric, name, "checkpoint")

@@ -255,6 +255,7 @@ def write_report(evaluation: Evaluation, out_dir: Path) -> Path:
         "gate": {
             "thresholds": evaluation.gate.thresholds,
             "no_regression": list(evaluation.gate.no_regression),
+            "max_heldout_loss_ratio": evaluation.gate.max_heldout_loss_ratio,
         },
         "metrics": {
             "checkpoint": _metrics_json(evaluation.checkpoint),

@@ -55,6 +55,8 @@ class VoiceSettings:
 class StageGate:
     thresholds: dict[str, float] = field(default_factory=dict)
     no_regression: tuple[str, ...] = ()
+    # Held-out loss of the checkpoint over the baseline's, same batches; None: not gated.
+    max_heldout_loss_ratio: float | None = None
 
 
 @dataclass(frozen=True)

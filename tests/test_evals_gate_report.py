@@ -64,6 +64,16 @@ def test_no_regression_uses_the_tolerance():
     assert decide(2, ckpt, None, GATE).decision == INCOMPLETE
 
 
+def test_heldout_loss_ratio_gate():
+    gate = GateSettings(stages={1: StageGate(max_heldout_loss_ratio=1.0)})
+    assert decide(1, {}, None, gate, heldout_loss_ratio=0.93).decision == PROCEED
+    worse = decide(1, {}, None, gate, heldout_loss_ratio=1.02)
+    assert worse.decision == RETRAIN and worse.reasons == (
+        "held-out loss is 1.020x the baseline's (at most 1.000x allowed)",
+    )
+    assert decide(1, {}, None, gate).decision == INCOMPLETE
+
+
 def test_shipped_gate_settings_cover_the_three_stages():
     gate = load_settings().gate
     assert gate.for_stage(1).thresholds["empathy"] == 0.8
