@@ -4,12 +4,13 @@ import json
 import logging
 import re
 import threading
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from evals.judge import JudgeClient, JudgeError, load_rubrics, score_replies
-from evals.settings import JudgeSettings
+from evals.settings import JudgeSettings, load_settings
 
 KEY = "sk-test-not-a-real-key-123"
 
@@ -66,8 +67,14 @@ def judge_url():
 
 
 def _settings(url: str) -> JudgeSettings:
-    return JudgeSettings(
-        base_url=url, model="judge", api_key_env="TEST_JUDGE_KEY", timeout_s=5, max_retries=0, concurrency=2
+    return replace(
+        load_settings().judge,
+        base_url=url,
+        model="judge",
+        api_key_env="TEST_JUDGE_KEY",
+        timeout_s=5,
+        max_retries=0,
+        concurrency=2,
     )
 
 
@@ -116,12 +123,11 @@ def test_an_unreachable_judge_is_counted_not_fatal(judge_url):
 
 def test_a_judge_needs_url_and_model():
     with pytest.raises(ValueError, match="judge.base_url and judge.model"):
-        JudgeClient(JudgeSettings())
+        JudgeClient(load_settings().judge)
 
 
 def test_score_model_with_a_judge_fills_every_judge_metric_and_bias_parity(judge_url):
     from evals.score import calibration, score_model
-    from evals.settings import load_settings
     from evals.suites import load_suites
 
     suites = load_suites()
