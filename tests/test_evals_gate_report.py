@@ -145,7 +145,11 @@ def test_report_files_and_fields(tmp_path):
     for name in report["plots"]:
         assert (tmp_path / "report" / name).read_bytes()[:4] == b"\x89PNG"
     markdown = (tmp_path / "report" / "report.md").read_text()
-    assert "**Decision: proceed**" in markdown and "It sounds \\| hard.<br>What helps?" in markdown
+    assert (
+        "**Decision: proceed**" in markdown
+        and "same batches: **1.0000x**" in markdown
+        and "It sounds \\| hard.<br>What helps?" in markdown
+    )
     replies = [json.loads(line) for line in (tmp_path / "report" / "replies.jsonl").read_text().splitlines()]
     assert replies == [
         {
