@@ -15,6 +15,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
 from evals.gate import Decision  # noqa: E402
+from evals.heldout import loss_ratio  # noqa: E402
 from evals.metrics import Metric  # noqa: E402
 from evals.settings import StageGate  # noqa: E402
 
@@ -187,8 +188,8 @@ def _markdown(evaluation: Evaluation, plots: list[str]) -> str:
             lines.append(
                 f"| {name} | {_fmt(human.value)} | {_fmt(model.value if model else None)} | {human.method} |"
             )
-    if ck.heldout and base and base.heldout and ck.heldout["overall"]["tokens"]:
-        ratio = ck.heldout["overall"]["loss"] / base.heldout["overall"]["loss"]
+    ratio = loss_ratio(ck.heldout, base.heldout if base else None)
+    if ratio is not None:
         lines += ["", f"Held-out loss, checkpoint over baseline on the same batches: **{ratio:.4f}x**"]
     for result in (ck, base):
         if result and result.heldout:
