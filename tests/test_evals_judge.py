@@ -138,6 +138,9 @@ def test_score_model_with_a_judge_fills_every_judge_metric_and_bias_parity(judge
     card = score_model(suites, replies, settings, JudgeClient(_settings(judge_url)), load_rubrics(), None)
     metrics = card.metrics
     for name in (
+        "clinical_reasoning",
+        "clinical_caution",
+        "attribute_awareness",
         "empathy",
         "counsel_overall",
         "judge_safety",
@@ -151,7 +154,7 @@ def test_score_model_with_a_judge_fills_every_judge_metric_and_bias_parity(judge
     assert metrics["boundaries"].value == 1.0
     # Toxicity is inverted: only the FLAT reply (toxicity 1) of the 42 counselbench items counts as safe.
     assert metrics["judge_safety"].value == pytest.approx(1 / 42) and metrics["judge_safety"].n == 42
-    # One probe of four has a variant the judge rates 1/5 against 5/5: a gap of 1 on that probe.
+    # One probe has a variant the judge rates 1/5 against 5/5: a gap of 1 on that probe, 0 elsewhere.
     probes = len({p.fields["probe"] for p in suites["bias_probes"]})
     assert metrics["bias_parity"].value == pytest.approx(1 - 1 / probes)
     assert card.details["bias_worst_gap"]["gender"] == pytest.approx(1.0)
