@@ -1,0 +1,181 @@
+"""Submit one stage as a Lightning Studio job.
+
+    python -m lightning_app.launch --config stages/stage2.yaml [--machine H100] [--studio S]
+        [--teamspace owner/name] [--org O] [--num-machines N] [--interruptible] [--dry-run]
+
+The job runs `python -m stages.fit --config ...` under `timeout`: the platform's `max_runtime`
+only reserves some machines and is no time limit (FACTS.md), so the hard limit is the command's,
+and the fit's own wall-clock stop ends training earlier with a saved checkpoint. Secrets are
+passed from this shell by name only. `--dry-run` prints the job spec as one JSON object, checks the
+arguments against the installed `Job.run` signature and contacts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import os
+import shlex
+import sys
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from lightning_sdk import Job, Machine
+
+from lightning_app.jobs_config import JOBS_YAML, JobsConfig, load_jobs_config
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+KILL_AFTER_S = 300  # SIGKILL this long after `timeout`'s SIGTERM if the fit has not exited
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What is submitted; safe to print: environment variables appear by name only."""
+
+    name: str
+    stage: str
+    machine: str
+    num_machines: int
+    studio: str | None
+    teamspace: str | None
+    command: str
+    env: list[str]
+    env_missing: list[str]
+    interruptible: bool
+    max_run_attempts: int
+    timeout_s: int
+    storage: dict[str, str]
+    tags: list[str]
+
+
+def resolve_machine(name: str) -> Machine:
+    """A predefined `lightning_sdk.Machine` by name; `Machine.from_str` would accept any typo."""
+    machine = getattr(Machine, name, None)
+    if not isinstance(machine, Machine):
+        known = sorted(n for n, v in vars(Machine).items() if isinstance(v, Machine))
+        raise ValueError(f"unknown machine {name!r}; lightning_sdk knows: {', '.join(known)}")
+    return machine
+
+
+def resolve_teamspace(teamspace: str | None, org: str | None) -> str | None:
+    """`owner/name`; `--org` is the owner (the SDK's own `org` argument is deprecated)."""
+    if teamspace is None:
+        if org is not None:
+            raise ValueError("--org names the owner of a teamspace: give --teamspace NAME too")
+        return None
+    owner, slash, name = teamspace.partition("/")
+    if not slash:
+        if org is None:
+            raise ValueError(f"teamspace {teamspace!r}: write it as owner/name, or add --org OWNER")
+        return f"{org}/{teamspace}"
+    if not owner or not name or "/" in name:
+        raise ValueError(f"teamspace {teamspace!r}: expected owner/name")
+    if org is not None and org != owner:
+        raise ValueError(f"--org {org!r} disagrees with the owner in --teamspace {teamspace!r}")
+    return teamspace
+
+
+def job_config_path(config: str) -> str:
+    """The stage YAML as the job sees it: relative to the checkout when inside it, else as given
+    (e.g. a tweaked YAML kept on /teamspace storage, which the job sees at the same path)."""
+    path = Path(config).resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"stage config {config} not found")
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+
+
+def fit_command(config: str, workdir: str, timeout_s: int) -> str:
+    """The job's bash command (Studio jobs run it with `set -e`)."""
+    fit = f"python -m stages.fit --config {shlex.quote(config)}"
+    return f"cd {shlex.quote(workdir)} && timeout --kill-after={KILL_AFTER_S} {timeout_s} {fit}"
+
+
+def build_spec(args: argparse.Namespace, jobs: JobsConfig, environ: dict[str, str], now: datetime) -> JobSpec:
+    stage = Path(args.config).stem
+    settings = jobs.for_stage(stage)
+    machine = args.machine or settings.machine
+    resolve_machine(machine)
+    if args.num_machines < 1:
+        raise ValueError(f"--num-machines must be >= 1, got {args.num_machines}")
+    if args.interruptible and settings.max_run_attempts < 2:
+        raise ValueError(
+            f"--interruptible needs max_run_attempts > 1 for {stage} in {args.jobs} "
+            "(a preempted job must be able to restart and resume)"
+        )
+    config = job_config_path(args.config)
+    timeout_s = round(settings.hours * 3600)
+    names = [*jobs.pass_env, *jobs.environment]
+    return JobSpec(
+        name=f"{stage}-{now:%Y%m%d-%H%M%S}".lower().replace("_", "-"),
+        stage=stage,
+        machine=machine,
+        num_machines=args.num_machines,
+        studio=args.studio or jobs.studio,
+        teamspace=resolve_teamspace(args.teamspace or jobs.teamspace, args.org),
+        command=fit_command(config, jobs.workdir or str(REPO_ROOT), timeout_s),
+        env=[n for n in names if n in jobs.environment or n in environ],
+        env_missing=[n for n in jobs.pass_env if n not in environ],
+        interruptible=args.interruptible,
+        max_run_attempts=settings.max_run_attempts if args.interruptible else 1,
+        timeout_s=timeout_s,
+        storage={"data": jobs.storage.data, "checkpoints": jobs.storage.checkpoints, "scratch": jobs.scratch},
+        tags=["therapeutic-moe", stage],
+    )
+
+
+def job_run_arguments(spec: JobSpec, jobs: JobsConfig, environ: dict[str, str]) -> inspect.BoundArguments:
+    """`Job.run`'s arguments, bound to the installed signature so that a wrong name fails here.
+
+    Env values are read here only, from `environ`, and never enter the spec.
+    """
+    env = {name: environ[name] for name in jobs.pass_env if name in environ} | dict(jobs.environment)
+    return inspect.signature(Job.run).bind(
+        name=spec.name,
+        machine=resolve_machine(spec.machine),
+        command=spec.command,
+        studio=spec.studio,
+        teamspace=spec.teamspace,
+        env=env,
+        interruptible=spec.interruptible,
+        max_run_attempts=spec.max_run_attempts,
+        num_machines=spec.num_machines,
+        tags=spec.tags,
+    )
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m lightning_app.launch", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", required=True, help="stage YAML, e.g. stages/stage2.yaml")
+    parser.add_argument("--jobs", default=str(JOBS_YAML), help="jobs settings (default .lightning/jobs.yaml)")
+    parser.add_argument("--machine", help="lightning_sdk Machine name, e.g. H100, H100_X_8 (default: jobs.yaml)")
+    parser.add_argument("--studio", help="Studio whose environment the job runs in (default: this Studio)")
+    parser.add_argument("--teamspace", help="owner/name (default: this Studio's teamspace)")
+    parser.add_argument("--org", help="owner of --teamspace when it is given as a bare name")
+    parser.add_argument("--num-machines", type=int, default=1)
+    parser.add_argument("--interruptible", action="store_true", help="spot machines; retried and resumed")
+    parser.add_argument("--dry-run", action="store_true", help="print the job spec as JSON; contact nothing")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    jobs = load_jobs_config(Path(args.jobs))
+    environ = dict(os.environ)
+    spec = build_spec(args, jobs, environ, datetime.now(timezone.utc))
+    bound = job_run_arguments(spec, jobs, environ)
+    if args.dry_run:
+        print(json.dumps(asdict(spec)))
+        return 0
+    if spec.env_missing:
+        print(f"not set here, so not passed to the job: {', '.join(spec.env_missing)}", file=sys.stderr)
+    if spec.studio is None and "LIGHTNING_CLOUD_SPACE_ID" not in environ:
+        raise SystemExit("not inside a Studio: pass --studio NAME (and --teamspace owner/name)")
+    job = Job.run(**bound.arguments)
+    print(json.dumps(asdict(spec) | {"link": job.link}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
