@@ -1,12 +1,14 @@
 """lightning_app.launch: the job spec, bound to the installed lightning_sdk Job.run; nothing is contacted."""
 
 import inspect
+import os
+import subprocess
 import json
 
 import pytest
 from lightning_sdk import Job
 
-from lightning_app import launch
+from lightning_app import launch, studio_env
 
 SECRET = "s3cr3t-token-value"
 
@@ -114,3 +116,29 @@ def test_bad_arguments(argv, message, stage_config, no_platform):
 def test_missing_config(no_platform):
     with pytest.raises(FileNotFoundError, match="nope.yaml"):
         launch.main(["--config", "stages/nope.yaml", "--dry-run"])
+
+
+def test_flash_attn_wheel_name_follows_the_release_scheme():
+    url = studio_env.flash_attn_wheel_url("2.8.1", "2.7.1+cu126", "12.6", True, (3, 11), "x86_64")
+    assert url == (
+        "https://github.com/Dao-AILab/flash-attention/releases/download/v2.8.1/"
+        "flash_attn-2.8.1+cu12torch2.7cxx11abiTRUE-cp311-cp311-linux_x86_64.whl"
+    )
+
+
+def test_studio_setup_never_builds_flash_attn_from_source(tmp_path):
+    """setup.sh with pip replaced by echo: the commands it would run, on this CPU-only torch."""
+    hook = launch.REPO_ROOT / ".lightning_studio" / "on_start.sh"
+    env = {**os.environ, "HOME": str(tmp_path), "PIP": "echo pip"}
+    result = subprocess.run(["bash", str(hook)], env=env, capture_output=True, text=True, check=True)
+    lines = result.stdout.splitlines()
+    installs = [line for line in lines if line.startswith("pip install")]
+    assert installs == ["pip install -q -e . bitsandbytes>=0.45"]
+    assert "[setup] torch has no CUDA build: no flash-attn, the model uses SDPA" in lines
+    assert "[setup] GPU: none visible (CPU only): fine for the demo, not for the 12B stages" in lines
+    assert "[setup] attention: sdpa (flash-attn not installed)" in lines
+    env_file = tmp_path / ".therapeutic-moe.env"
+    assert "export TOKENIZERS_PARALLELISM=false" in env_file.read_text().splitlines()
+    subprocess.run(["bash", str(hook)], env=env, capture_output=True, check=True)
+    bashrc = (tmp_path / ".bashrc").read_text().splitlines()
+    assert bashrc == [f"[ -f {env_file} ] && . {env_file}"]  # added once, however often setup runs
