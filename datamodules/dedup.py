@@ -1,0 +1,112 @@
+"""Remove exact and near-duplicate conversations across sources, before splitting.
+
+Two conversations are duplicates when both their prompts (user turns) and their replies (assistant
+turns) match: exactly after lower-casing and whitespace folding, or nearly, when the MinHash
+estimate of the word 5-gram Jaccard similarity of the replies AND of the prompts reaches the
+threshold. Comparing both sides keeps several therapists' answers to one long question, and one
+stock reply to different questions; system turns are ignored, so the LLAMA3 set's re-rendering of
+Amod's rows (same pair, added system prompt) is caught. The first copy seen is kept: sources in
+registry order, records in file order. Removals are counted in each source's report as
+`exact duplicate of <source>` / `near duplicate of <source>`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import zlib
+from collections.abc import Sequence
+from dataclasses import replace
+
+from datasketch import MinHash, MinHashLSH
+from tqdm.auto import tqdm
+
+from datamodules.conversation import Conversation
+from datamodules.sources import ReadResult, SourceReport
+
+SHINGLE_WORDS = 5
+_WORD = re.compile(r"\w+")
+
+
+def deduplicate(
+    result: ReadResult,
+    near_threshold: float | None = 0.85,
+    num_perm: int = 64,
+    max_words: int = 400,
+    progress: bool = True,
+) -> ReadResult:
+    """A new ReadResult without duplicates, each source's `kept` and `skipped` updated.
+
+    near_threshold: None checks exact duplicates only. max_words: the near check reads the first
+    max_words words of each side (cost stays linear in records, not in text length).
+    """
+    template = MinHash(num_perm=num_perm)
+    lsh = MinHashLSH(threshold=near_threshold, num_perm=num_perm) if near_threshold is not None else None
+    seen: dict[bytes, str] = {}
+    signatures: dict[int, tuple[MinHash, MinHash, str]] = {}
+    kept: list[Conversation] = []
+    report = {name: replace(r, skipped=r.skipped.copy(), examples=list(r.examples)) for name, r in result.report.items()}
+    for index, conversation in enumerate(
+        tqdm(result.conversations, desc="dedup", unit=" conv", disable=not progress, leave=False)
+    ):
+        prompt, reply = _sides(conversation)
+        key = hashlib.blake2b(f"{_fold(prompt)}\x00{_fold(reply)}".encode("utf-8", "surrogatepass")).digest()
+        if key in seen:
+            _drop(report, conversation, f"exact duplicate of {seen[key]}")
+            continue
+        if lsh is not None:
+            prompt_hash = _minhash(prompt, template, max_words)
+            reply_hash = _minhash(reply, template, max_words)
+            match = next(
+                (
+                    signatures[other][2]
+                    for other in lsh.query(reply_hash)
+                    if signatures[other][0].jaccard(prompt_hash) >= near_threshold
+                    and signatures[other][1].jaccard(reply_hash) >= near_threshold
+                ),
+                None,
+            )
+            if match is not None:
+                _drop(report, conversation, f"near duplicate of {match}")
+                continue
+            lsh.insert(index, reply_hash)
+            signatures[index] = (prompt_hash, reply_hash, conversation.source)
+        seen[key] = conversation.source
+        kept.append(conversation)
+    return ReadResult(kept, report)
+
+
+def _drop(report: dict[str, SourceReport], conversation: Conversation, reason: str) -> None:
+    source = report.setdefault(conversation.source, SourceReport())
+    source.kept -= 1
+    source.skipped[reason] += 1
+
+
+def _sides(conversation: Conversation) -> tuple[str, str]:
+    def side(role: str) -> str:
+        return "\n".join(m["content"] for m in conversation.messages if m["role"] == role)
+
+    return side("user"), side("assistant")
+
+
+def _fold(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def _minhash(text: str, template: MinHash, max_words: int) -> MinHash:
+    words = _WORD.findall(text.lower())[:max_words]
+    shingles = _shingles(words) or [b""]
+    signature = MinHash(
+        num_perm=template.num_perm, permutations=template.permutations, scheme=template.scheme, hashfunc=zlib.crc32
+    )  # crc32: a stable C hash, far cheaper than datasketch's default sha1 over millions of shingles
+    signature.update_batch(shingles)
+    return signature
+
+
+def _shingles(words: Sequence[str]) -> list[bytes]:
+    if len(words) <= SHINGLE_WORDS:
+        return [" ".join(words).encode("utf-8", "surrogatepass")] if words else []
+    return [
+        " ".join(words[i : i + SHINGLE_WORDS]).encode("utf-8", "surrogatepass")
+        for i in range(len(words) - SHINGLE_WORDS + 1)
+    ]

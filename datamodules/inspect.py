@@ -1,0 +1,271 @@
+"""Look at a stage's data before paying for a GPU: what is read, kept, skipped, how many tokens,
+how well it packs, how long an epoch takes, and whether the plan's epochs fit the time cap.
+
+    python -m datamodules.inspect --config stages/stage1.yaml [--model.base_model tiny]
+        [--data.data_root DIR] [--tokens-per-second N] [--json] [--previews N]
+
+It reads the same LightningCLI YAML as training (stages/common.yaml first when it exists, then each
+--config in order, then dotted overrides such as --data.max_seq_length 1024). The `data:` section is
+validated by jsonargparse against StageDataModule's signature, as LightningCLI validates it, with
+`base_model` and `expert_domains` taken from the model section as stages.fit links them. Building
+the figures fills the same cache the training run then reuses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonargparse import ArgumentParser
+
+from datamodules.datamodule import StageDataModule
+from datamodules.sources import SourceError
+from datamodules.template import IGNORE_INDEX
+
+# stages/fit.py loads this before the stage YAML (LightningCLI default_config_files).
+COMMON_CONFIG = Path(__file__).parents[1] / "stages" / "common.yaml"
+LOSS_OPEN, LOSS_CLOSE = "⟦", "⟧"
+
+
+def load_config(configs: list[str], overrides: dict[str, Any]) -> dict[str, Any]:
+    """common.yaml, then each config, then dotted overrides; mappings merge, other values replace."""
+    merged: dict[str, Any] = {}
+    for path in [COMMON_CONFIG, *map(Path, configs)] if COMMON_CONFIG.is_file() else map(Path, configs):
+        if not path.is_file():
+            raise SystemExit(f"error: config {path} does not exist")
+        merged = _merge(merged, yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+    for dotted, value in overrides.items():
+        node = merged
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return merged
+
+
+def _merge(base: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in change.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def data_module(config: dict[str, Any]) -> StageDataModule:
+    """StageDataModule from the config's `data:`, validated against its signature, with the model
+    section's base_model and expert domains linked in."""
+    model = config.get("model") or {}
+    moe = model.get("moe") or {}
+    moe = moe.get("init_args", moe)
+    data = dict(config.get("data") or {})
+    if "base_model" in model:
+        data["base_model"] = model["base_model"]
+    if "expert_domains" in moe:
+        data["expert_domains"] = moe["expert_domains"]
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(StageDataModule, "data")
+    parsed = parser.parse_object({"data": data})
+    return parser.instantiate_classes(parsed)["data"]
+
+
+def max_time_seconds(value: Any) -> float | None:
+    """Trainer(max_time=...) as seconds: "DD:HH:MM:SS" or {days, hours, minutes, seconds}."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        days, hours, minutes, seconds = (int(x) for x in value.split(":"))
+        return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+    if isinstance(value, dict):
+        units = {"days": 86400, "hours": 3600, "minutes": 60, "seconds": 1}
+        return sum(units[k] * float(v) for k, v in value.items())
+    raise ValueError(f"trainer.max_time {value!r}: expected 'DD:HH:MM:SS' or a mapping")
+
+
+def _devices(value: Any) -> int:
+    if isinstance(value, int) and value > 0:
+        return value
+    if isinstance(value, (list, tuple)):
+        return len(value)
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return 1
+
+
+def figures(dm: StageDataModule, config: dict[str, Any], tokens_per_second: float | None) -> dict[str, Any]:
+    """Everything inspect reports, as one JSON-ready mapping."""
+    report = dm.report
+    trainer = config.get("trainer") or {}
+    accumulate = int(trainer.get("accumulate_grad_batches") or 1)
+    devices = _devices(trainer.get("devices", 1))
+    train = report["splits"]["train"]
+    total = sum(s["tokens"] for s in report["sources"].values()) or 1
+    sources = {}
+    warnings: list[str] = []
+    for name, figures_ in report["sources"].items():
+        spec = dm.specs[name]
+        warnings += spec.warnings()
+        sources[name] = {
+            "read": figures_["read"],
+            "kept": figures_["kept"],
+            "skipped": figures_["skipped"],
+            "truncated": figures_["truncated"],
+            "tokens": figures_["tokens"],
+            "share": figures_["tokens"] / total,
+            "domain": spec.domain,
+            "language": spec.language,
+            "licence": spec.licence,
+            "skipped_examples": figures_["examples"],
+        }
+    for domain, tokens in report["train_tokens_per_domain"].items():
+        if tokens == 0:
+            warnings.append(
+                f"expert domain {domain!r} gets no training tokens in stage {dm.stage}: its expert learns "
+                "only from routing; label a source with it (registry `domain:`) to train it"
+            )
+    tokens_per_step = dm.micro_batch_size * dm.max_seq_length * accumulate * devices
+    steps_per_epoch = math.ceil(math.ceil(train["rows"] / devices / dm.micro_batch_size) / accumulate)
+    # Token slots the GPU processes per epoch (padding included): what a throughput figure counts.
+    slots_per_epoch = steps_per_epoch * tokens_per_step
+    out: dict[str, Any] = {
+        "stage": dm.stage,
+        "base_model": dm.base_model,
+        "cache": str(dm.cache_path),
+        "sources": sources,
+        "splits": report["splits"],
+        "train_tokens_per_domain": report["train_tokens_per_domain"],
+        "packing": dm.packing,
+        "packing_efficiency": train["efficiency"],
+        "max_seq_length": dm.max_seq_length,
+        "micro_batch_size": dm.micro_batch_size,
+        "accumulate_grad_batches": accumulate,
+        "devices": devices,
+        "tokens_per_step": tokens_per_step,
+        "steps_per_epoch": steps_per_epoch,
+        "tokens_per_second": tokens_per_second,
+        "max_epochs": trainer.get("max_epochs"),
+        "warnings": warnings,
+    }
+    cap = max_time_seconds(trainer.get("max_time"))
+    out["time_cap_hours"] = cap / 3600 if cap else None
+    if tokens_per_second:
+        out["hours_per_epoch"] = slots_per_epoch / tokens_per_second / 3600
+        if cap:
+            fit = int(cap * tokens_per_second / tokens_per_step)
+            out["steps_in_time_cap"] = fit
+            out["epochs_in_time_cap"] = fit / steps_per_epoch if steps_per_epoch else None
+            epochs = trainer.get("max_epochs")
+            if epochs and epochs > 0 and epochs * steps_per_epoch > fit:
+                warnings.append(
+                    f"the plan's {epochs} epochs ({epochs * steps_per_epoch} optimizer steps, "
+                    f"{epochs * out['hours_per_epoch']:.1f} h) do not fit the {cap / 3600:g} h time cap at "
+                    f"{tokens_per_second:g} tokens/s: only {fit} steps ({out['epochs_in_time_cap']:.2f} epochs) "
+                    "will run; warmup and the cosine horizon follow those steps"
+                )
+    return out
+
+
+def previews(dm: StageDataModule, n: int) -> list[dict[str, str]]:
+    """The first n train examples, decoded, with the tokens that carry loss inside ⟦ ⟧."""
+    out = []
+    data = dm.examples["train"]
+    for row in data.select(range(min(n, len(data)))):
+        pieces, current, labelled = [], [], False
+        for token, label in zip(row["input_ids"], row["labels"]):
+            if (label != IGNORE_INDEX) != labelled and current:
+                text = dm.tokenizer.decode(current, skip_special_tokens=False)
+                pieces.append(f"{LOSS_OPEN}{text}{LOSS_CLOSE}" if labelled else text)
+                current = []
+            labelled = label != IGNORE_INDEX
+            current.append(token)
+        text = dm.tokenizer.decode(current, skip_special_tokens=False)
+        pieces.append(f"{LOSS_OPEN}{text}{LOSS_CLOSE}" if labelled else text)
+        out.append({"source": row["source"], "origin": row["origin"], "text": "".join(pieces)})
+    return out
+
+
+def render(out: dict[str, Any]) -> str:
+    """The figures as a human-readable report."""
+    lines = [f"stage {out['stage']}  base model {out['base_model']}  cache {out['cache']}", ""]
+    lines.append(f"{'source':<24}{'read':>9}{'kept':>9}{'tokens':>13}{'share':>8}  domain / skipped")
+    for name, s in out["sources"].items():
+        lines.append(
+            f"{name:<24}{s['read']:>9}{s['kept']:>9}{s['tokens']:>13,}{s['share']:>8.1%}  {s['domain']}"
+            + (f", {s['truncated']} cut at a turn boundary" if s["truncated"] else "")
+        )
+        for reason, count in sorted(s["skipped"].items(), key=lambda kv: -kv[1]):
+            lines.append(f"{'':<24}skipped {count:>7}  {reason}")
+        for example in s["skipped_examples"][:3]:
+            lines.append(f"{'':<24}  e.g. {example}")
+    lines.append("")
+    for split, s in out["splits"].items():
+        lines.append(
+            f"{split:<6} {s['examples']:>8} examples {s['tokens']:>13,} tokens ({s['trained_tokens']:,} with loss) "
+            f"in {s['rows']:>7} rows, efficiency {s['efficiency']:.1%}"
+        )
+    lines.append("train tokens per expert domain: " + ", ".join(f"{d} {t:,}" for d, t in out["train_tokens_per_domain"].items()))
+    lines.append(
+        f"packing {'on' if out['packing'] else 'off'}: efficiency {out['packing_efficiency']:.1%}; "
+        f"{out['tokens_per_step']:,} token slots per optimizer step "
+        f"({out['micro_batch_size']} x {out['max_seq_length']} x {out['accumulate_grad_batches']} accumulation "
+        f"x {out['devices']} devices); {out['steps_per_epoch']:,} steps per epoch"
+    )
+    if out["tokens_per_second"]:
+        lines.append(f"at {out['tokens_per_second']:g} tokens/s: {out['hours_per_epoch']:.2f} h per epoch")
+        if out.get("steps_in_time_cap") is not None:
+            lines.append(
+                f"time cap {out['time_cap_hours']:g} h: {out['steps_in_time_cap']:,} optimizer steps "
+                f"({out['epochs_in_time_cap']:.2f} epochs); plan: {out['max_epochs']} epochs"
+            )
+    else:
+        lines.append("give --tokens-per-second (or model.throughput_tokens_per_s) for hours per epoch")
+    for warning in out["warnings"]:
+        lines.append(f"WARNING: {warning}")
+    for preview in out.get("previews", []):
+        lines += ["", f"--- preview {preview['origin']} ({preview['source']}); loss on {LOSS_OPEN}...{LOSS_CLOSE}"]
+        lines.append(preview["text"])
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, Any]]:
+    parser = argparse.ArgumentParser(prog="python -m datamodules.inspect", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", action="append", required=True, help="stage YAML (repeatable)")
+    parser.add_argument("--tokens-per-second", type=float, help="training throughput (default: model.throughput_tokens_per_s)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--previews", type=int, default=1, help="train examples to show with their loss tokens")
+    args, rest = parser.parse_known_args(argv)
+    overrides: dict[str, Any] = {}
+    while rest:
+        flag = rest.pop(0)
+        key, _, value = flag[2:].partition("=")
+        if not flag.startswith("--") or key.split(".")[0] not in ("model", "data", "trainer"):
+            parser.error(f"unknown argument {flag}; overrides look like --data.max_seq_length 1024")
+        if not value:
+            if not rest:
+                parser.error(f"{flag} needs a value")
+            value = rest.pop(0)
+        overrides[key] = yaml.safe_load(value)
+    return args, overrides
+
+
+def main(argv: list[str] | None = None) -> None:
+    args, overrides = parse_args(argv)
+    config = load_config(args.config, overrides)
+    try:
+        dm = data_module(config)
+        dm.setup("validate")
+    except SourceError as error:
+        raise SystemExit(f"error: {error}") from None
+    tokens_per_second = args.tokens_per_second or (config.get("model") or {}).get("throughput_tokens_per_s")
+    out = figures(dm, config, tokens_per_second)
+    if args.previews:
+        out["previews"] = previews(dm, args.previews)
+    print(json.dumps(out) if args.json else render(out))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

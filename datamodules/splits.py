@@ -1,0 +1,57 @@
+"""Train / val / test by a stable hash of each conversation's group, and train-split weights.
+
+A group (a questionID, a conversation id, a lecture id, or the opening user text) goes wholly to
+one split, chosen by where the hash of its name falls in [0, 1): below test_fraction is test, the
+next val_fraction is val, the rest is train. The hash depends on the group alone, so adding data,
+adding sources or reordering files never moves an existing group; growing test_fraction only moves
+groups from val/train into test. The test split is what evaluation reads; nothing trains on it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from datamodules.conversation import Conversation
+from datamodules.sources import stable_hash
+
+SPLITS = ("train", "val", "test")
+
+
+def group_position(group: str) -> float:
+    """Where a group falls in [0, 1); the same on every machine and in every run."""
+    return stable_hash(group) / 2.0**64
+
+
+def split_by_group(
+    conversations: Sequence[Conversation], val_fraction: float, test_fraction: float
+) -> dict[str, list[Conversation]]:
+    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise ValueError(
+            f"val_fraction {val_fraction} and test_fraction {test_fraction} must each be in [0, 1) "
+            "and leave a train split (sum < 1)"
+        )
+    out: dict[str, list[Conversation]] = {name: [] for name in SPLITS}
+    for conversation in conversations:
+        position = group_position(conversation.group)
+        if position < test_fraction:
+            out["test"].append(conversation)
+        elif position < test_fraction + val_fraction:
+            out["val"].append(conversation)
+        else:
+            out["train"].append(conversation)
+    return out
+
+
+def apply_weights(train: Sequence[Conversation], weights: dict[str, float]) -> list[Conversation]:
+    """The registry's per-source `weight` on the train split: each conversation floor(w) times, and
+    once more for a stable-hash share w - floor(w) of them (w = 0.5 keeps half, 1.5 repeats half).
+    Sources missing from `weights` count once. Order: the input order, repeats side by side (the
+    loader shuffles)."""
+    out: list[Conversation] = []
+    for conversation in train:
+        weight = weights.get(conversation.source, 1.0)
+        whole = math.floor(weight)
+        extra = stable_hash(f"weight:{conversation.origin}") / 2.0**64 < weight - whole
+        out.extend([conversation] * (whole + extra))
+    return out

@@ -1,0 +1,107 @@
+"""The one source of truth for the mixture: sizes, routing, loss weights, adapter dtype.
+
+A dataclass so that a LightningCLI YAML fills it (`model.moe: {...}`) and an adapter folder stores it
+(`adapter_config.json["moe"]`). Every invalid value fails here, at construction, naming its field.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
+
+import torch
+
+ADAPTER_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+@dataclass
+class MoELoRAConfig:
+    """A mixture of `num_experts` LoRA experts of rank `r` on each of `target_modules`, top-k routed.
+
+    Expert i carries the name `expert_domains[i]`: the domain loss pulls tokens labelled with that
+    domain towards expert i, and export picks experts by these names.
+    """
+
+    num_experts: int = 4
+    top_k: int = 2
+    r: int = 16
+    alpha: float = 32.0
+    dropout: float = 0.1
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    expert_domains: list[str] = field(
+        default_factory=lambda: ["psychology", "mental_health", "bias_detection", "general_therapeutic"]
+    )
+    # Switch load balancing, router z-loss and the domain loss; each multiplies its unweighted loss.
+    balance_coef: float = 0.01
+    z_coef: float = 0.001
+    domain_coef: float = 0.1
+    # How the domain coefficient moves over training progress p in [0, 1]: "constant" keeps it,
+    # "linear" and "cosine" take it to zero at p = 1 (experts specialise first, then routing is free).
+    domain_anneal: Literal["constant", "linear", "cosine"] = "constant"
+    # fp32 master weights by default; under bf16 autocast the adapter matmuls still run in bf16.
+    adapter_dtype: Literal["float32", "bfloat16"] = "float32"
+
+    def __post_init__(self) -> None:
+        def fail(name: str, why: str) -> None:
+            raise ValueError(f"MoELoRAConfig.{name}={getattr(self, name)!r}: {why}")
+
+        if self.num_experts < 1:
+            fail("num_experts", "needs at least one expert")
+        if not 1 <= self.top_k <= self.num_experts:
+            fail("top_k", f"must be between 1 and num_experts={self.num_experts}")
+        if self.r < 1:
+            fail("r", "the LoRA rank must be a positive integer")
+        if not self.alpha > 0:
+            fail("alpha", "must be positive (the adapter is scaled by alpha / r)")
+        if not 0.0 <= self.dropout < 1.0:
+            fail("dropout", "must be in [0, 1)")
+        if not self.target_modules:
+            fail("target_modules", "name at least one linear layer, e.g. [q_proj, k_proj, v_proj, o_proj]")
+        if len(set(self.target_modules)) != len(self.target_modules):
+            fail("target_modules", "lists a module twice")
+        if len(set(self.expert_domains)) != len(self.expert_domains):
+            duplicates = sorted({d for d in self.expert_domains if self.expert_domains.count(d) > 1})
+            fail("expert_domains", f"duplicate domain(s) {duplicates}: each expert needs its own name")
+        if len(self.expert_domains) != self.num_experts:
+            fail(
+                "expert_domains",
+                f"has {len(self.expert_domains)} names but num_experts={self.num_experts}: one name per expert",
+            )
+        for name in ("balance_coef", "z_coef", "domain_coef"):
+            if not getattr(self, name) >= 0:
+                fail(name, "a loss weight must be >= 0")
+        if self.domain_anneal not in ("constant", "linear", "cosine"):
+            fail("domain_anneal", "choose constant, linear or cosine")
+        if self.adapter_dtype not in ADAPTER_DTYPES:
+            fail("adapter_dtype", f"choose one of {sorted(ADAPTER_DTYPES)}")
+
+    @property
+    def scaling(self) -> float:
+        """The LoRA scale alpha / r applied to every expert's output."""
+        return self.alpha / self.r
+
+    @property
+    def torch_adapter_dtype(self) -> torch.dtype:
+        return ADAPTER_DTYPES[self.adapter_dtype]
+
+    def domain_coef_at(self, progress: float) -> float:
+        """The domain-loss weight at training progress in [0, 1] (step / total steps)."""
+        progress = min(max(progress, 0.0), 1.0)
+        if self.domain_anneal == "linear":
+            return self.domain_coef * (1.0 - progress)
+        if self.domain_anneal == "cosine":
+            return self.domain_coef * 0.5 * (1.0 + math.cos(math.pi * progress))
+        return self.domain_coef
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> MoELoRAConfig:
+        """Build from a stored dict; an unknown key is an error, not silently dropped."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown MoELoRAConfig field(s) {unknown}; known: {sorted(known)}")
+        return cls(**values)

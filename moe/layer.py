@@ -1,0 +1,60 @@
+"""One adapted linear: the frozen base plus a mixture of LoRA experts gated per token.
+
+The experts are stacked, A as [E*r, in] and B as [out, E*r], and computed densely:
+
+    y = base(x) + B @ ((A @ dropout(x)) * (gates * alpha / r) expanded to E*r)
+
+Two matmuls per layer whatever the routing, no loop over experts and shapes that never depend on the
+router's choice (safe for activation-checkpoint recompute and torch.compile). The scale alpha / r is
+multiplied into the [N, E] gates, not into the [N, out] output. With fixed gates this is one LoRA of
+rank E*r, which is what `moe.export` writes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from moe.config import MoELoRAConfig
+from moe.router import Router
+
+
+def base_features(base: nn.Module) -> tuple[int, int]:
+    """(in, out) of a torch Linear or a subclass (bitsandbytes Linear4bit/Linear8bitLt subclass
+    nn.Linear and keep these attributes; their packed weight's shape is not the layer's shape)."""
+    return base.in_features, base.out_features
+
+
+class MoELoRALinear(nn.Module):
+    """Wraps `base` (its weight is not copied and stays frozen) with E stacked LoRA experts and a router."""
+
+    def __init__(self, base: nn.Linear, config: MoELoRAConfig):
+        super().__init__()
+        in_features, out_features = base_features(base)
+        device = next(base.parameters()).device
+        rank = config.num_experts * config.r
+        dtype = config.torch_adapter_dtype
+        self.base = base
+        self.num_experts = config.num_experts
+        self.r = config.r
+        self.scaling = config.scaling
+        self.lora_A = nn.Parameter(torch.empty(rank, in_features, dtype=dtype, device=device))
+        self.lora_B = nn.Parameter(torch.zeros(out_features, rank, dtype=dtype, device=device))
+        # PEFT's init for A; each expert's r rows are independent draws. B = 0: the output is unchanged.
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+        self.dropout = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
+        self.router = Router(in_features, config.num_experts, config.top_k, device=device)
+
+    def forward(self, x: Tensor) -> Tensor:
+        result = self.base(x)
+        gates = self.router(x) * self.scaling  # [..., E] fp32
+        # Same input cast as PEFT: to the adapter dtype; under autocast the matmuls then run in bf16.
+        hidden = nn.functional.linear(self.dropout(x.to(self.lora_A.dtype)), self.lora_A)  # [..., E*r]
+        hidden = (hidden.unflatten(-1, (self.num_experts, self.r)) * gates.unsqueeze(-1).to(hidden.dtype))
+        update = nn.functional.linear(hidden.flatten(-2), self.lora_B)
+        return result + update.to(result.dtype)
+
+    def extra_repr(self) -> str:
+        return f"num_experts={self.num_experts}, r={self.r}, scaling={self.scaling:g}"

@@ -1,0 +1,90 @@
+"""Attach the mixture to a Hugging Face causal LM, take it off again, and fix its routing.
+
+Only the linear layers named in `config.target_modules` change (MistralForCausalLM, the Llama family
+and any model whose attention projections are nn.Linear or a bitsandbytes subclass of it). Every base
+parameter is frozen; the adapters and routers are the only trainable parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import Tensor, nn
+
+from moe.config import MoELoRAConfig
+from moe.layer import MoELoRALinear
+
+
+def moe_layers(model: nn.Module) -> dict[str, MoELoRALinear]:
+    """Every adapted linear by its module name, in model order."""
+    return {name: module for name, module in model.named_modules() if isinstance(module, MoELoRALinear)}
+
+
+def attach_moe_lora(model: nn.Module, config: MoELoRAConfig) -> nn.Module:
+    """Freeze `model` and wrap each targeted linear in a MoELoRALinear, in place; returns `model`."""
+    if moe_layers(model):
+        raise ValueError("the model already carries MoE-LoRA layers: detach_moe_lora(model) first")
+    linear_names = sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, nn.Linear)})
+    missing = [target for target in config.target_modules if target not in linear_names]
+    if missing:
+        raise ValueError(
+            f"MoELoRAConfig.target_modules: {missing} name no linear layer of {type(model).__name__}; "
+            f"its linear layers are {linear_names}"
+        )
+    model.requires_grad_(False)
+    targets = [
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Linear) and name.rsplit(".", 1)[-1] in config.target_modules
+    ]
+    for name in targets:
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name)
+        setattr(parent, child, MoELoRALinear(getattr(parent, child), config))
+    model.moe_config = config
+    return model
+
+
+def detach_moe_lora(model: nn.Module) -> nn.Module:
+    """Put every wrapped linear back (the base weights were never touched); returns `model`."""
+    for name in moe_layers(model):
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name)
+        setattr(parent, child, getattr(parent, child).base)
+    if hasattr(model, "moe_config"):
+        del model.moe_config
+    return model
+
+
+def trainable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
+    """Adapter and router parameters by their full name in `model` (what an adapter file stores)."""
+    params: dict[str, nn.Parameter] = {}
+    for layer_name, layer in moe_layers(model).items():
+        for name, param in layer.named_parameters():
+            if not name.startswith("base."):
+                params[f"{layer_name}.{name}"] = param
+    return params
+
+
+@contextmanager
+def forced_gates(model: nn.Module, gates: Tensor | None) -> Iterator[None]:
+    """Every router returns `gates` ([E], e.g. one-hot or a domain's observed routing) instead of its
+    top-k choice while inside; None leaves routing as learned. Restores the previous state on exit."""
+    routers = [layer.router for layer in moe_layers(model).values()]
+    if not routers:
+        raise ValueError("forced_gates: the model carries no MoE-LoRA layers")
+    if gates is not None:
+        experts = routers[0].weight.shape[0]
+        if gates.shape != (experts,):
+            raise ValueError(f"forced_gates: gates must have shape ({experts},), got {tuple(gates.shape)}")
+        gates = gates.detach().to(device=routers[0].weight.device, dtype=torch.float32)
+    previous = [router.forced_gates for router in routers]
+    for router in routers:
+        router.forced_gates = gates
+    try:
+        yield
+    finally:
+        for router, old in zip(routers, previous, strict=True):
+            router.forced_gates = old

@@ -1,0 +1,114 @@
+"""Dedup across sources (counted per source) and group splits that stay put when data grows."""
+
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from datamodules.conversation import Conversation
+from datamodules.dedup import deduplicate
+from datamodules.registry import SourceSpec, load_registry, stage_sources
+from datamodules.sources import ReadOptions, ReadResult, SourceReport, read_sources
+from datamodules.splits import apply_weights, split_by_group
+
+SAMPLES = Path(__file__).resolve().parents[1] / "datamodules" / "samples"
+QUIET = ReadOptions(progress=False)
+LONG_QUESTION = " ".join(f"I keep worrying about thing number {i} and it will not stop." for i in range(40))
+
+
+def conv(source, user, assistant, group=None, origin="f:1", system=None):
+    messages = ([{"role": "system", "content": system}] if system else []) + [
+        {"role": "user", "content": user},
+        {"role": "assistant", "content": assistant},
+    ]
+    return Conversation(tuple(messages), "psychology", source, group or f"{source}:{user[:20]}", origin)
+
+
+def result_of(conversations):
+    report = {c.source: SourceReport() for c in conversations}
+    for c in conversations:
+        report[c.source].read += 1
+        report[c.source].kept += 1
+    return ReadResult(list(conversations), report)
+
+
+def test_llama3_rerendering_of_amod_is_removed_and_counted_against_llama3():
+    result = read_sources(stage_sources(load_registry(), 1), SAMPLES, QUIET)
+    deduped = deduplicate(result, progress=False)
+    assert len(result.conversations) - len(deduped.conversations) == 3
+    llama3 = deduped.report["llama3_counseling"]
+    assert llama3.skipped["exact duplicate of amod_counseling"] == 3 and llama3.kept == 1
+    assert deduped.report["amod_counseling"].kept == 3
+    assert result.report["llama3_counseling"].kept == 4  # the input report is left as it was
+
+
+def test_near_duplicates_go_several_answers_to_one_question_stay():
+    reply = " ".join(f"On day {i} you could notice the worry, name it, and let it pass." for i in range(30))
+    conversations = [
+        conv("a", LONG_QUESTION, reply),
+        conv("b", LONG_QUESTION.replace("number 7 ", "number seven "), reply + " What helps, even a little?"),
+        conv("b", LONG_QUESTION, "Try writing the worries down for ten minutes each evening, then close the notebook."),
+        conv("c", "A different question entirely about sleep.", reply),  # a stock reply to another prompt
+        conv("c", LONG_QUESTION.upper(), reply, system="You are a counsellor."),  # exact once folded
+    ]
+    deduped = deduplicate(result_of(conversations), progress=False)
+    assert deduped.conversations == [conversations[0], conversations[2], conversations[3]]
+    assert deduped.report["b"].skipped == Counter({"near duplicate of a": 1})
+    assert deduped.report["c"].skipped == Counter({"exact duplicate of a": 1})
+    assert (deduped.report["b"].kept, deduped.report["c"].kept) == (1, 1)
+    exact_only = deduplicate(result_of(conversations), near_threshold=None, progress=False)
+    assert len(exact_only.conversations) == 4
+
+
+def test_split_keeps_groups_whole_and_follows_the_fractions():
+    conversations = [conv("s", f"q{i}", f"a{i}{j}", group=f"g{i}") for i in range(2000) for j in range(2)]
+    splits = split_by_group(conversations, val_fraction=0.1, test_fraction=0.05)
+    groups = {name: {c.group for c in part} for name, part in splits.items()}
+    assert not (groups["train"] & groups["test"]) and not (groups["train"] & groups["val"])
+    assert not (groups["val"] & groups["test"])
+    assert sum(map(len, splits.values())) == 4000
+    assert 50 <= len(groups["test"]) <= 150 and 140 <= len(groups["val"]) <= 260
+
+
+def test_splits_are_stable_when_a_source_grows(tmp_path):
+    shutil.copytree(SAMPLES / "datasets-wendy", tmp_path / "datasets-wendy")
+    specs = {name: load_registry()[name] for name in ("priority_1", "priority_2")}
+    path = tmp_path / "datasets-wendy" / "priority_1_FINAL.jsonl"
+
+    def where():
+        result = read_sources(specs, tmp_path, QUIET)
+        splits = split_by_group(result.conversations, 0.3, 0.3)
+        return {c.group: name for name, part in splits.items() for c in part}
+
+    before = where()
+    new = [
+        {
+            "conversation": [{"role": "client", "content": f"new worry {i}"}, {"role": "therapist", "content": f"reply {i}"}],
+            "conversation_id": f"p1-new-{i}",
+            "metadata": {"quality_score": 0.9},
+        }
+        for i in range(50)
+    ]
+    rows = [json.dumps(r) for r in new[:25]] + path.read_text().splitlines() + [json.dumps(r) for r in new[25:]]
+    path.write_text("\n".join(rows) + "\n")  # new records before and after the old ones
+    after = where()
+    assert len(after) == len(before) + 50
+    assert {group: after[group] for group in before} == before
+    assert set(after.values()) == {"train", "val", "test"}
+
+
+def test_bad_fractions_are_refused():
+    with pytest.raises(ValueError, match="leave a train split"):
+        split_by_group([], 0.5, 0.5)
+
+
+def test_weights_repeat_or_thin_a_source_deterministically():
+    train = [conv("heavy", f"q{i}", "a") for i in range(1000)] + [conv("light", f"q{i}", "a") for i in range(1000)]
+    train = [Conversation(c.messages, c.domain, c.source, c.group, f"f:{i}") for i, c in enumerate(train)]
+    weighted = apply_weights(train, {"heavy": 2.5, "light": 0.5})
+    counts = Counter(c.source for c in weighted)
+    assert 2400 <= counts["heavy"] <= 2600 and 400 <= counts["light"] <= 600
+    assert weighted == apply_weights(train, {"heavy": 2.5, "light": 0.5})
+    assert apply_weights(train, {}) == train

@@ -1,0 +1,63 @@
+import math
+
+import pytest
+
+from moe.base_model import TINY, load_base_model
+from moe.config import MoELoRAConfig
+from moe.model import attach_moe_lora
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"top_k": 5}, r"MoELoRAConfig.top_k=5: must be between 1 and num_experts=4"),
+        ({"top_k": 0}, r"MoELoRAConfig.top_k=0"),
+        ({"target_modules": []}, r"MoELoRAConfig.target_modules=\[\]: name at least one linear layer"),
+        ({"target_modules": ["q_proj", "q_proj"]}, r"target_modules.*lists a module twice"),
+        (
+            {"expert_domains": ["psychology", "psychology", "bias_detection", "general_therapeutic"]},
+            r"MoELoRAConfig.expert_domains=.*duplicate domain\(s\) \['psychology'\]",
+        ),
+        ({"num_experts": 3}, r"MoELoRAConfig.expert_domains=.*has 4 names but num_experts=3"),
+        ({"r": 0}, r"MoELoRAConfig.r=0"),
+        ({"alpha": 0}, r"MoELoRAConfig.alpha=0"),
+        ({"dropout": 1.0}, r"MoELoRAConfig.dropout=1.0: must be in \[0, 1\)"),
+        ({"balance_coef": -1.0}, r"MoELoRAConfig.balance_coef=-1.0"),
+        ({"domain_anneal": "step"}, r"MoELoRAConfig.domain_anneal='step'"),
+        ({"adapter_dtype": "float16"}, r"MoELoRAConfig.adapter_dtype='float16'"),
+    ],
+)
+def test_invalid_config_names_the_field(values, message):
+    with pytest.raises(ValueError, match=message):
+        MoELoRAConfig(**values)
+
+
+def test_unknown_target_module_names_what_the_model_has():
+    model = load_base_model(TINY)
+    with pytest.raises(ValueError) as error:
+        attach_moe_lora(model, MoELoRAConfig(target_modules=["q_proj", "query"]))
+    text = str(error.value)
+    assert "MoELoRAConfig.target_modules: ['query']" in text
+    assert "MistralForCausalLM" in text
+    assert "['down_proj', 'gate_proj', 'k_proj', 'lm_head', 'o_proj', 'q_proj', 'up_proj', 'v_proj']" in text
+
+
+def test_defaults_match_the_design_and_round_trip_through_a_dict():
+    config = MoELoRAConfig()
+    assert (config.num_experts, config.top_k, config.r, config.alpha, config.dropout) == (4, 2, 16, 32.0, 0.1)
+    assert config.scaling == 2.0
+    assert MoELoRAConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match=r"unknown MoELoRAConfig field\(s\) \['experts'\]"):
+        MoELoRAConfig.from_dict({**config.to_dict(), "experts": 4})
+
+
+def test_domain_coefficient_schedules():
+    constant = MoELoRAConfig(domain_coef=0.2)
+    linear = MoELoRAConfig(domain_coef=0.2, domain_anneal="linear")
+    cosine = MoELoRAConfig(domain_coef=0.2, domain_anneal="cosine")
+    assert [constant.domain_coef_at(p) for p in (0.0, 0.5, 1.0)] == [0.2, 0.2, 0.2]
+    assert [linear.domain_coef_at(p) for p in (0.0, 0.25, 1.0, 1.5)] == pytest.approx([0.2, 0.15, 0.0, 0.0])
+    assert cosine.domain_coef_at(0.0) == pytest.approx(0.2)
+    assert cosine.domain_coef_at(0.5) == pytest.approx(0.1)
+    assert cosine.domain_coef_at(1.0) == pytest.approx(0.0, abs=1e-12)
+    assert cosine.domain_coef_at(0.25) == pytest.approx(0.1 * (1 + math.cos(math.pi / 4)))

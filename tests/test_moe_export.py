@@ -1,0 +1,112 @@
+import json
+import logging
+
+import pytest
+import torch
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from moe.adapter_io import save_adapter
+from moe.base_model import TINY, load_base_model
+from moe.config import MoELoRAConfig
+from moe.export import vllm_max_lora_rank
+from moe.model import attach_moe_lora, forced_gates, trainable_parameters
+from stages.export import main
+
+OBSERVED = {
+    "psychology": [0.6, 0.0, 0.3, 0.1],
+    "mental_health": [0.1, 0.7, 0.2, 0.0],
+    "bias_detection": [0.0, 0.2, 0.8, 0.0],
+    "general_therapeutic": [0.25, 0.25, 0.25, 0.25],
+}
+IDS = torch.arange(3, 40).reshape(1, -1)
+
+
+@pytest.fixture(scope="module")
+def mixture(tmp_path_factory):
+    """A trained-looking mixture (every adapter and router weight non-trivial) saved as a checkpoint."""
+    config = MoELoRAConfig()
+    torch.manual_seed(0)
+    model = attach_moe_lora(load_base_model(TINY), config).eval()
+    with torch.no_grad():
+        for param in trainable_parameters(model).values():
+            param.add_(torch.randn_like(param) * 0.2)
+    checkpoint = tmp_path_factory.mktemp("checkpoint")
+    save_adapter(model, checkpoint, config, base_model=TINY, extra={"observed_gates": OBSERVED})
+    return model, checkpoint
+
+
+def mixture_logits(model, gates: list[float]) -> torch.Tensor:
+    with torch.no_grad(), forced_gates(model, torch.tensor(gates)):
+        return model(input_ids=IDS, use_cache=False).logits
+
+
+def peft_logits(directory) -> torch.Tensor:
+    peft = PeftModel.from_pretrained(load_base_model(TINY), directory).eval()
+    with torch.no_grad():
+        return peft(input_ids=IDS, use_cache=False).logits
+
+
+@pytest.mark.parametrize(
+    ("flags", "gates", "rank"),
+    [
+        (["--domain", "bias_detection"], [0.0, 0.0, 1.0, 0.0], 16),
+        (["--domain", "psychology", "--gates", "observed"], OBSERVED["psychology"], 48),
+        (["--average"], [0.25, 0.25, 0.25, 0.25], 64),
+        (
+            ["--average", "--gates", "observed"],
+            torch.tensor(list(OBSERVED.values())).mean(0).tolist(),
+            64,
+        ),
+    ],
+)
+def test_peft_export_gives_the_logits_of_the_mixture_with_forced_gates(mixture, tmp_path, capsys, flags, gates, rank):
+    model, checkpoint = mixture
+    out = tmp_path / "export"
+    assert main(["--checkpoint", str(checkpoint), "--out", str(out), *flags]) == 0
+    printed = capsys.readouterr().out
+    assert f"PEFT LoRA adapter of rank {rank}" in printed
+    assert f"--max-lora-rank {vllm_max_lora_rank(rank)}" in printed
+    stored = json.loads((out / "adapter_config.json").read_text())
+    assert (stored["peft_type"], stored["r"], stored["lora_alpha"]) == ("LORA", rank, rank)
+    expected = mixture_logits(model, gates)
+    assert not torch.allclose(expected, mixture_logits(model, [1.0, 0.0, 0.0, 0.0]), atol=1e-3)
+    torch.testing.assert_close(peft_logits(out), expected, rtol=0, atol=1e-5)
+
+
+def test_merged_export_loads_with_transformers_and_matches(mixture, tmp_path):
+    model, checkpoint = mixture
+    out = tmp_path / "merged"
+    main(["--checkpoint", str(checkpoint), "--out", str(out), "--domain", "mental_health", "--gates", "observed",
+          "--format", "merged", "--dtype", "float32"])
+    merged = AutoModelForCausalLM.from_pretrained(out).eval()
+    with torch.no_grad():
+        logits = merged(input_ids=IDS, use_cache=False).logits
+    torch.testing.assert_close(logits, mixture_logits(model, OBSERVED["mental_health"]), rtol=0, atol=1e-5)
+    assert AutoTokenizer.from_pretrained(out).eos_token == "<|im_end|>"
+
+
+def test_observed_gates_missing_fall_back_to_one_hot_and_say_so(tmp_path, caplog, capsys):
+    config = MoELoRAConfig()
+    checkpoint = tmp_path / "checkpoint"
+    save_adapter(attach_moe_lora(load_base_model(TINY), config), checkpoint, config, base_model=TINY)
+    with caplog.at_level(logging.WARNING):
+        main(["--checkpoint", str(checkpoint), "--out", str(tmp_path / "out"), "--domain", "mental_health",
+              "--gates", "observed"])
+    assert "records no observed gates for ['mental_health']: using one-hot gates" in caplog.text
+    assert "gates: psychology 0.0000, mental_health 1.0000," in capsys.readouterr().out
+
+
+def test_bad_requests_stop_with_a_clear_message(mixture, tmp_path):
+    _, checkpoint = mixture
+    with pytest.raises(ValueError, match=r"--domain 'grief' is not one of this adapter's expert domains"):
+        main(["--checkpoint", str(checkpoint), "--out", str(tmp_path / "a"), "--domain", "grief"])
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("")
+    with pytest.raises(SystemExit, match="exists and is not empty"):
+        main(["--checkpoint", str(checkpoint), "--out", str(tmp_path / "full"), "--average"])
+    with pytest.raises(FileNotFoundError, match="no adapter config"):
+        main(["--checkpoint", str(tmp_path / "missing"), "--out", str(tmp_path / "b"), "--average"])
+    with pytest.raises(SystemExit):  # argparse: one of --domain / --average is required
+        main(["--checkpoint", str(checkpoint), "--out", str(tmp_path / "c")])
+    assert vllm_max_lora_rank(48) == 64 and vllm_max_lora_rank(16) == 16

@@ -1,0 +1,117 @@
+import math
+
+import pytest
+import torch
+
+from moe.base_model import TINY, load_base_model
+from moe.config import MoELoRAConfig
+from moe.losses import expert_use_per_domain, router_losses, routing_counts_per_domain, switch_balance_loss
+from moe.model import attach_moe_lora, moe_layers, trainable_parameters
+
+
+def test_balance_loss_equals_the_switch_formula_on_a_hand_computed_case():
+    # Token 1 picks experts {0, 1}, token 2 picks {1, 2}: f = [1, 2, 1, 0] / 4, P = [.25, .4, .25, .1],
+    # E * sum f * P = 4 * (.0625 + .2 + .0625) = 1.3.
+    probs = torch.tensor([[0.4, 0.3, 0.2, 0.1], [0.1, 0.5, 0.3, 0.1]])
+    assert switch_balance_loss(probs.log(), top_k=2).item() == pytest.approx(1.3)
+    # Top-1, two experts: f = [2/3, 1/3], P = [1.75/3, 1.25/3] -> 2 * (3.5 + 1.25) / 9.
+    top1 = torch.tensor([[math.log(3), 0.0], [math.log(3), 0.0], [0.0, math.log(3)]])
+    assert switch_balance_loss(top1, top_k=1).item() == pytest.approx(9.5 / 9)
+    # Perfectly balanced routing gives 1.
+    assert switch_balance_loss(torch.zeros(8, 4), top_k=2).item() == pytest.approx(1.0)
+
+
+def packed_batch(seed: int, rows: int = 4, segments: int = 4, segment: int = 6):
+    """Packed rows mixing domains segment by segment (every domain present); domain d draws its tokens
+    from its own id range."""
+    generator = torch.Generator().manual_seed(seed)
+    layout = torch.stack([torch.randperm(segments, generator=generator) % 4 for _ in range(rows)])
+    domains = layout.repeat_interleave(segment, dim=1)
+    offsets = torch.randint(0, 8, domains.shape, generator=generator)
+    input_ids = 10 + 50 * domains + offsets
+    position_ids = torch.arange(segment).repeat(segments).expand(rows, -1)
+    return input_ids, position_ids, domains
+
+
+def run(model, input_ids, position_ids):
+    return model(input_ids=input_ids, position_ids=position_ids, use_cache=False)
+
+
+def test_losses_ignore_padding_and_unlabelled_tokens():
+    config = MoELoRAConfig()
+    model = attach_moe_lora(load_base_model(TINY), config).train()
+    input_ids, position_ids, domains = packed_batch(0)
+    token_mask = torch.ones_like(input_ids, dtype=torch.bool)
+    token_mask[:, -5:] = False
+    domains[:, -5:] = -1
+    domains[0, :3] = -1
+    run(model, input_ids, position_ids)
+    losses = router_losses(model, domains, token_mask, config)
+    # Other tokens in the padding (causal attention: the real tokens do not see them) change nothing.
+    run(model, input_ids.masked_fill(~token_mask, 7), position_ids)
+    assert all(torch.equal(value, router_losses(model, domains, token_mask, config)[key]) for key, value in losses.items())
+    # The domain loss is the router cross-entropy over labelled real tokens only, averaged over routers.
+    labelled = domains >= 0
+    by_hand = torch.stack(
+        [
+            torch.nn.functional.cross_entropy(layer.router.logits[labelled], domains[labelled])
+            for layer in moe_layers(model).values()
+        ]
+    ).mean()
+    torch.testing.assert_close(losses["domain"], by_hand)
+    z_by_hand = torch.stack(
+        [layer.router.logits[token_mask].logsumexp(-1).square().mean() for layer in moe_layers(model).values()]
+    ).mean()
+    torch.testing.assert_close(losses["z"], z_by_hand)
+    # Counting the padding would change them.
+    unmasked = router_losses(model, domains, torch.ones_like(token_mask), config)
+    assert not torch.equal(unmasked["balance"], losses["balance"])
+
+
+def test_a_batch_without_labels_gives_a_zero_domain_loss_and_a_wrong_shape_is_refused():
+    config = MoELoRAConfig()
+    model = attach_moe_lora(load_base_model(TINY), config).train()
+    input_ids, position_ids, domains = packed_batch(1)
+    run(model, input_ids, position_ids)
+    mask = torch.ones_like(input_ids, dtype=torch.bool)
+    assert router_losses(model, torch.full_like(domains, -1), mask, config)["domain"].item() == 0.0
+    with pytest.raises(ValueError, match=r"router logits are for tokens of shape \(4, 24\) but the batch is \(4, 23\)"):
+        router_losses(model, domains[:, 1:], mask[:, 1:], config)
+
+
+def test_training_only_the_router_on_labelled_tokens_routes_each_domain_to_its_expert():
+    torch.manual_seed(0)
+    config = MoELoRAConfig()
+    model = attach_moe_lora(load_base_model(TINY), config).train()
+    routers = [param for name, param in trainable_parameters(model).items() if name.endswith("router.weight")]
+    optimizer = torch.optim.Adam(routers, lr=0.05)
+    held_out = packed_batch(999)
+    mask = torch.ones_like(held_out[0], dtype=torch.bool)
+
+    def domain_loss() -> float:
+        with torch.no_grad():
+            run(model, *held_out[:2])
+            return router_losses(model, held_out[2], mask, config)["domain"].item()
+
+    before = domain_loss()
+    for step in range(30):
+        input_ids, position_ids, domains = packed_batch(step)
+        run(model, input_ids, position_ids)
+        loss = router_losses(model, domains, torch.ones_like(domains, dtype=torch.bool), config)["domain"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    after = domain_loss()
+    assert after < 0.1 * before, (before, after)
+
+    with torch.no_grad():
+        run(model, *held_out[:2])
+    use = expert_use_per_domain(model, held_out[2], mask, config)
+    assert use.shape == (4, 4)
+    torch.testing.assert_close(use.sum(-1), torch.ones(4))
+    # Top-2: the domain's own expert is in nearly every token's pair of choices (at most half the choices).
+    assert (use.diagonal() > 0.45).all(), use
+    _, gates, tokens = routing_counts_per_domain(model, held_out[2], mask, config)
+    observed = gates / tokens.unsqueeze(-1)
+    assert torch.equal(observed.argmax(-1), torch.arange(4)), observed
+    assert (observed.diagonal() > 0.6).all(), observed

@@ -1,0 +1,209 @@
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+
+from moe.base_model import TINY, load_base_model
+from moe.config import MoELoRAConfig
+from moe.layer import MoELoRALinear
+from moe.losses import router_losses
+from moe.model import attach_moe_lora, detach_moe_lora, forced_gates, moe_layers, trainable_parameters
+
+TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
+
+
+def batch(seed: int = 0, rows: int = 2, length: int = 12) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    input_ids = torch.randint(3, 200, (rows, length), generator=generator)
+    token_mask = torch.ones(rows, length, dtype=torch.bool)
+    token_mask[1, -3:] = False  # padding at the end of the second row
+    domain_ids = torch.randint(0, 4, (rows, length), generator=generator)
+    domain_ids[0, :2] = -1
+    domain_ids[~token_mask] = -1
+    position_ids = torch.arange(length).expand(rows, length)
+    return {
+        "input_ids": input_ids,
+        "position_ids": position_ids,
+        "labels": input_ids.masked_fill(~token_mask, -100),
+        "token_mask": token_mask,
+        "domain_ids": domain_ids,
+    }
+
+
+def forward(model, data):
+    return model(
+        input_ids=data["input_ids"], position_ids=data["position_ids"], labels=data["labels"], use_cache=False
+    )
+
+
+def randomize_b(model, seed: int = 0) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for layer in moe_layers(model).values():
+            layer.lora_B.copy_(torch.randn(layer.lora_B.shape, generator=generator) * 0.1)
+
+
+def test_fresh_adapter_leaves_the_base_output_exactly_unchanged():
+    data = batch()
+    base = load_base_model(TINY)
+    expected = forward(base, data).logits
+    model = attach_moe_lora(load_base_model(TINY), MoELoRAConfig())
+    assert torch.equal(forward(model, data).logits, expected)
+
+
+def test_attach_wraps_only_targets_freezes_base_and_detach_restores():
+    model = load_base_model(TINY)
+    original = {name: type(module) for name, module in model.named_modules()}
+    attach_moe_lora(model, MoELoRAConfig(target_modules=["q_proj", "o_proj"]))
+    wrapped = moe_layers(model)
+    assert sorted(wrapped) == [f"model.layers.{i}.self_attn.{p}" for i in range(2) for p in ("o_proj", "q_proj")]
+    trainable = trainable_parameters(model)
+    assert set(trainable) == {f"{name}.{p}" for name in wrapped for p in ("lora_A", "lora_B", "router.weight")}
+    assert {name for name, p in model.named_parameters() if p.requires_grad} == set(trainable)
+    layer = wrapped["model.layers.0.self_attn.q_proj"]
+    assert layer.lora_A.shape == (4 * 16, 64) and layer.lora_B.shape == (64, 4 * 16)
+    assert layer.router.weight.dtype == torch.float32
+    with pytest.raises(ValueError, match="already carries MoE-LoRA layers"):
+        attach_moe_lora(model, MoELoRAConfig())
+    detach_moe_lora(model)
+    assert {name: type(module) for name, module in model.named_modules()} == original
+    assert not hasattr(model, "moe_config")
+
+
+def test_router_gives_exactly_k_nonzero_gates_summing_to_one():
+    model = attach_moe_lora(load_base_model(TINY), MoELoRAConfig(top_k=2))
+    layer = moe_layers(model)["model.layers.1.self_attn.v_proj"]
+    hidden = torch.randn(3, 7, 64)
+    gates = layer.router(hidden)
+    assert gates.shape == (3, 7, 4) and gates.dtype == torch.float32
+    assert ((gates > 0).sum(-1) == 2).all()
+    torch.testing.assert_close(gates.sum(-1), torch.ones(3, 7))
+    # The chosen experts are the two most probable ones, in the proportion of their probabilities.
+    probs = layer.router.logits.softmax(-1)
+    top = probs.topk(2, dim=-1)
+    torch.testing.assert_close(gates.gather(-1, top.indices), top.values / top.values.sum(-1, keepdim=True))
+
+
+def test_one_expert_top1_equals_a_peft_lora_holding_the_same_weights():
+    data = batch()
+    config = MoELoRAConfig(
+        num_experts=1, top_k=1, r=4, alpha=8, dropout=0.0, target_modules=TARGETS, expert_domains=["only"]
+    )
+    model = attach_moe_lora(load_base_model(TINY), config)
+    randomize_b(model)
+    peft = get_peft_model(
+        load_base_model(TINY), LoraConfig(r=4, lora_alpha=8, target_modules=TARGETS, lora_dropout=0.0)
+    )
+    with torch.no_grad():
+        for name, layer in moe_layers(model).items():
+            peft_layer = peft.base_model.model.get_submodule(name)
+            peft_layer.lora_A["default"].weight.copy_(layer.lora_A)
+            peft_layer.lora_B["default"].weight.copy_(layer.lora_B)
+    torch.testing.assert_close(forward(model, data).logits, forward(peft, data).logits, rtol=0, atol=1e-5)
+
+
+def test_gradients_reach_only_adapter_and_router_parameters():
+    data = batch()
+    config = MoELoRAConfig()
+    model = attach_moe_lora(load_base_model(TINY), config).train()
+    randomize_b(model)
+    loss = forward(model, data).loss
+    losses = router_losses(model, data["domain_ids"], data["token_mask"], config)
+    (loss + sum(losses.values())).backward()
+    trainable = trainable_parameters(model)
+    for name, param in model.named_parameters():
+        if name in trainable:
+            assert param.grad is not None and param.grad.abs().sum() > 0, name
+        else:
+            assert param.grad is None, name
+
+
+def gradients(checkpointing: bool) -> dict[str, torch.Tensor]:
+    data = batch()
+    config = MoELoRAConfig(dropout=0.1)
+    torch.manual_seed(0)
+    model = attach_moe_lora(load_base_model(TINY), config).train()
+    randomize_b(model)
+    if checkpointing:
+        model.activation_checkpointing_enable({"use_reentrant": False})
+    torch.manual_seed(1)  # the same dropout masks in both runs (checkpoint replays the RNG state)
+    loss = forward(model, data).loss
+    losses = router_losses(model, data["domain_ids"], data["token_mask"], config)
+    total = loss + config.balance_coef * losses["balance"] + config.z_coef * losses["z"] + losses["domain"]
+    total.backward()
+    return {name: param.grad.clone() for name, param in trainable_parameters(model).items()}
+
+
+def test_gradients_identical_with_and_without_non_reentrant_checkpointing():
+    plain, checkpointed = gradients(False), gradients(True)
+    assert plain.keys() == checkpointed.keys()
+    for name in plain:
+        torch.testing.assert_close(checkpointed[name], plain[name], rtol=0, atol=0, msg=name)
+
+
+def test_router_loss_gradients_identical_under_checkpointing():
+    def router_grads(checkpointing: bool) -> dict[str, torch.Tensor]:
+        data = batch()
+        config = MoELoRAConfig()
+        torch.manual_seed(0)
+        model = attach_moe_lora(load_base_model(TINY), config).train()
+        if checkpointing:
+            model.activation_checkpointing_enable({"use_reentrant": False})
+        router = moe_layers(model)["model.layers.0.self_attn.q_proj"].router
+        calls = []
+        router.register_forward_hook(lambda *_: calls.append(1))
+        torch.manual_seed(1)
+        forward(model, data)
+        logits = router.logits
+        losses = router_losses(model, data["domain_ids"], data["token_mask"], config)
+        sum(losses.values()).backward()
+        # Checkpointing really recomputed the router during backward, and that recompute did not replace
+        # the logits the losses were read from.
+        assert len(calls) == (2 if checkpointing else 1)
+        assert router.logits is logits
+        return {n: p.grad.clone() for n, p in trainable_parameters(model).items() if n.endswith("router.weight")}
+
+    plain, checkpointed = router_grads(False), router_grads(True)
+    for name in plain:
+        assert plain[name].abs().sum() > 0
+        torch.testing.assert_close(checkpointed[name], plain[name], rtol=0, atol=0, msg=name)
+
+
+def test_reentrant_checkpointing_is_refused_with_a_clear_message():
+    data = batch()
+    config = MoELoRAConfig()
+    model = attach_moe_lora(load_base_model(TINY), config).train()
+    model.activation_checkpointing_enable({"use_reentrant": True})
+    forward(model, data)
+    with pytest.raises(RuntimeError, match="use_reentrant': False"):
+        router_losses(model, data["domain_ids"], data["token_mask"], config)
+
+
+def test_forced_gates_replace_routing_and_restore_on_exit():
+    data = batch()
+    model = attach_moe_lora(load_base_model(TINY), MoELoRAConfig(dropout=0.0)).eval()
+    randomize_b(model)
+    layer: MoELoRALinear = moe_layers(model)["model.layers.0.self_attn.q_proj"]
+    hidden = torch.randn(5, 64)
+    routed = layer(hidden)
+    one_hot = torch.tensor([0.0, 0.0, 1.0, 0.0])
+    with forced_gates(model, one_hot):
+        forced = layer(hidden)
+        assert torch.equal(layer.router(hidden), one_hot.expand(5, 4))
+        logits = forward(model, data).logits
+    expert = slice(2 * 16, 3 * 16)
+    by_hand = layer.base(hidden) + 2.0 * hidden @ layer.lora_A[expert].T @ layer.lora_B[:, expert].T
+    torch.testing.assert_close(forced, by_hand)
+    torch.testing.assert_close(layer(hidden), routed, rtol=0, atol=0)
+    assert not torch.allclose(forward(model, data).logits, logits)
+    with pytest.raises(ValueError, match=r"gates must have shape \(4,\)"):
+        with forced_gates(model, torch.ones(3)):
+            pass
+
+
+def test_bf16_base_keeps_fp32_adapters_and_bf16_output():
+    model = attach_moe_lora(load_base_model(TINY, dtype=torch.bfloat16), MoELoRAConfig())
+    layer = moe_layers(model)["model.layers.0.self_attn.k_proj"]
+    assert layer.lora_A.dtype == layer.lora_B.dtype == torch.float32
+    out = layer(torch.randn(2, 3, 64, dtype=torch.bfloat16))
+    assert out.dtype == torch.bfloat16 and layer.router.logits.dtype == torch.float32
+    assert layer.base.weight.dtype == torch.bfloat16

@@ -1,0 +1,193 @@
+"""Each reader on its sample files: exact messages, groups, domains and skip reasons."""
+
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from datamodules.registry import load_registry, stage_sources
+from datamodules.samples import build_parquet
+from datamodules.sources import ReadOptions, read_sources
+
+SAMPLES = Path(__file__).resolve().parents[1] / "datamodules" / "samples"
+DOMAINS = ("psychology", "mental_health", "bias_detection", "general_therapeutic")
+
+
+def read(name, cot_layout="think", **override):
+    specs = load_registry({name: override} if override else None)
+    result = read_sources({name: specs[name]}, SAMPLES, ReadOptions(cot_layout=cot_layout, expert_domains=DOMAINS, progress=False))
+    return result.conversations, result.report[name]
+
+
+def pairs(conversation):
+    return [(m["role"], m["content"]) for m in conversation.messages]
+
+
+def test_amod_json_lines_behind_a_json_extension():
+    conversations, report = read("amod_counseling")
+    assert pairs(conversations[1]) == [
+        ("user", 'My partner and I argue every day, "about nothing" as she says.'),
+        ("assistant", "Daily arguments wear anyone down.\nWhat happens just before an argument starts?"),
+    ]
+    assert (report.read, report.kept) == (6, 3)
+    assert report.skipped == {"malformed JSON": 1, "empty reply": 1, "missing field 'Response'": 1}
+    assert report.examples[0].endswith("combined_dataset.json:4: malformed JSON")
+    assert {c.domain for c in conversations} == {"mental_health"}
+    assert conversations[0].origin.endswith("combined_dataset.json:1")
+
+
+def test_psydt_reads_the_train_file_only_with_system_turns_and_id_groups():
+    conversations, report = read("psydt_corpus")
+    assert [c.group for c in conversations] == ["psydt_corpus:0", "psydt_corpus:1"]
+    assert pairs(conversations[0])[:3] == [
+        ("system", "你是一位精通理情行为疗法（Rational Emotive Behavior Therapy，简称REBT）的心理咨询师。"),
+        ("user", "我最近和男朋友总是吵架，我觉得很累。"),
+        ("assistant", "听起来这段时间你真的很辛苦。能和我说说最近一次吵架是怎么开始的吗？"),
+    ]
+    # The trailing client turn has no reply: it is dropped, the conversation kept.
+    assert pairs(conversations[1])[-1] == ("assistant", "考试前的紧张很常见。心慌的时候，你的身体有什么感觉？")
+    assert report.skipped == {"unknown role 'narrator'": 1}
+    assert not any("MUST NEVER BE READ" in m["content"] for c in conversations for m in c.messages)
+
+
+def test_counsel_chat_one_example_per_answer_grouped_by_question():
+    conversations, report = read("counsel_chat")
+    assert [c.group for c in conversations] == ["counsel_chat:0", "counsel_chat:0", "counsel_chat:1", "counsel_chat:2"]
+    assert pairs(conversations[0])[1] == (
+        "assistant",
+        "If everyone thinks you're worthless, then maybe you need to find new people to hang out with.\n"
+        "Seriously, the social context in which a person lives is a big influence in self-esteem, belief, "
+        "and emotions & thoughts.",
+    )
+    assert pairs(conversations[1])[1][1].startswith(
+        "Hello, and thank you for your question and seeking advice on this.\nFeelings of worthlessness"
+    )
+    assert pairs(conversations[0])[0][1].startswith("Can I change my feeling of being worthless to everyone?\n\nI'm going")
+    assert pairs(conversations[3]) == [
+        ("user", "My husband won't talk about money"),
+        ("assistant", "Money talks are hard for many couples, because money stands for safety, freedom, and respect, all at once."),
+    ]
+    assert report.skipped == {"empty reply": 1}
+    assert report.examples == [f"{SAMPLES}/counsel-chat/20220401_counsel_chat.csv:8: empty reply"]
+
+
+def test_counsel_chat_top_answer_only():
+    conversations, report = read("counsel_chat", options={"answers": "top"})
+    assert [(c.group, c.origin.rsplit(":", 1)[1]) for c in conversations] == [
+        ("counsel_chat:0", "5"),  # 3 upvotes beat 1
+        ("counsel_chat:1", "9"),  # the only non-empty answer
+        ("counsel_chat:2", "12"),
+    ]
+    assert report.skipped == {"not the most upvoted answer (answers: top)": 1, "empty reply": 1}
+
+
+def test_llama3_parquet_header_token_text():
+    conversations, report = read("llama3_counseling")
+    assert pairs(conversations[3]) == [
+        ("system", build_parquet.SYSTEM),
+        ("user", "I moved to a new city and I feel invisible."),
+        ("assistant", "Moving can cut us off from everyone who knew us. What did a good day look like before the move?"),
+    ]
+    assert report.skipped == {"no Llama-3 header tokens in the text": 1}
+    assert conversations[0].origin.endswith("train-00000-of-00001.parquet:row 0")
+
+
+def test_llama3_sample_is_exactly_what_its_generator_writes(tmp_path):
+    built = build_parquet.build(tmp_path / "train.parquet")
+    assert pq.read_table(built).equals(pq.read_table(build_parquet.OUT))
+
+
+def test_therapist_sft_markers_in_any_case_inline_or_on_lines():
+    conversations, report = read("therapist_sft")
+    assert pairs(conversations[0]) == [
+        ("user", "I feel like nobody listens to me at home."),
+        ("assistant", "That sounds lonely. When did you start feeling unheard?"),
+        ("user", "Since my brother moved back in."),
+        ("assistant", "A change like that shifts the whole household. What is different since he arrived?"),
+    ]
+    assert [m["role"] for m in conversations[1].messages] == ["user", "assistant", "user", "assistant"]
+    assert pairs(conversations[1])[3] == ("assistant", "That question weighs a lot. What makes you think it was?")
+    assert report.skipped == {"no human:/gpt: speaker markers": 1}
+
+
+def test_neuro_qa_both_shapes():
+    conversations, report = read("neuro_qa")
+    assert pairs(conversations[0])[0] == ("user", "What part of the brain is most involved in fear responses?")
+    assert pairs(conversations[1]) == [
+        ("user", "How does sleep deprivation affect mood?"),
+        (
+            "assistant",
+            "Losing sleep makes the amygdala more reactive and weakens prefrontal control, so people feel more "
+            "irritable and anxious after short nights.",
+        ),
+    ]
+    assert report.skipped == {"neither 'text' as a list of turns nor 'question'/'answer'": 1}
+    assert {c.domain for c in conversations} == {"psychology"}
+
+
+def test_psych8k_instruction_becomes_the_system_turn():
+    conversations, report = read("psych8k")
+    assert pairs(conversations[1]) == [
+        ("system", "If you are a counsellor, please answer the questions based on the description of the patient."),
+        ("user", "My daughter stopped talking to me after the divorce. I don't know how to reach her."),
+        ("assistant", "Losing closeness with your daughter must be painful, especially on top of the divorce. What was your relationship like before?"),
+    ]
+    assert report.skipped == {"empty reply": 1}
+    as_user, _ = read("psych8k", options={"instruction": "user"})
+    assert pairs(as_user[1])[0][1].startswith("If you are a counsellor, please answer the questions based on the description of the patient.\n\nMy daughter")
+
+
+def test_priority_roles_and_quality_filter():
+    conversations, report = read("priority_1")
+    assert [c.group for c in conversations] == ["priority_1:p1-0001", "priority_1:p1-0003"]  # 0.75 is kept
+    assert pairs(conversations[0])[2:] == [
+        ("user", "The deadlines. They never stop."),
+        ("assistant", "When deadlines never stop, there is no room to recover. Where in your week could a short pause fit?"),
+    ]
+    assert report.skipped == {"quality_score below 0.75": 1}
+    all_kept, report = read("priority_1", options={"min_quality": None})
+    assert len(all_kept) == 3 and not report.skipped
+    _, report = read("priority_3")
+    assert report.skipped == {"missing field 'metadata.quality_score'": 1}
+
+
+@pytest.mark.parametrize(
+    "layout, expected",
+    [
+        ("think", "<think>\nCounting back three days from Friday: Thursday, Wednesday, Tuesday.\n</think>\n\nOn Tuesday."),
+        ("reasoning_response", "Reasoning: Counting back three days from Friday: Thursday, Wednesday, Tuesday.\n\nResponse: On Tuesday."),
+    ],
+)
+def test_cot_layouts(layout, expected):
+    conversations, _ = read("cot_temporal", cot_layout=layout)
+    assert pairs(conversations[1]) == [
+        ("user", "A symptom began three days before an event that happened on Friday. On which day did it begin?"),
+        ("assistant", expected),
+    ]
+    assert conversations[1].group == "cot_temporal:6-1"
+    # A source's own layout option wins over the stage-wide one.
+    own, _ = read("cot_temporal", cot_layout="think", options={"layout": "reasoning_response"})
+    assert own[1].messages[1]["content"].startswith("Reasoning: ")
+
+
+def test_cot_record_without_metadata_is_counted():
+    _, report = read("cot_clinical_diagnosis")
+    assert (report.read, report.kept, report.skipped) == (3, 2, {"missing field 'metadata.reasoning'": 1})
+
+
+def test_voice_file_per_record_domains_and_lecture_groups():
+    conversations, report = read("voice", root=str(SAMPLES))
+    assert [(c.group, c.domain) for c in conversations] == [
+        ("voice:lecture-0001", "general_therapeutic"),
+        ("voice:lecture-0001", "psychology"),
+        ("voice:lecture-0002", "mental_health"),
+    ]
+    assert pairs(conversations[1])[2] == ("user", "So how do I start undoing it?")
+    assert report.kept == 3
+
+
+@pytest.mark.parametrize("stage, kept", [(1, 24), (2, 14), (3, 3)])
+def test_every_stage_reads_from_the_samples(stage, kept):
+    specs = stage_sources(load_registry({"voice": {"root": str(SAMPLES)}}), stage)
+    result = read_sources(specs, SAMPLES, ReadOptions(expert_domains=DOMAINS, progress=False))
+    assert len(result.conversations) == kept == sum(r.kept for r in result.report.values())

@@ -1,0 +1,153 @@
+import copy
+
+import pytest
+
+import datamodules.template as template
+from datamodules.conversation import Conversation
+from datamodules.template import (
+    IGNORE_INDEX,
+    KEPT,
+    TOO_LONG,
+    TRUNCATED,
+    TemplateError,
+    TemplateOptions,
+    check_template,
+    encode,
+    encode_batch,
+    labelled_runs,
+)
+from moe.base_model import load_tokenizer
+
+# Zephyr-style: a different layout and end-of-turn token (</s>) from the tiny tokenizer's ChatML.
+ZEPHYR = (
+    "{% for m in messages %}{{ '<|' + m['role'] + '|>\n' + m['content'] + '</s>\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
+)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return load_tokenizer("tiny")
+
+
+def conversation(*turns: tuple[str, str], origin: str = "t.jsonl:1") -> Conversation:
+    return Conversation(
+        messages=tuple({"role": r, "content": c} for r, c in turns),
+        domain="mental_health",
+        source="test",
+        group=origin,
+        origin=origin,
+    )
+
+
+MULTI = conversation(
+    ("user", "I can't sleep, my mind keeps racing."),
+    ("assistant", "That sounds exhausting. What goes through your mind at night?"),
+    ("user", "Work, mostly.\nDeadlines."),
+    ("assistant", " Let's look at one deadline together."),
+)
+
+
+def decoded_runs(tokenizer, labels):
+    return [tokenizer.decode(labels[r.start : r.stop], skip_special_tokens=False) for r in labelled_runs(labels)]
+
+
+def test_labels_are_exactly_every_assistant_turn_and_its_end_token(tokenizer):
+    encoded = encode(MULTI.messages, tokenizer, TemplateOptions())
+    assert encoded.status == KEPT
+    assert len(encoded.labels) == len(encoded.input_ids)
+    assert decoded_runs(tokenizer, encoded.labels) == [
+        "That sounds exhausting. What goes through your mind at night?<|im_end|>",
+        " Let's look at one deadline together.<|im_end|>",
+    ]
+    # Labels are the ids themselves (not shifted): the causal LM shifts internally.
+    for token, label in zip(encoded.input_ids, encoded.labels):
+        assert label in (IGNORE_INDEX, token)
+
+
+def test_last_only_trains_the_final_assistant_turn(tokenizer):
+    encoded = encode(MULTI.messages, tokenizer, TemplateOptions(assistant_turns="last"))
+    assert decoded_runs(tokenizer, encoded.labels) == [" Let's look at one deadline together.<|im_end|>"]
+
+
+def test_stage_system_prompt_added_only_when_missing(tokenizer):
+    options = TemplateOptions(system_prompt="You are a warm counsellor.")
+    with_prompt = tokenizer.decode(encode(MULTI.messages, tokenizer, options).input_ids)
+    assert with_prompt.startswith("<|im_start|>system\nYou are a warm counsellor.<|im_end|>")
+    own = conversation(("system", "Be brief."), ("user", "hi"), ("assistant", "Hello."))
+    text = tokenizer.decode(encode(own.messages, tokenizer, options).input_ids)
+    assert "warm counsellor" not in text and text.startswith("<|im_start|>system\nBe brief.")
+    # The system prompt never carries loss.
+    assert decoded_runs(tokenizer, encode(own.messages, tokenizer, options).labels) == ["Hello.<|im_end|>"]
+
+
+def test_other_template_other_end_token(tokenizer):
+    zephyr = copy.deepcopy(tokenizer)
+    zephyr.chat_template = ZEPHYR
+    encoded = encode(MULTI.messages, zephyr, TemplateOptions(assistant_turns="all"))
+    assert decoded_runs(zephyr, encoded.labels) == [
+        "That sounds exhausting. What goes through your mind at night?</s>",
+        " Let's look at one deadline together.</s>",
+    ]
+    assert check_template([MULTI], zephyr, TemplateOptions()) == 1
+
+
+def test_overlong_is_cut_at_a_turn_boundary_or_dropped(tokenizer):
+    full = len(encode(MULTI.messages, tokenizer, TemplateOptions()).input_ids)
+    first_turn = len(encode(MULTI.messages[:2], tokenizer, TemplateOptions()).input_ids)
+    cut = encode(MULTI.messages, tokenizer, TemplateOptions(max_seq_length=full - 1))
+    assert cut.status == TRUNCATED and len(cut.input_ids) == first_turn and cut.num_messages == 2
+    assert decoded_runs(tokenizer, cut.labels) == [
+        "That sounds exhausting. What goes through your mind at night?<|im_end|>"
+    ]
+    dropped = encode(MULTI.messages, tokenizer, TemplateOptions(max_seq_length=full - 1, overflow="drop"))
+    assert dropped.status == TOO_LONG and dropped.input_ids == []
+    nothing_fits = encode(MULTI.messages, tokenizer, TemplateOptions(max_seq_length=first_turn - 1))
+    assert nothing_fits.status == TOO_LONG
+    statuses = [e.status for e in encode_batch([MULTI.messages] * 2, tokenizer, TemplateOptions(max_seq_length=full))]
+    assert statuses == [KEPT, KEPT]
+
+
+def test_check_template_passes_and_counts(tokenizer):
+    short = conversation(("user", "hi"), ("assistant", "Hello, how are you feeling today?"))
+    assert check_template([MULTI, short, MULTI], tokenizer, TemplateOptions(), n=2) == 2
+
+
+def test_check_template_catches_an_off_by_one_label_bug_with_a_diff(tokenizer, monkeypatch):
+    real = template._labels
+
+    def shifted(*args):
+        labels = real(*args)
+        return [IGNORE_INDEX] + labels[:-1]  # every label one token late: a classic bug
+
+    monkeypatch.setattr(template, "_labels", shifted)
+    with pytest.raises(TemplateError) as error:
+        check_template([MULTI], tokenizer, TemplateOptions())
+    message = str(error.value)
+    assert "t.jsonl:1, trained assistant turn 0: first difference at character 0" in message
+    assert "--- assistant text" in message and "+++ decoded labels" in message
+    assert "-That sounds exhausting." in message
+
+
+def test_template_that_rewrites_content_is_refused(tokenizer):
+    stripping = copy.deepcopy(tokenizer)
+    stripping.chat_template = tokenizer.chat_template.replace("message['content']", "message['content'] | upper")
+    with pytest.raises(TemplateError, match="verbatim"):
+        encode(MULTI.messages, stripping, TemplateOptions())
+
+
+def test_template_without_end_of_turn_is_refused(tokenizer):
+    open_ended = copy.deepcopy(tokenizer)
+    open_ended.chat_template = "{% for m in messages %}{{ m['role'] + ': ' + m['content'] + '\n' }}{% endfor %}"
+    with pytest.raises(TemplateError, match="no end-of-turn special token"):
+        encode(MULTI.messages, open_ended, TemplateOptions())
+
+
+def test_template_that_renders_history_differently_is_refused(tokenizer):
+    last_differs = copy.deepcopy(tokenizer)
+    last_differs.chat_template = (
+        "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}"
+        "{% if loop.last %}{{ '<s>' }}{% endif %}{% endfor %}"
+    )
+    with pytest.raises(TemplateError, match="prefixes"):
+        encode(MULTI.messages, last_differs, TemplateOptions())
