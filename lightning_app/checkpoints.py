@@ -5,8 +5,13 @@ trusted only when its marker `NAME.complete.json` exists and lists every file wi
 there. Publishing removes the marker first, so a copy cut short is never trusted, and writes it
 last, with each file's size and sha256.
 
-    python -m lightning_app.checkpoints push LOCAL_DIR STORAGE_DIR   # after a fit ends
-    python -m lightning_app.checkpoints pull STORAGE_DIR LOCAL_DIR   # before a fit resumes
+    python -m lightning_app.checkpoints push-stage LOCAL_STAGE_DIR STORAGE_STAGE_DIR  # after a fit
+    python -m lightning_app.checkpoints pull STORAGE_DIR LOCAL_DIR   # a stage's checkpoints, to resume
+    python -m lightning_app.checkpoints fetch STORAGE_ITEM LOCAL_ITEM  # e.g. the previous checkpoint-final
+
+A stage folder (stages.fit's `run.output_root/run.name`) holds `checkpoints/` (last.ckpt, best-*.ckpt:
+published one by one, so that replacing one never leaves the others untrusted), `checkpoint-final/`
+and the run's config and logs (each published as one item).
 """
 
 from __future__ import annotations
@@ -127,6 +132,19 @@ def push(local_dir: Path, remote_dir: Path, published: dict[str, tuple] | None =
     return names
 
 
+CHECKPOINTS = "checkpoints"  # stages.fit's RunConfig.checkpoint_dir, inside the stage folder
+
+
+def push_stage(local_stage: Path, remote_stage: Path) -> list[str]:
+    """Publish a stage folder: its checkpoints item by item, everything else as one item each."""
+    names = [f"{CHECKPOINTS}/{n}" for n in push(local_stage / CHECKPOINTS, remote_stage / CHECKPOINTS)]
+    for item in sorted(local_stage.iterdir()) if local_stage.is_dir() else ():
+        if item.name != CHECKPOINTS and not item.name.startswith(".") and _files(item):
+            publish(item, remote_stage / item.name)
+            names.append(item.name)
+    return names
+
+
 class MirrorCheckpoints(Callback):
     """Publishes what the fit saves in `local_dir` to `remote_dir`, so a preempted job's successor
     resumes from storage. Runs between training hooks (after a save, never during one), on rank 0."""
@@ -155,11 +173,15 @@ class MirrorCheckpoints(Callback):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lightning_app.checkpoints", description=__doc__.split("\n")[0])
-    parser.add_argument("action", choices=["push", "pull"])
+    parser.add_argument("action", choices=["push-stage", "pull", "fetch"])
     parser.add_argument("source", type=Path)
     parser.add_argument("dest", type=Path)
     args = parser.parse_args(argv)
-    names = push(args.source, args.dest) if args.action == "push" else pull(args.source, args.dest)
+    if args.action == "fetch":
+        fetch(args.source, args.dest)
+        names = [args.source.name]
+    else:
+        names = (push_stage if args.action == "push-stage" else pull)(args.source, args.dest)
     print(f"{args.action}: {', '.join(names) or 'nothing'} ({args.source} -> {args.dest})")
     return 0
 

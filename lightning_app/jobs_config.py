@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 
 JOBS_YAML = Path(__file__).resolve().parent.parent / ".lightning" / "jobs.yaml"
+STRATEGIES = JOBS_YAML.parent / "strategies"
 
 
 @dataclass(frozen=True)
@@ -18,8 +19,13 @@ class JobSettings:
     machine: str = "H100"
     hours: float = 12.0
     max_run_attempts: int = 3
+    # for machines with more than one GPU: .lightning/strategies/<strategy>.yaml (ddp or fsdp)
+    strategy: str = "ddp"
 
     def __post_init__(self) -> None:
+        if not (STRATEGIES / f"{self.strategy}.yaml").is_file():
+            known = sorted(p.stem for p in STRATEGIES.glob("*.yaml"))
+            raise ValueError(f"strategy {self.strategy!r}: no {STRATEGIES}/{self.strategy}.yaml; known: {known}")
         if self.hours <= 0:
             raise ValueError(f"hours must be > 0, got {self.hours}")
         if self.max_run_attempts < 1:

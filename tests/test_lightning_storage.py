@@ -179,3 +179,16 @@ def test_preflight_catches_an_interrupted_upload(tmp_path):
     (tmp_path / "store" / "cot/anxiety.json").write_bytes(b"part")
     with pytest.raises(PreflightError, match="has 4 bytes, the upload manifest says 70"):
         check_job_inputs("stage2", {"cot": ["cot/anxiety.json"]}, tmp_path / "store", None, "-")
+
+
+def test_push_stage_publishes_checkpoints_one_by_one_and_the_rest_as_items(tmp_path):
+    stage = tmp_path / "scratch" / "stage1"
+    make_tree(stage, {"checkpoints/last.ckpt": 100, "checkpoints/best-step=4.ckpt": 90,
+                      "checkpoint-final/adapter.safetensors": 80, "config.yaml": 10})  # fmt: skip
+    remote = tmp_path / "store" / "stage1"
+    names = checkpoints.push_stage(stage, remote)
+    assert sorted(names) == ["checkpoint-final", "checkpoints/best-step=4.ckpt", "checkpoints/last.ckpt", "config.yaml"]
+    assert checkpoints.is_complete(remote / "checkpoint-final")
+    assert [p.name for p in checkpoints.complete_items(remote / "checkpoints")] == ["best-step=4.ckpt", "last.ckpt"]
+    assert checkpoints.main(["pull", str(remote / "checkpoints"), str(tmp_path / "resume")]) == 0
+    assert (tmp_path / "resume" / "last.ckpt").read_bytes() == (stage / "checkpoints" / "last.ckpt").read_bytes()
