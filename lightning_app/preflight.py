@@ -36,6 +36,37 @@ def missing_data(files_by_source: dict[str, list[str]], data_dir: Path, manifest
     return lines
 
 
+def missing_inputs(
+    files_by_source: dict[str, list[str]],
+    data_dir: Path,
+    previous_checkpoint: Path | None,
+    manifest_path: Path | None = None,
+) -> list[str]:
+    """One line per input of the job that is not on its storage."""
+    manifest = read_manifest(manifest_path or data_dir / MANIFEST_NAME)
+    lines = missing_data(files_by_source, data_dir, manifest)
+    if previous_checkpoint is not None and not is_complete(previous_checkpoint):
+        lines.append(
+            f"previous stage's checkpoint: {previous_checkpoint} is not complete "
+            f"(no valid {marker_path(previous_checkpoint).name} beside it)"
+        )
+    return lines
+
+
+def preflight_message(stage: str, lines: list[str], upload_hint: str) -> str:
+    fixes = []
+    if any(line.startswith("source ") for line in lines):
+        fixes.append(f"upload the stage's data: {upload_hint}")
+    if any(line.startswith("previous stage") for line in lines):
+        fixes.append("finish the previous stage first (its job copies checkpoint-final there when it ends)")
+    return (
+        f"{stage} cannot start, missing on the job's storage:\n"
+        + "\n".join(f"  - {line}" for line in lines)
+        + "\nfix:\n"
+        + "\n".join(f"  - {fix}" for fix in fixes)
+    )
+
+
 def check_job_inputs(
     stage: str,
     files_by_source: dict[str, list[str]],
@@ -44,20 +75,7 @@ def check_job_inputs(
     upload_hint: str,
     manifest_path: Path | None = None,
 ) -> None:
-    """Raise PreflightError listing every missing input of `stage`'s job."""
-    manifest = read_manifest(manifest_path or data_dir / MANIFEST_NAME)
-    lines = missing_data(files_by_source, data_dir, manifest)
-    fixes = [f"upload the stage's data: {upload_hint}"] if lines else []
-    if previous_checkpoint is not None and not is_complete(previous_checkpoint):
-        lines.append(
-            f"previous stage's checkpoint: {previous_checkpoint} is not complete "
-            f"(no valid {marker_path(previous_checkpoint).name} beside it)"
-        )
-        fixes.append("finish the previous stage first (its job copies checkpoint-final there when it ends)")
+    """Raise PreflightError listing every missing input of `stage`'s job, and the fixes."""
+    lines = missing_inputs(files_by_source, data_dir, previous_checkpoint, manifest_path)
     if lines:
-        raise PreflightError(
-            f"{stage} cannot start, missing on the job's storage:\n"
-            + "\n".join(f"  - {line}" for line in lines)
-            + "\nfix:\n"
-            + "\n".join(f"  - {fix}" for fix in fixes)
-        )
+        raise PreflightError(preflight_message(stage, lines, upload_hint))
