@@ -32,11 +32,18 @@ from transformers import PreTrainedTokenizerBase
 
 from datamodules.conversation import Conversation
 from datamodules.dedup import deduplicate
-from datamodules.packing import Collate, RowDataset, packing_efficiency, plan_rows
+from datamodules.packing import Collate, RowDataset, plan_rows
 from datamodules.registry import DEFAULT_DATA_ROOT, SourceSpec, load_registry, stage_sources
 from datamodules.sources import ReadOptions, SourceError, check_sources, read_sources
 from datamodules.splits import SPLITS, apply_weights, split_by_group
-from datamodules.template import TOO_LONG, TRUNCATED, TemplateOptions, check_template, encode_batch
+from datamodules.template import (
+    IGNORE_INDEX,
+    TOO_LONG,
+    TRUNCATED,
+    TemplateOptions,
+    check_template,
+    encode_batch,
+)
 from moe.base_model import load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -195,7 +202,9 @@ class StageDataModule(LightningDataModule):
             result = deduplicate(result, self.near_duplicate_threshold)
         report = {name: _source_figures(r) for name, r in result.report.items()}
         splits = split_by_group(result.conversations, self.val_fraction, self.test_fraction)
-        splits["train"] = apply_weights(splits["train"], {name: spec.weight for name, spec in self.specs.items()})
+        splits["train"] = apply_weights(
+            splits["train"], {name: spec.weight for name, spec in self.specs.items()}
+        )
         domain_index = {d: i for i, d in enumerate(self.expert_domains)}
         conversation_sets = datasets.DatasetDict(
             {name: _conversation_dataset(splits[name], domain_index) for name in SPLITS}
@@ -212,48 +221,53 @@ class StageDataModule(LightningDataModule):
             desc="chat template",
         )
         for name in SPLITS:
-            for source, status in zip(examples[name]["source"], examples[name]["status"]):
+            for source, status in zip(column(examples[name], "source"), column(examples[name], "status")):
                 if status == TOO_LONG:
                     report[source]["kept"] -= 1
                     report[source]["skipped"][f"longer than max_seq_length {self.max_seq_length}"] += 1
                 elif status == TRUNCATED:
                     report[source]["truncated"] += 1
-        examples = examples.filter(lambda status: status != TOO_LONG, input_columns="status", desc="drop too long")
+        examples = examples.filter(
+            lambda status: status != TOO_LONG, input_columns="status", desc="drop too long"
+        )
         plans = {name: self._plan(examples[name]) for name in SPLITS}
         figures = self._figures(report, examples, plans)
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
-        examples.save_to_disk(staging / "examples")
-        (staging / "plans.json").write_text(json.dumps(plans))
-        (staging / "report.json").write_text(json.dumps(figures, indent=1))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
+        try:
+            examples.save_to_disk(staging / "examples")
+            (staging / "plans.json").write_text(json.dumps(plans))
+            (staging / "report.json").write_text(json.dumps(figures, indent=1))
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(staging, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
     def _plan(self, examples: datasets.Dataset) -> list[list[int]]:
         """Rows of example indices: packed by best-fit decreasing, or one example per row."""
         if not self.packing:
             return [[i] for i in range(len(examples))]
-        return plan_rows(examples["length"], self.max_seq_length)
+        return plan_rows(column(examples, "length"), self.max_seq_length)
 
     def _figures(
         self, report: dict[str, dict], examples: datasets.DatasetDict, plans: dict[str, list[list[int]]]
     ) -> dict[str, Any]:
         tokens: dict[str, Counter] = defaultdict(Counter)
         for name in SPLITS:
-            for source, length in zip(examples[name]["source"], examples[name]["length"]):
+            for source, length in zip(column(examples[name], "source"), column(examples[name], "length")):
                 tokens[source][name] += length
         for source, figures in report.items():
             figures["tokens"] = sum(tokens[source].values())
             figures["tokens_per_split"] = {name: tokens[source][name] for name in SPLITS}
         splits = {}
         for name in SPLITS:
-            lengths = examples[name]["length"]
+            lengths = column(examples[name], "length")
             rows = plans[name]
             slots = (
                 len(rows) * self.max_seq_length
                 if self.packing
-                else sum(  # padding mode: each batch pads to its longest row
+                else sum(  # padding mode: each batch pads to its longest row (estimated in plan order)
                     max(lengths[i] for row in rows[b : b + self.micro_batch_size] for i in row)
                     * len(rows[b : b + self.micro_batch_size])
                     for b in range(0, len(rows), self.micro_batch_size)
@@ -264,11 +278,11 @@ class StageDataModule(LightningDataModule):
                 "examples": len(lengths),
                 "rows": len(rows),
                 "tokens": real,
-                "trained_tokens": sum(examples[name]["trained"]),
+                "trained_tokens": sum(column(examples[name], "trained")),
                 "efficiency": real / slots if slots else 0.0,
             }
         domains = Counter({domain: 0 for domain in self.expert_domains})
-        for domain, length in zip(examples["train"]["domain"], examples["train"]["length"]):
+        for domain, length in zip(column(examples["train"], "domain"), column(examples["train"], "length")):
             domains[domain] += length
         return {"sources": report, "splits": splits, "train_tokens_per_domain": dict(domains)}
 
@@ -285,20 +299,28 @@ class StageDataModule(LightningDataModule):
         self.plans = json.loads((path / "plans.json").read_text())
         self.report = json.loads((path / "report.json").read_text())
         if self.plans["train"] == []:
-            raise SourceError(f"stage {self.stage}: the train split is empty after reading, dedup and splitting")
+            raise SourceError(
+                f"stage {self.stage}: the train split is empty after reading, dedup and splitting"
+            )
         if stage in (None, "fit") and self.template_check_examples:
             self.check_template(self.template_check_examples)
 
     def check_template(self, n: int = 4) -> int:
-        """Decode the labelled tokens of the first `n` train conversations and compare them with the
-        assistant texts (datamodules.template.check_template); raises TemplateError on a mismatch."""
-        return check_template(self.split_conversations("train", n), self.tokenizer, self.template, n)
+        """Decode the labelled tokens of the first `n` train conversations and of the first one of
+        every source, and compare them with the assistant texts (datamodules.template.check_template);
+        raises TemplateError on a mismatch."""
+        first_of_source = {}
+        for index, source in enumerate(column(self.examples["train"], "source")):
+            first_of_source.setdefault(source, index)
+        indices = sorted(set(range(min(n, len(self.examples["train"])))) | set(first_of_source.values()))
+        conversations = self.split_conversations("train", indices)
+        return check_template(conversations, self.tokenizer, self.template, len(conversations))
 
-    def split_conversations(self, split: str, limit: int | None = None) -> list[Conversation]:
-        """The conversations of a split as records (evaluation reads `test`)."""
+    def split_conversations(self, split: str, indices: list[int] | None = None) -> list[Conversation]:
+        """The conversations of a split (or those at `indices`) as records; evaluation reads `test`."""
         data = self.examples[split]
-        if limit is not None:
-            data = data.select(range(min(limit, len(data))))
+        if indices is not None:
+            data = data.select(indices)
         return [
             Conversation(
                 tuple({"role": m["role"], "content": m["content"]} for m in row["messages"]),
@@ -372,7 +394,14 @@ _EXAMPLE_FEATURES = datasets.Features(
 )
 
 
-def _conversation_dataset(conversations: list[Conversation], domain_index: dict[str, int]) -> datasets.Dataset:
+def column(data: datasets.Dataset, name: str) -> list:
+    """One column as a list, through Arrow (iterating `data[name]` formats row by row: 100x slower)."""
+    return data.with_format("arrow")[name].to_pylist()
+
+
+def _conversation_dataset(
+    conversations: list[Conversation], domain_index: dict[str, int]
+) -> datasets.Dataset:
     return datasets.Dataset.from_dict(
         {
             "messages": [list(c.messages) for c in conversations],
@@ -386,14 +415,16 @@ def _conversation_dataset(conversations: list[Conversation], domain_index: dict[
     )
 
 
-def _encode(batch: dict[str, list], tokenizer: PreTrainedTokenizerBase, options: TemplateOptions) -> dict[str, list]:
+def _encode(
+    batch: dict[str, list], tokenizer: PreTrainedTokenizerBase, options: TemplateOptions
+) -> dict[str, list]:
     encoded = encode_batch(batch["messages"], tokenizer, options)
     return {
         "input_ids": [e.input_ids for e in encoded],
         "labels": [e.labels for e in encoded],
         "status": [e.status for e in encoded],
         "length": [len(e.input_ids) for e in encoded],
-        "trained": [sum(label >= 0 for label in e.labels) for e in encoded],
+        "trained": [len(e.labels) - e.labels.count(IGNORE_INDEX) for e in encoded],
     }
 
 
@@ -405,4 +436,3 @@ def _source_figures(report: Any) -> dict[str, Any]:
         "truncated": 0,
         "examples": list(report.examples),
     }
-

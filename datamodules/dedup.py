@@ -13,11 +13,9 @@ registry order, records in file order. Removals are counted in each source's rep
 from __future__ import annotations
 
 import hashlib
-import re
-import zlib
-from collections.abc import Sequence
 from dataclasses import replace
 
+import numpy as np
 from datasketch import MinHash, MinHashLSH
 from tqdm.auto import tqdm
 
@@ -25,7 +23,9 @@ from datamodules.conversation import Conversation
 from datamodules.sources import ReadResult, SourceReport
 
 SHINGLE_WORDS = 5
-_WORD = re.compile(r"\w+")
+_MULTIPLIER = 1_000_003
+_GOLDEN = 0x9E3779B97F4A7C15  # spreads consecutive word ids over 64 bits
+_PUNCTUATION = str.maketrans({ch: " " for ch in "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"})
 
 
 def deduplicate(
@@ -44,8 +44,12 @@ def deduplicate(
     lsh = MinHashLSH(threshold=near_threshold, num_perm=num_perm) if near_threshold is not None else None
     seen: dict[bytes, str] = {}
     signatures: dict[int, tuple[MinHash, MinHash, str]] = {}
+    vocabulary: dict[str, int] = {}
     kept: list[Conversation] = []
-    report = {name: replace(r, skipped=r.skipped.copy(), examples=list(r.examples)) for name, r in result.report.items()}
+    report = {
+        name: replace(r, skipped=r.skipped.copy(), examples=list(r.examples))
+        for name, r in result.report.items()
+    }
     for index, conversation in enumerate(
         tqdm(result.conversations, desc="dedup", unit=" conv", disable=not progress, leave=False)
     ):
@@ -55,8 +59,8 @@ def deduplicate(
             _drop(report, conversation, f"exact duplicate of {seen[key]}")
             continue
         if lsh is not None:
-            prompt_hash = _minhash(prompt, template, max_words)
-            reply_hash = _minhash(reply, template, max_words)
+            prompt_hash = _minhash(prompt, template, max_words, vocabulary)
+            reply_hash = _minhash(reply, template, max_words, vocabulary)
             match = next(
                 (
                     signatures[other][2]
@@ -93,20 +97,28 @@ def _fold(text: str) -> str:
     return " ".join(text.lower().split())
 
 
-def _minhash(text: str, template: MinHash, max_words: int) -> MinHash:
-    words = _WORD.findall(text.lower())[:max_words]
-    shingles = _shingles(words) or [b""]
+def _minhash(text: str, template: MinHash, max_words: int, vocabulary: dict[str, int]) -> MinHash:
+    """MinHash of the word 5-grams of the first max_words words.
+
+    Words become ids from one vocabulary shared by the whole run (a dict lookup; the same input
+    gives the same ids every run) and 5-grams are combined in numpy: building and hashing a string
+    per shingle, datasketch's default, cost ten times more.
+    """
+    words = text[: max_words * 16].lower().translate(_PUNCTUATION).split()[:max_words]
+    ids = [vocabulary.setdefault(word, len(vocabulary)) for word in words]
     signature = MinHash(
-        num_perm=template.num_perm, permutations=template.permutations, scheme=template.scheme, hashfunc=zlib.crc32
-    )  # crc32: a stable C hash, far cheaper than datasketch's default sha1 over millions of shingles
-    signature.update_batch(shingles)
+        num_perm=template.num_perm, permutations=template.permutations, scheme=template.scheme, hashfunc=int
+    )
+    signature.update_batch(_shingle_hashes(ids).tolist())
     return signature
 
 
-def _shingles(words: Sequence[str]) -> list[bytes]:
-    if len(words) <= SHINGLE_WORDS:
-        return [" ".join(words).encode("utf-8", "surrogatepass")] if words else []
-    return [
-        " ".join(words[i : i + SHINGLE_WORDS]).encode("utf-8", "surrogatepass")
-        for i in range(len(words) - SHINGLE_WORDS + 1)
-    ]
+def _shingle_hashes(ids: list[int]) -> np.ndarray:
+    """One 32-bit hash per run of SHINGLE_WORDS consecutive word ids (one for a shorter text)."""
+    words = np.array(ids or [0], dtype=np.uint64) * np.uint64(_GOLDEN) + np.uint64(1)
+    width = min(SHINGLE_WORDS, len(words))
+    count = len(words) - width + 1
+    combined = np.zeros(count, dtype=np.uint64)
+    for offset in range(width):  # polynomial rolling combination, mod 2**64 by overflow
+        combined = combined * np.uint64(_MULTIPLIER) + words[offset : offset + count]
+    return (combined ^ (combined >> np.uint64(32))) & np.uint64(0xFFFFFFFF)

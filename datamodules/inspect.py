@@ -26,7 +26,7 @@ from jsonargparse import ArgumentParser
 
 from datamodules.datamodule import StageDataModule
 from datamodules.sources import SourceError
-from datamodules.template import IGNORE_INDEX
+from datamodules.template import IGNORE_INDEX, TemplateError
 
 # stages/fit.py loads this before the stage YAML (LightningCLI default_config_files).
 COMMON_CONFIG = Path(__file__).parents[1] / "stages" / "common.yaml"
@@ -52,7 +52,9 @@ def load_config(configs: list[str], overrides: dict[str, Any]) -> dict[str, Any]
 def _merge(base: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(base)
     for key, value in change.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        out[key] = (
+            _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        )
     return out
 
 
@@ -207,7 +209,10 @@ def render(out: dict[str, Any]) -> str:
             f"{split:<6} {s['examples']:>8} examples {s['tokens']:>13,} tokens ({s['trained_tokens']:,} with loss) "
             f"in {s['rows']:>7} rows, efficiency {s['efficiency']:.1%}"
         )
-    lines.append("train tokens per expert domain: " + ", ".join(f"{d} {t:,}" for d, t in out["train_tokens_per_domain"].items()))
+    lines.append(
+        "train tokens per expert domain: "
+        + ", ".join(f"{d} {t:,}" for d, t in out["train_tokens_per_domain"].items())
+    )
     lines.append(
         f"packing {'on' if out['packing'] else 'off'}: efficiency {out['packing_efficiency']:.1%}; "
         f"{out['tokens_per_step']:,} token slots per optimizer step "
@@ -226,17 +231,26 @@ def render(out: dict[str, Any]) -> str:
     for warning in out["warnings"]:
         lines.append(f"WARNING: {warning}")
     for preview in out.get("previews", []):
-        lines += ["", f"--- preview {preview['origin']} ({preview['source']}); loss on {LOSS_OPEN}...{LOSS_CLOSE}"]
+        lines += [
+            "",
+            f"--- preview {preview['origin']} ({preview['source']}); loss on {LOSS_OPEN}...{LOSS_CLOSE}",
+        ]
         lines.append(preview["text"])
     return "\n".join(lines)
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, Any]]:
-    parser = argparse.ArgumentParser(prog="python -m datamodules.inspect", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m datamodules.inspect", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--config", action="append", required=True, help="stage YAML (repeatable)")
-    parser.add_argument("--tokens-per-second", type=float, help="training throughput (default: model.throughput_tokens_per_s)")
+    parser.add_argument(
+        "--tokens-per-second", type=float, help="training throughput (default: model.throughput_tokens_per_s)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--previews", type=int, default=1, help="train examples to show with their loss tokens")
+    parser.add_argument(
+        "--previews", type=int, default=1, help="train examples to show with their loss tokens"
+    )
     args, rest = parser.parse_known_args(argv)
     overrides: dict[str, Any] = {}
     while rest:
@@ -257,8 +271,8 @@ def main(argv: list[str] | None = None) -> None:
     config = load_config(args.config, overrides)
     try:
         dm = data_module(config)
-        dm.setup("validate")
-    except SourceError as error:
+        dm.setup()  # setup(None) runs the template self-check too
+    except (SourceError, TemplateError) as error:
         raise SystemExit(f"error: {error}") from None
     tokens_per_second = args.tokens_per_second or (config.get("model") or {}).get("throughput_tokens_per_s")
     out = figures(dm, config, tokens_per_second)

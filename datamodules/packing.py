@@ -126,7 +126,9 @@ class Collate:
             "token_mask": False,
         }
         batch = {
-            key: torch.nn.utils.rnn.pad_sequence([row[key] for row in rows], batch_first=True, padding_value=value)
+            key: torch.nn.utils.rnn.pad_sequence(
+                [row[key] for row in rows], batch_first=True, padding_value=value
+            )
             for key, value in fill.items()
         }
         batch["attention_mask"] = batch["token_mask"].long()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -44,8 +45,12 @@ class SourceSpec:
                 f"source {self.name!r} is in language {self.language!r}, not English; turn it off with "
                 f"`data: {{sources: {{{self.name}: {{enabled: false}}}}}}` in the stage YAML"
             )
-        if "NC" in self.licence.upper().replace("-", " ").split() or "NON-COMMERCIAL" in self.licence.upper():
-            out.append(f"source {self.name!r} has a non-commercial licence ({self.licence}): no commercial use")
+        if re.search(r"\bNC\b|non-?commercial", self.licence, re.IGNORECASE):
+            out.append(
+                f"source {self.name!r} has a non-commercial licence ({self.licence}): no commercial use"
+            )
+        elif self.licence.startswith("unstated"):
+            out.append(f"source {self.name!r} states no licence: check its terms before any use beyond research")
         return out
 
 
@@ -85,8 +90,9 @@ def _spec(name: str, entry: dict[str, Any], registry_path: Path) -> SourceSpec:
     missing = [key for key in ("path", "schema", "stage", "domain") if entry.get(key) is None]
     if missing:
         raise ValueError(f"source {name!r} lacks required field(s) {missing}; a new source needs all four")
+    entry = {**entry, "options": dict(entry.get("options") or {})}
     if entry.get("files") is not None:
-        entry = {**entry, "files": tuple(entry["files"])}
+        entry["files"] = tuple(entry["files"])
     if entry.get("cap") is not None and int(entry["cap"]) < 1:
         raise ValueError(f"source {name!r}: cap must be a positive number of conversations or null")
     if float(entry.get("weight", 1.0)) <= 0:

@@ -10,6 +10,7 @@ Conversation text never reaches a log: reports hold origins and reasons only.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ ROLE_NAMES = {
     "gpt": "assistant",
     "therapist": "assistant",
 }
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class SourceError(Exception):
@@ -79,34 +81,50 @@ class ReadOptions:
 
 
 def check_sources(
-    specs: dict[str, SourceSpec], data_root: str | Path, expert_domains: tuple[str, ...] | list[str] | None = None
+    specs: dict[str, SourceSpec],
+    data_root: str | Path,
+    expert_domains: tuple[str, ...] | list[str] | None = None,
 ) -> dict[str, list[Path]]:
-    """Fail fast on anything that would stop a read; return each source's files, in read order."""
+    """Fail fast on anything that would stop a read, naming every bad source at once; return each
+    source's files, in read order (their sizes and times make a cache key)."""
     files: dict[str, list[Path]] = {}
+    problems: list[str] = []
     for name, spec in specs.items():
-        reader = READERS.get(spec.schema)
-        if reader is None:
-            raise SourceError(
-                f"source {name!r}: unknown schema {spec.schema!r} (path {spec.resolved_path(data_root)}); "
-                f"expected one of {sorted(READERS)}"
-            )
-        unknown = set(spec.options) - set(reader.options)
-        if unknown:
-            raise SourceError(
-                f"source {name!r}: option(s) {sorted(unknown)} mean nothing to schema {spec.schema!r}; "
-                f"it accepts {sorted(reader.options)}"
-            )
-        for option, allowed in reader.choices.items():
-            value = spec.options.get(option, reader.options[option])
-            if value not in allowed:
-                raise SourceError(f"source {name!r}: option {option}={value!r}; expected one of {list(allowed)}")
-        if expert_domains is not None and spec.domain not in expert_domains:
-            raise SourceError(
-                f"source {name!r}: domain {spec.domain!r} is not an expert domain; expected one of "
-                f"{list(expert_domains)} (change the entry's `domain`)"
-            )
-        files[name] = _source_files(spec, data_root)
+        try:
+            _check_spec(spec, data_root, expert_domains)
+            files[name] = _source_files(spec, data_root)
+        except SourceError as err:
+            problems.append(str(err))
+    if problems:
+        raise SourceError("\n".join(problems))
     return files
+
+
+def _check_spec(
+    spec: SourceSpec, data_root: str | Path, expert_domains: tuple[str, ...] | list[str] | None
+) -> None:
+    name = spec.name
+    reader = READERS.get(spec.schema)
+    if reader is None:
+        raise SourceError(
+            f"source {name!r}: unknown schema {spec.schema!r} (path {spec.resolved_path(data_root)}); "
+            f"expected one of {sorted(READERS)}"
+        )
+    unknown = set(spec.options) - set(reader.options)
+    if unknown:
+        raise SourceError(
+            f"source {name!r}: option(s) {sorted(unknown)} mean nothing to schema {spec.schema!r}; "
+            f"it accepts {sorted(reader.options)}"
+        )
+    for option, allowed in reader.choices.items():
+        value = spec.options.get(option, reader.options[option])
+        if value not in allowed:
+            raise SourceError(f"source {name!r}: option {option}={value!r}; expected one of {list(allowed)}")
+    if expert_domains is not None and spec.domain not in expert_domains:
+        raise SourceError(
+            f"source {name!r}: domain {spec.domain!r} is not an expert domain; expected one of "
+            f"{list(expert_domains)} (change the entry's `domain`)"
+        )
 
 
 def _source_files(spec: SourceSpec, data_root: str | Path) -> list[Path]:
@@ -176,7 +194,9 @@ def _read_source(
             for item in reader.read(path, reader_options):
                 report.read += 1
                 bar.update()
-                result = item if isinstance(item, Skip) else to_conversation(item, spec, options.expert_domains)
+                result = (
+                    item if isinstance(item, Skip) else to_conversation(item, spec, options.expert_domains)
+                )
                 if isinstance(result, Skip):
                     report.skip(result.origin, result.reason, options.max_examples)
                 else:
@@ -185,7 +205,9 @@ def _read_source(
             raise SourceError(f"source {spec.name!r}: {err}") from err
     bar.close()
     if not kept:
-        reasons = ", ".join(f"{r} x{n}" for r, n in report.skipped.most_common(3)) or "the files hold no records"
+        reasons = (
+            ", ".join(f"{r} x{n}" for r, n in report.skipped.most_common(3)) or "the files hold no records"
+        )
         raise SourceError(
             f"source {spec.name!r} ({', '.join(map(str, files))}): none of its {report.read} records is "
             f"usable as schema {spec.schema!r} ({reasons}); first: {report.examples[:3]}. "
@@ -204,7 +226,9 @@ def _read_source(
 
 def stable_hash(text: str) -> int:
     """A hash that is the same in every process and on every machine (Python's `hash` is not)."""
-    return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "big")
+    return int.from_bytes(
+        hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "big"
+    )
 
 
 def to_conversation(
@@ -218,6 +242,8 @@ def to_conversation(
             return Skip(record.origin, f"unknown role {str(role)[:30]!r}")
         if not isinstance(content, str):
             return Skip(record.origin, f"{name} content is not text")
+        if _SURROGATE.search(content):
+            return Skip(record.origin, "invalid UTF-8")  # an escaped lone surrogate cannot be tokenized
         content = content.strip()
         if not content:
             if name == "system":
@@ -231,16 +257,23 @@ def to_conversation(
     domain = record.domain or spec.domain
     if expert_domains is not None and domain not in expert_domains:
         return Skip(record.origin, f"unknown domain {domain[:30]!r}")
-    if record.group is not None:
-        group = f"{spec.name}:{record.group}"
-    else:
-        # No id: group by the opening user text, so the same question asked in two sources, or
-        # answered several times, lands on one split.
-        opening = next((m["content"] for m in messages if m["role"] == "user"), messages[0]["content"])
-        group = "text:" + hashlib.blake2b(_normalise(opening).encode("utf-8"), digest_size=8).hexdigest()
+    group = f"{spec.name}:{record.group}" if record.group is not None else text_group(messages)
     return Conversation(tuple(messages), domain, spec.name, group, record.origin)
+
+
+def text_group(messages: list[dict[str, str]]) -> str:
+    """The split group of a record without an id, from its text and never from its source.
+
+    One question and its answer: the question, so a question answered several times, or asked in
+    two sources, lands on one split. A longer conversation: the whole conversation (openers such as
+    "hi" are too common to group by).
+    """
+    users = [m["content"] for m in messages if m["role"] == "user"]
+    key = (
+        users[0] if len(users) == 1 else "\x00".join(m["content"] for m in messages if m["role"] != "system")
+    )
+    return "text:" + hashlib.blake2b(_normalise(key).encode("utf-8"), digest_size=8).hexdigest()
 
 
 def _normalise(text: str) -> str:
     return " ".join(text.lower().split())
-

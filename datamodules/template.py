@@ -83,7 +83,9 @@ def special_ids(tokenizer: PreTrainedTokenizerBase) -> frozenset[int]:
     return frozenset(added | set(tokenizer.all_special_ids))
 
 
-def _render(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]], generation_prompt: bool) -> str:
+def _render(
+    tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]], generation_prompt: bool
+) -> str:
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
 
 
@@ -224,7 +226,11 @@ def labelled_runs(labels: Sequence[int]) -> list[range]:
 
 def _clip(text: str, around: int, width: int = 60) -> str:
     start = max(0, around - width)
-    return ("..." if start else "") + text[start : around + width] + ("..." if around + width < len(text) else "")
+    return (
+        ("..." if start else "")
+        + text[start : around + width]
+        + ("..." if around + width < len(text) else "")
+    )
 
 
 def _mismatch(origin: str, turn: int, got: str, expected: str) -> str:
@@ -272,7 +278,8 @@ def check_template(
             if not decoded.startswith(text) or end not in special_texts:
                 raise TemplateError(
                     "template self-check failed: labelled tokens are not the assistant text plus one "
-                    "end-of-turn token\n" + _mismatch(conversation.origin, turn, decoded, text + "<end-of-turn>")
+                    "end-of-turn token\n"
+                    + _mismatch(conversation.origin, turn, decoded, text + "<end-of-turn>")
                 )
             if encoded.labels[run.start : run.stop] != ids:
                 raise TemplateError(
@@ -291,4 +298,3 @@ def check_template(
         )
     log.info("template self-check passed on %d conversations (end of turn: %s)", checked, sorted(end_tokens))
     return checked
-

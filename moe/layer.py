@@ -50,8 +50,12 @@ class MoELoRALinear(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         result = self.base(x)
         gates = self.router(x) * self.scaling  # [..., E] fp32
-        # Same input cast as PEFT: to the adapter dtype; under autocast the matmuls then run in bf16.
-        hidden = nn.functional.linear(self.dropout(x.to(self.lora_A.dtype)), self.lora_A)  # [..., E*r]
+        # Without autocast the adapter runs in its own dtype (fp32 by default). Under autocast its
+        # matmuls run in the autocast dtype (bf16) anyway, so the input is not cast up first (PEFT does,
+        # and pays an [N, in] copy each way).
+        if not torch.is_autocast_enabled(x.device.type):
+            x = x.to(self.lora_A.dtype)
+        hidden = nn.functional.linear(self.dropout(x), self.lora_A)  # [..., E*r]
         hidden = (hidden.unflatten(-1, (self.num_experts, self.r)) * gates.unsqueeze(-1).to(hidden.dtype))
         update = nn.functional.linear(hidden.flatten(-2), self.lora_B)
         return result + update.to(result.dtype)

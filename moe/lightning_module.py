@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import torch
@@ -70,7 +70,7 @@ class MoELoRAModule(LightningModule):
     def __init__(
         self,
         base_model: str = "LatitudeGames/Wayfarer-2-12B",
-        moe: MoELoRAConfig | None = None,
+        moe: MoELoRAConfig = MoELoRAConfig(),  # noqa: B008 (read, never mutated: copied below)
         lr: float = 2e-4,
         weight_decay: float = 0.0,
         betas: tuple[float, float] = (0.9, 0.999),
@@ -85,7 +85,7 @@ class MoELoRAModule(LightningModule):
         init_adapter: str | None = None,
     ) -> None:
         super().__init__()
-        self.moe_config = moe or MoELoRAConfig()
+        self.moe_config = replace(moe)
         self.save_hyperparameters(ignore=["moe"])
         self.hparams["moe"] = self.moe_config.to_dict()
         # Checkpoints carry only the adapter weights; on_load_checkpoint checks that all came back.
@@ -236,10 +236,13 @@ class MoELoRAModule(LightningModule):
     def plan_schedule(self) -> Schedule:
         """The steps that will run: the plan's epochs, cut by max_steps and by max_time x throughput."""
         trainer, h = self.trainer, self.hparams
-        limited = trainer.estimated_stepping_batches  # min(max_steps, epochs x steps per epoch)
-        per_epoch = math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches)
-        planned = per_epoch * trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else limited
-        total, cut_by = int(min(limited, planned)), ("max_steps" if limited < planned else None)
+        per_epoch = math.ceil(self.train_batches_per_epoch() / trainer.accumulate_grad_batches)
+        planned = per_epoch * trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else trainer.max_steps
+        if planned <= 0:
+            raise ValueError("set trainer.max_epochs or trainer.max_steps: the schedule needs an end")
+        total, cut_by = planned, None
+        if 0 < trainer.max_steps < total:
+            total, cut_by = trainer.max_steps, "max_steps"
         time_cap = _max_time_seconds(trainer)
         if h.throughput_tokens_per_s and time_cap:
             in_time = int(time_cap * h.throughput_tokens_per_s / self.tokens_per_step())
@@ -248,6 +251,21 @@ class MoELoRAModule(LightningModule):
         total = max(1, total)
         warmup = h.warmup_steps if total >= planned else round(h.warmup_steps * total / planned)
         return Schedule(planned, total, max(1, min(warmup, total)), cut_by)
+
+    def train_batches_per_epoch(self) -> int:
+        """Micro-batches per epoch on this device (the datamodule's sampler already splits the data
+        across devices), counted on a fresh loader from the datamodule.
+
+        Not trainer.estimated_stepping_batches: called from configure_optimizers it sets up the fit
+        loop's train loader before the checkpoint's loop state is restored, and Lightning then never
+        restores the loader's position (a resumed epoch would start over from its first batch).
+        """
+        trainer = self.trainer
+        batches = len(trainer.datamodule.train_dataloader())
+        limit = trainer.limit_train_batches
+        if isinstance(limit, int):
+            return min(batches, limit)
+        return int(batches * limit) if limit is not None else batches
 
     def tokens_per_step(self) -> int:
         """Token slots per optimizer step (packed rows are full): rows x length x accumulation x devices."""

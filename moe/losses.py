@@ -35,14 +35,18 @@ def last_router_logits(model: nn.Module, token_mask: Tensor) -> list[Tensor]:
     return logits
 
 
-def switch_balance_loss(logits: Tensor, top_k: int) -> Tensor:
-    """Switch load balancing E * sum_e f_e * P_e over tokens [N, E]: f_e is the share of the N*k
-    top-k choices that went to expert e, P_e its mean router probability. 1 when perfectly balanced."""
+def switch_balance_loss(logits: Tensor, top_k: int, weights: Tensor | None = None) -> Tensor:
+    """Switch load balancing E * sum_e f_e * P_e over tokens [N, E] (weights [N]: 1 real, 0 padding):
+    f_e is the share of the top-k choices that went to expert e, P_e its mean router probability.
+    1 when perfectly balanced."""
     experts = logits.shape[-1]
+    weights = torch.ones(logits.shape[0], device=logits.device) if weights is None else weights
+    total = weights.sum().clamp(min=1)
     probs = logits.softmax(dim=-1)
     chosen = torch.zeros_like(probs).scatter(-1, logits.topk(top_k, dim=-1).indices, 1.0)
-    share = chosen.mean(dim=0) / top_k
-    return experts * (share * probs.mean(dim=0)).sum()
+    share = (chosen * weights[:, None]).sum(dim=0) / (total * top_k)
+    mean_prob = (probs * weights[:, None]).sum(dim=0) / total
+    return experts * (share * mean_prob).sum()
 
 
 def router_losses(
@@ -52,26 +56,24 @@ def router_losses(
 
     balance: Switch load balancing over real tokens; z: mean squared logsumexp of the logits (keeps
     them small); domain: cross-entropy of the full router softmax towards expert `domain_ids` (expert i
-    is `config.expert_domains[i]`). Weight them with config.balance_coef, z_coef, domain_coef_at(p).
+    is `config.expert_domains[i]`), 0 for a batch without labels. Weight them with config.balance_coef,
+    z_coef and domain_coef_at(progress). Masked sums, not boolean indexing: static shapes.
     """
     logits = last_router_logits(model, token_mask)
-    real = token_mask.to(device=logits[0].device, dtype=torch.bool)
-    domain_ids = domain_ids.to(logits[0].device)
-    labelled = real & (domain_ids >= 0)
+    device = logits[0].device
+    real = token_mask.to(device=device, dtype=torch.float32).flatten()
+    domain_ids = domain_ids.to(device).flatten()
     if (domain_ids >= config.num_experts).any():
         raise ValueError(f"domain_ids hold {int(domain_ids.max())}, but there are {config.num_experts} experts")
+    labelled = real * (domain_ids >= 0)
+    targets = domain_ids.clamp(min=0)
     balance, z, domain = [], [], []
     for item in logits:
-        tokens = item[real]  # [N, E]
-        balance.append(switch_balance_loss(tokens, config.top_k))
-        z.append(torch.logsumexp(tokens, dim=-1).square().mean())
-        labelled_logits = item[labelled]
-        # No labelled token in the batch: zero, still attached to the graph (the same parameters train).
-        domain.append(
-            nn.functional.cross_entropy(labelled_logits, domain_ids[labelled])
-            if labelled_logits.shape[0]
-            else item.sum() * 0.0
-        )
+        tokens = item.flatten(0, -2)  # [N, E]
+        balance.append(switch_balance_loss(tokens, config.top_k, real))
+        z.append((torch.logsumexp(tokens, dim=-1).square() * real).sum() / real.sum().clamp(min=1))
+        cross_entropy = nn.functional.cross_entropy(tokens, targets, reduction="none")
+        domain.append((cross_entropy * labelled).sum() / labelled.sum().clamp(min=1))
     return {
         "balance": torch.stack(balance).mean(),
         "z": torch.stack(z).mean(),

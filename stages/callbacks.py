@@ -104,47 +104,67 @@ class RngState(Callback):
     """Puts the torch, CUDA, numpy and Python RNG states into every checkpoint and restores them.
 
     Lightning checkpoints hold no RNG state, so dropout after a resume would draw other masks than
-    the uninterrupted run. The state is restored right before the first training batch after the
-    resume: nothing between loading and that batch may consume random numbers differently.
+    the uninterrupted run. Two rules make the resumed run draw exactly the same numbers:
+    - validation leaves the RNG as it found it (creating its data-loader iterator draws a seed), so
+      the state saved at a step equals the state at the start of the next training batch;
+    - the saved state is restored right before the first training batch after the resume, after
+      everything that loading and re-creating the data loader consumed.
     """
 
     def __init__(self) -> None:
         self._pending: dict[str, Any] | None = None
+        self._before_validation: dict[str, Any] | None = None
 
     def state_dict(self) -> dict[str, Any]:
-        np_state = np.random.get_state(legacy=False)
-        return {
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "numpy": {
-                "key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
-                "pos": int(np_state["state"]["pos"]),
-                "has_gauss": int(np_state["has_gauss"]),
-                "gauss": float(np_state["gauss"]),
-            },
-            "python": _python_state_to_plain(random.getstate()),
-        }
+        return capture_rng()
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._pending = state_dict
 
     def on_train_batch_start(self, trainer: Trainer, *args: Any) -> None:
-        if self._pending is None:
-            return
-        state, self._pending = self._pending, None
-        torch.set_rng_state(state["torch"])
-        if state["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda"])
-        n = state["numpy"]
-        np.random.set_state(
-            {
-                "bit_generator": "MT19937",
-                "state": {"key": n["key"].numpy().astype(np.uint32), "pos": n["pos"]},
-                "has_gauss": n["has_gauss"],
-                "gauss": n["gauss"],
-            }
-        )
-        random.setstate(_python_state_from_plain(state["python"]))
+        if self._pending is not None:
+            restore_rng(self._pending)
+            self._pending = None
+
+    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._before_validation = capture_rng()
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self._before_validation is not None:
+            restore_rng(self._before_validation)
+            self._before_validation = None
+
+
+def capture_rng() -> dict[str, Any]:
+    """Every RNG a training step draws from, as tensors and plain lists (loads with weights_only)."""
+    np_state = np.random.get_state(legacy=False)
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {
+            "key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
+            "pos": int(np_state["state"]["pos"]),
+            "has_gauss": int(np_state["has_gauss"]),
+            "gauss": float(np_state["gauss"]),
+        },
+        "python": _python_state_to_plain(random.getstate()),
+    }
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    n = state["numpy"]
+    np.random.set_state(
+        {
+            "bit_generator": "MT19937",
+            "state": {"key": n["key"].numpy().astype(np.uint32), "pos": n["pos"]},
+            "has_gauss": n["has_gauss"],
+            "gauss": n["gauss"],
+        }
+    )
+    random.setstate(_python_state_from_plain(state["python"]))
 
 
 def _python_state_to_plain(state: tuple) -> list:

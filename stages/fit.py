@@ -21,7 +21,10 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from datamodules.datamodule import StageDataModule
-from moe.adapter_io import read_adapter_config
+from datamodules.sources import SourceError
+from datamodules.template import TemplateError
+from moe.adapter_io import CONFIG_NAME, check_adapter_compatible
+from moe.config import MoELoRAConfig
 from moe.lightning_module import MoELoRAModule, NonFiniteLossError
 from stages.callbacks import JobTimeLimit, RngState, SaveOnSigterm, StepCheckpoint, last_checkpoint
 from stages.checkpoint_io import AtomicCheckpointIO
@@ -123,33 +126,27 @@ def resolve_resume(ckpt_path: str | None, run: RunConfig) -> Path | None:
 
 def check_previous_stage(folder: Path, model: Any) -> Path:
     """The previous stage's adapter must exist and fit this stage's base model and expert layout."""
-    if not (folder / "adapter_config.json").is_file():
+    if not (folder / CONFIG_NAME).is_file():
         raise SystemExit(
-            f"error: run.init_from: no finished previous stage at {folder} (adapter_config.json missing). "
-            "Run the previous stage to the end first (it writes checkpoint-final/), or fix run.init_from / "
-            "run.output_root."
+            f"error: run.init_from: no finished previous stage at {folder} ({CONFIG_NAME} missing). Run the "
+            "previous stage to the end first (it writes checkpoint-final/), or fix run.init_from / run.output_root."
         )
-    stored = read_adapter_config(folder)
-    moe = dict(model.moe)
-    problems = []
-    if stored.get("base_model") != model.base_model:
-        problems.append(f"base model {stored.get('base_model')!r} != {model.base_model!r}")
-    stored_moe = stored.get("moe", {})
-    for key in ("num_experts", "r", "target_modules", "expert_domains"):
-        if stored_moe.get(key) != moe.get(key):
-            problems.append(f"moe.{key} {stored_moe.get(key)!r} != {moe.get(key)!r}")
-    if problems:
-        raise SystemExit(f"error: run.init_from: {folder} was built for another model: " + "; ".join(problems))
+    try:
+        check_adapter_compatible(folder, MoELoRAConfig(**dict(model.moe)), model.base_model)
+    except ValueError as error:
+        raise SystemExit(f"error: run.init_from: {error}") from None
     return folder
 
 
 def configure_loggers(loggers: Any, run: RunConfig) -> None:
-    """Loggers write under the stage folder; W&B runs offline unless WANDB_API_KEY is set."""
+    """Loggers write under the stage folder; W&B runs offline unless WANDB_API_KEY (or an explicit
+    WANDB_MODE, e.g. disabled in tests) says otherwise."""
     for logger in loggers if isinstance(loggers, list) else [loggers] if loggers else []:
         args = logger.init_args
         if "save_dir" in args and args.save_dir in (None, ".", ""):
             args.save_dir = str(run.stage_dir)
-        if logger.class_path.endswith("WandbLogger") and not os.environ.get("WANDB_API_KEY"):
+        wandb_decided = os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_MODE")
+        if logger.class_path.endswith("WandbLogger") and not wandb_decided:
             args.offline = True
 
 
@@ -183,14 +180,18 @@ def stage_callbacks(run: RunConfig) -> dict[str, Any]:
 
 def main(args: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    cli = StageCLI(
-        MoELoRAModule,
-        StageDataModule,
-        run=False,
-        save_config_callback=None,  # the resolved config is written below, without secrets
-        parser_kwargs={"default_config_files": [str(COMMON_CONFIG)]},
-        args=args,
-    )
+    try:
+        cli = StageCLI(
+            MoELoRAModule,
+            StageDataModule,
+            run=False,
+            auto_configure_optimizers=False,  # the module's configure_optimizers is the one schedule
+            save_config_callback=None,  # the resolved config is written below, without secrets
+            parser_kwargs={"default_config_files": [str(COMMON_CONFIG)]},
+            args=args,
+        )
+    except SourceError as error:  # raised by StageDataModule.__init__: nothing heavy has run yet
+        sys.exit(f"error: {error}")
     run = RunConfig(**cli.config.run)
     run.stage_dir.mkdir(parents=True, exist_ok=True)
     (run.stage_dir / "config.yaml").write_text(redacted_config(cli.parser, cli.config))
@@ -198,6 +199,8 @@ def main(args: list[str] | None = None) -> None:
     last = last_checkpoint(run.checkpoint_dir)
     try:
         trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.resume_path)
+    except (SourceError, TemplateError) as error:  # data setup runs before the base model loads
+        sys.exit(f"error: {error}")
     except NonFiniteLossError as error:
         kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was written yet"
         sys.exit(f"error: {error}; {kept}. Lower model.lr or check the data, then run the same command.")

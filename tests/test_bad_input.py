@@ -34,9 +34,15 @@ def test_each_bad_record_is_skipped_and_counted_by_reason_with_file_line(tmp_pat
         json.dumps(GOOD).encode(),
         b'{"messages": [{"role": "user", "content": "hi"}',  # malformed JSON
         json.dumps({"conversation": []}).encode(),  # missing field
-        json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": " \n"}]}).encode(),
-        '{"messages": [{"role": "user", "content": "caf\u00e9"}, {"role": "assistant", "content": "ok"}]}'.encode("latin-1"),
-        json.dumps({"messages": [{"role": "coach", "content": "hi"}, {"role": "assistant", "content": "yo"}]}).encode(),
+        json.dumps(
+            {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": " \n"}]}
+        ).encode(),
+        '{"messages": [{"role": "user", "content": "caf\u00e9"}, {"role": "assistant", "content": "ok"}]}'.encode(
+            "latin-1"
+        ),
+        json.dumps(
+            {"messages": [{"role": "coach", "content": "hi"}, {"role": "assistant", "content": "yo"}]}
+        ).encode(),
         json.dumps({"messages": [{"role": "user", "content": "only a question"}]}).encode(),
         b"",
         json.dumps(GOOD).encode(),
@@ -80,7 +86,10 @@ def test_invalid_utf8_inside_a_json_array_and_a_csv_costs_one_record(tmp_path):
     table = tmp_path / "sft.csv"
     table.write_bytes(b'text\n"human: hi\ngpt: hello"\n"human: caf\xe9 gpt: ok"\nhuman: bye gpt: goodbye\n')
     conversations, report = read_one(spec(table, "therapist_sft"))
-    assert [c.origin for c in conversations] == [f"{table}:2", f"{table}:5"]  # line numbers count the quoted newline
+    assert [c.origin for c in conversations] == [
+        f"{table}:2",
+        f"{table}:5",
+    ]  # line numbers count the quoted newline
     assert report.examples == [f"{table}:4: invalid UTF-8"]
 
 
@@ -111,7 +120,9 @@ def test_missing_path_names_source_resolved_path_and_fix(tmp_path):
 
 
 def test_unknown_schema_and_unknown_option_stop_before_reading(tmp_path):
-    with pytest.raises(SourceError, match=r"source 'mine': unknown schema 'chatml'.*expected one of \[.*'sharegpt'"):
+    with pytest.raises(
+        SourceError, match=r"source 'mine': unknown schema 'chatml'.*expected one of \[.*'sharegpt'"
+    ):
         check_sources({"mine": spec(tmp_path / "absent.json", "chatml")}, tmp_path)
     with pytest.raises(SourceError, match=r"option\(s\) \['min_quality'\] mean nothing to schema 'messages'"):
         check_sources({"mine": spec(tmp_path, options={"min_quality": 0.5})}, tmp_path)
@@ -130,7 +141,9 @@ def test_a_folder_reads_only_its_named_files(tmp_path):
     files = check_sources({"psydt_corpus": specs["psydt_corpus"]}, tmp_path)
     assert files == {"psydt_corpus": [folder / "PsyDTCorpus_train_mulit_turn_packing.json"]}
     (folder / "PsyDTCorpus_train_mulit_turn_packing.json").unlink()
-    with pytest.raises(SourceError, match=r"no file in .* matches '\*\*/PsyDTCorpus_train.*holds \['PsyDTCorpus_test"):
+    with pytest.raises(
+        SourceError, match=r"no file in .* matches '\*\*/PsyDTCorpus_train.*holds \['PsyDTCorpus_test"
+    ):
         check_sources({"psydt_corpus": specs["psydt_corpus"]}, tmp_path)
     with pytest.raises(SourceError, match="is a folder; the entry must name the files"):
         check_sources({"mine": spec(folder)}, tmp_path)
@@ -167,13 +180,18 @@ def test_unknown_record_domain_is_skipped(tmp_path):
     records = [{**GOOD, "domain": "psychology"}, {**GOOD, "domain": "astrology"}]
     path.write_text(json.dumps(records))
     source = spec(path, options={"domain_field": "domain"})
-    result = read_sources({"mine": source}, tmp_path, ReadOptions(expert_domains=("psychology",), progress=False))
+    result = read_sources(
+        {"mine": source}, tmp_path, ReadOptions(expert_domains=("psychology",), progress=False)
+    )
     assert result.report["mine"].skipped == {"unknown domain 'astrology'": 1}
 
 
 def test_cap_keeps_a_stable_subset(tmp_path):
     path = tmp_path / "many.jsonl"
-    rows = [{"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]} for i in range(20)]
+    rows = [
+        {"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]}
+        for i in range(20)
+    ]
     path.write_text("\n".join(map(json.dumps, rows)))
     first, report = read_one(spec(path, cap=5))
     again, _ = read_one(spec(path, cap=5))
@@ -183,8 +201,44 @@ def test_cap_keeps_a_stable_subset(tmp_path):
 
 def test_json_lines_split_on_newlines_only(tmp_path):
     path = tmp_path / "seps.jsonl"
-    odd = {"messages": [{"role": "user", "content": "line\u2028sep\x0cform"}, {"role": "assistant", "content": "ok\r"}]}
+    odd = {
+        "messages": [
+            {"role": "user", "content": "line\u2028sep\x0cform"},
+            {"role": "assistant", "content": "ok\r"},
+        ]
+    }
     path.write_text(json.dumps(odd, ensure_ascii=False) + "\r\n" + json.dumps(GOOD) + "\n", encoding="utf-8")
     conversations, report = read_one(spec(path))
     assert [c.messages[0]["content"] for c in conversations] == ["line\u2028sep\x0cform", "hi"]
     assert [c.origin for c in conversations] == [f"{path}:1", f"{path}:2"] and not report.skipped
+
+
+def test_an_escaped_lone_surrogate_is_invalid_utf8(tmp_path):
+    path = tmp_path / "escaped.jsonl"
+    path.write_text(
+        '{"messages": [{"role": "user", "content": "a\\udc80b"}, {"role": "assistant", "content": "ok"}]}\n'
+        + json.dumps(GOOD)
+        + "\n"
+    )
+    conversations, report = read_one(spec(path))
+    assert len(conversations) == 1 and report.skipped == {"invalid UTF-8": 1}
+
+
+def test_every_missing_source_is_named_in_one_error(tmp_path):
+    specs = load_registry()
+    with pytest.raises(SourceError) as err:
+        check_sources({name: specs[name] for name in ("amod_counseling", "psych8k", "priority_1")}, tmp_path)
+    lines = str(err.value).splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        "source 'amod_counseling'",
+        "source 'psych8k'",
+        "source 'priority_1'",
+    ]
+    assert str(tmp_path / "datasets-wendy" / "priority_1_FINAL.jsonl") in lines[2]
+
+
+def test_a_record_without_its_group_key_is_kept_and_grouped_by_text(tmp_path):
+    path = tmp_path / "cot.json"
+    path.write_text(json.dumps([{"question": "q", "answer": "a", "metadata": {"reasoning": "r"}}]))
+    (conversation,), report = read_one(spec(path, "cot", options={"group_key": "id"}))
+    assert conversation.group.startswith("text:") and not report.skipped

@@ -4,9 +4,13 @@ from collections import Counter
 
 import pytest
 import torch
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
 
+from datamodules import template
 from datamodules.datamodule import StageDataModule
 from datamodules.sources import SourceError
+from datamodules.template import IGNORE_INDEX, TemplateError
 
 DOMAINS = ["psychology", "mental_health", "bias_detection", "general_therapeutic"]
 
@@ -40,8 +44,13 @@ def make(tmp_path, **settings):
         expert_domains=DOMAINS,
         data_root=str(tmp_path),
         sources={
-            "mine": {"path": "mine.json", "schema": "messages", "stage": 7, "domain": "mental_health",
-                     "options": {"group_key": "id"}},
+            "mine": {
+                "path": "mine.json",
+                "schema": "messages",
+                "stage": 7,
+                "domain": "mental_health",
+                "options": {"group_key": "id"},
+            },
         },
         cache_dir=str(tmp_path / "cache"),
         max_seq_length=128,
@@ -163,22 +172,89 @@ def test_overlong_conversations_are_cut_or_dropped_and_counted(tmp_path):
 
 def test_missing_path_and_unknown_schema_stop_at_construction(tmp_path):
     with pytest.raises(SourceError, match=r"source 'mine': .*nowhere.json does not exist"):
-        make(tmp_path, sources={"mine": {"path": "nowhere.json", "schema": "messages", "stage": 7,
-                                         "domain": "psychology"}})
+        make(
+            tmp_path,
+            sources={
+                "mine": {"path": "nowhere.json", "schema": "messages", "stage": 7, "domain": "psychology"}
+            },
+        )
     write_source(tmp_path / "mine.json", n=2)
     with pytest.raises(SourceError, match="unknown schema 'chatml'"):
-        make(tmp_path, sources={"mine": {"path": "mine.json", "schema": "chatml", "stage": 7,
-                                         "domain": "psychology"}})
+        make(
+            tmp_path,
+            sources={"mine": {"path": "mine.json", "schema": "chatml", "stage": 7, "domain": "psychology"}},
+        )
     with pytest.raises(SourceError, match="stage 8 has no enabled source"):
         make(tmp_path, stage=8)
 
 
 def test_registry_weight_repeats_train_examples_only(built):
     tmp, dm = built
-    sources = {"mine": {"path": "mine.json", "schema": "messages", "stage": 7, "domain": "mental_health",
-                        "weight": 2.0, "options": {"group_key": "id"}}}
+    sources = {
+        "mine": {
+            "path": "mine.json",
+            "schema": "messages",
+            "stage": 7,
+            "domain": "mental_health",
+            "weight": 2.0,
+            "options": {"group_key": "id"},
+        }
+    }
     doubled = make(tmp, sources=sources, template_check_examples=0)
     doubled.setup("validate")
     before, after = dm.report["splits"], doubled.report["splits"]
     assert after["train"]["examples"] == 2 * before["train"]["examples"]
     assert after["val"] == before["val"] and after["test"] == before["test"]
+
+
+class Recorder(LightningModule):
+    """Trains nothing; records which rows each step saw."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(()))
+        self.seen = []
+
+    def training_step(self, batch, batch_idx):
+        self.seen += [tuple(row) for row in batch["input_ids"].tolist()]
+        return self.weight * 0 + batch["token_mask"].float().mean() * self.weight
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def fit(tmp, ckpt_path=None, **trainer_args):
+    """One fit of the recorder on the cached data; returns the rows it saw."""
+    module = Recorder()
+    trainer = Trainer(
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        default_root_dir=tmp,
+        **trainer_args,
+    )
+    trainer.fit(module, datamodule=make(tmp), ckpt_path=ckpt_path)
+    return module.seen
+
+
+def test_lightning_resume_mid_epoch_neither_repeats_nor_skips(built):
+    """A checkpoint written mid-epoch during training (as the stage's timed checkpoint is) resumes
+    with the very next row: the prefetched batch is neither lost nor replayed."""
+    tmp, dm = built
+    full = fit(tmp, max_epochs=2, enable_checkpointing=False)
+    assert len(full) == 2 * dm.report["splits"]["train"]["rows"]
+    every_3 = ModelCheckpoint(dirpath=tmp / "ckpt", every_n_train_steps=3, save_top_k=-1, filename="{step}")
+    first = fit(tmp, max_steps=5, callbacks=[every_3])
+    assert first == full[:10]
+    rest = fit(tmp, max_epochs=2, enable_checkpointing=False, ckpt_path=tmp / "ckpt" / "step=3.ckpt")
+    assert first[:6] + rest == full
+
+
+def test_fit_setup_runs_the_template_self_check(built, monkeypatch):
+    tmp, _ = built
+    real = template._labels
+    monkeypatch.setattr(template, "_labels", lambda *args: [IGNORE_INDEX] + real(*args)[:-1])
+    make(tmp).setup("validate")  # no check outside fit
+    with pytest.raises(TemplateError, match="template self-check failed"):
+        make(tmp).setup("fit")

@@ -49,7 +49,11 @@ def test_near_duplicates_go_several_answers_to_one_question_stay():
     conversations = [
         conv("a", LONG_QUESTION, reply),
         conv("b", LONG_QUESTION.replace("number 7 ", "number seven "), reply + " What helps, even a little?"),
-        conv("b", LONG_QUESTION, "Try writing the worries down for ten minutes each evening, then close the notebook."),
+        conv(
+            "b",
+            LONG_QUESTION,
+            "Try writing the worries down for ten minutes each evening, then close the notebook.",
+        ),
         conv("c", "A different question entirely about sleep.", reply),  # a stock reply to another prompt
         conv("c", LONG_QUESTION.upper(), reply, system="You are a counsellor."),  # exact once folded
     ]
@@ -85,13 +89,18 @@ def test_splits_are_stable_when_a_source_grows(tmp_path):
     before = where()
     new = [
         {
-            "conversation": [{"role": "client", "content": f"new worry {i}"}, {"role": "therapist", "content": f"reply {i}"}],
+            "conversation": [
+                {"role": "client", "content": f"new worry {i}"},
+                {"role": "therapist", "content": f"reply {i}"},
+            ],
             "conversation_id": f"p1-new-{i}",
             "metadata": {"quality_score": 0.9},
         }
         for i in range(50)
     ]
-    rows = [json.dumps(r) for r in new[:25]] + path.read_text().splitlines() + [json.dumps(r) for r in new[25:]]
+    rows = (
+        [json.dumps(r) for r in new[:25]] + path.read_text().splitlines() + [json.dumps(r) for r in new[25:]]
+    )
     path.write_text("\n".join(rows) + "\n")  # new records before and after the old ones
     after = where()
     assert len(after) == len(before) + 50
@@ -105,10 +114,28 @@ def test_bad_fractions_are_refused():
 
 
 def test_weights_repeat_or_thin_a_source_deterministically():
-    train = [conv("heavy", f"q{i}", "a") for i in range(1000)] + [conv("light", f"q{i}", "a") for i in range(1000)]
+    train = [conv("heavy", f"q{i}", "a") for i in range(1000)] + [
+        conv("light", f"q{i}", "a") for i in range(1000)
+    ]
     train = [Conversation(c.messages, c.domain, c.source, c.group, f"f:{i}") for i, c in enumerate(train)]
     weighted = apply_weights(train, {"heavy": 2.5, "light": 0.5})
     counts = Counter(c.source for c in weighted)
     assert 2400 <= counts["heavy"] <= 2600 and 400 <= counts["light"] <= 600
     assert weighted == apply_weights(train, {"heavy": 2.5, "light": 0.5})
     assert apply_weights(train, {}) == train
+
+
+def test_records_without_ids_group_by_question_or_by_whole_conversation(tmp_path):
+    path = tmp_path / "chats.jsonl"
+    rows = [
+        [("user", "How do I sleep better?"), ("assistant", "Keep a steady bedtime.")],
+        [("user", "how do I  sleep better?"), ("assistant", "Less screen time at night.")],
+        [("user", "hi"), ("assistant", "Hello."), ("user", "I am sad."), ("assistant", "I am sorry.")],
+        [("user", "hi"), ("assistant", "Hello."), ("user", "I am angry."), ("assistant", "What happened?")],
+    ]
+    path.write_text(
+        "\n".join(json.dumps({"messages": [{"role": r, "content": c} for r, c in t]}) for t in rows)
+    )
+    source = SourceSpec("mine", str(path), "messages", 1, "psychology")
+    groups = [c.group for c in read_sources({"mine": source}, tmp_path, QUIET).conversations]
+    assert groups[0] == groups[1] and len(set(groups)) == 3

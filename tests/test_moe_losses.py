@@ -75,6 +75,8 @@ def test_a_batch_without_labels_gives_a_zero_domain_loss_and_a_wrong_shape_is_re
     run(model, input_ids, position_ids)
     mask = torch.ones_like(input_ids, dtype=torch.bool)
     assert router_losses(model, torch.full_like(domains, -1), mask, config)["domain"].item() == 0.0
+    padding_only = router_losses(model, domains, torch.zeros_like(mask), config)
+    assert all(value.item() == 0.0 for value in padding_only.values())
     with pytest.raises(ValueError, match=r"router logits are for tokens of shape \(4, 24\) but the batch is \(4, 23\)"):
         router_losses(model, domains[:, 1:], mask[:, 1:], config)
 

@@ -207,3 +207,42 @@ def test_bf16_base_keeps_fp32_adapters_and_bf16_output():
     out = layer(torch.randn(2, 3, 64, dtype=torch.bfloat16))
     assert out.dtype == torch.bfloat16 and layer.router.logits.dtype == torch.float32
     assert layer.base.weight.dtype == torch.bfloat16
+
+
+class PackedLinear(torch.nn.Linear):
+    """Stands in for bitsandbytes Linear4bit: an nn.Linear subclass whose stored weight is packed, so
+    its shape is not the layer's (in, out)."""
+
+    def __init__(self, in_features: int, out_features: int):
+        super().__init__(in_features, out_features, bias=False)
+        self.weight = torch.nn.Parameter(self.weight.detach().flatten().unsqueeze(-1), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.linear(x, self.weight.view(self.out_features, self.in_features))
+
+
+def test_linear_subclasses_with_packed_weights_are_wrapped_by_their_features():
+    block = torch.nn.Module()
+    block.q_proj = PackedLinear(32, 24)
+    x = torch.randn(3, 32)
+    expected = block.q_proj(x)
+    attach_moe_lora(block, MoELoRAConfig(target_modules=["q_proj"], r=4))
+    layer = block.q_proj
+    assert layer.lora_A.shape == (16, 32) and layer.lora_B.shape == (24, 16)
+    assert torch.equal(block.q_proj(x), expected)
+
+
+def test_under_bf16_autocast_the_adapter_matmuls_run_in_bf16_with_fp32_master_weights():
+    torch.manual_seed(0)
+    layer = MoELoRALinear(torch.nn.Linear(32, 24, bias=False).requires_grad_(False), MoELoRAConfig(dropout=0.0, r=4))
+    with torch.no_grad():
+        layer.lora_B.normal_()
+    x = torch.randn(6, 32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = layer(x)
+    gates = layer.router(x) * layer.scaling  # router: fp32 even under autocast
+    bf16 = torch.bfloat16
+    hidden = (x.to(bf16) @ layer.lora_A.to(bf16).T).unflatten(-1, (4, 4)) * gates.unsqueeze(-1).to(bf16)
+    expected = x.to(bf16) @ layer.base.weight.to(bf16).T + hidden.flatten(-2) @ layer.lora_B.to(bf16).T
+    assert out.dtype == bf16 and layer.lora_A.dtype == torch.float32
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)

@@ -49,7 +49,9 @@ def test_packed_rows_follow_the_batch_contract():
         expected_positions = [p for i in row for p in range(len(data[i]["input_ids"]))]
         assert batch["position_ids"][r, :real].tolist() == expected_positions
         assert batch["position_ids"][r, real:].tolist() == list(range(MAX - real))
-        assert (batch["labels"][r, real:] == IGNORE_INDEX).all() and (batch["domain_ids"][r, real:] == -1).all()
+        assert (batch["labels"][r, real:] == IGNORE_INDEX).all() and (
+            batch["domain_ids"][r, real:] == -1
+        ).all()
         assert batch["domain_ids"][r, :real].tolist() == [i % 4 for i in row for _ in data[i]["input_ids"]]
     # No token is lost or duplicated.
     packed = Counter(batch["input_ids"][batch["token_mask"]].tolist())
@@ -75,7 +77,10 @@ def test_packed_examples_get_exactly_their_own_logits_under_sdpa():
     batch = Collate(pad_token_id=3)([rows[i] for i in range(len(rows))])
     with torch.no_grad():
         packed = model(
-            input_ids=batch["input_ids"], position_ids=batch["position_ids"], attention_mask=None, use_cache=False
+            input_ids=batch["input_ids"],
+            position_ids=batch["position_ids"],
+            attention_mask=None,
+            use_cache=False,
         ).logits
         for r, row in enumerate(plan):
             offset = 0

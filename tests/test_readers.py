@@ -15,7 +15,11 @@ DOMAINS = ("psychology", "mental_health", "bias_detection", "general_therapeutic
 
 def read(name, cot_layout="think", **override):
     specs = load_registry({name: override} if override else None)
-    result = read_sources({name: specs[name]}, SAMPLES, ReadOptions(cot_layout=cot_layout, expert_domains=DOMAINS, progress=False))
+    result = read_sources(
+        {name: specs[name]},
+        SAMPLES,
+        ReadOptions(cot_layout=cot_layout, expert_domains=DOMAINS, progress=False),
+    )
     return result.conversations, result.report[name]
 
 
@@ -45,14 +49,22 @@ def test_psydt_reads_the_train_file_only_with_system_turns_and_id_groups():
         ("assistant", "听起来这段时间你真的很辛苦。能和我说说最近一次吵架是怎么开始的吗？"),
     ]
     # The trailing client turn has no reply: it is dropped, the conversation kept.
-    assert pairs(conversations[1])[-1] == ("assistant", "考试前的紧张很常见。心慌的时候，你的身体有什么感觉？")
+    assert pairs(conversations[1])[-1] == (
+        "assistant",
+        "考试前的紧张很常见。心慌的时候，你的身体有什么感觉？",
+    )
     assert report.skipped == {"unknown role 'narrator'": 1}
     assert not any("MUST NEVER BE READ" in m["content"] for c in conversations for m in c.messages)
 
 
 def test_counsel_chat_one_example_per_answer_grouped_by_question():
     conversations, report = read("counsel_chat")
-    assert [c.group for c in conversations] == ["counsel_chat:0", "counsel_chat:0", "counsel_chat:1", "counsel_chat:2"]
+    assert [c.group for c in conversations] == [
+        "counsel_chat:0",
+        "counsel_chat:0",
+        "counsel_chat:1",
+        "counsel_chat:2",
+    ]
     assert pairs(conversations[0])[1] == (
         "assistant",
         "If everyone thinks you're worthless, then maybe you need to find new people to hang out with.\n"
@@ -62,10 +74,15 @@ def test_counsel_chat_one_example_per_answer_grouped_by_question():
     assert pairs(conversations[1])[1][1].startswith(
         "Hello, and thank you for your question and seeking advice on this.\nFeelings of worthlessness"
     )
-    assert pairs(conversations[0])[0][1].startswith("Can I change my feeling of being worthless to everyone?\n\nI'm going")
+    assert pairs(conversations[0])[0][1].startswith(
+        "Can I change my feeling of being worthless to everyone?\n\nI'm going"
+    )
     assert pairs(conversations[3]) == [
         ("user", "My husband won't talk about money"),
-        ("assistant", "Money talks are hard for many couples, because money stands for safety, freedom, and respect, all at once."),
+        (
+            "assistant",
+            "Money talks are hard for many couples, because money stands for safety, freedom, and respect, all at once.",
+        ),
     ]
     assert report.skipped == {"empty reply": 1}
     assert report.examples == [f"{SAMPLES}/counsel-chat/20220401_counsel_chat.csv:8: empty reply"]
@@ -86,7 +103,10 @@ def test_llama3_parquet_header_token_text():
     assert pairs(conversations[3]) == [
         ("system", build_parquet.SYSTEM),
         ("user", "I moved to a new city and I feel invisible."),
-        ("assistant", "Moving can cut us off from everyone who knew us. What did a good day look like before the move?"),
+        (
+            "assistant",
+            "Moving can cut us off from everyone who knew us. What did a good day look like before the move?",
+        ),
     ]
     assert report.skipped == {"no Llama-3 header tokens in the text": 1}
     assert conversations[0].origin.endswith("train-00000-of-00001.parquet:row 0")
@@ -106,13 +126,19 @@ def test_therapist_sft_markers_in_any_case_inline_or_on_lines():
         ("assistant", "A change like that shifts the whole household. What is different since he arrived?"),
     ]
     assert [m["role"] for m in conversations[1].messages] == ["user", "assistant", "user", "assistant"]
-    assert pairs(conversations[1])[3] == ("assistant", "That question weighs a lot. What makes you think it was?")
+    assert pairs(conversations[1])[3] == (
+        "assistant",
+        "That question weighs a lot. What makes you think it was?",
+    )
     assert report.skipped == {"no human:/gpt: speaker markers": 1}
 
 
 def test_neuro_qa_both_shapes():
     conversations, report = read("neuro_qa")
-    assert pairs(conversations[0])[0] == ("user", "What part of the brain is most involved in fear responses?")
+    assert pairs(conversations[0])[0] == (
+        "user",
+        "What part of the brain is most involved in fear responses?",
+    )
     assert pairs(conversations[1]) == [
         ("user", "How does sleep deprivation affect mood?"),
         (
@@ -128,13 +154,21 @@ def test_neuro_qa_both_shapes():
 def test_psych8k_instruction_becomes_the_system_turn():
     conversations, report = read("psych8k")
     assert pairs(conversations[1]) == [
-        ("system", "If you are a counsellor, please answer the questions based on the description of the patient."),
+        (
+            "system",
+            "If you are a counsellor, please answer the questions based on the description of the patient.",
+        ),
         ("user", "My daughter stopped talking to me after the divorce. I don't know how to reach her."),
-        ("assistant", "Losing closeness with your daughter must be painful, especially on top of the divorce. What was your relationship like before?"),
+        (
+            "assistant",
+            "Losing closeness with your daughter must be painful, especially on top of the divorce. What was your relationship like before?",
+        ),
     ]
     assert report.skipped == {"empty reply": 1}
     as_user, _ = read("psych8k", options={"instruction": "user"})
-    assert pairs(as_user[1])[0][1].startswith("If you are a counsellor, please answer the questions based on the description of the patient.\n\nMy daughter")
+    assert pairs(as_user[1])[0][1].startswith(
+        "If you are a counsellor, please answer the questions based on the description of the patient.\n\nMy daughter"
+    )
 
 
 def test_priority_roles_and_quality_filter():
@@ -142,7 +176,10 @@ def test_priority_roles_and_quality_filter():
     assert [c.group for c in conversations] == ["priority_1:p1-0001", "priority_1:p1-0003"]  # 0.75 is kept
     assert pairs(conversations[0])[2:] == [
         ("user", "The deadlines. They never stop."),
-        ("assistant", "When deadlines never stop, there is no room to recover. Where in your week could a short pause fit?"),
+        (
+            "assistant",
+            "When deadlines never stop, there is no room to recover. Where in your week could a short pause fit?",
+        ),
     ]
     assert report.skipped == {"quality_score below 0.75": 1}
     all_kept, report = read("priority_1", options={"min_quality": None})
@@ -154,14 +191,23 @@ def test_priority_roles_and_quality_filter():
 @pytest.mark.parametrize(
     "layout, expected",
     [
-        ("think", "<think>\nCounting back three days from Friday: Thursday, Wednesday, Tuesday.\n</think>\n\nOn Tuesday."),
-        ("reasoning_response", "Reasoning: Counting back three days from Friday: Thursday, Wednesday, Tuesday.\n\nResponse: On Tuesday."),
+        (
+            "think",
+            "<think>\nCounting back three days from Friday: Thursday, Wednesday, Tuesday.\n</think>\n\nOn Tuesday.",
+        ),
+        (
+            "reasoning_response",
+            "Reasoning: Counting back three days from Friday: Thursday, Wednesday, Tuesday.\n\nResponse: On Tuesday.",
+        ),
     ],
 )
 def test_cot_layouts(layout, expected):
     conversations, _ = read("cot_temporal", cot_layout=layout)
     assert pairs(conversations[1]) == [
-        ("user", "A symptom began three days before an event that happened on Friday. On which day did it begin?"),
+        (
+            "user",
+            "A symptom began three days before an event that happened on Friday. On which day did it begin?",
+        ),
         ("assistant", expected),
     ]
     assert conversations[1].group == "cot_temporal:6-1"
@@ -191,3 +237,49 @@ def test_every_stage_reads_from_the_samples(stage, kept):
     specs = stage_sources(load_registry({"voice": {"root": str(SAMPLES)}}), stage)
     result = read_sources(specs, SAMPLES, ReadOptions(expert_domains=DOMAINS, progress=False))
     assert len(result.conversations) == kept == sum(r.kept for r in result.report.values())
+
+
+def test_generic_schemas_for_the_users_own_files_added_without_code():
+    own = {
+        name: {"path": f"own/{file}", "schema": name, "stage": 1, "domain": "general_therapeutic"}
+        for name, file in [
+            ("sharegpt", "sharegpt.json"),
+            ("messages", "messages.jsonl"),
+            ("alpaca", "alpaca.jsonl"),
+            ("prompt_response", "prompt_response.csv"),
+            ("question_answer", "question_answer.json"),
+        ]
+    }
+    own["sharegpt"]["options"] = {"group_key": "id"}
+    specs = {name: spec for name, spec in load_registry(own).items() if name in own}
+    result = read_sources(specs, SAMPLES, ReadOptions(expert_domains=DOMAINS, progress=False))
+    by_source = {}
+    for conversation in result.conversations:
+        by_source.setdefault(conversation.source, []).append(pairs(conversation))
+    assert by_source["sharegpt"][0] == [
+        ("system", "You are a warm, careful counsellor."),
+        ("user", "I froze during my presentation today."),
+        (
+            "assistant",
+            "Freezing in front of people is frightening. What was going through your mind just before?",
+        ),
+    ]
+    assert by_source["messages"][1][0] == ("user", "What is grounding?")
+    assert by_source["alpaca"][0][0] == (
+        "user",
+        "Respond as a supportive counsellor.\n\nI failed my driving test again.",
+    )
+    assert by_source["alpaca"][1][0] == ("user", "Explain what rumination is in two sentences.")
+    assert by_source["prompt_response"][0] == [
+        ("user", "My teenager won't talk to me, what can I do?"),
+        (
+            "assistant",
+            "Teenagers often talk more side by side than face to face.\nTry a car ride or a walk, and listen more than you ask.",
+        ),
+    ]
+    assert by_source["question_answer"][1][0] == ("user", "What does a panic attack feel like?")
+    assert all(report.kept == 2 and not report.skipped for report in result.report.values())
+    assert [c.group for c in result.conversations if c.source == "sharegpt"] == [
+        "sharegpt:sg-1",
+        "sharegpt:sg-2",
+    ]

@@ -47,7 +47,12 @@ def test_stage_yaml_overrides_fields_merges_options_and_adds_sources():
         {
             "psydt_corpus": {"enabled": False},
             "priority_1": {"options": {"min_quality": 0.9}, "cap": 10},
-            "my_notes": {"path": "/data/notes.jsonl", "schema": "sharegpt", "stage": 1, "domain": "psychology"},
+            "my_notes": {
+                "path": "/data/notes.jsonl",
+                "schema": "sharegpt",
+                "stage": 1,
+                "domain": "psychology",
+            },
         }
     )
     assert not specs["psydt_corpus"].enabled and "psydt_corpus" not in stage_sources(specs, 1)
@@ -61,7 +66,10 @@ def test_stage_yaml_overrides_fields_merges_options_and_adds_sources():
     "override, message",
     [
         ({"amod_counseling": {"shema": "messages"}}, "unknown field(s) ['shema']"),
-        ({"new_one": {"path": "x.json", "schema": "messages"}}, "lacks required field(s) ['stage', 'domain']"),
+        (
+            {"new_one": {"path": "x.json", "schema": "messages"}},
+            "lacks required field(s) ['stage', 'domain']",
+        ),
         ({"amod_counseling": {"weight": 0}}, "weight must be > 0"),
         ({"amod_counseling": "off"}, "must be a mapping"),
     ],
@@ -75,15 +83,23 @@ def test_paths_resolve_against_data_root_or_the_entry_root():
     specs = load_registry()
     assert specs["amod_counseling"].resolved_path("/d") == Path("/d/mental_health_counseling_conversations")
     # The voice file is written by the voice builder relative to the working directory.
-    assert specs["voice"].resolved_path("/d") == Path("ai/data/tim_fletcher_voice/synthetic_conversations.json")
+    assert specs["voice"].resolved_path("/d") == Path(
+        "ai/data/tim_fletcher_voice/synthetic_conversations.json"
+    )
     moved = load_registry({"voice": {"root": "/teamspace/datasets"}})["voice"]
-    assert moved.resolved_path("/d") == Path("/teamspace/datasets/ai/data/tim_fletcher_voice/synthetic_conversations.json")
+    assert moved.resolved_path("/d") == Path(
+        "/teamspace/datasets/ai/data/tim_fletcher_voice/synthetic_conversations.json"
+    )
 
 
 def test_language_and_licence_warnings():
     specs = load_registry()
-    (chinese,) = specs["psydt_corpus"].warnings()
+    chinese, unstated = specs["psydt_corpus"].warnings()
+    assert "states no licence" in unstated
     assert "'zh'" in chinese and "psydt_corpus: {enabled: false}" in chinese
     (licence,) = specs["psych8k"].warnings()
     assert "non-commercial" in licence and "CC-BY-NC-SA-4.0" in licence
     assert specs["counsel_chat"].warnings() == []
+    assert specs["therapist_sft"].warnings() == [
+        "source 'therapist_sft' states no licence: check its terms before any use beyond research"
+    ]

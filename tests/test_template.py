@@ -2,7 +2,7 @@ import copy
 
 import pytest
 
-import datamodules.template as template
+from datamodules import template
 from datamodules.conversation import Conversation
 from datamodules.template import (
     IGNORE_INDEX,
@@ -49,7 +49,9 @@ MULTI = conversation(
 
 
 def decoded_runs(tokenizer, labels):
-    return [tokenizer.decode(labels[r.start : r.stop], skip_special_tokens=False) for r in labelled_runs(labels)]
+    return [
+        tokenizer.decode(labels[r.start : r.stop], skip_special_tokens=False) for r in labelled_runs(labels)
+    ]
 
 
 def test_labels_are_exactly_every_assistant_turn_and_its_end_token(tokenizer):
@@ -104,7 +106,9 @@ def test_overlong_is_cut_at_a_turn_boundary_or_dropped(tokenizer):
     assert dropped.status == TOO_LONG and dropped.input_ids == []
     nothing_fits = encode(MULTI.messages, tokenizer, TemplateOptions(max_seq_length=first_turn - 1))
     assert nothing_fits.status == TOO_LONG
-    statuses = [e.status for e in encode_batch([MULTI.messages] * 2, tokenizer, TemplateOptions(max_seq_length=full))]
+    statuses = [
+        e.status for e in encode_batch([MULTI.messages] * 2, tokenizer, TemplateOptions(max_seq_length=full))
+    ]
     assert statuses == [KEPT, KEPT]
 
 
@@ -131,14 +135,18 @@ def test_check_template_catches_an_off_by_one_label_bug_with_a_diff(tokenizer, m
 
 def test_template_that_rewrites_content_is_refused(tokenizer):
     stripping = copy.deepcopy(tokenizer)
-    stripping.chat_template = tokenizer.chat_template.replace("message['content']", "message['content'] | upper")
+    stripping.chat_template = tokenizer.chat_template.replace(
+        "message['content']", "message['content'] | upper"
+    )
     with pytest.raises(TemplateError, match="verbatim"):
         encode(MULTI.messages, stripping, TemplateOptions())
 
 
 def test_template_without_end_of_turn_is_refused(tokenizer):
     open_ended = copy.deepcopy(tokenizer)
-    open_ended.chat_template = "{% for m in messages %}{{ m['role'] + ': ' + m['content'] + '\n' }}{% endfor %}"
+    open_ended.chat_template = (
+        "{% for m in messages %}{{ m['role'] + ': ' + m['content'] + '\n' }}{% endfor %}"
+    )
     with pytest.raises(TemplateError, match="no end-of-turn special token"):
         encode(MULTI.messages, open_ended, TemplateOptions())
 

@@ -48,14 +48,11 @@ def require(row: Any, key: str) -> Any:
 
 
 def group_of(row: dict[str, Any], options: dict[str, Any]) -> str | None:
-    """The record's split group from the `group_key` option; None lets the caller use the text."""
+    """The record's split group from the `group_key` option. None (no key, or a record without
+    one) lets the caller group by the record's text: a missing id costs grouping, not the record."""
     key = options.get("group_key")
-    if not key:
-        return None
-    value = row.get(key)
-    if value is None or value == "":
-        raise BadRecord(f"missing field '{key}' (the source's group_key)")
-    return str(value)
+    value = row.get(key) if key else None
+    return None if value is None or value == "" else str(value)
 
 
 def domain_of(row: dict[str, Any], options: dict[str, Any]) -> str | None:

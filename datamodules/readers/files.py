@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,15 +34,12 @@ class Skip:
     reason: str
 
 
-def has_bad_bytes(value: Any) -> bool:
-    """True when a decoded value still carries an undecodable byte (a lone surrogate)."""
-    if isinstance(value, str):
-        return any("\udc80" <= ch <= "\udcff" for ch in value)
-    if isinstance(value, dict):
-        return any(has_bad_bytes(v) for v in value.values())
-    if isinstance(value, (list, tuple)):
-        return any(has_bad_bytes(v) for v in value)
-    return False
+_BAD_BYTE = re.compile("[\udc80-\udcff]")  # what surrogateescape makes of an undecodable byte
+
+
+def has_bad_bytes(text: str) -> bool:
+    """True when decoded text still carries an undecodable byte."""
+    return _BAD_BYTE.search(text) is not None
 
 
 def iter_json_records(path: Path) -> Iterator[tuple[str, Any] | Skip]:
@@ -60,12 +58,13 @@ def _json_lines(path: Path, text: str) -> Iterator[tuple[str, Any] | Skip]:
         if not line.strip():
             continue
         origin = f"{path}:{number}"
+        if has_bad_bytes(line):
+            yield Skip(origin, "invalid UTF-8")
+            continue
         try:
-            row = json.loads(line)
+            yield origin, json.loads(line)
         except json.JSONDecodeError:
             yield Skip(origin, "malformed JSON")
-            continue
-        yield (origin, row) if not has_bad_bytes(row) else Skip(origin, "invalid UTF-8")
 
 
 def _json_array(path: Path, text: str, start: int) -> Iterator[tuple[str, Any] | Skip]:
@@ -82,6 +81,7 @@ def _json_array(path: Path, text: str, start: int) -> Iterator[tuple[str, Any] |
             raise FileFormatError(f"{path}: the JSON array is not closed (truncated file?)")
         line += text.count("\n", line_pos, pos)
         line_pos = pos
+        begin = pos
         try:
             row, pos = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as err:
@@ -90,7 +90,7 @@ def _json_array(path: Path, text: str, start: int) -> Iterator[tuple[str, Any] |
                 "a JSON array cannot be read past a broken element: repair the file"
             ) from err
         origin = f"{path}:{line}"
-        yield (origin, row) if not has_bad_bytes(row) else Skip(origin, "invalid UTF-8")
+        yield (origin, row) if not has_bad_bytes(text[begin:pos]) else Skip(origin, "invalid UTF-8")
 
 
 def iter_csv_rows(path: Path, required: set[str]) -> Iterator[tuple[str, dict[str, str]] | Skip]:
@@ -111,12 +111,14 @@ def iter_csv_rows(path: Path, required: set[str]) -> Iterator[tuple[str, dict[st
                 start = reader.line_num + 1
                 if None in row or None in row.values():
                     yield Skip(origin, "CSV row has a different number of fields than the header")
-                elif has_bad_bytes(row):
+                elif any(map(has_bad_bytes, row.values())):
                     yield Skip(origin, "invalid UTF-8")
                 else:
                     yield origin, row
         except csv.Error as err:
-            raise FileFormatError(f"{path}:{reader.line_num}: unreadable CSV ({err}); repair the file") from err
+            raise FileFormatError(
+                f"{path}:{reader.line_num}: unreadable CSV ({err}); repair the file"
+            ) from err
 
 
 def iter_parquet_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:

@@ -10,8 +10,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from datamodules.readers.base import Reader, Record, convert_rows, domain_of, group_of, require
-from datamodules.readers.base import turns_from_list
+from datamodules.readers.base import (
+    Reader,
+    Record,
+    convert_rows,
+    domain_of,
+    group_of,
+    require,
+    turns_from_list,
+)
 from datamodules.readers.files import Skip, iter_rows
 
 
@@ -42,6 +49,7 @@ def read_alpaca(path: Path, options: dict[str, Any]) -> Iterator[Record | Skip]:
     user turn; `system` makes the instruction a system turn and the input the user turn (right when
     the instruction is one fixed prompt, as in Psych8k, and the input is what the client says).
     """
+
     def convert(origin: str, row: Any) -> Record:
         instruction, output = str(require(row, "instruction")).strip(), require(row, "output")
         given = str(row.get("input") or "").strip()
@@ -67,17 +75,20 @@ def _pair_reader(question: str, answer: str, doc: str):
 
 
 read_context_response = _pair_reader(
-    "Context", "Response", "Amod's counselling pairs: `{\"Context\", \"Response\"}` (its .json is JSON Lines)."
+    "Context", "Response", 'Amod\'s counselling pairs: `{"Context", "Response"}` (its .json is JSON Lines).'
 )
-read_prompt_response = _pair_reader("prompt", "response", "`{\"prompt\", \"response\"}` pairs.")
-read_question_answer = _pair_reader("question", "answer", "`{\"question\", \"answer\"}` pairs.")
+read_prompt_response = _pair_reader("prompt", "response", '`{"prompt", "response"}` pairs.')
+read_question_answer = _pair_reader("question", "answer", '`{"question", "answer"}` pairs.')
 
 GROUP = {"group_key": None}
 READERS = {
     "messages": Reader(read_messages, {**GROUP, "domain_field": None}, description=read_messages.__doc__),
     "sharegpt": Reader(read_sharegpt, {**GROUP, "domain_field": None}, description=read_sharegpt.__doc__),
     "alpaca": Reader(
-        read_alpaca, {**GROUP, "instruction": "user"}, {"instruction": ("user", "system")}, read_alpaca.__doc__
+        read_alpaca,
+        {**GROUP, "instruction": "user"},
+        {"instruction": ("user", "system")},
+        read_alpaca.__doc__,
     ),
     "context_response": Reader(read_context_response, dict(GROUP), description=read_context_response.__doc__),
     "prompt_response": Reader(read_prompt_response, dict(GROUP), description=read_prompt_response.__doc__),

@@ -15,12 +15,21 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from datamodules.readers.base import BadRecord, Reader, Record, convert_rows, group_of, require
-from datamodules.readers.base import turns_from_list
+from datamodules.readers.base import (
+    BadRecord,
+    Reader,
+    Record,
+    convert_rows,
+    group_of,
+    require,
+    turns_from_list,
+)
 from datamodules.readers.files import FileFormatError, Skip, iter_parquet_rows, parquet_columns
 
 HEADER = "<|start_header_id|>"
-TURN = re.compile(r"<\|start_header_id\|>\s*(\w+)\s*<\|end_header_id\|>(.*?)(?=<\|eot_id\|>|<\|start_header_id\|>|$)", re.S)
+TURN = re.compile(
+    r"<\|start_header_id\|>\s*(\w+)\s*<\|end_header_id\|>(.*?)(?=<\|eot_id\|>|<\|start_header_id\|>|$)", re.DOTALL
+)
 
 
 def parse_llama3(text: str) -> tuple[tuple[str, str], ...]:

@@ -11,8 +11,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from datamodules.readers.base import BadRecord, Reader, Record, convert_rows, group_of, require
-from datamodules.readers.base import turns_from_list
+from datamodules.readers.base import (
+    BadRecord,
+    Reader,
+    Record,
+    convert_rows,
+    group_of,
+    require,
+    turns_from_list,
+)
 from datamodules.readers.files import Skip, iter_json_records
 
 
@@ -34,5 +41,7 @@ def read_priority(path: Path, options: dict[str, Any]) -> Iterator[Record | Skip
 
 
 READERS = {
-    "priority": Reader(read_priority, {"group_key": "conversation_id", "min_quality": 0.75}, description=__doc__)
+    "priority": Reader(
+        read_priority, {"group_key": "conversation_id", "min_quality": 0.75}, description=__doc__
+    )
 }
