@@ -8,6 +8,7 @@ last, with each file's size and sha256.
     python -m lightning_app.checkpoints push-stage LOCAL_STAGE_DIR STORAGE_STAGE_DIR  # after a fit
     python -m lightning_app.checkpoints pull STORAGE_DIR LOCAL_DIR   # a stage's checkpoints, to resume
     python -m lightning_app.checkpoints fetch STORAGE_ITEM LOCAL_ITEM  # e.g. the previous checkpoint-final
+    python -m lightning_app.checkpoints publish LOCAL_ITEM STORAGE_ITEM  # e.g. a report folder
 
 A stage folder (stages.fit's `run.output_root/run.name`) holds `checkpoints/` (last.ckpt, best-*.ckpt:
 published one by one, so that replacing one never leaves the others untrusted), `checkpoint-final/`
@@ -173,12 +174,12 @@ class MirrorCheckpoints(Callback):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lightning_app.checkpoints", description=__doc__.split("\n")[0])
-    parser.add_argument("action", choices=["push-stage", "pull", "fetch"])
+    parser.add_argument("action", choices=["push-stage", "pull", "fetch", "publish"])
     parser.add_argument("source", type=Path)
     parser.add_argument("dest", type=Path)
     args = parser.parse_args(argv)
-    if args.action == "fetch":
-        fetch(args.source, args.dest)
+    if args.action in ("fetch", "publish"):
+        (fetch if args.action == "fetch" else publish)(args.source, args.dest)
         names = [args.source.name]
     else:
         names = (push_stage if args.action == "push-stage" else pull)(args.source, args.dest)

@@ -1,6 +1,7 @@
 """Copy exactly the files a stage reads to storage that outlives jobs, with a manifest.
 
     python -m lightning_app.upload --config stages/stage1.yaml --to /teamspace/s3_connections/NAME/data
+    python -m lightning_app.upload --config stages/stage1.yaml --config stages/demo.yaml --to /tmp/demo-data
 
 The destination mirrors the layout under the stage's `data_root`, so a job sets `data_root` to the
 destination and reads the same relative paths. `upload-manifest.json` there lists every file with
@@ -11,10 +12,13 @@ files are skipped, a partly copied file continues from its length.
 
 from __future__ import annotations
 
+import argparse
+import sys
 from pathlib import Path
 
 from tqdm import tqdm
 
+from lightning_app.stage_config import data_module, parse_stage, stage_files
 from lightning_app.transfer import FileEntry, copy_verified, describe, read_manifest, write_manifest
 
 MANIFEST_NAME = "upload-manifest.json"
@@ -41,3 +45,20 @@ def upload_files(data_root: Path, relative_paths: list[str], dest: Path) -> dict
             write_manifest(manifest_path, manifest)  # after every file: an interrupted run resumes here
         uploaded[rel] = entry
     return uploaded
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lightning_app.upload", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", required=True, action="append", help="stage YAML; repeat to layer (stages/demo.yaml)")
+    parser.add_argument("--to", required=True, type=Path, help="storage folder, e.g. /teamspace/s3_connections/NAME/data")
+    args, overrides = parser.parse_known_args(argv)  # the rest: dotted stage overrides, e.g. --data.data_root DIR
+    data = data_module(parse_stage(args.config, overrides))
+    files = sorted(rel for paths in stage_files(data).values() for rel in paths)
+    entries = upload_files(Path(data.data_root).expanduser(), files, args.to)
+    total = sum(entry.size for entry in entries.values())
+    print(f"{len(entries)} files, {total:,} bytes, verified in {args.to} (manifest {args.to / MANIFEST_NAME})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
