@@ -1,5 +1,9 @@
 """Multi-GPU strategy YAMLs (.lightning/strategies/): what can be checked without a GPU."""
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +17,8 @@ from moe.base_model import TINY, load_base_model
 from moe.config import MoELoRAConfig
 from moe.model import attach_moe_lora
 
-STRATEGIES = Path(__file__).resolve().parents[1] / ".lightning" / "strategies"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+STRATEGIES = REPO_ROOT / ".lightning" / "strategies"
 
 
 def strategy_from_yaml(name: str) -> Strategy:
@@ -64,3 +69,26 @@ def test_ddp_yaml_builds_the_strategy():
     strategy = strategy_from_yaml("ddp")
     assert isinstance(strategy, DDPStrategy)
     assert strategy._ddp_kwargs["find_unused_parameters"] is False
+
+
+@pytest.mark.slow
+def test_ddp_on_cpu_with_two_processes(tmp_path):
+    """stages.fit with ddp.yaml and two CPU processes on the tiny model: each rank trains on its own
+    batches and both end with the same adapter weights (gradients are all-reduced)."""
+    probe = tmp_path / "probe"
+    command = [
+        sys.executable, "-m", "stages.fit",
+        "--config", "stages/stage1.yaml", "--config", "stages/demo.yaml", "--config", ".lightning/strategies/ddp.yaml",
+        "--trainer.devices", "2", "--trainer.max_steps", "2", f"--run.output_root={tmp_path}",
+        f"--data.cache_dir={tmp_path / 'cache'}",
+        "--trainer.callbacks+=ddp_probe.RankProbe", f"--trainer.callbacks.out_dir={probe}",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}  # ddp_probe, in every spawned rank
+    result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [json.loads((probe / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["world_size"] for r in ranks] == [2, 2]
+    assert len(ranks[0]["batches"]) == len(ranks[1]["batches"]) == 4  # 2 steps x 2 accumulated micro-batches
+    assert not set(ranks[0]["batches"]) & set(ranks[1]["batches"])
+    assert ranks[0]["initial"] == ranks[1]["initial"] != ranks[0]["weights"] == ranks[1]["weights"]
+    assert (tmp_path / "therapeutic_moe_stage1" / "checkpoint-final" / "adapter.safetensors").is_file()
