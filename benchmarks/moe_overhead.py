@@ -21,6 +21,7 @@ import argparse
 import json
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 
@@ -110,6 +111,8 @@ def build_variants(layer: MistralDecoderLayer, config: MoELoRAConfig) -> dict[st
                                        target_modules=TARGETS), layer)
     lora = {name: getattr(attn, name) for name in TARGETS}
     for module in lora.values():
+        module.lora_A.to(config.torch_adapter_dtype)  # the same adapter dtype as the mixture (PEFT may
+        module.lora_B.to(config.torch_adapter_dtype)  # have cast them to a bf16 base's dtype)
         nn.init.normal_(module.lora_B["default"].weight, std=0.02)  # as after some training
     restore()
     attach_moe_lora(layer, config)
@@ -199,10 +202,12 @@ def main(argv: list[str] | None = None) -> dict:
             use(name)
             saved = memory(params)
         results[name] = {"ops": counter.count, "memory": saved, "times": []}
-    for _ in range(args.repeats):
+        print(f"warm-up {name} done", file=sys.stderr, flush=True)
+    for repeat in range(args.repeats):
         for name in variants:
             use(name)
             results[name]["times"].append(timed(step))
+            print(f"run {repeat + 1}/{args.repeats} {name}: {results[name]['times'][-1]:.3f} s", file=sys.stderr, flush=True)
     for result in results.values():
         result["time"] = statistics.median(result.pop("times"))
 

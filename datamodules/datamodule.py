@@ -211,14 +211,24 @@ class StageDataModule(LightningDataModule):
         )
         # One table per split: the conversation (for the template check and evaluation) beside its
         # tokens. Row assembly reads only the token columns (select_columns: no copy).
-        examples = conversation_sets.map(
-            _encode,
-            batched=True,
-            batch_size=256,
-            num_proc=self.num_proc if self.num_proc > 1 else None,
-            fn_kwargs={"tokenizer": self.tokenizer, "options": self.template},
-            features=_EXAMPLE_FEATURES,
-            desc="chat template",
+        examples = datasets.DatasetDict(
+            {
+                name: conversations.map(
+                    _encode,
+                    batched=True,
+                    batch_size=256,
+                    num_proc=self.num_proc if self.num_proc > 1 else None,
+                    fn_kwargs={"tokenizer": self.tokenizer, "options": self.template},
+                    features=_EXAMPLE_FEATURES,
+                    desc=f"chat template ({name})",
+                )
+                if len(conversations)
+                # datasets skips map on an empty table, new columns and all
+                else datasets.Dataset.from_dict(
+                    {k: [] for k in _EXAMPLE_FEATURES}, features=_EXAMPLE_FEATURES
+                )
+                for name, conversations in conversation_sets.items()
+            }
         )
         for name in SPLITS:
             for source, status in zip(column(examples[name], "source"), column(examples[name], "status")):
@@ -235,12 +245,16 @@ class StageDataModule(LightningDataModule):
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
         try:
-            examples.save_to_disk(staging / "examples")
+            # An empty split needs one (empty) shard, or load_from_disk fails on it.
+            shards = {name: 1 for name, split in examples.items() if len(split) == 0}
+            examples.save_to_disk(staging / "examples", num_shards=shards or None)
             (staging / "plans.json").write_text(json.dumps(plans))
             (staging / "report.json").write_text(json.dumps(figures, indent=1))
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(staging, target)
+            try:
+                os.replace(staging, target)
+            except OSError:  # another process (a second node) built the same key first: keep its copy
+                if not (target / "report.json").is_file():
+                    raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 

@@ -129,6 +129,12 @@ def figures(dm: StageDataModule, config: dict[str, Any], tokens_per_second: floa
                 f"expert domain {domain!r} gets no training tokens in stage {dm.stage}: its expert learns "
                 "only from routing; label a source with it (registry `domain:`) to train it"
             )
+    for split, setting in (("val", "val_fraction"), ("test", "test_fraction")):
+        if report["splits"][split]["rows"] == 0:
+            warnings.append(
+                f"the {split} split is empty: validation loss, early stopping and evaluation need it; "
+                f"raise data.{setting}"
+            )
     tokens_per_step = dm.micro_batch_size * dm.max_seq_length * accumulate * devices
     steps_per_epoch = math.ceil(math.ceil(train["rows"] / devices / dm.micro_batch_size) / accumulate)
     # Token slots the GPU processes per epoch (padding included): what a throughput figure counts.
@@ -241,7 +247,10 @@ def render(out: dict[str, Any]) -> str:
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, Any]]:
     parser = argparse.ArgumentParser(
-        prog="python -m datamodules.inspect", description=__doc__.split("\n\n")[0]
+        prog="python -m datamodules.inspect",
+        description=__doc__.split("\n\n")[0],
+        epilog="Any YAML value can be overridden with a dotted flag under model/data/trainer, e.g. "
+        "--model.base_model tiny --data.data_root DIR --trainer.max_epochs 2.",
     )
     parser.add_argument("--config", action="append", required=True, help="stage YAML (repeatable)")
     parser.add_argument(
@@ -249,7 +258,10 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, An
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
-        "--previews", type=int, default=1, help="train examples to show with their loss tokens"
+        "--previews",
+        type=int,
+        help="train examples to show with their loss tokens (default 1; with --json 0, so conversation "
+        "text stays out of machine-readable output unless asked for)",
     )
     args, rest = parser.parse_known_args(argv)
     overrides: dict[str, Any] = {}
@@ -276,8 +288,9 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"error: {error}") from None
     tokens_per_second = args.tokens_per_second or (config.get("model") or {}).get("throughput_tokens_per_s")
     out = figures(dm, config, tokens_per_second)
-    if args.previews:
-        out["previews"] = previews(dm, args.previews)
+    shown = args.previews if args.previews is not None else (0 if args.json else 1)
+    if shown:
+        out["previews"] = previews(dm, shown)
     print(json.dumps(out) if args.json else render(out))
 
 

@@ -103,7 +103,8 @@ def _render_with_spans(tokenizer: PreTrainedTokenizerBase, messages: list[dict[s
         if message["role"] != "assistant":
             continue
         before = _render(tokenizer, messages[:i], generation_prompt=True)
-        upto = _render(tokenizer, messages[: i + 1], generation_prompt=False)
+        last = i == len(messages) - 1
+        upto = text if last else _render(tokenizer, messages[: i + 1], generation_prompt=False)
         if not (text.startswith(upto) and upto.startswith(before)):
             raise TemplateError(
                 "the tokenizer's chat template renders a conversation differently from its prefixes "
@@ -192,9 +193,12 @@ def _overflow(
             if bisect.bisect_left(starts, end) <= options.max_seq_length
         ]
         if fitting:
-            # The system turn is already in `messages`, so re-encoding adds nothing twice.
+            # Re-encoded on its own (the system turn is already in `messages`). A prefix may tokenize
+            # a little differently at its end than inside the whole text: if it still does not fit,
+            # this recursion cuts it further.
             cut = encode_batch([messages[: fitting[-1] + 1]], tokenizer, options)[0]
-            return Encoded(cut.input_ids, cut.labels, TRUNCATED, cut.num_messages)
+            if cut.status != TOO_LONG:
+                return Encoded(cut.input_ids, cut.labels, TRUNCATED, cut.num_messages)
     return Encoded([], [], TOO_LONG, 0)
 
 

@@ -56,7 +56,7 @@ class MoELoRALinear(nn.Module):
         if not torch.is_autocast_enabled(x.device.type):
             x = x.to(self.lora_A.dtype)
         hidden = nn.functional.linear(self.dropout(x), self.lora_A)  # [..., E*r]
-        hidden = (hidden.unflatten(-1, (self.num_experts, self.r)) * gates.unsqueeze(-1).to(hidden.dtype))
+        hidden = hidden.unflatten(-1, (self.num_experts, self.r)) * gates.unsqueeze(-1).to(hidden.dtype)
         update = nn.functional.linear(hidden.flatten(-2), self.lora_B)
         return result + update.to(result.dtype)
 

@@ -18,7 +18,8 @@ from moe.router import top_k_gates
 
 def last_router_logits(model: nn.Module, token_mask: Tensor) -> list[Tensor]:
     """Each router's fp32 logits [B, T, E] from the last forward, checked against the batch's shape."""
-    logits = [layer.router.logits for layer in moe_layers(model).values()]
+    routers = [layer.router for layer in moe_layers(model).values()]
+    logits = [router.logits for router in routers]
     if not logits or any(item is None for item in logits):
         raise ValueError("no router logits: run the model's forward on this batch first")
     for item in logits:
@@ -27,10 +28,12 @@ def last_router_logits(model: nn.Module, token_mask: Tensor) -> list[Tensor]:
                 f"router logits are for tokens of shape {tuple(item.shape[:-1])} but the batch is "
                 f"{tuple(token_mask.shape)}: call this right after the forward of the same batch"
             )
-    if torch.is_grad_enabled() and model.training and not any(item.requires_grad for item in logits):
+    if torch.is_grad_enabled() and any(
+        router.weight.requires_grad and not item.requires_grad for router, item in zip(routers, logits)
+    ):
         raise RuntimeError(
-            "router logits carry no gradient: reentrant activation checkpointing runs the forward "
-            "without autograd; enable it with {'use_reentrant': False}"
+            "router logits carry no gradient: the forward ran without autograd (under torch.no_grad, or "
+            "reentrant activation checkpointing: enable it with {'use_reentrant': False})"
         )
     return logits
 

@@ -148,6 +148,20 @@ def test_unchanged_second_run_reads_the_cache_and_a_change_rebuilds(built, monke
     os.utime(tmp / "mine.json", ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
 
+def test_empty_held_out_splits_are_allowed(tmp_path):
+    dm = make(tmp_path, val_fraction=0.0, test_fraction=0.0, template_check_examples=0)
+    dm.setup("fit")
+    assert dm.report["splits"]["val"] == {
+        "examples": 0,
+        "rows": 0,
+        "tokens": 0,
+        "trained_tokens": 0,
+        "efficiency": 0.0,
+    }
+    assert list(dm.val_dataloader()) == [] and dm.split_conversations("test") == []
+    assert dm.report["splits"]["train"]["examples"] == 40
+
+
 def test_padding_mode_one_example_per_row_with_attention_mask(tmp_path):
     dm = make(tmp_path, packing=False, template_check_examples=0)
     dm.setup("fit")

@@ -119,3 +119,9 @@ def test_human_report_renders(report, capsys):
         and "packing on: efficiency" in text
         and "WARNING: the plan's 3 epochs" in text
     )
+
+
+def test_json_holds_no_conversation_text_unless_previews_are_asked_for(report, capsys):
+    args, _ = report
+    out = run(capsys, [a for a in args if a not in ("--previews", "1")])
+    assert "previews" not in out
