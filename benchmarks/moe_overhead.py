@@ -81,7 +81,8 @@ class LoopMoELoRALinear(nn.Module):
         update = torch.zeros(inputs.shape[0], result.shape[-1], dtype=inputs.dtype, device=x.device)
         for index, expert in enumerate(self.experts):
             token, slot = torch.where(chosen == index)
-            update = update.index_add(0, token, expert(inputs[token]) * weights[token, slot, None] * self.scaling)
+            routed = expert(inputs[token]) * weights[token, slot, None] * self.scaling
+            update = update.index_add(0, token, routed)
         return result + update.view(result.shape).to(result.dtype)
 
 
@@ -207,20 +208,27 @@ def main(argv: list[str] | None = None) -> dict:
         for name in variants:
             use(name)
             results[name]["times"].append(timed(step))
-            print(f"run {repeat + 1}/{args.repeats} {name}: {results[name]['times'][-1]:.3f} s", file=sys.stderr, flush=True)
+            seconds = results[name]["times"][-1]
+            print(f"run {repeat + 1}/{args.repeats} {name}: {seconds:.3f} s", file=sys.stderr, flush=True)
     for result in results.values():
         result["time"] = statistics.median(result.pop("times"))
 
     memory_metric = "peak_allocated" if cuda else "saved_activations"
-    print(f"decoder layer 5120/14336, seq {args.seq_len} x batch {args.batch}, {device.type}, "
+    dims = f"{model_config.hidden_size}/{model_config.intermediate_size}"
+    print(f"decoder layer {dims}, seq {args.seq_len} x batch {args.batch}, {device.type}, "
           f"base {str(base_dtype).removeprefix('torch.')}, median of {args.repeats}")
-    print(f"{'variant':8} {'time s':>9} {'vs lora':>8} {memory_metric + ' MiB':>24} {'vs lora':>8} {'ops':>6} {'vs lora':>8}")
+    memory_column = f"{memory_metric} MiB"
+    header = f"{'variant':8} {'time s':>9} {'vs lora':>8} {memory_column:>24} {'vs lora':>8}"
+    print(f"{header} {'ops':>6} {'vs lora':>8}")
     lora = results["lora"]
     for name, result in results.items():
         print(f"{name:8} {result['time']:9.3f} {result['time'] / lora['time']:8.3f} "
               f"{result['memory'] / 2**20:24.1f} {result['memory'] / lora['memory']:8.3f} "
               f"{result['ops']:6d} {result['ops'] / lora['ops']:8.3f}")
-    device_name = torch.cuda.get_device_name(device) if cuda else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    if cuda:
+        device_name = torch.cuda.get_device_name(device)
+    else:
+        device_name = f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
     summary = {
         "moe_vs_lora_time": round(results["moe"]["time"] / lora["time"], 4),
         "loop_vs_lora_time": round(results["loop"]["time"] / lora["time"], 4),

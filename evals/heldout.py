@@ -82,3 +82,10 @@ def heldout_figures(
         "per_source": {name: t.figures() for name, t in sorted(per_source.items())},
         "per_domain": {name: t.figures() for name, t in sorted(per_domain.items())},
     }
+
+
+def loss_ratio(checkpoint: dict | None, baseline: dict | None) -> float | None:
+    """The checkpoint's overall held-out loss over the baseline's (figures of the same batches)."""
+    if not checkpoint or not baseline or not checkpoint["overall"]["tokens"]:
+        return None
+    return checkpoint["overall"]["loss"] / baseline["overall"]["loss"]

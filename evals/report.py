@@ -15,6 +15,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
 from evals.gate import Decision  # noqa: E402
+from evals.heldout import loss_ratio  # noqa: E402
 from evals.metrics import Metric  # noqa: E402
 from evals.settings import StageGate  # noqa: E402
 
@@ -73,7 +74,8 @@ def plot_loss_per_domain(models: list[ModelResult], path: Path) -> bool:
     fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(domains)), 3.5))
     for i, model in enumerate(with_loss):
         losses = [model.heldout["per_domain"].get(d, {}).get("loss", math.nan) for d in domains]
-        ax.bar([x + i * width for x in range(len(domains))], losses, width, label=model.label)
+        bars = ax.bar([x + i * width for x in range(len(domains))], losses, width, label=model.label)
+        ax.bar_label(bars, fmt="%.3f", fontsize=7)
     ax.set_xticks([x + width * (len(with_loss) - 1) / 2 for x in range(len(domains))], domains, rotation=15)
     ax.set_ylabel("held-out loss (nats/token)")
     ax.set_title("Held-out loss per domain")
@@ -116,7 +118,8 @@ def plot_scores(evaluation: Evaluation, path: Path) -> bool:
         values = [
             model.metrics[n].value if n in model.metrics and model.metrics[n].measured else 0 for n in names
         ]
-        ax.barh([y + i * height for y in range(len(names))], values, height, label=model.label)
+        bars = ax.barh([y + i * height for y in range(len(names))], values, height, label=model.label)
+        ax.bar_label(bars, fmt="%.2f", fontsize=7)
     for y, name in enumerate(names):
         if name in evaluation.gate.thresholds:
             ax.plot([evaluation.gate.thresholds[name]] * 2, [y - 0.1, y + 0.9], color="red", lw=1.5)
@@ -185,6 +188,9 @@ def _markdown(evaluation: Evaluation, plots: list[str]) -> str:
             lines.append(
                 f"| {name} | {_fmt(human.value)} | {_fmt(model.value if model else None)} | {human.method} |"
             )
+    ratio = loss_ratio(ck.heldout, base.heldout if base else None)
+    if ratio is not None:
+        lines += ["", f"Held-out loss, checkpoint over baseline on the same batches: **{ratio:.4f}x**"]
     for result in (ck, base):
         if result and result.heldout:
             lines += [

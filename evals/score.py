@@ -22,6 +22,8 @@ RUBRIC_SUITES: dict[str, tuple[str, ...]] = {
     "counselbench": ("openers", "bias_probes", "crisis"),
     "boundaries": ("openers", "clinical", "crisis"),
     "coherence": ("long_conversations",),
+    "clinical_reasoning": ("clinical",),
+    "awareness": ("bias_probes",),
     "tone": ("voice_probes",),
 }
 # The rubric that gives each bias-probe reply its quality for parity.

@@ -11,27 +11,28 @@ import yaml
 DEFAULT_SETTINGS = Path(__file__).parent / "evaluate.yaml"
 
 
+# No defaults here: every value comes from evals/evaluate.yaml, the one place they are written.
 @dataclass(frozen=True)
 class GenerationSettings:
-    temperature: float = 0.8
-    min_p: float = 0.025
-    repetition_penalty: float = 1.05
-    max_new_tokens: int = 400
-    batch_size: int = 8
-    seed: int = 1234
+    temperature: float
+    min_p: float
+    repetition_penalty: float
+    max_new_tokens: int
+    batch_size: int
+    seed: int
 
 
 @dataclass(frozen=True)
 class JudgeSettings:
-    base_url: str | None = None
-    model: str | None = None
-    api_key_env: str | None = "JUDGE_API_KEY"
-    temperature: float = 0.0
-    max_tokens: int = 300
-    timeout_s: float = 60
-    max_retries: int = 2
-    concurrency: int = 4
-    calibration_replies: int = 24
+    base_url: str | None
+    model: str | None
+    api_key_env: str | None
+    temperature: float
+    max_tokens: int
+    timeout_s: float
+    max_retries: int
+    concurrency: int
+    calibration_replies: int
 
     @property
     def configured(self) -> bool:
@@ -40,15 +41,15 @@ class JudgeSettings:
 
 @dataclass(frozen=True)
 class ReasoningSettings:
-    patterns: tuple[str, ...] = ("<think>(.*?)</think>",)
-    min_words: int = 15
+    patterns: tuple[str, ...]
+    min_words: int
 
 
 @dataclass(frozen=True)
 class VoiceSettings:
-    min_classifier_accuracy: float = 0.75
-    test_fraction: float = 0.25
-    educator_sources: tuple[str, ...] = ("voice",)
+    min_classifier_accuracy: float
+    test_fraction: float
+    educator_sources: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -61,8 +62,8 @@ class StageGate:
 
 @dataclass(frozen=True)
 class GateSettings:
-    tolerance: float = 0.05
-    stages: dict[int, StageGate] = field(default_factory=dict)
+    tolerance: float
+    stages: dict[int, StageGate]
 
     def for_stage(self, stage: int) -> StageGate:
         if stage not in self.stages:
@@ -77,17 +78,19 @@ class EvalSettings:
     reasoning: ReasoningSettings
     voice: VoiceSettings
     gate: GateSettings
-    samples_per_suite: int = 3
+    samples_per_suite: int
 
 
-def _build(cls: type, values: dict[str, Any] | None, where: str) -> Any:
-    """A dataclass from a mapping; an unknown key is an error naming where it sits."""
-    values = values or {}
+def _build(cls: type, values: dict[str, Any], where: str) -> Any:
+    """A dataclass from a mapping; an unknown or missing key is an error naming where it sits."""
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
         raise ValueError(f"{where}: unknown setting(s) {unknown}; known: {sorted(known)}")
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+    try:
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+    except TypeError as error:
+        raise ValueError(f"{where}: {error}") from None
 
 
 SECTIONS = {
@@ -98,27 +101,45 @@ SECTIONS = {
 }
 
 
-def load_settings(path: str | Path = DEFAULT_SETTINGS) -> EvalSettings:
-    path = Path(path)
+def _read(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"evaluation settings {path} do not exist")
     raw = yaml.safe_load(path.read_text()) or {}
     unknown = sorted(set(raw) - set(SECTIONS) - {"gate", "samples_per_suite"})
     if unknown:
         raise ValueError(f"{path}: unknown section(s) {unknown}")
-    gate_raw = dict(raw.get("gate") or {})
+    return raw
+
+
+def load_settings(path: str | Path = DEFAULT_SETTINGS) -> EvalSettings:
+    """The shipped evals/evaluate.yaml, with what `path` names laid over it.
+
+    A section's fields override one by one; a stage's gate (gate.stages.N) is replaced as a whole,
+    so a file can loosen or tighten one stage without inheriting thresholds it did not name.
+    """
+    raw = _read(DEFAULT_SETTINGS)
+    where = str(DEFAULT_SETTINGS)
+    if Path(path).resolve() != DEFAULT_SETTINGS.resolve():
+        override = _read(Path(path))
+        where = f"{path} over {DEFAULT_SETTINGS}"
+        for name in SECTIONS:
+            raw[name] = {**raw.get(name, {}), **(override.get(name) or {})}
+        gate = override.get("gate") or {}
+        raw["gate"] = {
+            **raw["gate"],
+            **{k: v for k, v in gate.items() if k != "stages"},
+            "stages": {**raw["gate"]["stages"], **(gate.get("stages") or {})},
+        }
+        raw["samples_per_suite"] = override.get("samples_per_suite", raw["samples_per_suite"])
+    gate_raw = dict(raw["gate"])
     stages = {
-        int(stage): _build(StageGate, body, f"{path}: gate.stages.{stage}")
-        for stage, body in (gate_raw.pop("stages", None) or {}).items()
+        int(stage): _build(StageGate, body or {}, f"{where}: gate.stages.{stage}")
+        for stage, body in gate_raw.pop("stages").items()
     }
     for stage, gate in stages.items():
         bad = {k: v for k, v in gate.thresholds.items() if not 0.0 <= float(v) <= 1.0}
         if bad:
-            raise ValueError(f"{path}: gate.stages.{stage}.thresholds {bad} are outside 0..1")
-    sections = {name: _build(cls, raw.get(name), f"{path}: {name}") for name, cls in SECTIONS.items()}
-    gate = _build(GateSettings, gate_raw, f"{path}: gate")
-    return EvalSettings(
-        **sections,
-        gate=GateSettings(tolerance=gate.tolerance, stages=stages),
-        samples_per_suite=int(raw.get("samples_per_suite", 3)),
-    )
+            raise ValueError(f"{where}: gate.stages.{stage}.thresholds {bad} are outside 0..1")
+    sections = {name: _build(cls, raw[name], f"{where}: {name}") for name, cls in SECTIONS.items()}
+    gate = _build(GateSettings, {**gate_raw, "stages": stages}, f"{where}: gate")
+    return EvalSettings(**sections, gate=gate, samples_per_suite=int(raw["samples_per_suite"]))

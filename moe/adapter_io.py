@@ -69,7 +69,9 @@ def read_adapter_config(directory: str | Path) -> dict[str, Any]:
     """The folder's adapter_config.json, checked to be ours (no model, no weights read)."""
     path = Path(directory) / CONFIG_NAME
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no adapter config; is {directory} an adapter folder (save_adapter)?")
+        raise FileNotFoundError(
+            f"{path}: no adapter config; is {directory} an adapter folder (written by save_adapter)?"
+        )
     try:
         document = json.loads(path.read_text())
     except json.JSONDecodeError as error:
@@ -97,7 +99,8 @@ def check_adapter_compatible(directory: str | Path, config: MoELoRAConfig, base_
         if stored["moe"][name] != getattr(config, name):
             problems.append(f"{name} {stored['moe'][name]!r} != {getattr(config, name)!r}")
     if problems:
-        raise ValueError(f"{Path(directory) / CONFIG_NAME} was built for another model: " + "; ".join(problems))
+        where = Path(directory) / CONFIG_NAME
+        raise ValueError(f"{where} was built for another model: " + "; ".join(problems))
 
 
 def load_adapter(model: nn.Module, directory: str | Path) -> dict[str, Any]:

@@ -66,7 +66,8 @@ class MoELoRAConfig:
         if len(self.expert_domains) != self.num_experts:
             fail(
                 "expert_domains",
-                f"has {len(self.expert_domains)} names but num_experts={self.num_experts}: one name per expert",
+                f"has {len(self.expert_domains)} names but num_experts={self.num_experts}: "
+                "one name per expert",
             )
         for name in ("balance_coef", "z_coef", "domain_coef"):
             if not getattr(self, name) >= 0:

@@ -53,7 +53,9 @@ def choose_gates(document: dict, domain: str | None, average: bool, mode: GateMo
         if not absent:
             table = torch.tensor([observed[name] for name in wanted], dtype=torch.float64)
             if table.shape[-1] != config.num_experts or (table < 0).any():
-                raise ValueError(f"observed_gates must hold {config.num_experts} non-negative numbers per domain")
+                raise ValueError(
+                    f"observed_gates must hold {config.num_experts} non-negative numbers per domain"
+                )
             return table.mean(dim=0).float()
         log.warning("the checkpoint records no observed gates for %s: using one-hot gates", absent)
     if average:

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import torch
 from lightning.pytorch import LightningModule
+from lightning.pytorch.callbacks import Timer
 from torch import Tensor
 from torch.optim.lr_scheduler import LambdaLR
 
@@ -32,6 +33,10 @@ DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite: the step is not taken and nothing after it is saved."""
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint's adapter keys are not exactly this model's trainable parameters."""
 
 
 @dataclass(frozen=True)
@@ -299,7 +304,7 @@ class MoELoRAModule(LightningModule):
         expected, found = self.trainable_state_keys(), set(checkpoint["state_dict"])
         missing, extra = sorted(expected - found), sorted(found - expected)
         if missing or extra:
-            raise ValueError(
+            raise CheckpointMismatchError(
                 f"checkpoint does not fit this model's adapters: {len(missing)} missing key(s) {missing[:5]}, "
                 f"{len(extra)} unexpected key(s) {extra[:5]}; was it written for another MoE config "
                 "(num_experts, r, target_modules) or base model?"
@@ -307,7 +312,7 @@ class MoELoRAModule(LightningModule):
 
 
 def _max_time_seconds(trainer: Any) -> float | None:
-    from lightning.pytorch.callbacks import Timer
-
+    """Trainer(max_time) in seconds: the whole stage's budget (the same on every resume, so the
+    schedule is too). The Timer callback keeps it only in a private attribute."""
     timers = [cb for cb in trainer.callbacks if isinstance(cb, Timer)]
     return timers[0]._duration if timers else None

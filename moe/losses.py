@@ -67,7 +67,9 @@ def router_losses(
     real = token_mask.to(device=device, dtype=torch.float32).flatten()
     domain_ids = domain_ids.to(device).flatten()
     if (domain_ids >= config.num_experts).any():
-        raise ValueError(f"domain_ids hold {int(domain_ids.max())}, but there are {config.num_experts} experts")
+        raise ValueError(
+            f"domain_ids hold {int(domain_ids.max())}, but there are {config.num_experts} experts"
+        )
     labelled = real * (domain_ids >= 0)
     targets = domain_ids.clamp(min=0)
     balance, z, domain = [], [], []

@@ -26,7 +26,8 @@ def attach_moe_lora(model: nn.Module, config: MoELoRAConfig) -> nn.Module:
     """Freeze `model` and wrap each targeted linear in a MoELoRALinear, in place; returns `model`."""
     if moe_layers(model):
         raise ValueError("the model already carries MoE-LoRA layers: detach_moe_lora(model) first")
-    linear_names = sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, nn.Linear)})
+    linears = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+    linear_names = sorted({name.rsplit(".", 1)[-1] for name in linears})
     missing = [target for target in config.target_modules if target not in linear_names]
     if missing:
         raise ValueError(

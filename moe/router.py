@@ -37,7 +37,7 @@ class Router(nn.Module):
         super().__init__()
         self.top_k = top_k
         self.weight = nn.Parameter(torch.empty(num_experts, in_features, dtype=torch.float32, device=device))
-        # nn.Linear's init: logits of order 1 for unit-RMS inputs, so routing starts near-uniform but not tied.
+        # nn.Linear's init: logits of order 1 for unit-RMS inputs: routing starts near-uniform, not tied.
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         self.logits: Tensor | None = None
         self.forced_gates: Tensor | None = None

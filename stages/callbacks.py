@@ -24,26 +24,29 @@ LAST = "last.ckpt"
 
 
 class _StepBoundary(Callback):
-    """Knows whether the batch that just ended finished an optimizer step."""
+    """Knows whether the batch that just ended is a point a resumed run continues from exactly:
+    it finished an optimizer step (no half-accumulated gradients), and it was not the epoch's last
+    batch (Lightning 2.6 resumed from a checkpoint written there skips the next epoch: seen here)."""
 
     _step_at_batch_start = -1
 
     def on_train_batch_start(self, trainer: Trainer, *args: Any) -> None:
         self._step_at_batch_start = trainer.global_step
 
-    def stepped(self, trainer: Trainer) -> bool:
-        return trainer.global_step != self._step_at_batch_start
+    def resumable_point(self, trainer: Trainer) -> bool:
+        stepped = trainer.global_step != self._step_at_batch_start
+        return stepped and not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
 
 
 class StepCheckpoint(_StepBoundary, ModelCheckpoint):
-    """ModelCheckpoint whose train-time saves wait for the end of a gradient-accumulation window.
+    """ModelCheckpoint whose train-time saves wait for a resumable point (see _StepBoundary).
 
     Lightning's own timed save may land after micro-batch 1 of 8: the accumulated gradients are lost
     and the resumed run takes a different optimizer step than the uninterrupted one would have.
     """
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
-        if self.stepped(trainer):
+        if self.resumable_point(trainer):
             super().on_train_batch_end(trainer, pl_module, *args)
 
 
@@ -66,7 +69,7 @@ class JobTimeLimit(_StepBoundary):
         self.stopped = False
 
     def on_train_batch_end(self, trainer: Trainer, *args: Any) -> None:
-        if self.stopped or not self.stepped(trainer):
+        if self.stopped or not self.resumable_point(trainer):
             return
         if time.monotonic() - self.started >= self.limit_s:
             trainer.save_checkpoint(last_checkpoint(self.checkpoint_dir))

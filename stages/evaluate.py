@@ -31,7 +31,7 @@ from datamodules.packing import Collate, RowDataset
 from datamodules.template import with_system_prompt
 from evals.gate import decide
 from evals.generate import generate_replies
-from evals.heldout import heldout_figures
+from evals.heldout import heldout_figures, loss_ratio
 from evals.judge import JudgeClient, load_rubrics
 from evals.loading import MIXTURE, LoadedModel, load_model, model_base, model_kind
 from evals.report import Evaluation, ModelResult, write_report
@@ -254,9 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         card = score_model(suites, result.replies, settings, judge, rubrics, voice)
         result.metrics, result.details = card.metrics, card.details
     human = human_replies(data, settings.judge.calibration_replies)
-    ratio = None
-    if baseline is not None and checkpoint.heldout and checkpoint.heldout["overall"]["tokens"]:
-        ratio = checkpoint.heldout["overall"]["loss"] / baseline.heldout["overall"]["loss"]
+    ratio = loss_ratio(checkpoint.heldout, baseline.heldout if baseline else None)
     decision = decide(stage, checkpoint.metrics, baseline.metrics if baseline else None, settings.gate, ratio)
     prompts = {p.id: (p.suite, p.last_user) for suite in suites.values() for p in suite}
     evaluation = Evaluation(

@@ -24,9 +24,9 @@ DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    # Plain argparse: six flags for a one-shot command, with --domain/--average exclusive, need no config file.
+    # Plain argparse: six flags of a one-shot command (--domain/--average exclusive) need no config file.
     parser = argparse.ArgumentParser(prog="python -m stages.export", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", required=True, type=Path, help="adapter folder (e.g. checkpoint-final/)")
+    parser.add_argument("--checkpoint", required=True, type=Path, help="adapter folder (checkpoint-final/)")
     parser.add_argument("--out", required=True, type=Path, help="new folder to write")
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--domain", help="export the mixture as routed for this expert domain")

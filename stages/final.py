@@ -56,6 +56,18 @@ def stop_reason(trainer: Trainer) -> str:
     return "max_epochs"
 
 
+def best_checkpoint(best: ModelCheckpoint) -> str | None:
+    """The best-by-val_loss checkpoint; None when validation never ran.
+
+    After a kill between writing a new best and the next `last`, the resumed callback may remember a
+    best file it already deleted: then the lowest val_loss among the best-*.ckpt files on disk wins.
+    """
+    if best.best_model_path and Path(best.best_model_path).is_file():
+        return best.best_model_path
+    on_disk = list(Path(best.dirpath).glob("best-*.ckpt")) if best.dirpath else []
+    return str(min(on_disk, key=lambda p: float(p.stem.split("val_loss=")[1]))) if on_disk else None
+
+
 def write_final(
     trainer: Trainer,
     module: MoELoRAModule,
@@ -67,8 +79,9 @@ def write_final(
 ) -> None:
     """Validate the best checkpoint (or the current weights when validation never ran) and write it."""
     reason = stop_reason(trainer)
-    best_path = best.best_model_path or None
-    [metrics] = trainer.validate(module, datamodule=datamodule, ckpt_path=best_path, verbose=False)
+    best_path = best_checkpoint(best)
+    results = trainer.validate(module, datamodule=datamodule, ckpt_path=best_path, verbose=False)
+    metrics = results[0] if results else {}  # an empty validation split gives no metrics
     routing = module.observed_routing
     if not trainer.is_global_zero:
         return

@@ -13,10 +13,11 @@ import logging
 import os
 import sys
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -25,7 +26,7 @@ from datamodules.sources import SourceError
 from datamodules.template import TemplateError
 from moe.adapter_io import CONFIG_NAME, check_adapter_compatible
 from moe.config import MoELoRAConfig
-from moe.lightning_module import MoELoRAModule, NonFiniteLossError
+from moe.lightning_module import CheckpointMismatchError, MoELoRAModule, NonFiniteLossError
 from stages.callbacks import JobTimeLimit, RngState, SaveOnSigterm, StepCheckpoint, last_checkpoint
 from stages.checkpoint_io import AtomicCheckpointIO
 from stages.final import redacted_config, write_final
@@ -151,22 +152,23 @@ def configure_loggers(loggers: Any, run: RunConfig) -> None:
 
 
 def stage_callbacks(run: RunConfig) -> dict[str, Any]:
-    from datetime import timedelta
-
+    # "best" before "timed": at a validation end the best checkpoint is written first, so the `last`
+    # that "timed" writes right after records the new best path (a resume then points at a file that
+    # exists).
     callbacks: dict[str, Any] = {
+        "best": ModelCheckpoint(
+            dirpath=run.checkpoint_dir,
+            filename="best-{step}-{val_loss:.4f}",
+            monitor="val_loss",
+            mode="min",
+            save_top_k=1,
+        ),
         "timed": StepCheckpoint(
             dirpath=run.checkpoint_dir,
             train_time_interval=timedelta(minutes=run.checkpoint_every_minutes),
             save_top_k=0,
             save_last=True,
             enable_version_counter=False,
-        ),
-        "best": StepCheckpoint(
-            dirpath=run.checkpoint_dir,
-            filename="best-{step}-{val_loss:.4f}",
-            monitor="val_loss",
-            mode="min",
-            save_top_k=1,
         ),
         "early_stopping": EarlyStopping(monitor="val_loss", mode="min", patience=run.early_stopping_patience),
         "sigterm": SaveOnSigterm(run.checkpoint_dir),
@@ -201,6 +203,8 @@ def main(args: list[str] | None = None) -> None:
         trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.resume_path)
     except (SourceError, TemplateError) as error:  # data setup runs before the base model loads
         sys.exit(f"error: {error}")
+    except CheckpointMismatchError as error:
+        sys.exit(f"error: {cli.resume_path}: {error}")
     except NonFiniteLossError as error:
         kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was written yet"
         sys.exit(f"error: {error}; {kept}. Lower model.lr or check the data, then run the same command.")

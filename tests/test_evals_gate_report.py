@@ -65,13 +65,30 @@ def test_no_regression_uses_the_tolerance():
 
 
 def test_heldout_loss_ratio_gate():
-    gate = GateSettings(stages={1: StageGate(max_heldout_loss_ratio=1.0)})
+    gate = GateSettings(tolerance=0.05, stages={1: StageGate(max_heldout_loss_ratio=1.0)})
     assert decide(1, {}, None, gate, heldout_loss_ratio=0.93).decision == PROCEED
     worse = decide(1, {}, None, gate, heldout_loss_ratio=1.02)
     assert worse.decision == RETRAIN and worse.reasons == (
         "held-out loss is 1.020x the baseline's (at most 1.000x allowed)",
     )
     assert decide(1, {}, None, gate).decision == INCOMPLETE
+
+
+def test_a_settings_file_overrides_what_it_names(tmp_path):
+    partial = tmp_path / "demo.yaml"
+    partial.write_text("generation: {max_new_tokens: 8}\ngate: {stages: {1: {thresholds: {safety: 0.5}}}}\n")
+    shipped, demo = load_settings(), load_settings(partial)
+    assert (
+        demo.generation.max_new_tokens == 8 and demo.generation.temperature == shipped.generation.temperature
+    )
+    assert demo.gate.for_stage(1).thresholds == {"safety": 0.5}  # a stage's gate is replaced whole
+    assert demo.gate.for_stage(1).max_heldout_loss_ratio is None
+    assert demo.gate.for_stage(2) == shipped.gate.for_stage(2) and demo.reasoning == shipped.reasoning
+    partial.write_text("judge: {base_uri: http://x}\n")
+    with pytest.raises(
+        ValueError, match=r"demo.yaml over .*evaluate.yaml: judge: unknown setting\(s\) \['base_uri'\]"
+    ):
+        load_settings(partial)
 
 
 def test_shipped_gate_settings_cover_the_three_stages():
@@ -128,7 +145,11 @@ def test_report_files_and_fields(tmp_path):
     for name in report["plots"]:
         assert (tmp_path / "report" / name).read_bytes()[:4] == b"\x89PNG"
     markdown = (tmp_path / "report" / "report.md").read_text()
-    assert "**Decision: proceed**" in markdown and "It sounds \\| hard.<br>What helps?" in markdown
+    assert (
+        "**Decision: proceed**" in markdown
+        and "same batches: **1.0000x**" in markdown
+        and "It sounds \\| hard.<br>What helps?" in markdown
+    )
     replies = [json.loads(line) for line in (tmp_path / "report" / "replies.jsonl").read_text().splitlines()]
     assert replies == [
         {

@@ -4,12 +4,13 @@ import json
 import logging
 import re
 import threading
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from evals.judge import JudgeClient, JudgeError, load_rubrics, score_replies
-from evals.settings import JudgeSettings
+from evals.settings import JudgeSettings, load_settings
 
 KEY = "sk-test-not-a-real-key-123"
 
@@ -66,8 +67,14 @@ def judge_url():
 
 
 def _settings(url: str) -> JudgeSettings:
-    return JudgeSettings(
-        base_url=url, model="judge", api_key_env="TEST_JUDGE_KEY", timeout_s=5, max_retries=0, concurrency=2
+    return replace(
+        load_settings().judge,
+        base_url=url,
+        model="judge",
+        api_key_env="TEST_JUDGE_KEY",
+        timeout_s=5,
+        max_retries=0,
+        concurrency=2,
     )
 
 
@@ -116,12 +123,11 @@ def test_an_unreachable_judge_is_counted_not_fatal(judge_url):
 
 def test_a_judge_needs_url_and_model():
     with pytest.raises(ValueError, match="judge.base_url and judge.model"):
-        JudgeClient(JudgeSettings())
+        JudgeClient(load_settings().judge)
 
 
 def test_score_model_with_a_judge_fills_every_judge_metric_and_bias_parity(judge_url):
     from evals.score import calibration, score_model
-    from evals.settings import load_settings
     from evals.suites import load_suites
 
     suites = load_suites()
@@ -132,6 +138,9 @@ def test_score_model_with_a_judge_fills_every_judge_metric_and_bias_parity(judge
     card = score_model(suites, replies, settings, JudgeClient(_settings(judge_url)), load_rubrics(), None)
     metrics = card.metrics
     for name in (
+        "clinical_reasoning",
+        "clinical_caution",
+        "attribute_awareness",
         "empathy",
         "counsel_overall",
         "judge_safety",
@@ -145,7 +154,7 @@ def test_score_model_with_a_judge_fills_every_judge_metric_and_bias_parity(judge
     assert metrics["boundaries"].value == 1.0
     # Toxicity is inverted: only the FLAT reply (toxicity 1) of the 42 counselbench items counts as safe.
     assert metrics["judge_safety"].value == pytest.approx(1 / 42) and metrics["judge_safety"].n == 42
-    # One probe of four has a variant the judge rates 1/5 against 5/5: a gap of 1 on that probe.
+    # One probe has a variant the judge rates 1/5 against 5/5: a gap of 1 on that probe, 0 elsewhere.
     probes = len({p.fields["probe"] for p in suites["bias_probes"]})
     assert metrics["bias_parity"].value == pytest.approx(1 - 1 / probes)
     assert card.details["bias_worst_gap"]["gender"] == pytest.approx(1.0)

@@ -1,5 +1,7 @@
 """Each scorer on hand-written good and bad replies."""
 
+from dataclasses import replace
+
 import pytest
 
 from evals.bias import bias_metrics, stereotype_hits
@@ -7,7 +9,7 @@ from evals.coherence import coherence_metric
 from evals.proxy import proxy_empathy, proxy_empathy_metric
 from evals.reasoning import reasoning_metrics, shown_reasoning
 from evals.safety import check_crisis_reply, safety_metric
-from evals.settings import VoiceSettings, load_settings
+from evals.settings import load_settings
 from evals.suites import Probe, SuiteError, load_suite, load_suites
 from evals.voice import normalise_style, train_voice_classifier, voice_metric
 
@@ -178,14 +180,14 @@ def test_voice_classifier_recognises_the_educator_on_unseen_lectures():
         (f"{other_phrases[i % 4]} about {topic}. {other_phrases[(i + 2) % 4]}?", f"conv-{i % 6}")
         for i, topic in enumerate(["work", "family", "school", "money", "health", "love"] * 4)
     ]
-    settings = VoiceSettings(min_classifier_accuracy=0.75, test_fraction=0.34)
+    settings = replace(SETTINGS.voice, min_classifier_accuracy=0.75, test_fraction=0.34)
     classifier = train_voice_classifier(educator, others, settings)
     assert classifier.heldout_accuracy >= 0.9
     teacher = ["Now here's the thing, folks: the brain is a prediction machine. Isn't that remarkable?"]
     counsellor = ["I hear how hard this is for you. What would feel supportive right now?"]
     assert voice_metric(classifier, teacher, settings).value == 1.0
     assert voice_metric(classifier, counsellor, settings).value == 0.0
-    strict = VoiceSettings(min_classifier_accuracy=1.01)
+    strict = replace(settings, min_classifier_accuracy=1.01)
     assert voice_metric(classifier, teacher, strict).value is None  # an invalid classifier measures nothing
     assert normalise_style("Now, HERE'S  the thing!") == "now here s the thing"
 

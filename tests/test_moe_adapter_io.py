@@ -59,7 +59,8 @@ def test_load_names_missing_unexpected_and_misshaped_keys(tmp_path):
         load_adapter(other, tmp_path)
     text = str(error.value)
     assert f"{tmp_path / WEIGHTS_NAME} does not fit this model (adapter: 4 experts, r 16" in text
-    assert "6 missing key(s): model.layers.0.self_attn.o_proj.lora_A, model.layers.0.self_attn.o_proj.lora_B" in text
+    o_proj = "model.layers.0.self_attn.o_proj"
+    assert f"6 missing key(s): {o_proj}.lora_A, {o_proj}.lora_B" in text
     assert "6 unexpected key(s): model.layers.0.self_attn.v_proj.lora_A" in text
     assert "model.layers.0.self_attn.q_proj.lora_A (file (64, 64), model (32, 64))" in text
 

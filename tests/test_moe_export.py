@@ -60,7 +60,9 @@ def peft_logits(directory) -> torch.Tensor:
         ),
     ],
 )
-def test_peft_export_gives_the_logits_of_the_mixture_with_forced_gates(mixture, tmp_path, capsys, flags, gates, rank):
+def test_peft_export_gives_the_logits_of_the_mixture_with_forced_gates(
+    mixture, tmp_path, capsys, flags, gates, rank
+):
     model, checkpoint = mixture
     out = tmp_path / "export"
     assert main(["--checkpoint", str(checkpoint), "--out", str(out), *flags]) == 0
@@ -77,8 +79,8 @@ def test_peft_export_gives_the_logits_of_the_mixture_with_forced_gates(mixture, 
 def test_merged_export_loads_with_transformers_and_matches(mixture, tmp_path):
     model, checkpoint = mixture
     out = tmp_path / "merged"
-    main(["--checkpoint", str(checkpoint), "--out", str(out), "--domain", "mental_health", "--gates", "observed",
-          "--format", "merged", "--dtype", "float32"])
+    flags = ["--domain", "mental_health", "--gates", "observed", "--format", "merged", "--dtype", "float32"]
+    main(["--checkpoint", str(checkpoint), "--out", str(out), *flags])
     merged = AutoModelForCausalLM.from_pretrained(out).eval()
     with torch.no_grad():
         logits = merged(input_ids=IDS, use_cache=False).logits

@@ -49,7 +49,8 @@ def test_losses_ignore_padding_and_unlabelled_tokens():
     losses = router_losses(model, domains, token_mask, config)
     # Other tokens in the padding (causal attention: the real tokens do not see them) change nothing.
     run(model, input_ids.masked_fill(~token_mask, 7), position_ids)
-    assert all(torch.equal(value, router_losses(model, domains, token_mask, config)[key]) for key, value in losses.items())
+    again = router_losses(model, domains, token_mask, config)
+    assert all(torch.equal(value, again[key]) for key, value in losses.items())
     # The domain loss is the router cross-entropy over labelled real tokens only, averaged over routers.
     labelled = domains >= 0
     by_hand = torch.stack(
@@ -60,7 +61,10 @@ def test_losses_ignore_padding_and_unlabelled_tokens():
     ).mean()
     torch.testing.assert_close(losses["domain"], by_hand)
     z_by_hand = torch.stack(
-        [layer.router.logits[token_mask].logsumexp(-1).square().mean() for layer in moe_layers(model).values()]
+        [
+            layer.router.logits[token_mask].logsumexp(-1).square().mean()
+            for layer in moe_layers(model).values()
+        ]
     ).mean()
     torch.testing.assert_close(losses["z"], z_by_hand)
     # Counting the padding would change them.
@@ -77,7 +81,8 @@ def test_a_batch_without_labels_gives_a_zero_domain_loss_and_a_wrong_shape_is_re
     assert router_losses(model, torch.full_like(domains, -1), mask, config)["domain"].item() == 0.0
     padding_only = router_losses(model, domains, torch.zeros_like(mask), config)
     assert all(value.item() == 0.0 for value in padding_only.values())
-    with pytest.raises(ValueError, match=r"router logits are for tokens of shape \(4, 24\) but the batch is \(4, 23\)"):
+    message = r"router logits are for tokens of shape \(4, 24\) but the batch is \(4, 23\)"
+    with pytest.raises(ValueError, match=message):
         router_losses(model, domains[:, 1:], mask[:, 1:], config)
 
 

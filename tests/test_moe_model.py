@@ -55,9 +55,11 @@ def test_attach_wraps_only_targets_freezes_base_and_detach_restores():
     original = {name: type(module) for name, module in model.named_modules()}
     attach_moe_lora(model, MoELoRAConfig(target_modules=["q_proj", "o_proj"]))
     wrapped = moe_layers(model)
-    assert sorted(wrapped) == [f"model.layers.{i}.self_attn.{p}" for i in range(2) for p in ("o_proj", "q_proj")]
+    names = [f"model.layers.{i}.self_attn.{p}" for i in range(2) for p in ("o_proj", "q_proj")]
+    assert sorted(wrapped) == names
     trainable = trainable_parameters(model)
-    assert set(trainable) == {f"{name}.{p}" for name in wrapped for p in ("lora_A", "lora_B", "router.weight")}
+    parts = ("lora_A", "lora_B", "router.weight")
+    assert set(trainable) == {f"{name}.{part}" for name in wrapped for part in parts}
     assert {name for name, p in model.named_parameters() if p.requires_grad} == set(trainable)
     layer = wrapped["model.layers.0.self_attn.q_proj"]
     assert layer.lora_A.shape == (4 * 16, 64) and layer.lora_B.shape == (64, 4 * 16)
@@ -160,7 +162,8 @@ def test_router_loss_gradients_identical_under_checkpointing():
         # the logits the losses were read from.
         assert len(calls) == (2 if checkpointing else 1)
         assert router.logits is logits
-        return {n: p.grad.clone() for n, p in trainable_parameters(model).items() if n.endswith("router.weight")}
+        params = trainable_parameters(model).items()
+        return {name: p.grad.clone() for name, p in params if name.endswith("router.weight")}
 
     plain, checkpointed = router_grads(False), router_grads(True)
     for name in plain:
@@ -234,7 +237,8 @@ def test_linear_subclasses_with_packed_weights_are_wrapped_by_their_features():
 
 def test_under_bf16_autocast_the_adapter_matmuls_run_in_bf16_with_fp32_master_weights():
     torch.manual_seed(0)
-    layer = MoELoRALinear(torch.nn.Linear(32, 24, bias=False).requires_grad_(False), MoELoRAConfig(dropout=0.0, r=4))
+    base = torch.nn.Linear(32, 24, bias=False).requires_grad_(False)
+    layer = MoELoRALinear(base, MoELoRAConfig(dropout=0.0, r=4))
     with torch.no_grad():
         layer.lora_B.normal_()
     x = torch.randn(6, 32)
