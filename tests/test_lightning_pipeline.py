@@ -28,6 +28,51 @@ def demo_copy(root: Path, **changes) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo")
+    code = pipeline.main(["--config", str(demo_copy(root)), "--local"])
+    return root, code
+
+
+@pytest.mark.slow
+def test_local_demo_pipeline_trains_and_gates_three_stages(demo_run, capsys):
+    root, code = demo_run
+    assert code == 0
+    for name in NAMES:
+        assert (root / "out" / name / "checkpoint-final" / "adapter.safetensors").is_file()
+        report = json.loads((root / "reports" / name / "report.json").read_text())
+        assert report["decision"] == "proceed"
+    stage2 = json.loads((root / "out" / NAMES[1] / "checkpoint-final" / "adapter_config.json").read_text())
+    assert stage2["base_model"] == "tiny"
+
+
+@pytest.mark.slow
+def test_finished_stages_are_skipped(demo_run, monkeypatch, capsys):
+    root, _ = demo_run
+    monkeypatch.setattr(pipeline, "run", lambda command: pytest.fail(f"ran {command}"))
+    assert pipeline.main(["--config", str(root / "pipeline.yaml"), "--local"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"[pipeline] {name}: done (" in out for name in NAMES)
+
+
+@pytest.mark.slow
+def test_a_failing_gate_stops_the_pipeline_with_its_reasons(demo_run, capsys):
+    """The real gates (evals/evaluate.yaml, short replies) on the demo's stage 1: the tiny model fails them."""
+    root, _ = demo_run
+    settings = yaml.safe_load((REPO_ROOT / "evals" / "evaluate.yaml").read_text())
+    settings["generation"] |= {"max_new_tokens": 8, "batch_size": 32}
+    (root / "strict.yaml").write_text(yaml.safe_dump(settings))
+    strict = demo_copy(root, reports=str(root / "strict-reports"), evaluate_args=["--settings", str(root / "strict.yaml")])
+    capsys.readouterr()
+    assert pipeline.main(["--config", str(strict), "--local"]) == 3  # stages.evaluate's "retrain"
+    out = capsys.readouterr().out
+    assert f"[pipeline] {NAMES[0]}: the gate says retrain (exit 3); stopped" in out
+    assert "  - safety 0.000 is below the stage-1 threshold 1.000" in out
+    assert "stages.fit" not in out  # stage 1's checkpoint-final was there; stage 2 never started
+    assert not (root / "strict-reports" / NAMES[1]).exists()
+
+
 # --cloud: the fake job does on the storage what the real job's command does there
 
 
