@@ -27,13 +27,13 @@ from pathlib import Path
 import yaml
 from jsonargparse import ArgumentParser
 
+from evals.gate import EXIT_CODES, PROCEED
 from lightning_app import launch
 from lightning_app.checkpoints import is_complete
 from lightning_app.jobs_config import JOBS_YAML, JobsConfig, load_jobs_config
 from lightning_app.preflight import preflight_message
 from lightning_app.stage_config import StagePlan, parse_stage, read_stage, stage_plan
 
-PROCEED = "proceed"
 REPORT = "report.json"
 
 
@@ -213,7 +213,8 @@ def run_cloud(
         job.wait(interval=30)
         decision, reasons = read_report(reports) if is_complete(reports) else (None, [])
         if decision != PROCEED:
-            return stopped(plan.name, decision, 1 if decision is None else 3 if decision == "retrain" else 4, reasons)
+            print(f"[pipeline] {plan.name}: evaluation job {spec.name}: {job.link}")
+            return stopped(plan.name, decision, EXIT_CODES.get(decision, 1), reasons)
         print(f"[pipeline] {plan.name}: gate passed; checkpoint {final}, report {reports / REPORT}")
         previous = plan
     print(f"[pipeline] every stage passed its gate; checkpoints and reports under {storage}")

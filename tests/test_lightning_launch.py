@@ -10,7 +10,7 @@ import pytest
 import yaml
 from lightning_sdk import Job
 
-from lightning_app import launch, studio_env, upload
+from lightning_app import checkpoints, launch, studio_env, upload
 from lightning_app.stage_config import data_module, parse_stage, stage_files
 
 SECRET = "s3cr3t-token-value"
@@ -203,3 +203,20 @@ def test_studio_setup_never_builds_flash_attn_from_source(tmp_path):
     assert "[setup] attention: sdpa (flash-attn not installed)" in lines
     assert "export TOKENIZERS_PARALLELISM=false" in env_file.read_text().splitlines()
     assert (tmp_path / ".bashrc").read_text().splitlines() == ["alias ll='ls -l'", source_line]  # not added twice
+
+
+@pytest.mark.slow
+def test_the_job_command_trains_and_publishes_to_storage(capsys, tmp_path, jobs_yaml, uploaded, no_platform):
+    """The dry run's command, run here by bash as a Studio job runs it: data read from the storage,
+    checkpoints written to scratch and published to storage with completion markers."""
+    (tmp_path / "layer.yaml").write_text(yaml.safe_dump({"data": {"cache_dir": str(tmp_path / "cache")}}))
+    capsys.readouterr()
+    spec = dry_run(capsys, *STAGE1, "--config", str(tmp_path / "layer.yaml"), "--jobs", jobs_yaml)
+    assert spec["preflight"] == "ok"
+    result = subprocess.run(["bash", "-e", "-c", spec["command"]], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    stage = tmp_path / "store" / "ckpt" / "therapeutic_moe_stage1"
+    assert checkpoints.is_complete(stage / "checkpoint-final")
+    assert (stage / "checkpoint-final" / "adapter.safetensors").is_file()
+    assert checkpoints.is_complete(stage / "checkpoints" / "last.ckpt")
+    assert f"{tmp_path}/store/data" in (stage / "checkpoint-final" / "config.yaml").read_text()  # read the upload
