@@ -2,12 +2,15 @@
 
     python -m lightning_app.launch --config stages/stage2.yaml [--machine H100] [--studio S]
         [--teamspace owner/name] [--org O] [--num-machines N] [--interruptible] [--dry-run]
+        [--jobs .lightning/jobs.yaml] [--manifest PATH]
 
 The job runs `python -m stages.fit --config ...` under `timeout`: the platform's `max_runtime`
 only reserves some machines and is no time limit (FACTS.md), so the hard limit is the command's,
 and the fit's own wall-clock stop ends training earlier with a saved checkpoint. Secrets are
-passed from this shell by name only. `--dry-run` prints the job spec as one JSON object, checks the
-arguments against the installed `Job.run` signature and contacts nothing.
+passed from this shell by name only. Before submitting, the preflight checks that every file the
+stage reads and the previous stage's checkpoint-final are on the job's storage. `--dry-run` prints
+the job spec as one JSON object (with the preflight's findings), checks the arguments against the
+installed `Job.run` signature and contacts nothing.
 """
 
 from __future__ import annotations
@@ -26,7 +29,6 @@ from jsonargparse import Namespace
 from lightning_sdk import Job, Machine
 
 from datamodules.sources import SourceError
-
 from lightning_app.jobs_config import JOBS_YAML, JobsConfig, JobSettings, load_jobs_config
 from lightning_app.preflight import missing_inputs, preflight_message
 from lightning_app.stage_config import StagePlan, data_module, parse_stage, stage_files, stage_plan
