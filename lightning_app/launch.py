@@ -1,0 +1,283 @@
+"""Submit one stage as a Lightning Studio job.
+
+    python -m lightning_app.launch --config stages/stage2.yaml [--machine H100] [--studio S]
+        [--teamspace owner/name] [--org O] [--num-machines N] [--interruptible] [--dry-run]
+        [--jobs .lightning/jobs.yaml] [--manifest PATH]
+
+The job runs `python -m stages.fit --config ...` under `timeout`: the platform's `max_runtime`
+only reserves some machines and is no time limit (FACTS.md), so the hard limit is the command's,
+and the fit's own wall-clock stop ends training earlier with a saved checkpoint. Secrets are
+passed from this shell by name only. Before submitting, the preflight checks that every file the
+stage reads and the previous stage's checkpoint-final are on the job's storage. `--dry-run` prints
+the job spec as one JSON object (with the preflight's findings), checks the arguments against the
+installed `Job.run` signature and contacts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import os
+import shlex
+import sys
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from jsonargparse import Namespace
+from lightning_sdk import Job, Machine
+
+from datamodules.sources import SourceError
+from lightning_app.jobs_config import JOBS_YAML, JobsConfig, JobSettings, load_jobs_config
+from lightning_app.preflight import missing_inputs, preflight_message
+from lightning_app.stage_config import StagePlan, data_module, parse_stage, stage_files, stage_plan
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+KILL_AFTER_S = 300  # SIGKILL this long after `timeout`'s SIGTERM if the fit has not exited
+PUBLISH_MARGIN_MIN = 20  # job minutes kept for writing checkpoint-final and copying it to storage
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What is submitted; safe to print: environment variables appear by name only."""
+
+    name: str
+    stage: str
+    machine: str
+    num_machines: int
+    studio: str | None
+    teamspace: str | None
+    command: str
+    env: list[str]
+    env_missing: list[str]
+    interruptible: bool
+    max_run_attempts: int
+    timeout_s: int
+    storage: dict[str, str]
+    tags: list[str]
+
+
+def resolve_machine(name: str) -> Machine:
+    """A predefined `lightning_sdk.Machine` by name; `Machine.from_str` would accept any typo."""
+    machine = getattr(Machine, name, None)
+    if not isinstance(machine, Machine):
+        known = sorted(n for n, v in vars(Machine).items() if isinstance(v, Machine))
+        raise ValueError(f"unknown machine {name!r}; lightning_sdk knows: {', '.join(known)}")
+    return machine
+
+
+def resolve_teamspace(teamspace: str | None, org: str | None) -> str | None:
+    """`owner/name`; `--org` is the owner (the SDK's own `org` argument is deprecated)."""
+    if teamspace is None:
+        if org is not None:
+            raise ValueError("--org names the owner of a teamspace: give --teamspace NAME too")
+        return None
+    owner, slash, name = teamspace.partition("/")
+    if not slash:
+        if org is None:
+            raise ValueError(f"teamspace {teamspace!r}: write it as owner/name, or add --org OWNER")
+        return f"{org}/{teamspace}"
+    if not owner or not name or "/" in name:
+        raise ValueError(f"teamspace {teamspace!r}: expected owner/name")
+    if org is not None and org != owner:
+        raise ValueError(f"--org {org!r} disagrees with the owner in --teamspace {teamspace!r}")
+    return teamspace
+
+
+def job_config_path(config: str) -> str:
+    """A stage YAML as the job sees it: relative to the checkout when inside it, else as given
+    (e.g. a tweaked YAML kept on /teamspace storage, which the job sees at the same path)."""
+    path = Path(config).resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"stage config {config} not found")
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+
+
+def config_flags(configs: list[str]) -> str:
+    return " ".join(f"--config {shlex.quote(c)}" for c in configs)
+
+
+def job_command(
+    configs: list[str],
+    stage: StagePlan,
+    jobs: JobsConfig,
+    settings: JobSettings,
+    machine: Machine,
+    num_machines: int,
+    fit_args: list[str] | tuple[str, ...] = (),
+) -> str:
+    """The job's bash script (Studio jobs run it with `set -e`).
+
+    Checkpoints are written on the job's local disk (`scratch`) and published to storage with
+    completion markers (no atomic rename on an S3 mount): during the fit by MirrorCheckpoints, at
+    the end by `push-stage`, which runs even when the fit failed or hit its time limit. A restarted
+    attempt first pulls the stage's complete checkpoints back, so `ckpt_path: last` resumes.
+    """
+    q = shlex.quote
+    timeout_s = round(settings.hours * 3600)
+    scratch, remote = jobs.scratch, jobs.storage.checkpoints
+    local_stage, remote_stage = f"{scratch}/{stage.name}", f"{remote}/{stage.name}"
+    several_gpus = machine.accelerator_count > 1 or num_machines > 1
+    if several_gpus:
+        configs = [*configs, f".lightning/strategies/{settings.strategy}.yaml"]
+    fit = [
+        f"timeout --kill-after={KILL_AFTER_S} {timeout_s}",
+        f"python -m stages.fit {config_flags(configs)}",
+        f"--run.output_root {q(scratch)} --data.data_root {q(jobs.storage.data)}",
+        # the fit stops itself first, so that the last checkpoint is saved and published in time
+        f"--run.job_time_limit_minutes {max(1, timeout_s // 60 - PUBLISH_MARGIN_MIN)}",
+        "--trainer.callbacks+=lightning_app.checkpoints.MirrorCheckpoints",
+        f"--trainer.callbacks.local_dir={q(local_stage + '/checkpoints')}",
+        f"--trainer.callbacks.remote_dir={q(remote_stage + '/checkpoints')}",
+        *map(q, fit_args),
+    ]
+    if several_gpus:
+        fit.append(f"--trainer.devices {machine.accelerator_count} --trainer.num_nodes {num_machines}")
+    lines = [
+        f"cd {q(jobs.workdir or str(REPO_ROOT))}",
+        f"python -m lightning_app.checkpoints pull {q(remote_stage + '/checkpoints')} {q(local_stage + '/checkpoints')}",
+    ]
+    if stage.init_from is not None:
+        lines.append(
+            f"python -m lightning_app.checkpoints fetch {q(remote + '/' + stage.init_from)} "
+            f"{q(scratch + '/' + stage.init_from)}"
+        )
+    lines += [
+        "status=0",
+        " ".join(fit) + " || status=$?",
+        # checkpoints exist on the first machine only (global rank 0 saves)
+        f'if [ "${{NODE_RANK:-0}}" = 0 ]; then python -m lightning_app.checkpoints push-stage '
+        f"{q(local_stage)} {q(remote_stage)}; fi",
+        "exit $status",
+    ]
+    return "\n".join(lines)
+
+
+def build_spec(
+    args: argparse.Namespace,
+    plan: StagePlan,
+    jobs: JobsConfig,
+    environ: dict[str, str],
+    now: datetime,
+    fit_args: list[str] | tuple[str, ...] = (),
+    command: str | None = None,
+    kind: str = "fit",
+) -> JobSpec:
+    """The job for `args.config`: its fit (job_command, with `fit_args`) unless another `command` is given.
+    jobs.yaml's entry is the first config's name (stages/stage2.yaml: stage2)."""
+    stage = Path(args.config[0]).stem
+    settings = jobs.for_stage(stage)
+    machine = args.machine or settings.machine
+    if args.num_machines < 1:
+        raise ValueError(f"--num-machines must be >= 1, got {args.num_machines}")
+    if args.interruptible and settings.max_run_attempts < 2:
+        raise ValueError(
+            f"--interruptible needs max_run_attempts > 1 for {stage} in {args.jobs} "
+            "(a preempted job must be able to restart and resume)"
+        )
+    configs = [job_config_path(c) for c in args.config]
+    names = [*jobs.pass_env, *jobs.environment]
+    return JobSpec(
+        name=f"{stage}-{kind}-{now:%Y%m%d-%H%M%S}".lower().replace("_", "-"),
+        stage=stage,
+        machine=machine,
+        num_machines=args.num_machines,
+        studio=args.studio or jobs.studio,
+        teamspace=resolve_teamspace(args.teamspace or jobs.teamspace, args.org),
+        command=command
+        or job_command(configs, plan, jobs, settings, resolve_machine(machine), args.num_machines, fit_args),
+        env=[n for n in names if n in jobs.environment or n in environ],
+        env_missing=[n for n in jobs.pass_env if n not in environ],
+        interruptible=args.interruptible,
+        max_run_attempts=settings.max_run_attempts if args.interruptible else 1,
+        timeout_s=round(settings.hours * 3600),
+        storage={"data": jobs.storage.data, "checkpoints": jobs.storage.checkpoints, "scratch": jobs.scratch},
+        tags=["therapeutic-moe", stage, kind],
+    )
+
+
+def job_run_arguments(spec: JobSpec, jobs: JobsConfig, environ: dict[str, str]) -> inspect.BoundArguments:
+    """`Job.run`'s arguments, bound to the installed signature so that a wrong name fails here.
+
+    Env values are read here only, from `environ`, and never enter the spec.
+    """
+    env = {name: environ[name] for name in jobs.pass_env if name in environ} | dict(jobs.environment)
+    return inspect.signature(Job.run).bind(
+        name=spec.name,
+        machine=resolve_machine(spec.machine),
+        command=spec.command,
+        studio=spec.studio,
+        teamspace=spec.teamspace,
+        env=env,
+        interruptible=spec.interruptible,
+        max_run_attempts=spec.max_run_attempts,
+        num_machines=spec.num_machines,
+        tags=spec.tags,
+    )
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m lightning_app.launch", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", required=True, action="append", help="stage YAML; repeat to layer (stages/demo.yaml)")
+    parser.add_argument("--jobs", default=str(JOBS_YAML), help="jobs settings (default .lightning/jobs.yaml)")
+    parser.add_argument("--machine", help="lightning_sdk Machine name, e.g. H100, H100_X_8 (default: jobs.yaml)")
+    parser.add_argument("--studio", help="Studio whose environment the job runs in (default: this Studio)")
+    parser.add_argument("--teamspace", help="owner/name (default: this Studio's teamspace)")
+    parser.add_argument("--org", help="owner of --teamspace when it is given as a bare name")
+    parser.add_argument("--num-machines", type=int, default=1)
+    parser.add_argument("--interruptible", action="store_true", help="spot machines; retried and resumed")
+    parser.add_argument("--manifest", type=Path, help="upload manifest to trust when the storage is not mounted here")
+    parser.add_argument("--dry-run", action="store_true", help="print the job spec as JSON; contact nothing")
+    return parser.parse_args(argv)
+
+
+def job_inputs(config: Namespace, configs: list[str], jobs: JobsConfig, manifest: Path | None) -> list[str]:
+    """The preflight: every file the stage reads and the previous stage's checkpoint-final on the
+    job's storage. The file list comes from this machine's data_root (where the upload read it), else
+    from the storage itself when it is mounted here."""
+    try:
+        files = stage_files(data_module(config))
+    except SourceError:
+        on_storage = config.clone()
+        on_storage.data.data_root = jobs.storage.data
+        try:
+            files = stage_files(data_module(on_storage))
+        except SourceError as error:
+            return [f"source list: {error}"]
+    init_from = config.run.init_from
+    previous = None if init_from is None else Path(jobs.storage.checkpoints) / init_from
+    return missing_inputs(files, Path(jobs.storage.data), previous, manifest)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    jobs = load_jobs_config(Path(args.jobs))
+    environ = dict(os.environ)
+    config = parse_stage(args.config)
+    spec = build_spec(args, stage_plan(config), jobs, environ, datetime.now(timezone.utc))
+    bound = job_run_arguments(spec, jobs, environ)
+    missing = job_inputs(config, args.config, jobs, args.manifest)
+    if args.dry_run:
+        print(json.dumps(asdict(spec) | {"preflight": missing or "ok"}))
+        return 0
+    if missing:
+        hint = f"python -m lightning_app.upload {config_flags(args.config)} --to {jobs.storage.data}"
+        raise SystemExit(preflight_message(spec.stage, missing, hint))
+    submit(spec, bound, environ)
+    return 0
+
+
+def submit(spec: JobSpec, bound: inspect.BoundArguments, environ: dict[str, str]) -> Job:
+    """Submit the job (the only call that contacts the platform); prints the spec and the job's link."""
+    if spec.env_missing:
+        print(f"not set here, so not passed to the job: {', '.join(spec.env_missing)}", file=sys.stderr)
+    if spec.studio is None and "LIGHTNING_CLOUD_SPACE_ID" not in environ:
+        raise SystemExit("not inside a Studio: pass --studio NAME (and --teamspace owner/name)")
+    job = Job.run(**bound.arguments)
+    print(json.dumps(asdict(spec) | {"link": job.link}), flush=True)
+    return job
+
+
+if __name__ == "__main__":
+    sys.exit(main())

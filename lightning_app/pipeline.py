@@ -1,0 +1,241 @@
+"""Chain the stages through their gates: stage 1, evaluate, gate, stage 2, gate, stage 3, gate.
+
+    python -m lightning_app.pipeline --config lightning_app/demo_pipeline.yaml --local
+    python -m lightning_app.pipeline --config lightning_app/pipeline.yaml --cloud [launch options]
+
+A stage whose checkpoint-final and passing report exist is skipped, so the same command continues
+a chain after a stop. A gate that does not say `proceed` stops the chain with the report's reasons
+and the evaluation's exit code (3 retrain, 4 incomplete). `--local` runs every step as a subprocess
+on this machine. `--cloud` submits every step as a Lightning Studio job (lightning_app.launch; its
+options, e.g. --machine or --interruptible, pass through) and waits for it; run it in a Studio,
+where the jobs' storage is mounted: that is where it finds their checkpoints and reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import yaml
+from jsonargparse import ArgumentParser
+
+from evals.gate import EXIT_CODES, PROCEED
+from lightning_app import launch
+from lightning_app.checkpoints import is_complete
+from lightning_app.jobs_config import JOBS_YAML, JobsConfig, load_jobs_config
+from lightning_app.preflight import preflight_message
+from lightning_app.stage_config import StagePlan, parse_stage, read_stage, stage_plan
+
+REPORT = "report.json"
+
+
+@dataclass
+class StageStep:
+    """One stage: its YAMLs (a stage YAML, then layers such as stages/demo.yaml), and extra
+    arguments for its fit and for its evaluation."""
+
+    config: list[str]
+    fit_args: list[str] = field(default_factory=list)
+    evaluate_args: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PipelineConfig:
+    """stages: in order; each starts from the previous one's checkpoint-final (its run.init_from).
+    output_root: the stage folders (--local sets every stage's run.output_root to it; --cloud keeps
+    them on jobs.yaml's storage.checkpoints). reports: one folder per stage (relative to the storage
+    with --cloud). evaluate_args: arguments of every evaluation, e.g. [--settings, FILE].
+    max_jobs_per_stage: --cloud relaunches a stage whose job ended at its time limit, up to this."""
+
+    stages: list[StageStep]
+    output_root: str = "runs"
+    reports: str = "reports"
+    evaluate_args: list[str] = field(default_factory=list)
+    max_jobs_per_stage: int = 3
+
+
+def load_pipeline(path: str | Path) -> PipelineConfig:
+    """The pipeline YAML, type-checked by jsonargparse against PipelineConfig."""
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(PipelineConfig, "pipeline")
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    config = parser.instantiate_classes(parser.parse_object({"pipeline": raw})).pipeline
+    if not config.stages:
+        raise ValueError(f"{path}: `stages` lists no stage")
+    return config
+
+
+def read_report(folder: Path) -> tuple[str | None, list[str]]:
+    """The gate's decision and reasons from a report folder (None when there is no report)."""
+    path = folder / REPORT
+    if not path.is_file():
+        return None, []
+    report = json.loads(path.read_text())
+    return report.get("decision"), list(report.get("reasons", []))
+
+
+def config_args(configs: list[str]) -> list[str]:
+    return [arg for path in configs for arg in ("--config", path)]
+
+
+def evaluate_args(configs: list[str], final: Path, previous: Path | None, out: Path, extra: list[str]) -> list[str]:
+    """stages.evaluate's arguments: the checkpoint against the previous stage (stage 1: the base)."""
+    baseline = "base" if previous is None else str(previous)
+    return [*config_args(configs), "--checkpoint", str(final), "--baseline", baseline, "--out", str(out), *extra]
+
+
+def stopped(name: str, decision: str | None, code: int, reasons: list[str]) -> int:
+    print(f"[pipeline] {name}: the gate says {decision or 'nothing (no report)'} (exit {code}); stopped")
+    for reason in reasons:
+        print(f"  - {reason}")
+    return code or 1
+
+
+def run(command: list[str]) -> int:
+    print("$ " + shlex.join(command), flush=True)
+    return subprocess.run(command).returncode
+
+
+def run_local(pipeline: PipelineConfig) -> int:
+    """Every step as a subprocess; 0 when every gate passed, else the stopping step's exit code."""
+    root = Path(pipeline.output_root)
+    previous: Path | None = None
+    for step in pipeline.stages:
+        fit_args = [f"--run.output_root={root}", *step.fit_args]
+        plan = read_stage(step.config, fit_args)
+        final, reports = plan.stage_dir / "checkpoint-final", Path(pipeline.reports) / plan.name
+        finished = (final / "adapter_config.json").is_file()  # stages.fit renames it into place whole
+        decision, reasons = read_report(reports)
+        if finished and decision == PROCEED:
+            print(f"[pipeline] {plan.name}: done ({final}, {reports / REPORT}); skipped")
+            previous = final
+            continue
+        if not finished:
+            code = run([sys.executable, "-m", "stages.fit", *config_args(step.config), *fit_args])
+            if code != 0 or not (final / "adapter_config.json").is_file():
+                print(f"[pipeline] {plan.name}: the fit ended (exit {code}) without {final}; the same command resumes")
+                return code or 1
+        extra = [*pipeline.evaluate_args, *step.evaluate_args]
+        code = run([sys.executable, "-m", "stages.evaluate", *evaluate_args(step.config, final, previous, reports, extra)])
+        decision, reasons = read_report(reports)
+        if code != 0 or decision != PROCEED:
+            return stopped(plan.name, decision, code, reasons)
+        print(f"[pipeline] {plan.name}: gate passed; checkpoint {final}, report {reports / REPORT}")
+        previous = final
+    print(f"[pipeline] every stage passed its gate; checkpoints under {root}, reports under {pipeline.reports}")
+    return 0
+
+
+def evaluation_job_command(
+    step: StageStep, plan: StagePlan, previous: StagePlan | None, jobs: JobsConfig, extra: list[str], reports: str
+) -> str:
+    """The evaluation job: fetch the checkpoints, evaluate on the uploaded data, publish the report."""
+    q = shlex.quote
+    scratch, remote = jobs.scratch, jobs.storage.checkpoints
+    local_final, remote_final = f"{scratch}/{plan.name}/checkpoint-final", f"{remote}/{plan.name}/checkpoint-final"
+    lines = [
+        f"cd {q(jobs.workdir or str(launch.REPO_ROOT))}",
+        f"python -m lightning_app.checkpoints fetch {q(remote_final)} {q(local_final)}",
+    ]
+    previous_final = None
+    if previous is not None:
+        previous_final = Path(scratch) / previous.name / "checkpoint-final"
+        lines.append(
+            f"python -m lightning_app.checkpoints fetch {q(f'{remote}/{previous.name}/checkpoint-final')} "
+            f"{q(str(previous_final))}"
+        )
+    # stages.evaluate takes no overrides: a resolved copy of the stage YAML reads the uploaded data
+    config = f"{scratch}/{plan.name}/evaluate-config.yaml"
+    out = Path(scratch) / reports / plan.name
+    lines += [
+        f"python -m lightning_app.stage_config {launch.config_flags([launch.job_config_path(c) for c in step.config])} "
+        f"--out {q(config)} --data.data_root {q(jobs.storage.data)}",
+        "status=0",
+        shlex.join(["python", "-m", "stages.evaluate", *evaluate_args([config], Path(local_final), previous_final, out, extra)])
+        + " || status=$?",
+        f"python -m lightning_app.checkpoints publish {q(str(out))} {q(f'{remote}/{reports}/{plan.name}')}",
+        "exit $status",
+    ]
+    return "\n".join(lines)
+
+
+def run_cloud(
+    pipeline: PipelineConfig,
+    launch_argv: list[str],
+    jobs: JobsConfig,
+    environ: dict[str, str],
+    now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+) -> int:
+    """Every step as a Lightning job, waited for; results read from the storage mounted here."""
+    storage = Path(jobs.storage.checkpoints)
+    if not storage.parent.is_dir():
+        raise SystemExit(f"--cloud reads the jobs' results from {storage}: run it where that storage is mounted (a Studio)")
+    previous: StagePlan | None = None
+    for step in pipeline.stages:
+        args = launch.parse_args([*config_args(step.config), *launch_argv])
+        config = parse_stage(step.config)
+        plan = stage_plan(config)
+        final, reports = storage / plan.name / "checkpoint-final", storage / pipeline.reports / plan.name
+        decision, reasons = read_report(reports) if is_complete(reports) else (None, [])
+        if is_complete(final) and decision == PROCEED:
+            print(f"[pipeline] {plan.name}: done ({final}, {reports / REPORT}); skipped")
+            previous = plan
+            continue
+        for _ in range(pipeline.max_jobs_per_stage):
+            if is_complete(final):
+                break
+            missing = launch.job_inputs(config, step.config, jobs, args.manifest)
+            if missing:
+                hint = f"python -m lightning_app.upload {launch.config_flags(step.config)} --to {jobs.storage.data}"
+                print(preflight_message(plan.name, missing, hint))
+                return 1
+            spec = launch.build_spec(args, plan, jobs, environ, now(), fit_args=step.fit_args)
+            job = launch.submit(spec, launch.job_run_arguments(spec, jobs, environ), environ)
+            job.wait(interval=60)
+            if str(job.status) != "Completed":
+                print(f"[pipeline] {plan.name}: fit job {spec.name} ended {job.status}: {job.link}")
+                return 1
+        if not is_complete(final):
+            print(f"[pipeline] {plan.name}: no complete {final} after {pipeline.max_jobs_per_stage} jobs; run again to go on")
+            return 1
+        extra = [*pipeline.evaluate_args, *step.evaluate_args]
+        command = evaluation_job_command(step, plan, previous, jobs, extra, pipeline.reports)
+        spec = launch.build_spec(args, plan, jobs, environ, now(), command=command, kind="evaluate")
+        job = launch.submit(spec, launch.job_run_arguments(spec, jobs, environ), environ)
+        job.wait(interval=30)
+        decision, reasons = read_report(reports) if is_complete(reports) else (None, [])
+        if decision != PROCEED:
+            print(f"[pipeline] {plan.name}: evaluation job {spec.name}: {job.link}")
+            return stopped(plan.name, decision, EXIT_CODES.get(decision, 1), reasons)
+        print(f"[pipeline] {plan.name}: gate passed; checkpoint {final}, report {reports / REPORT}")
+        previous = plan
+    print(f"[pipeline] every stage passed its gate; checkpoints and reports under {storage}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lightning_app.pipeline", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", required=True, help="pipeline YAML, e.g. lightning_app/demo_pipeline.yaml")
+    parser.add_argument("--jobs", default=str(JOBS_YAML), help="with --cloud: jobs settings")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--local", action="store_true", help="run every step here as a subprocess (the default)")
+    where.add_argument("--cloud", action="store_true", help="run every step as a Lightning Studio job")
+    args, launch_argv = parser.parse_known_args(argv)
+    pipeline = load_pipeline(args.config)
+    if not args.cloud:
+        if launch_argv:
+            parser.error(f"unknown arguments for --local: {launch_argv}")
+        return run_local(pipeline)
+    return run_cloud(pipeline, [*launch_argv, "--jobs", args.jobs], load_jobs_config(Path(args.jobs)), dict(os.environ))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,222 @@
+"""lightning_app.launch: the job spec, bound to the installed lightning_sdk Job.run; nothing is contacted."""
+
+import hashlib
+import inspect
+import json
+import os
+import subprocess
+
+import pytest
+import yaml
+from lightning_sdk import Job
+
+from lightning_app import checkpoints, launch, studio_env, upload
+from lightning_app.stage_config import data_module, parse_stage, stage_files
+
+SECRET = "s3cr3t-token-value"
+
+
+STAGE1 = ["--config", "stages/stage1.yaml", "--config", "stages/demo.yaml"]
+STAGE2 = ["--config", "stages/stage2.yaml", "--config", "stages/demo.yaml"]
+
+
+@pytest.fixture
+def jobs_yaml(tmp_path):
+    """.lightning/jobs.yaml with its storage and scratch in tmp_path (storage mounted and empty)."""
+    jobs = yaml.safe_load(launch.JOBS_YAML.read_text())
+    jobs["storage"] = {"data": str(tmp_path / "store" / "data"), "checkpoints": str(tmp_path / "store" / "ckpt")}
+    jobs["scratch"] = str(tmp_path / "scratch")
+    (tmp_path / "store" / "data").mkdir(parents=True)
+    path = tmp_path / "jobs.yaml"
+    path.write_text(yaml.safe_dump(jobs))
+    return str(path)
+
+
+@pytest.fixture
+def no_platform(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the platform was contacted")
+
+    refuse.__signature__ = inspect.signature(Job.run)
+    monkeypatch.setattr(Job, "run", refuse)
+    monkeypatch.setenv("WANDB_API_KEY", SECRET)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+
+
+def dry_run(capsys, *argv):
+    assert launch.main([*argv, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert SECRET not in out
+    return json.loads(out)
+
+
+def test_dry_run_spec(capsys, tmp_path, jobs_yaml, no_platform):
+    spec = dry_run(capsys, *STAGE2, "--jobs", jobs_yaml, "--teamspace", "me/therapy")
+    store, scratch = tmp_path / "store", tmp_path / "scratch"
+    assert spec["name"].startswith("stage2-fit-") and spec["stage"] == "stage2"
+    assert spec["machine"] == "H100" and spec["num_machines"] == 1 and spec["teamspace"] == "me/therapy"
+    assert spec["interruptible"] is False and spec["max_run_attempts"] == 1
+    assert spec["timeout_s"] == 12 * 3600
+    assert "WANDB_API_KEY" in spec["env"] and "HF_TOKEN" in spec["env_missing"] and "HF_TOKEN" not in spec["env"]
+    lines = spec["command"].splitlines()
+    assert lines[0] == f"cd {launch.REPO_ROOT}"
+    assert lines[1] == (
+        f"python -m lightning_app.checkpoints pull {store}/ckpt/therapeutic_moe_stage2/checkpoints "
+        f"{scratch}/therapeutic_moe_stage2/checkpoints"
+    )
+    assert lines[2] == (
+        f"python -m lightning_app.checkpoints fetch {store}/ckpt/therapeutic_moe_stage1/checkpoint-final "
+        f"{scratch}/therapeutic_moe_stage1/checkpoint-final"
+    )
+    fit = lines[4]
+    assert fit.startswith(
+        "timeout --kill-after=300 43200 python -m stages.fit --config stages/stage2.yaml --config stages/demo.yaml "
+        f"--run.output_root {scratch} --data.data_root {store}/data --run.job_time_limit_minutes 700 "
+    )
+    assert "--trainer.callbacks+=lightning_app.checkpoints.MirrorCheckpoints" in fit and fit.endswith(" || status=$?")
+    assert "push-stage" in lines[5] and lines[-1] == "exit $status"
+    # nothing is on the (empty) storage yet: the dry run says what the submission would refuse
+    missing = "\n".join(spec["preflight"])
+    assert "source cot_heartbreak: CoT_Heartbreak_and_Breakups_downloaded.json is neither at" in missing
+    assert f"{store}/ckpt/therapeutic_moe_stage1/checkpoint-final is not complete" in missing
+
+
+def test_several_gpus_get_a_strategy_and_interruptible_gets_retries(capsys, jobs_yaml, no_platform):
+    spec = dry_run(
+        capsys, *STAGE1, "--jobs", jobs_yaml, "--teamspace", "therapy", "--org", "acme",
+        "--machine", "H100_X_8", "--num-machines", "2", "--interruptible", "--studio", "trainer",
+    )  # fmt: skip
+    assert spec["teamspace"] == "acme/therapy" and spec["studio"] == "trainer"
+    assert spec["machine"] == "H100_X_8" and spec["num_machines"] == 2
+    assert spec["interruptible"] is True and spec["max_run_attempts"] == 3
+    fit = spec["command"].splitlines()[3]
+    assert "--config stages/demo.yaml --config .lightning/strategies/ddp.yaml " in fit
+    assert "--trainer.devices 8 --trainer.num_nodes 2" in fit
+
+
+def test_arguments_are_bound_to_the_installed_signature(monkeypatch, capsys, jobs_yaml, no_platform):
+    def older_run(name, machine, command=None, studio=None, teamspace=None, env=None, interruptible=False):
+        raise AssertionError("never called")
+
+    monkeypatch.setattr(Job, "run", older_run)  # an SDK without max_run_attempts/num_machines/tags
+    with pytest.raises(TypeError, match="max_run_attempts|num_machines|tags"):
+        launch.main([*STAGE1, "--jobs", jobs_yaml, "--teamspace", "me/t", "--dry-run"])
+    assert capsys.readouterr().out == ""
+
+
+@pytest.fixture
+def uploaded(tmp_path, jobs_yaml):
+    """The demo stage 1's files uploaded to the job storage, as the user does before launching."""
+    assert upload.main([*STAGE1, "--to", str(tmp_path / "store" / "data")]) == 0
+    return tmp_path / "store" / "data"
+
+
+def test_upload_copies_exactly_the_stage_files_with_a_manifest(uploaded):
+    files = stage_files(data_module(parse_stage(["stages/stage1.yaml", "stages/demo.yaml"])))
+    expected = sorted(rel for paths in files.values() for rel in paths)
+    assert len(expected) == 10
+    manifest = json.loads((uploaded / upload.MANIFEST_NAME).read_text())["files"]
+    assert sorted(manifest) == expected
+    samples = launch.REPO_ROOT / "datamodules" / "samples"
+    for rel in expected:
+        data = (samples / rel).read_bytes()
+        assert (uploaded / rel).read_bytes() == data
+        assert manifest[rel] == {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    stored = sorted(str(p.relative_to(uploaded)) for p in uploaded.rglob("*") if p.is_file())
+    assert stored == sorted([*expected, upload.MANIFEST_NAME])  # no other sample file went along
+
+
+def test_submit_passes_env_values_to_the_job_only(monkeypatch, capsys, jobs_yaml, uploaded, no_platform):
+    calls = []
+
+    def fake_run(*args, **kwargs):
+        calls.append(kwargs)
+        return type("FakeJob", (), {"link": "https://lightning.ai/job"})()
+
+    fake_run.__signature__ = inspect.signature(Job.run)
+    monkeypatch.setattr(Job, "run", fake_run)
+    capsys.readouterr()  # the upload's own output
+    assert launch.main([*STAGE1, "--jobs", jobs_yaml, "--teamspace", "me/t", "--studio", "s", "--interruptible"]) == 0
+    (kwargs,) = calls
+    assert kwargs["env"]["WANDB_API_KEY"] == SECRET
+    assert kwargs["env"]["TOKENIZERS_PARALLELISM"] == "false"
+    assert kwargs["max_run_attempts"] == 3 and kwargs["interruptible"] is True
+    assert str(kwargs["machine"]) == "H100" and kwargs["teamspace"] == "me/t" and kwargs["studio"] == "s"
+    assert kwargs["command"].startswith(f"cd {launch.REPO_ROOT}\n")
+    captured = capsys.readouterr()
+    assert SECRET not in captured.out + captured.err
+    assert json.loads(captured.out)["link"] == "https://lightning.ai/job"
+
+
+def test_submit_stops_at_the_preflight_with_what_is_missing(jobs_yaml, uploaded, no_platform):
+    (uploaded / "counsel-chat" / "20220401_counsel_chat.csv").unlink()
+    with pytest.raises(SystemExit) as stop:
+        launch.main([*STAGE1, "--jobs", jobs_yaml, "--teamspace", "me/t", "--studio", "s"])
+    message = str(stop.value)
+    assert message.startswith("stage1 cannot start, missing on the job's storage:\n")
+    assert f"source counsel_chat: counsel-chat/20220401_counsel_chat.csv is neither at {uploaded}/counsel-chat" in message
+    assert f"python -m lightning_app.upload --config stages/stage1.yaml --config stages/demo.yaml --to {uploaded}" in message
+
+
+def test_submit_outside_a_studio_needs_studio(monkeypatch, jobs_yaml, uploaded, no_platform):
+    monkeypatch.delenv("LIGHTNING_CLOUD_SPACE_ID", raising=False)
+    with pytest.raises(SystemExit, match="--studio"):
+        launch.main([*STAGE1, "--jobs", jobs_yaml, "--teamspace", "me/t"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--machine", "H10O"], "unknown machine 'H10O'.*H100"),
+        (["--teamspace", "therapy"], "owner/name"),
+        (["--teamspace", "me/t", "--org", "acme"], "disagrees"),
+        (["--org", "acme"], "--teamspace"),
+        (["--num-machines", "0"], "num-machines"),
+    ],
+)
+def test_bad_arguments(argv, message, jobs_yaml, no_platform):
+    with pytest.raises(ValueError, match=message):
+        launch.main([*STAGE1, "--jobs", jobs_yaml, *argv, "--dry-run"])
+
+
+def test_flash_attn_wheel_name_follows_the_release_scheme():
+    url = studio_env.flash_attn_wheel_url("2.8.1", "2.7.1+cu126", "12.6", True, (3, 11), "x86_64")
+    assert url == (
+        "https://github.com/Dao-AILab/flash-attention/releases/download/v2.8.1/"
+        "flash_attn-2.8.1+cu12torch2.7cxx11abiTRUE-cp311-cp311-linux_x86_64.whl"
+    )
+
+
+def test_studio_setup_never_builds_flash_attn_from_source(tmp_path):
+    """setup.sh with pip replaced by echo: the commands it would run, on this CPU-only torch."""
+    hook = launch.REPO_ROOT / ".lightning_studio" / "on_start.sh"
+    env_file = tmp_path / ".therapeutic-moe.env"
+    source_line = f"[ -f {env_file} ] && . {env_file}"
+    (tmp_path / ".bashrc").write_text(f"alias ll='ls -l'\n{source_line}\n")  # a Studio that ran setup before
+    env = {**os.environ, "HOME": str(tmp_path), "PIP": "echo pip"}
+    result = subprocess.run(["bash", str(hook)], env=env, capture_output=True, text=True, check=True)
+    lines = result.stdout.splitlines()
+    installs = [line for line in lines if line.startswith("pip install")]
+    assert installs == ["pip install -q -e . bitsandbytes>=0.45"]
+    assert "[setup] torch has no CUDA build: no flash-attn, the model uses SDPA" in lines
+    assert "[setup] GPU: none visible (CPU only): fine for the demo, not for the 12B stages" in lines
+    assert "[setup] attention: sdpa (flash-attn not installed)" in lines
+    assert "export TOKENIZERS_PARALLELISM=false" in env_file.read_text().splitlines()
+    assert (tmp_path / ".bashrc").read_text().splitlines() == ["alias ll='ls -l'", source_line]  # not added twice
+
+
+@pytest.mark.slow
+def test_the_job_command_trains_and_publishes_to_storage(capsys, tmp_path, jobs_yaml, uploaded, no_platform):
+    """The dry run's command, run here by bash as a Studio job runs it: data read from the storage,
+    checkpoints written to scratch and published to storage with completion markers."""
+    (tmp_path / "layer.yaml").write_text(yaml.safe_dump({"data": {"cache_dir": str(tmp_path / "cache")}}))
+    capsys.readouterr()
+    spec = dry_run(capsys, *STAGE1, "--config", str(tmp_path / "layer.yaml"), "--jobs", jobs_yaml)
+    assert spec["preflight"] == "ok"
+    result = subprocess.run(["bash", "-e", "-c", spec["command"]], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    stage = tmp_path / "store" / "ckpt" / "therapeutic_moe_stage1"
+    assert checkpoints.is_complete(stage / "checkpoint-final")
+    assert (stage / "checkpoint-final" / "adapter.safetensors").is_file()
+    assert checkpoints.is_complete(stage / "checkpoints" / "last.ckpt")
+    assert f"{tmp_path}/store/data" in (stage / "checkpoint-final" / "config.yaml").read_text()  # read the upload

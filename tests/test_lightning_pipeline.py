@@ -1,0 +1,163 @@
+"""lightning_app.pipeline: the stage chain through its gates, locally (real subprocesses) and as jobs
+(lightning_sdk's Job replaced by a fake that plays the job's part on the storage)."""
+
+import inspect
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from lightning_sdk import Job
+
+from lightning_app import checkpoints, launch, pipeline, upload
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEMO = REPO_ROOT / "lightning_app" / "demo_pipeline.yaml"
+NAMES = ["therapeutic_moe_stage1", "therapeutic_moe_stage2", "therapeutic_moe_stage3_FINAL"]
+
+
+def demo_copy(root: Path, **changes) -> Path:
+    """demo_pipeline.yaml writing under `root`: its own output folders and data cache (one more layer)."""
+    config = yaml.safe_load(DEMO.read_text())
+    (root / "layer.yaml").write_text(yaml.safe_dump({"data": {"cache_dir": str(root / "cache")}}))
+    config |= {"output_root": str(root / "out"), "reports": str(root / "reports")} | changes
+    for step in config["stages"]:
+        step["config"].append(str(root / "layer.yaml"))
+    path = root / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo")
+    code = pipeline.main(["--config", str(demo_copy(root)), "--local"])
+    return root, code
+
+
+@pytest.mark.slow
+def test_local_demo_pipeline_trains_and_gates_three_stages(demo_run, capsys):
+    root, code = demo_run
+    assert code == 0
+    for name in NAMES:
+        assert (root / "out" / name / "checkpoint-final" / "adapter.safetensors").is_file()
+        report = json.loads((root / "reports" / name / "report.json").read_text())
+        assert report["decision"] == "proceed"
+    stage2 = json.loads((root / "out" / NAMES[1] / "checkpoint-final" / "adapter_config.json").read_text())
+    assert stage2["base_model"] == "tiny"
+
+
+@pytest.mark.slow
+def test_finished_stages_are_skipped(demo_run, monkeypatch, capsys):
+    root, _ = demo_run
+    monkeypatch.setattr(pipeline, "run", lambda command: pytest.fail(f"ran {command}"))
+    assert pipeline.main(["--config", str(root / "pipeline.yaml"), "--local"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"[pipeline] {name}: done (" in out for name in NAMES)
+
+
+@pytest.mark.slow
+def test_a_failing_gate_stops_the_pipeline_with_its_reasons(demo_run, capsys):
+    """The real gates (evals/evaluate.yaml, short replies) on the demo's stage 1: the tiny model fails them."""
+    root, _ = demo_run
+    settings = yaml.safe_load((REPO_ROOT / "evals" / "evaluate.yaml").read_text())
+    settings["generation"] |= {"max_new_tokens": 8, "batch_size": 32}
+    (root / "strict.yaml").write_text(yaml.safe_dump(settings))
+    strict = demo_copy(root, reports=str(root / "strict-reports"), evaluate_args=["--settings", str(root / "strict.yaml")])
+    capsys.readouterr()
+    assert pipeline.main(["--config", str(strict), "--local"]) == 3  # stages.evaluate's "retrain"
+    out = capsys.readouterr().out
+    assert f"[pipeline] {NAMES[0]}: the gate says retrain (exit 3); stopped" in out
+    assert "  - safety 0.000 is below the stage-1 threshold 1.000" in out
+    assert "stages.fit" not in out  # stage 1's checkpoint-final was there; stage 2 never started
+    assert not (root / "strict-reports" / NAMES[1]).exists()
+
+
+# --cloud: the fake job does on the storage what the real job's command does there
+
+
+class FakeJob:
+    def __init__(self, status: str, link: str):
+        self.status, self.link = status, link
+
+    def wait(self, interval: float = 5.0) -> None:
+        pass
+
+
+@pytest.fixture
+def cloud(tmp_path, monkeypatch):
+    """Storage in tmp_path with stage 1's demo data uploaded, and a Job.run that plays the jobs:
+    a fit job publishes checkpoint-final (after `time_limited` runs that end without it), an
+    evaluation job publishes a report with the decision in `decisions`."""
+    jobs = yaml.safe_load(launch.JOBS_YAML.read_text())
+    store = tmp_path / "store"
+    jobs |= {"storage": {"data": str(store / "data"), "checkpoints": str(store / "ckpt")}, "scratch": str(tmp_path / "scratch")}
+    (tmp_path / "jobs.yaml").write_text(yaml.safe_dump(jobs))
+    for stage in ("stage1", "stage2", "stage3"):
+        upload.main(["--config", f"stages/{stage}.yaml", "--config", "stages/demo.yaml", "--to", str(store / "data")])
+    state = {"submitted": [], "time_limited": {}, "decisions": {}}
+
+    def fake_run(**kwargs):
+        name = kwargs["name"]
+        state["submitted"].append(name)
+        stage = next(n for n in NAMES if f"stage{n[len('therapeutic_moe_stage')]}-" in name)
+        if "-fit-" in name:
+            if state["time_limited"].get(stage, 0) > 0:
+                state["time_limited"][stage] -= 1
+                return FakeJob("Completed", f"job/{name}")
+            final = tmp_path / "scratch" / stage / "checkpoint-final"
+            final.mkdir(parents=True, exist_ok=True)
+            (final / "adapter_config.json").write_text("{}")
+            checkpoints.publish(final, store / "ckpt" / stage / "checkpoint-final")
+        else:
+            decision = state["decisions"].get(stage, "proceed")
+            report = tmp_path / "scratch" / "reports" / stage
+            report.mkdir(parents=True, exist_ok=True)
+            reasons = ["every gate passed"] if decision == "proceed" else ["safety 0.000 is below the threshold 1.000"]
+            (report / "report.json").write_text(json.dumps({"decision": decision, "reasons": reasons}))
+            checkpoints.publish(report, store / "ckpt" / "reports" / stage)
+        return FakeJob("Completed", f"job/{name}")
+
+    fake_run.__signature__ = inspect.signature(Job.run)
+    monkeypatch.setattr(Job, "run", fake_run)
+    config = tmp_path / "pipeline.yaml"
+    demo = yaml.safe_load(DEMO.read_text())
+    config.write_text(yaml.safe_dump({"stages": demo["stages"], "reports": "reports"}))
+    argv = ["--config", str(config), "--cloud", "--jobs", str(tmp_path / "jobs.yaml"), "--studio", "s", "--teamspace", "me/t"]
+    return state, argv, store
+
+
+def kinds(state):
+    return [name.rsplit("-", 2)[0] for name in state["submitted"]]
+
+
+def test_cloud_pipeline_runs_each_stage_as_jobs_and_relaunches_a_time_limited_fit(cloud, capsys):
+    state, argv, store = cloud
+    state["time_limited"][NAMES[1]] = 1  # stage 2's first job hits its wall-clock stop
+    assert pipeline.main(argv) == 0
+    assert kinds(state) == [
+        "stage1-fit", "stage1-evaluate", "stage2-fit", "stage2-fit", "stage2-evaluate", "stage3-fit", "stage3-evaluate",
+    ]  # fmt: skip
+    assert all(checkpoints.is_complete(store / "ckpt" / name / "checkpoint-final") for name in NAMES)
+    capsys.readouterr()
+    assert pipeline.main(argv) == 0  # everything done: nothing submitted again
+    assert len(state["submitted"]) == 7
+    out = capsys.readouterr().out
+    assert all(f"[pipeline] {name}: done (" in out for name in NAMES)
+
+
+def test_cloud_pipeline_stops_at_a_failed_gate(cloud, capsys):
+    state, argv, _ = cloud
+    state["decisions"][NAMES[1]] = "retrain"
+    assert pipeline.main(argv) == 3
+    assert kinds(state) == ["stage1-fit", "stage1-evaluate", "stage2-fit", "stage2-evaluate"]
+    out = capsys.readouterr().out
+    assert f"[pipeline] {NAMES[1]}: the gate says retrain (exit 3); stopped\n  - safety 0.000 is below" in out
+
+
+def test_cloud_pipeline_stops_at_the_preflight(cloud, capsys):
+    state, argv, store = cloud
+    (store / "data" / "counsel-chat" / "20220401_counsel_chat.csv").unlink()
+    assert pipeline.main(argv) == 1
+    assert state["submitted"] == []
+    assert "source counsel_chat: counsel-chat/20220401_counsel_chat.csv is neither at" in capsys.readouterr().out

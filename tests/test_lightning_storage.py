@@ -1,0 +1,194 @@
+"""Uploads, checkpoint publishing without atomic rename, and the launch preflight."""
+
+import hashlib
+import json
+import os
+
+import pytest
+from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.demos.boring_classes import BoringModel
+
+from lightning_app import checkpoints, transfer, upload
+from lightning_app.preflight import PreflightError, check_job_inputs
+from lightning_app.transfer import TransferError
+
+
+def make_tree(root, files):
+    for rel, size in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(os.urandom(size))
+
+
+FILES = {"counsel-chat/chat.csv": 3000, "amod/combined_dataset.json": 5000, "cot/a.json": 700}
+
+
+def test_upload_copies_files_with_a_manifest(tmp_path):
+    make_tree(tmp_path / "data", FILES | {"counsel-chat/unrelated.bin": 10})
+    entries = upload.upload_files(tmp_path / "data", sorted(FILES), tmp_path / "store")
+    manifest = json.loads((tmp_path / "store" / upload.MANIFEST_NAME).read_text())["files"]
+    assert sorted(manifest) == sorted(FILES) == sorted(entries)
+    for rel, size in FILES.items():
+        data = (tmp_path / "data" / rel).read_bytes()
+        assert (tmp_path / "store" / rel).read_bytes() == data
+        assert manifest[rel] == {"size": size, "sha256": hashlib.sha256(data).hexdigest()}
+    assert not (tmp_path / "store" / "counsel-chat" / "unrelated.bin").exists()
+
+
+def test_upload_names_missing_files(tmp_path):
+    make_tree(tmp_path / "data", {"a.json": 10})
+    with pytest.raises(FileNotFoundError, match="b.json.*data_root"):
+        upload.upload_files(tmp_path / "data", ["a.json", "b.json"], tmp_path / "store")
+
+
+def test_interrupted_upload_resumes(tmp_path, monkeypatch):
+    make_tree(tmp_path / "data", FILES)
+    order = ["cot/a.json", "counsel-chat/chat.csv", "amod/combined_dataset.json"]
+    real_append = transfer._append_from
+
+    def killed_halfway(src, dst, offset):
+        if src.name == "chat.csv":  # half written, then the process dies
+            dst.write_bytes(src.read_bytes()[: src.stat().st_size // 2])
+            raise KeyboardInterrupt
+        real_append(src, dst, offset)
+
+    monkeypatch.setattr(transfer, "_append_from", killed_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        upload.upload_files(tmp_path / "data", order, tmp_path / "store")
+    manifest = tmp_path / "store" / upload.MANIFEST_NAME
+    assert list(json.loads(manifest.read_text())["files"]) == ["cot/a.json"]
+    assert (tmp_path / "store" / "counsel-chat/chat.csv").stat().st_size == 1500
+
+    offsets = []
+
+    def recording(src, dst, offset):
+        offsets.append((src.name, offset))
+        real_append(src, dst, offset)
+
+    monkeypatch.setattr(transfer, "_append_from", recording)
+    upload.upload_files(tmp_path / "data", order, tmp_path / "store")
+    assert offsets == [("chat.csv", 1500), ("combined_dataset.json", 0)]  # a.json skipped, chat.csv continued
+    assert sorted(json.loads(manifest.read_text())["files"]) == sorted(order)
+    upload.upload_files(tmp_path / "data", order, tmp_path / "store")
+    assert len(offsets) == 2  # a finished upload copies nothing again
+    for rel in FILES:
+        assert (tmp_path / "store" / rel).read_bytes() == (tmp_path / "data" / rel).read_bytes()
+
+
+def test_resume_over_a_foreign_prefix_starts_again(tmp_path):
+    make_tree(tmp_path, {"src.bin": 4000})
+    (tmp_path / "dst.bin").write_bytes(b"x" * 1000)  # not src's first 1000 bytes
+    transfer.copy_verified(tmp_path / "src.bin", tmp_path / "dst.bin")
+    assert (tmp_path / "dst.bin").read_bytes() == (tmp_path / "src.bin").read_bytes()
+
+
+def test_unverifiable_copy_fails(tmp_path, monkeypatch):
+    make_tree(tmp_path, {"src.bin": 100})
+    monkeypatch.setattr(transfer, "_append_from", lambda src, dst, offset: dst.write_bytes(b"bad"))
+    with pytest.raises(TransferError, match="dst.bin: sha256 after copy"):
+        transfer.copy_verified(tmp_path / "src.bin", tmp_path / "dst.bin")
+
+
+def test_publish_marks_complete_only_after_the_copy(tmp_path):
+    make_tree(tmp_path / "local", {"checkpoint-final/adapter.safetensors": 900, "checkpoint-final/adapter_config.json": 50})
+    local, remote = tmp_path / "local" / "checkpoint-final", tmp_path / "store" / "checkpoint-final"
+    checkpoints.publish(local, remote)
+    assert checkpoints.is_complete(remote)
+    marker = json.loads(checkpoints.marker_path(remote).read_text())["files"]
+    assert sorted(marker) == ["adapter.safetensors", "adapter_config.json"]
+    (remote / "adapter.safetensors").write_bytes(b"truncated")  # a copy cut short
+    assert not checkpoints.is_complete(remote)
+
+    (local / "adapter_config.json").unlink()  # a new version replaces the old: stale files go
+    checkpoints.publish(local, remote)
+    assert sorted(p.name for p in remote.iterdir()) == ["adapter.safetensors"]
+    assert checkpoints.is_complete(remote)
+
+
+def test_pull_fetches_only_complete_items(tmp_path):
+    make_tree(tmp_path / "local", {"last.ckpt": 300, "step=10.ckpt": 200})
+    checkpoints.push(tmp_path / "local", tmp_path / "store")
+    checkpoints.marker_path(tmp_path / "store" / "step=10.ckpt").unlink()
+    assert checkpoints.pull(tmp_path / "store", tmp_path / "resume") == ["last.ckpt"]
+    assert (tmp_path / "resume" / "last.ckpt").read_bytes() == (tmp_path / "local" / "last.ckpt").read_bytes()
+    assert not (tmp_path / "resume" / "step=10.ckpt").exists()
+
+
+def test_push_publishes_only_what_changed(tmp_path):
+    make_tree(tmp_path / "local", {"last.ckpt": 300, ".last.ckpt.tmp-7": 10})
+    published = {}
+    assert checkpoints.push(tmp_path / "local", tmp_path / "store", published) == ["last.ckpt"]
+    assert checkpoints.push(tmp_path / "local", tmp_path / "store", published) == []
+    (tmp_path / "local" / "last.ckpt").write_bytes(b"newer")
+    assert checkpoints.push(tmp_path / "local", tmp_path / "store", published) == ["last.ckpt"]
+    assert (tmp_path / "store" / "last.ckpt").read_bytes() == b"newer"
+
+
+def test_mirror_callback_publishes_during_fit(tmp_path):
+    local, remote = tmp_path / "scratch", tmp_path / "store"
+    trainer = Trainer(
+        max_steps=4,
+        limit_val_batches=0,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[
+            ModelCheckpoint(dirpath=local, every_n_train_steps=2, save_last=True, save_top_k=-1),
+            checkpoints.MirrorCheckpoints(str(local), str(remote)),
+        ],
+    )
+    trainer.fit(BoringModel())
+    names = sorted(item.name for item in checkpoints.complete_items(remote))
+    assert names == sorted(p.name for p in local.iterdir()) == ["epoch=0-step=2.ckpt", "epoch=0-step=4.ckpt", "last.ckpt"]
+    assert (remote / "last.ckpt").read_bytes() == (local / "last.ckpt").read_bytes()
+
+
+def test_preflight_lists_what_is_missing(tmp_path):
+    store = tmp_path / "store"
+    make_tree(store, {"amod/combined_dataset.json": 50})
+    with pytest.raises(PreflightError) as error:
+        check_job_inputs(
+            "stage2",
+            {"amod": ["amod/combined_dataset.json"], "cot_anxiety": ["cot/anxiety.json"]},
+            store,
+            previous_checkpoint=tmp_path / "ckpt" / "stage1" / "checkpoint-final",
+            upload_hint="python -m lightning_app.upload --config stages/stage2.yaml --to " + str(store),
+        )
+    message = str(error.value)
+    assert message.startswith("stage2 cannot start, missing on the job's storage:")
+    assert f"source cot_anxiety: cot/anxiety.json is neither at {store}/cot/anxiety.json nor in the upload manifest" in message
+    assert "amod" not in message.split("fix:")[0]
+    assert "stage1/checkpoint-final is not complete (no valid checkpoint-final.complete.json" in message
+    assert "python -m lightning_app.upload --config stages/stage2.yaml" in message
+    assert "finish the previous stage first" in message
+
+
+def test_preflight_trusts_the_manifest_when_storage_is_not_visible(tmp_path):
+    make_tree(tmp_path / "data", {"cot/anxiety.json": 70})
+    upload.upload_files(tmp_path / "data", ["cot/anxiety.json"], tmp_path / "uploaded")
+    manifest = tmp_path / "uploaded" / upload.MANIFEST_NAME
+    not_mounted = tmp_path / "teamspace" / "s3_connections" / "data"
+    check_job_inputs("stage2", {"cot": ["cot/anxiety.json"]}, not_mounted, None, "-", manifest_path=manifest)
+    with pytest.raises(PreflightError, match="cot/other.json is neither"):
+        check_job_inputs("stage2", {"cot": ["cot/other.json"]}, not_mounted, None, "-", manifest_path=manifest)
+
+
+def test_preflight_catches_an_interrupted_upload(tmp_path):
+    make_tree(tmp_path / "data", {"cot/anxiety.json": 70})
+    upload.upload_files(tmp_path / "data", ["cot/anxiety.json"], tmp_path / "store")
+    (tmp_path / "store" / "cot/anxiety.json").write_bytes(b"part")
+    with pytest.raises(PreflightError, match="has 4 bytes, the upload manifest says 70"):
+        check_job_inputs("stage2", {"cot": ["cot/anxiety.json"]}, tmp_path / "store", None, "-")
+
+
+def test_push_stage_publishes_checkpoints_one_by_one_and_the_rest_as_items(tmp_path):
+    stage = tmp_path / "scratch" / "stage1"
+    make_tree(stage, {"checkpoints/last.ckpt": 100, "checkpoints/best-step=4.ckpt": 90,
+                      "checkpoint-final/adapter.safetensors": 80, "config.yaml": 10})  # fmt: skip
+    remote = tmp_path / "store" / "stage1"
+    names = checkpoints.push_stage(stage, remote)
+    assert sorted(names) == ["checkpoint-final", "checkpoints/best-step=4.ckpt", "checkpoints/last.ckpt", "config.yaml"]
+    assert checkpoints.is_complete(remote / "checkpoint-final")
+    assert [p.name for p in checkpoints.complete_items(remote / "checkpoints")] == ["best-step=4.ckpt", "last.ckpt"]
+    assert checkpoints.main(["pull", str(remote / "checkpoints"), str(tmp_path / "resume")]) == 0
+    assert (tmp_path / "resume" / "last.ckpt").read_bytes() == (stage / "checkpoints" / "last.ckpt").read_bytes()
