@@ -29,29 +29,14 @@ import torch
 from peft import LoraConfig, inject_adapter_in_model
 from torch import Tensor, nn
 from torch.utils._python_dispatch import TorchDispatchMode
-from transformers import MistralConfig
 from transformers.models.mistral.modeling_mistral import MistralDecoderLayer, MistralRotaryEmbedding
 
+from moe.base_model import wayfarer2_config
 from moe.config import MoELoRAConfig
 from moe.model import attach_moe_lora, detach_moe_lora, moe_layers
 from moe.router import Router
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
-
-
-def wayfarer_config() -> MistralConfig:
-    """LatitudeGames/Wayfarer-2-12B's decoder dimensions (FACTS.md)."""
-    return MistralConfig(
-        hidden_size=5120,
-        intermediate_size=14336,
-        num_attention_heads=32,
-        num_key_value_heads=8,
-        head_dim=128,
-        rope_theta=1e6,
-        rms_norm_eps=1e-5,
-        sliding_window=None,
-        attn_implementation="sdpa",
-    )
 
 
 class LoopMoELoRALinear(nn.Module):
@@ -137,7 +122,8 @@ def main(argv: list[str] | None = None) -> dict:
     base_dtype = torch.bfloat16 if cuda else torch.float32
     torch.manual_seed(0)
 
-    model_config = wayfarer_config()
+    model_config = wayfarer2_config()
+    model_config._attn_implementation = "sdpa"
     layer = MistralDecoderLayer(model_config, layer_idx=0).to(device=device, dtype=base_dtype).train()
     for param in layer.parameters():
         nn.init.normal_(param, std=0.02) if param.dim() > 1 else None

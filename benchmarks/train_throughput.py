@@ -31,30 +31,12 @@ from torch.utils.data import DataLoader, Dataset
 from transformers import MistralConfig, MistralForCausalLM
 
 import moe.lightning_module as lightning_module
-from moe.base_model import pick_attention
+from moe.base_model import pick_attention, wayfarer2_config
 from moe.config import MoELoRAConfig
 
 # Dense bf16 tensor-core peaks (vendor datasheets, SXM parts).
 PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
 EXAMPLES_PER_ROW = 4
-
-
-def wayfarer_12b() -> MistralConfig:
-    """LatitudeGames/Wayfarer-2-12B's architecture (FACTS.md); weights are random."""
-    return MistralConfig(
-        vocab_size=131074,
-        hidden_size=5120,
-        intermediate_size=14336,
-        num_hidden_layers=40,
-        num_attention_heads=32,
-        num_key_value_heads=8,
-        head_dim=128,
-        max_position_embeddings=131072,
-        rope_theta=1e6,
-        rms_norm_eps=1e-5,
-        tie_word_embeddings=False,
-        sliding_window=None,
-    )
 
 
 def random_12b(
@@ -64,7 +46,7 @@ def random_12b(
     initialised on the GPU (seconds, not a 24 GB download)."""
     with torch.device("cuda"):
         model = MistralForCausalLM._from_config(
-            wayfarer_12b(),
+            wayfarer2_config(),
             dtype=dtype or torch.bfloat16,
             attn_implementation=pick_attention(attn_implementation),
         )
@@ -144,7 +126,7 @@ def run_variant(checkpointing: bool, args: argparse.Namespace, cuda: bool) -> di
         warmup_steps=1,
         activation_checkpointing=checkpointing,
     )
-    config = wayfarer_12b() if cuda else None
+    config = wayfarer2_config() if cuda else None
     vocab = config.vocab_size if cuda else 2048
     rows = PackedRows(args.micro_batch * (args.warmup + args.steps), args.seq_len, vocab, 4)
     times = StepTimes()

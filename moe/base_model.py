@@ -47,6 +47,25 @@ def tiny_config(vocab_size: int) -> MistralConfig:
     )
 
 
+def wayfarer2_config() -> MistralConfig:
+    """LatitudeGames/Wayfarer-2-12B's architecture (FACTS.md), for the benchmarks at the real size with
+    random weights and no download. Training never uses it: a real run reads the model's config.json."""
+    return MistralConfig(
+        vocab_size=131074,
+        hidden_size=5120,
+        intermediate_size=14336,
+        num_hidden_layers=40,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        head_dim=128,
+        max_position_embeddings=131072,
+        rope_theta=1e6,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=False,
+        sliding_window=None,
+    )
+
+
 def load_tokenizer(base_model: str, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
     source = TINY_DIR if base_model == TINY else base_model
     tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)

@@ -25,3 +25,12 @@ def test_tiny_tokenizer_speaks_chatml_and_round_trips_any_text():
     assert tokenizer.decode(ids) == text
     assert tokenizer.convert_tokens_to_ids("<|im_end|>") == tokenizer.eos_token_id
     assert ids.count(tokenizer.eos_token_id) == 2
+
+
+def test_wayfarer2_config_has_the_real_projection_shapes():
+    from moe.base_model import wayfarer2_config
+
+    config = wayfarer2_config()
+    hidden, heads = config.hidden_size, config.num_attention_heads * config.head_dim
+    kv = config.num_key_value_heads * config.head_dim
+    assert (hidden, heads, kv, config.num_hidden_layers, config.vocab_size) == (5120, 4096, 1024, 40, 131074)

@@ -39,7 +39,7 @@ def test_naive_loop_equals_the_stacked_layer_and_dispatches_more_ops():
 def test_benchmark_runs_end_to_end_and_ends_with_the_json_summary(monkeypatch, capsys):
     small = MistralConfig(hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2,
                           head_dim=16, sliding_window=None, attn_implementation="sdpa")
-    monkeypatch.setattr(bench, "wayfarer_config", lambda: small)
+    monkeypatch.setattr(bench, "wayfarer2_config", lambda: small)
     bench.main(["--seq-len", "16", "--repeats", "1", "--device", "cpu"])
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     required = {"moe_vs_lora_time", "loop_vs_lora_time", "moe_vs_lora_peak_memory", "moe_vs_lora_ops"}
