@@ -61,8 +61,7 @@ class MoELoRALinear(nn.Module):
         # Without autocast the adapter runs in its own dtype (fp32 by default). Under autocast its
         # matmuls run in the autocast dtype (bf16) anyway, so the input is not cast up first (PEFT does,
         # and pays an [N, in] copy each way).
-        autocast = torch.is_autocast_enabled(x.device.type)
-        adapter_input = x if autocast else x.to(self.lora_A.dtype)
+        adapter_input = x if torch.is_autocast_enabled(x.device.type) else x.to(self.lora_A.dtype)
         hidden = nn.functional.linear(self.dropout(adapter_input), self.lora_A)  # [..., E*r]
         # The router reads x itself (the tensor a shared router's group has in common), undropped;
         # gates [..., E] are computed in fp32, scaled, then cast to hidden's dtype.

@@ -79,6 +79,10 @@ def test_config_is_readable_without_a_model_and_incompatible_adapters_are_refuse
     three = MoELoRAConfig(num_experts=3, expert_domains=["a", "b", "c"])
     with pytest.raises(ValueError, match=r"num_experts 4 != 3; .*expert_domains"):
         check_adapter_compatible(tmp_path, three, "some/base")
+    unshared = MoELoRAConfig(shared_router_groups=[])  # one router per linear: other adapter keys
+    shared = r"shared_router_groups \[\['q_proj', 'k_proj', 'v_proj'\]\] != \[\]"
+    with pytest.raises(ValueError, match=shared):
+        check_adapter_compatible(tmp_path, unshared, "some/base")
     with pytest.raises(FileNotFoundError, match="no adapter config"):
         read_adapter_config(tmp_path / "nowhere")
     (tmp_path / CONFIG_NAME).write_text(json.dumps({"peft_type": "LORA"}))
