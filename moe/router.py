@@ -86,9 +86,10 @@ class Router(nn.Module):
         router forward, one graph, one set of logits for the losses) when it passes the very same input
         tensor, unmodified since (version counter), and nothing else differs: router weights (version),
         forced gates, scale, dtype, grad mode, and the graph task (so the forward and activation
-        checkpointing's recompute never mix). A member that arrives again, or with another input,
-        recomputes. Once every member has its gates they are dropped: nothing outlives one forward of
-        the parent module (its members run back to back).
+        checkpointing's recompute never mix). A member that arrives again recomputes (a new forward); one
+        that brings another input before every member had its gates is a misconfigured group, refused.
+        Once every member has its gates they are dropped: nothing outlives one forward of the parent
+        module (its members run back to back).
         """
         if self.sharers == 1:
             return (self(x) * scale).to(dtype)
@@ -105,6 +106,12 @@ class Router(nn.Module):
             if len(shared.taken) == self.sharers:
                 self._shared = None
             return shared.gates
+        if shared is not None and shared.input is not x and id(member) not in shared.taken:
+            raise RuntimeError(
+                f"a router shared by {self.sharers} adapted linears got two different inputs in one "
+                "forward: MoELoRAConfig.shared_router_groups may only group linears of one module that "
+                "read the very same tensor (q_proj, k_proj, v_proj of an attention block)"
+            )
         gates = (self(x) * scale).to(dtype)
         self._shared = _SharedGates(x, state, self.forced_gates, gates, {id(member)})
         return gates

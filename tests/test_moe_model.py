@@ -330,3 +330,9 @@ def test_shared_gates_never_outlive_one_forward():
     gates = q.router(x) * q.scaling
     update = ((x @ k.lora_A.T).unflatten(-1, (4, 16)) * gates.unsqueeze(-1)).flatten(-2) @ k.lora_B.T
     torch.testing.assert_close(k(x), k.base(x) + update)
+
+
+def test_a_group_of_linears_that_read_different_inputs_is_refused():
+    model = attach_moe_lora(load_base_model(TINY), MoELoRAConfig(shared_router_groups=[["q_proj", "o_proj"]]))
+    with pytest.raises(RuntimeError, match="shared by 2 adapted linears got two different inputs"):
+        forward(model, batch())
