@@ -1,0 +1,323 @@
+"""The one LightningModule every stage trains: a frozen base model carrying MoE-LoRA adapters.
+
+Read top to bottom: configure_model loads the base (the only place that does), attaches the mixture
+and optionally starts it from a previous stage's adapter; training_step is LM loss plus the weighted
+router losses; validation accumulates loss and routing per domain; configure_optimizers sizes warmup
+and cosine decay to the steps that will actually run. Checkpoints hold only the trainable weights.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+import torch
+from lightning.pytorch import LightningModule
+from lightning.pytorch.callbacks import Timer
+from torch import Tensor
+from torch.optim.lr_scheduler import LambdaLR
+
+from moe.adapter_io import load_adapter
+from moe.base_model import default_dtype, load_base_model
+from moe.config import MoELoRAConfig
+from moe.losses import router_losses, routing_counts_per_domain
+from moe.model import attach_moe_lora, trainable_parameters
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite: the step is not taken and nothing after it is saved."""
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint's adapter keys are not exactly this model's trainable parameters."""
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Warmup then cosine over the optimizer steps this run will take, and why that many."""
+
+    planned_steps: int  # what max_epochs over the training data asks for
+    total_steps: int  # what will run: planned, cut by max_steps or by the time cap
+    warmup_steps: int
+    cut_by: str | None  # "max_steps", "max_time" or None
+
+    def describe(self) -> str:
+        cut = f", cut by {self.cut_by}" if self.cut_by else ""
+        return (
+            f"schedule: {self.total_steps} optimizer steps (plan {self.planned_steps}{cut}), "
+            f"linear warmup {self.warmup_steps}, cosine decay to step {self.total_steps}"
+        )
+
+    def lr_factor(self, step: int, min_lr_ratio: float) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        progress = min(1.0, (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps))
+        return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class MoELoRAModule(LightningModule):
+    """Trains the adapters and routers of `moe` on a frozen `base_model`.
+
+    base_model: Hub id, local folder, or `tiny` (moe.base_model). dtype: of the frozen base; None is
+    bf16 on CUDA, fp32 on CPU. init_adapter: an adapter folder (a previous stage's checkpoint-final)
+    to start from; stages.fit sets it from `run.init_from` after checking it fits. throughput_tokens_per_s:
+    a measured training throughput; with Trainer(max_time) it tells how many steps fit in the time cap,
+    so warmup and the cosine horizon follow those steps instead of the plan's epochs.
+    """
+
+    def __init__(
+        self,
+        base_model: str = "LatitudeGames/Wayfarer-2-12B",
+        moe: MoELoRAConfig = MoELoRAConfig(),  # noqa: B008 (read, never mutated: copied below)
+        lr: float = 2e-4,
+        weight_decay: float = 0.0,
+        betas: tuple[float, float] = (0.9, 0.999),
+        warmup_steps: int = 100,
+        min_lr_ratio: float = 0.1,
+        throughput_tokens_per_s: float | None = None,
+        dtype: Literal["bfloat16", "float16", "float32"] | None = None,
+        attn_implementation: str | None = None,
+        load_in_4bit: bool = False,
+        activation_checkpointing: bool = False,
+        trust_remote_code: bool = False,
+        init_adapter: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.moe_config = replace(moe)
+        self.save_hyperparameters(ignore=["moe"])
+        self.hparams["moe"] = self.moe_config.to_dict()
+        # Checkpoints carry only the adapter weights; on_load_checkpoint checks that all came back.
+        self.strict_loading = False
+        self.model: torch.nn.Module | None = None
+        self.schedule: Schedule | None = None
+        self._tokens_since_step = 0
+        self._last_step_time: float | None = None
+        self.observed_routing: dict[str, Any] = {}
+
+    # -- model -----------------------------------------------------------------------------------
+    def configure_model(self) -> None:
+        """Load the base (here only, so a bad config fails before the minutes this takes) and attach."""
+        if self.model is not None:
+            return
+        h = self.hparams
+        model = load_base_model(
+            h.base_model,
+            dtype=DTYPES[h.dtype] if h.dtype else default_dtype(),
+            attn_implementation=h.attn_implementation,
+            load_in_4bit=h.load_in_4bit,
+            trust_remote_code=h.trust_remote_code,
+        )
+        if h.activation_checkpointing:
+            # Non-reentrant: the frozen embedding output needs no grad, and moe.losses reads the
+            # router logits of the real forward, never of the recompute.
+            model.activation_checkpointing_enable({"use_reentrant": False})
+        attach_moe_lora(model, self.moe_config)
+        if h.init_adapter:
+            load_adapter(model, h.init_adapter)
+            log.info("adapters and routers initialised from %s", h.init_adapter)
+        self.model = model
+
+    def trainable_state_keys(self) -> set[str]:
+        return {f"model.{name}" for name in trainable_parameters(self.model)}
+
+    # -- steps -----------------------------------------------------------------------------------
+    def _forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        # use_cache=False always; attention_mask only in padding mode (packed rows isolate examples
+        # through position_ids alone, FACTS.md).
+        out = self.model(
+            input_ids=batch["input_ids"],
+            position_ids=batch["position_ids"],
+            attention_mask=batch.get("attention_mask"),
+            labels=batch["labels"],
+            use_cache=False,
+        )
+        return out.loss, router_losses(self.model, batch["domain_ids"], batch["token_mask"], self.moe_config)
+
+    def _weighted(self, lm: Tensor, router: dict[str, Tensor]) -> tuple[Tensor, float]:
+        c = self.moe_config
+        progress = self.global_step / self.schedule.total_steps if self.schedule else 0.0
+        domain_coef = c.domain_coef_at(progress)
+        router_total = c.balance_coef * router["balance"] + c.z_coef * router["z"] + domain_coef * router["domain"]
+        total = lm + router_total
+        return total, domain_coef
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        lm, router = self._forward(batch)
+        total, domain_coef = self._weighted(lm, router)
+        if not torch.isfinite(total):
+            raise NonFiniteLossError(
+                f"training loss is {total.item()} (LM loss {lm.item()}) at global step {self.global_step}, "
+                f"epoch {self.current_epoch}, batch {batch_idx}: stopped before this step was taken"
+            )
+        self._tokens_since_step += int(batch["token_mask"].sum())
+        self.log_dict(
+            {
+                "train_loss": lm,
+                "train_ppl": torch.exp(lm.detach()),
+                "train_balance": router["balance"],
+                "train_z": router["z"],
+                "train_domain": router["domain"],
+                "train_total_loss": total,
+                "domain_coef": domain_coef,
+            },
+            prog_bar=False,
+        )
+        return total
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Once per optimizer step, before clipping: gradient norm and tokens/s since the last step."""
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        if grads:
+            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
+            self.log("grad_norm", norm)
+        now = time.perf_counter()
+        if self._last_step_time is not None:
+            tokens = self._tokens_since_step * self.trainer.world_size
+            self.log("tokens_per_s", tokens / max(now - self._last_step_time, 1e-9))
+        self._last_step_time, self._tokens_since_step = now, 0
+
+    def on_validation_epoch_start(self) -> None:
+        d, e = len(self.moe_config.expert_domains), self.moe_config.num_experts
+        self._val = {
+            "loss_sum": torch.zeros((), device=self.device, dtype=torch.float64),
+            "label_tokens": torch.zeros((), device=self.device, dtype=torch.float64),
+            "balance": torch.zeros((), device=self.device, dtype=torch.float64),
+            "z": torch.zeros((), device=self.device, dtype=torch.float64),
+            "domain": torch.zeros((), device=self.device, dtype=torch.float64),
+            "batches": torch.zeros((), device=self.device, dtype=torch.float64),
+            "choices": torch.zeros(d, e, device=self.device),
+            "gates": torch.zeros(d, e, device=self.device),
+            "routed_tokens": torch.zeros(d, device=self.device),
+        }
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        lm, router = self._forward(batch)
+        # Token-weighted mean over the whole validation set (HF's loss is a per-batch mean).
+        label_tokens = (batch["labels"][:, 1:] != -100).sum()
+        v = self._val
+        v["loss_sum"] += lm.double() * label_tokens
+        v["label_tokens"] += label_tokens
+        for name in ("balance", "z", "domain"):
+            v[name] += router[name].double()
+        v["batches"] += 1
+        choices, gates, tokens = routing_counts_per_domain(
+            self.model, batch["domain_ids"], batch["token_mask"], self.moe_config
+        )
+        v["choices"] += choices
+        v["gates"] += gates
+        v["routed_tokens"] += tokens
+
+    def on_validation_epoch_end(self) -> None:
+        v = {k: self.trainer.strategy.reduce(t, reduce_op="sum") for k, t in self._val.items()}
+        if v["label_tokens"] == 0:
+            return
+        loss = (v["loss_sum"] / v["label_tokens"]).float()
+        metrics = {"val_loss": loss, "val_ppl": torch.exp(loss)}
+        for name in ("balance", "z", "domain"):
+            metrics[f"val_{name}"] = (v[name] / v["batches"]).float()
+        c = self.moe_config
+        use = v["choices"] / (c.top_k * v["routed_tokens"].clamp(min=1)).unsqueeze(-1)
+        gates = v["gates"] / v["routed_tokens"].clamp(min=1).unsqueeze(-1)
+        for d, domain in enumerate(c.expert_domains):
+            for e, expert in enumerate(c.expert_domains):
+                metrics[f"expert_use/{domain}/{expert}"] = use[d, e]
+        self.log_dict(metrics)
+        seen = v["routed_tokens"] > 0
+        self.observed_routing = {
+            "val_loss": float(loss),
+            "expert_use_per_domain": {
+                domain: use[d].tolist() for d, domain in enumerate(c.expert_domains) if seen[d]
+            },
+            "observed_gates": {
+                domain: gates[d].tolist() for d, domain in enumerate(c.expert_domains) if seen[d]
+            },
+        }
+
+    # -- optimisation ------------------------------------------------------------------------------
+    def plan_schedule(self) -> Schedule:
+        """The steps that will run: the plan's epochs, cut by max_steps and by max_time x throughput."""
+        trainer, h = self.trainer, self.hparams
+        per_epoch = math.ceil(self.train_batches_per_epoch() / trainer.accumulate_grad_batches)
+        epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else None
+        planned = per_epoch * epochs if epochs else trainer.max_steps
+        if planned <= 0:
+            raise ValueError("set trainer.max_epochs or trainer.max_steps: the schedule needs an end")
+        total, cut_by = planned, None
+        if 0 < trainer.max_steps < total:
+            total, cut_by = trainer.max_steps, "max_steps"
+        time_cap = _max_time_seconds(trainer)
+        if h.throughput_tokens_per_s and time_cap:
+            in_time = int(time_cap * h.throughput_tokens_per_s / self.tokens_per_step())
+            if in_time < total:
+                total, cut_by = in_time, "max_time"
+        total = max(1, total)
+        warmup = h.warmup_steps if total >= planned else round(h.warmup_steps * total / planned)
+        return Schedule(planned, total, max(1, min(warmup, total)), cut_by)
+
+    def train_batches_per_epoch(self) -> int:
+        """Micro-batches per epoch on this device (the datamodule's sampler already splits the data
+        across devices), counted on a fresh loader from the datamodule.
+
+        Not trainer.estimated_stepping_batches: called from configure_optimizers it sets up the fit
+        loop's train loader before the checkpoint's loop state is restored, and Lightning then never
+        restores the loader's position (a resumed epoch would start over from its first batch).
+        """
+        trainer = self.trainer
+        batches = len(trainer.datamodule.train_dataloader())
+        limit = trainer.limit_train_batches
+        if isinstance(limit, int):
+            return min(batches, limit)
+        return int(batches * limit) if limit is not None else batches
+
+    def tokens_per_step(self) -> int:
+        """Token slots per optimizer step (packed rows are full): rows x length x accumulation x devices."""
+        data = self.trainer.datamodule
+        return data.micro_batch_size * data.max_seq_length * self.trainer.accumulate_grad_batches * (
+            self.trainer.world_size
+        )
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        h = self.hparams
+        self.schedule = self.plan_schedule()
+        log.warning("%s", self.schedule.describe())
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(
+            params,
+            lr=h.lr,
+            betas=tuple(h.betas),
+            weight_decay=h.weight_decay,
+            fused=self.device.type == "cuda",
+        )
+        schedule, min_lr_ratio = self.schedule, h.min_lr_ratio
+        scheduler = LambdaLR(optimizer, lambda step: schedule.lr_factor(step, min_lr_ratio))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # -- checkpoints: trainable weights only -------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        keep = self.trainable_state_keys()
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        expected, found = self.trainable_state_keys(), set(checkpoint["state_dict"])
+        missing, extra = sorted(expected - found), sorted(found - expected)
+        if missing or extra:
+            raise CheckpointMismatchError(
+                "checkpoint does not fit this model's adapters: "
+                f"{len(missing)} missing key(s) {missing[:5]}, "
+                f"{len(extra)} unexpected key(s) {extra[:5]}; was it written for another MoE config "
+                "(num_experts, r, target_modules) or base model?"
+            )
+
+
+def _max_time_seconds(trainer: Any) -> float | None:
+    """Trainer(max_time) in seconds: the whole stage's budget (the same on every resume, so the
+    schedule is too). The Timer callback keeps it only in a private attribute."""
+    timers = [cb for cb in trainer.callbacks if isinstance(cb, Timer)]
+    return timers[0]._duration if timers else None

@@ -1,0 +1,120 @@
+"""`checkpoint-final/`: what a finished stage hands to evaluation, export and the next stage.
+
+The best-by-val_loss adapter in the moe/ adapter format (with the routing each domain received on
+the validation data, for export with observed gates), the tokenizer, the resolved config without
+secrets, and metrics.json. Written into a temporary folder and renamed into place, so a reader never
+sees half of it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import yaml
+from lightning.pytorch import LightningDataModule, Trainer
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, Timer
+
+from moe.adapter_io import save_adapter
+from moe.base_model import load_tokenizer
+from moe.lightning_module import MoELoRAModule
+
+SECRET_KEY = re.compile(r"(api_?key|secret|password|passwd|auth|(^|_)token$)", re.IGNORECASE)
+REDACTED = "<redacted>"
+
+
+def redacted_config(parser: Any, config: Any) -> str:
+    """The resolved config as YAML with every secret-looking value replaced (secrets live in the
+    environment; this catches one pasted into a YAML or on the command line by mistake)."""
+    data = yaml.safe_load(parser.dump(config, skip_none=False, skip_link_targets=False))
+    return yaml.safe_dump(_redact(data), sort_keys=False)
+
+
+def _redact(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {
+            k: (REDACTED if isinstance(k, str) and SECRET_KEY.search(k) and v is not None else _redact(v))
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_redact(v) for v in node]
+    return node
+
+
+def stop_reason(trainer: Trainer) -> str:
+    for callback in trainer.callbacks:
+        if isinstance(callback, EarlyStopping) and callback.stopped_epoch > 0:
+            return "early_stopping"
+        remaining = callback.time_remaining() if isinstance(callback, Timer) else None
+        if remaining is not None and remaining <= 0:
+            return "max_time"
+    if 0 < trainer.max_steps <= trainer.global_step:
+        return "max_steps"
+    return "max_epochs"
+
+
+def best_checkpoint(best: ModelCheckpoint) -> str | None:
+    """The best-by-val_loss checkpoint; None when validation never ran.
+
+    After a kill between writing a new best and the next `last`, the resumed callback may remember a
+    best file it already deleted: then the lowest val_loss among the best-*.ckpt files on disk wins.
+    """
+    if best.best_model_path and Path(best.best_model_path).is_file():
+        return best.best_model_path
+    on_disk = list(Path(best.dirpath).glob("best-*.ckpt")) if best.dirpath else []
+    return str(min(on_disk, key=lambda p: float(p.stem.split("val_loss=")[1]))) if on_disk else None
+
+
+def write_final(
+    trainer: Trainer,
+    module: MoELoRAModule,
+    datamodule: LightningDataModule,
+    best: ModelCheckpoint,
+    final_dir: Path,
+    parser: Any,
+    config: Any,
+) -> None:
+    """Validate the best checkpoint (or the current weights when validation never ran) and write it."""
+    reason = stop_reason(trainer)
+    best_path = best_checkpoint(best)
+    results = trainer.validate(module, datamodule=datamodule, ckpt_path=best_path, verbose=False)
+    metrics = results[0] if results else {}  # an empty validation split gives no metrics
+    routing = module.observed_routing
+    if not trainer.is_global_zero:
+        return
+    tmp = final_dir.with_name(f".{final_dir.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    h = module.hparams
+    save_adapter(
+        module.model,
+        tmp,
+        module.moe_config,
+        base_model=h.base_model,
+        extra={"observed_gates": routing.get("observed_gates", {})},
+    )
+    load_tokenizer(h.base_model, trust_remote_code=h.trust_remote_code).save_pretrained(tmp)
+    (tmp / "config.yaml").write_text(redacted_config(parser, config))
+    summary = {
+        "stop_reason": reason,
+        "global_step": trainer.global_step,
+        "epoch": trainer.current_epoch,
+        "best_checkpoint": best_path,
+        "val_loss": metrics.get("val_loss"),
+        "val_ppl": metrics.get("val_ppl"),
+        "schedule": asdict(module.schedule) if module.schedule else None,
+        "expert_use_per_domain": routing.get("expert_use_per_domain", {}),
+        "observed_gates": routing.get("observed_gates", {}),
+    }
+    (tmp / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+    old = final_dir.with_name(f".{final_dir.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if final_dir.exists():
+        final_dir.rename(old)
+    tmp.rename(final_dir)
+    shutil.rmtree(old, ignore_errors=True)
+    print(f"{final_dir}: val_loss {summary['val_loss']}, stopped by {reason} at step {trainer.global_step}")

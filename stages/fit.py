@@ -1,0 +1,224 @@
+"""Train one stage: `python -m stages.fit --config stages/stage1.yaml [--trainer.max_steps 10 ...]`.
+
+Read top to bottom: the stage YAML (over stages/common.yaml) is parsed; before anything heavy, the
+run decides whether it resumes this stage (its `last.ckpt`, which takes precedence) or starts from
+the previous stage's checkpoint-final (refused here, before the base model loads, when it is missing
+or was built for another base model or expert layout); then the Trainer fits with the checkpoint,
+early-stopping, time-limit and RNG callbacks; a finished stage writes `checkpoint-final/`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from datamodules.datamodule import StageDataModule
+from datamodules.sources import SourceError
+from datamodules.template import TemplateError
+from moe.adapter_io import CONFIG_NAME, check_adapter_compatible
+from moe.config import MoELoRAConfig
+from moe.lightning_module import CheckpointMismatchError, MoELoRAModule, NonFiniteLossError
+from stages.callbacks import JobTimeLimit, RngState, SaveOnSigterm, StepCheckpoint, last_checkpoint
+from stages.checkpoint_io import AtomicCheckpointIO
+from stages.final import redacted_config, write_final
+
+log = logging.getLogger(__name__)
+
+COMMON_CONFIG = Path(__file__).parent / "common.yaml"
+
+
+@dataclass
+class RunConfig:
+    """Where a stage writes, what it starts from, and how it survives interruptions.
+
+    output_root: every stage folder lives here (on Lightning AI: persistent storage, e.g.
+    /teamspace/studios/this_studio or an s3 connection, so the next job finds the checkpoints).
+    name: this stage's folder under output_root. init_from: the previous stage's adapter folder
+    (relative to output_root), e.g. therapeutic_moe_stage1/checkpoint-final. val_every_n_steps:
+    validation interval in optimizer steps (None: keep the trainer's own val_check_interval /
+    check_val_every_n_epoch). job_time_limit_minutes: this job's wall clock; past it the run saves and
+    exits 0 so that the next job resumes (the 12 h stage cap is trainer.max_time, counted across jobs).
+    """
+
+    output_root: str = "."
+    name: str = "therapeutic_moe_stage1"
+    init_from: str | None = None
+    checkpoint_every_minutes: float = 30.0
+    val_every_n_steps: int | None = None
+    early_stopping_patience: int = 3
+    job_time_limit_minutes: float | None = None
+
+    @property
+    def stage_dir(self) -> Path:
+        return Path(self.output_root) / self.name
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.stage_dir / "checkpoints"
+
+    @property
+    def final_dir(self) -> Path:
+        return self.stage_dir / "checkpoint-final"
+
+    def previous_stage(self) -> Path | None:
+        return None if self.init_from is None else Path(self.output_root) / self.init_from
+
+
+class StageCLI(LightningCLI):
+    """LightningCLI plus the stage's run settings, resume/chaining decisions and callbacks."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_class_arguments(RunConfig, "run")
+        # LightningCLI(run=False) has no ckpt_path (FACTS.md). "last": this stage's last.ckpt when it
+        # exists, else a fresh start; null: always fresh; or a path.
+        parser.add_argument("--ckpt_path", type=str | None, default="last", help="checkpoint to resume")
+        parser.link_arguments("model.base_model", "data.base_model")
+        parser.link_arguments("model.moe.expert_domains", "data.expert_domains")
+
+    def before_instantiate_classes(self) -> None:
+        c = self.config
+        run = RunConfig(**c.run)
+        self.resume_path = resolve_resume(c.ckpt_path, run)
+        if self.resume_path is not None:
+            c.model.init_adapter = None
+            log.warning("resuming %s from %s", run.name, self.resume_path)
+        elif run.init_from is not None:
+            c.model.init_adapter = str(check_previous_stage(run.previous_stage(), c.model))
+        if run.val_every_n_steps is not None:
+            # Integer val_check_interval counts micro-batches, and across epochs only without
+            # check_val_every_n_epoch (FACTS.md).
+            c.trainer.val_check_interval = run.val_every_n_steps * c.trainer.accumulate_grad_batches
+            c.trainer.check_val_every_n_epoch = None
+        c.trainer.default_root_dir = str(run.stage_dir)
+        configure_loggers(c.trainer.logger, run)
+
+    def instantiate_trainer(self, **kwargs: Any) -> Any:
+        run = RunConfig(**self.config.run)
+        self.run_callbacks = stage_callbacks(run)
+        yaml_callbacks = self._get(self.config_init, "trainer").get("callbacks") or []
+        plugins = self._get(self.config_init, "trainer").get("plugins") or []
+        return super().instantiate_trainer(
+            callbacks=[*yaml_callbacks, *self.run_callbacks.values()],
+            plugins=[*(plugins if isinstance(plugins, list) else [plugins]), AtomicCheckpointIO()],
+            **kwargs,
+        )
+
+
+def resolve_resume(ckpt_path: str | None, run: RunConfig) -> Path | None:
+    if ckpt_path is None:
+        return None
+    if ckpt_path == "last":
+        last = last_checkpoint(run.checkpoint_dir)
+        return last if last.is_file() else None
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise SystemExit(f"error: --ckpt_path {path} does not exist")
+    return path
+
+
+def check_previous_stage(folder: Path, model: Any) -> Path:
+    """The previous stage's adapter must exist and fit this stage's base model and expert layout."""
+    if not (folder / CONFIG_NAME).is_file():
+        raise SystemExit(
+            f"error: run.init_from: no finished previous stage at {folder} ({CONFIG_NAME} missing). Run the "
+            "previous stage to the end first (it writes checkpoint-final/), or fix run.init_from / "
+            "run.output_root."
+        )
+    try:
+        check_adapter_compatible(folder, MoELoRAConfig(**dict(model.moe)), model.base_model)
+    except ValueError as error:
+        raise SystemExit(f"error: run.init_from: {error}") from None
+    return folder
+
+
+def configure_loggers(loggers: Any, run: RunConfig) -> None:
+    """Loggers write under the stage folder; W&B runs offline unless WANDB_API_KEY (or an explicit
+    WANDB_MODE, e.g. disabled in tests) says otherwise."""
+    for logger in loggers if isinstance(loggers, list) else [loggers] if loggers else []:
+        args = logger.init_args
+        if "save_dir" in args and args.save_dir in (None, ".", ""):
+            args.save_dir = str(run.stage_dir)
+        if not logger.class_path.endswith("WandbLogger"):
+            continue
+        args.name = args.name or run.name
+        if not (os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_MODE")):
+            args.offline = True
+
+
+def stage_callbacks(run: RunConfig) -> dict[str, Any]:
+    # "best" before "timed": at a validation end the best checkpoint is written first, so the `last`
+    # that "timed" writes right after records the new best path (a resume then points at a file that
+    # exists).
+    callbacks: dict[str, Any] = {
+        "best": ModelCheckpoint(
+            dirpath=run.checkpoint_dir,
+            filename="best-{step}-{val_loss:.4f}",
+            monitor="val_loss",
+            mode="min",
+            save_top_k=1,
+        ),
+        "timed": StepCheckpoint(
+            dirpath=run.checkpoint_dir,
+            train_time_interval=timedelta(minutes=run.checkpoint_every_minutes),
+            save_top_k=0,
+            save_last=True,
+            enable_version_counter=False,
+        ),
+        "early_stopping": EarlyStopping(monitor="val_loss", mode="min", patience=run.early_stopping_patience),
+        "sigterm": SaveOnSigterm(run.checkpoint_dir),
+        "rng": RngState(),
+        "lr": LearningRateMonitor(logging_interval="step"),
+    }
+    if run.job_time_limit_minutes is not None:
+        callbacks["job_limit"] = JobTimeLimit(run.job_time_limit_minutes * 60, run.checkpoint_dir)
+    return callbacks
+
+
+def main(args: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        cli = StageCLI(
+            MoELoRAModule,
+            StageDataModule,
+            run=False,
+            auto_configure_optimizers=False,  # the module's configure_optimizers is the one schedule
+            save_config_callback=None,  # the resolved config is written below, without secrets
+            parser_kwargs={"default_config_files": [str(COMMON_CONFIG)]},
+            args=args,
+        )
+    except (SourceError, ValueError) as error:  # a bad setting: only parsing and cheap checks have run
+        sys.exit(f"error: {error}")
+    run = RunConfig(**cli.config.run)
+    run.stage_dir.mkdir(parents=True, exist_ok=True)
+    (run.stage_dir / "config.yaml").write_text(redacted_config(cli.parser, cli.config))
+    trainer, callbacks = cli.trainer, cli.run_callbacks
+    last = last_checkpoint(run.checkpoint_dir)
+    try:
+        trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.resume_path)
+    except (SourceError, TemplateError) as error:  # data setup runs before the base model loads
+        sys.exit(f"error: {error}")
+    except CheckpointMismatchError as error:
+        sys.exit(f"error: {cli.resume_path}: {error}")
+    except NonFiniteLossError as error:
+        kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was written yet"
+        sys.exit(f"error: {error}; {kept}. Lower model.lr or check the data, then run the same command.")
+    except SIGTERMException:
+        log.warning("stopped by SIGTERM at step %d; run the same command to resume", trainer.global_step)
+        return
+    job_limit = callbacks.get("job_limit")
+    if job_limit is not None and job_limit.stopped:
+        return
+    write_final(trainer, cli.model, cli.datamodule, callbacks["best"], run.final_dir, cli.parser, cli.config)
+
+
+if __name__ == "__main__":
+    main()
