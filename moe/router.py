@@ -91,7 +91,9 @@ class Router(nn.Module):
         Once every member has its gates they are dropped: nothing outlives one forward of the parent
         module (its members run back to back).
         """
-        if self.sharers == 1:
+        if self.sharers == 1 or x.is_inference():
+            # An inference tensor (torch.inference_mode, e.g. Lightning's validation) has no version
+            # counter to prove it unchanged: each member runs the router, with the same result.
             return (self(x) * scale).to(dtype)
         state = (x._version, self.weight._version, scale, dtype, torch.is_grad_enabled(), _graph_task())
         shared = self._shared

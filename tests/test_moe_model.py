@@ -336,3 +336,13 @@ def test_a_group_of_linears_that_read_different_inputs_is_refused():
     model = attach_moe_lora(load_base_model(TINY), MoELoRAConfig(shared_router_groups=[["q_proj", "o_proj"]]))
     with pytest.raises(RuntimeError, match="shared by 2 adapted linears got two different inputs"):
         forward(model, batch())
+
+
+def test_shared_router_under_inference_mode_gives_the_no_grad_output():
+    data = batch()
+    model = attach_moe_lora(load_base_model(TINY), MoELoRAConfig()).eval()
+    randomize_b(model)
+    with torch.no_grad():
+        expected = forward(model, data).logits
+    with torch.inference_mode():  # inference tensors carry no version counter: no sharing, same result
+        assert torch.equal(forward(model, data).logits, expected)
