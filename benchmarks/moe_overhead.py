@@ -5,8 +5,10 @@
 Side by side in one run, on the same frozen layer (random weights, nothing downloaded):
   base   the frozen layer alone
   lora   PEFT LoRA r16 on q/k/v/o
-  moe    this package's MoE-LoRA, 4 experts, top-2 (stacked experts, two matmuls per linear)
-  loop   a naive loop over experts with token dispatch (MixLoRA's way), kept only here for comparison
+  moe    this package's MoE-LoRA, 4 experts, top-2 (stacked experts, two matmuls per linear, one router
+         shared by q/k/v and one for o_proj)
+  loop   a naive loop over experts with token dispatch (MixLoRA's way), one router per linear, kept only
+         here for comparison
 Forward + backward with the input requiring grad (a middle layer of the stack), dropout on (training).
 Times are medians of --repeats runs after a warm-up, variants interleaved so machine noise hits all.
 Memory: peak allocated on CUDA; on CPU (no allocator statistics) the bytes of activations saved for

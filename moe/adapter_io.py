@@ -23,7 +23,8 @@ from moe.model import trainable_parameters
 WEIGHTS_NAME = "adapter.safetensors"
 CONFIG_NAME = "adapter_config.json"
 FORMAT = "moe-lora"
-FORMAT_VERSION = 1
+# 2: q/k/v share one router (MoELoRAConfig.shared_router_groups); version 1 had one per adapted linear.
+FORMAT_VERSION = 2
 RESERVED_KEYS = {"format", "format_version", "moe", "base_model", "library_version", "torch_version"}
 
 
@@ -95,7 +96,7 @@ def check_adapter_compatible(directory: str | Path, config: MoELoRAConfig, base_
     problems = []
     if stored["base_model"] != base_model:
         problems.append(f"base_model {stored['base_model']!r} != {base_model!r}")
-    for name in ("num_experts", "r", "target_modules", "expert_domains"):
+    for name in ("num_experts", "r", "target_modules", "shared_router_groups", "expert_domains"):
         if stored["moe"][name] != getattr(config, name):
             problems.append(f"{name} {stored['moe'][name]!r} != {getattr(config, name)!r}")
     if problems:

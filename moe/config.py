@@ -29,6 +29,10 @@ class MoELoRAConfig:
     alpha: float = 32.0
     dropout: float = 0.1
     target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    # Targeted linears of one parent module that read the very same input share one router (one
+    # forward, one set of gates): q/k/v of an attention block. Names outside target_modules are
+    # ignored, so the default fits any targets; [] gives every adapted linear its own router.
+    shared_router_groups: list[list[str]] = field(default_factory=lambda: [["q_proj", "k_proj", "v_proj"]])
     expert_domains: list[str] = field(
         default_factory=lambda: ["psychology", "mental_health", "bias_detection", "general_therapeutic"]
     )
@@ -60,6 +64,7 @@ class MoELoRAConfig:
             fail("target_modules", "name at least one linear layer, e.g. [q_proj, k_proj, v_proj, o_proj]")
         if len(set(self.target_modules)) != len(self.target_modules):
             fail("target_modules", "lists a module twice")
+        self._check_shared_router_groups(fail)
         if len(set(self.expert_domains)) != len(self.expert_domains):
             duplicates = sorted({d for d in self.expert_domains if self.expert_domains.count(d) > 1})
             fail("expert_domains", f"duplicate domain(s) {duplicates}: each expert needs its own name")
@@ -76,6 +81,27 @@ class MoELoRAConfig:
             fail("domain_anneal", "choose constant, linear or cosine")
         if self.adapter_dtype not in ADAPTER_DTYPES:
             fail("adapter_dtype", f"choose one of {sorted(ADAPTER_DTYPES)}")
+
+    def _check_shared_router_groups(self, fail) -> None:
+        groups = self.shared_router_groups
+        if not isinstance(groups, list) or not all(
+            isinstance(group, list) and all(isinstance(name, str) for name in group) for group in groups
+        ):
+            fail("shared_router_groups", "a list of groups of module names, e.g. [[q_proj, k_proj, v_proj]]")
+        for group in groups:
+            if len(group) < 2 or len(set(group)) != len(group):
+                fail("shared_router_groups", f"group {group} must name at least two different modules")
+        names = [name for group in groups for name in group]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            fail("shared_router_groups", f"{twice} in more than one group: a linear has one router")
+
+    def router_group(self, module: str) -> list[str]:
+        """The targeted modules that share `module`'s router (itself alone when in no group)."""
+        for group in self.shared_router_groups:
+            if module in group:
+                return [name for name in group if name in self.target_modules]
+        return [module]
 
     @property
     def scaling(self) -> float:

@@ -3,7 +3,8 @@
 Each router keeps only its latest logits (see moe.router), so these functions see one forward, once,
 even when activation checkpointing recomputes it during backward. Padding (token_mask False) never
 counts; the domain loss also skips tokens without a domain label (domain_ids -1), so packed rows that
-mix domains work token by token. Every loss is averaged over the routers (one per adapted linear).
+mix domains work token by token. Every loss is averaged over the routers (a router shared by q/k/v
+counts once: one forward, one set of logits).
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ import torch
 from torch import Tensor, nn
 
 from moe.config import MoELoRAConfig
-from moe.model import moe_layers
+from moe.model import moe_routers
 from moe.router import top_k_gates
 
 
 def last_router_logits(model: nn.Module, token_mask: Tensor) -> list[Tensor]:
     """Each router's fp32 logits [B, T, E] from the last forward, checked against the batch's shape."""
-    routers = [layer.router for layer in moe_layers(model).values()]
+    routers = list(moe_routers(model).values())
     logits = [router.logits for router in routers]
     if not logits or any(item is None for item in logits):
         raise ValueError("no router logits: run the model's forward on this batch first")

@@ -61,7 +61,8 @@ def test_load_names_missing_unexpected_and_misshaped_keys(tmp_path):
     assert f"{tmp_path / WEIGHTS_NAME} does not fit this model (adapter: 4 experts, r 16" in text
     o_proj = "model.layers.0.self_attn.o_proj"
     assert f"6 missing key(s): {o_proj}.lora_A, {o_proj}.lora_B" in text
-    assert "6 unexpected key(s): model.layers.0.self_attn.v_proj.lora_A" in text
+    # q_proj and v_proj share one router (the adapter's q_proj.router.weight): v_proj has none of its own.
+    assert "4 unexpected key(s): model.layers.0.self_attn.v_proj.lora_A" in text
     assert "model.layers.0.self_attn.q_proj.lora_A (file (64, 64), model (32, 64))" in text
 
     top1 = attach_moe_lora(load_base_model(TINY), MoELoRAConfig(target_modules=["q_proj", "v_proj"], top_k=1))
@@ -78,10 +79,14 @@ def test_config_is_readable_without_a_model_and_incompatible_adapters_are_refuse
     three = MoELoRAConfig(num_experts=3, expert_domains=["a", "b", "c"])
     with pytest.raises(ValueError, match=r"num_experts 4 != 3; .*expert_domains"):
         check_adapter_compatible(tmp_path, three, "some/base")
+    unshared = MoELoRAConfig(shared_router_groups=[])  # one router per linear: other adapter keys
+    shared = r"shared_router_groups \[\['q_proj', 'k_proj', 'v_proj'\]\] != \[\]"
+    with pytest.raises(ValueError, match=shared):
+        check_adapter_compatible(tmp_path, unshared, "some/base")
     with pytest.raises(FileNotFoundError, match="no adapter config"):
         read_adapter_config(tmp_path / "nowhere")
     (tmp_path / CONFIG_NAME).write_text(json.dumps({"peft_type": "LORA"}))
-    with pytest.raises(ValueError, match="format None version None, expected 'moe-lora' version 1"):
+    with pytest.raises(ValueError, match="format None version None, expected 'moe-lora' version 2"):
         read_adapter_config(tmp_path)
 
 

@@ -25,6 +25,13 @@ from moe.model import attach_moe_lora
         ({"balance_coef": -1.0}, r"MoELoRAConfig.balance_coef=-1.0"),
         ({"domain_anneal": "step"}, r"MoELoRAConfig.domain_anneal='step'"),
         ({"adapter_dtype": "float16"}, r"MoELoRAConfig.adapter_dtype='float16'"),
+        ({"shared_router_groups": ["q_proj", "k_proj"]}, r"shared_router_groups=.*a list of groups"),
+        ({"shared_router_groups": [["q_proj"]]}, r"group \['q_proj'\] must name at least two different"),
+        ({"shared_router_groups": [["q_proj", "q_proj"]]}, r"must name at least two different modules"),
+        (
+            {"shared_router_groups": [["q_proj", "k_proj"], ["k_proj", "v_proj"]]},
+            r"shared_router_groups=.*\['k_proj'\] in more than one group",
+        ),
     ],
 )
 def test_invalid_config_names_the_field(values, message):
@@ -46,6 +53,10 @@ def test_defaults_match_the_design_and_round_trip_through_a_dict():
     config = MoELoRAConfig()
     assert (config.num_experts, config.top_k, config.r, config.alpha, config.dropout) == (4, 2, 16, 32.0, 0.1)
     assert config.scaling == 2.0
+    assert config.shared_router_groups == [["q_proj", "k_proj", "v_proj"]]
+    assert config.router_group("k_proj") == ["q_proj", "k_proj", "v_proj"]
+    assert config.router_group("o_proj") == ["o_proj"]
+    assert MoELoRAConfig(target_modules=["v_proj", "q_proj"]).router_group("q_proj") == ["q_proj", "v_proj"]
     assert MoELoRAConfig.from_dict(config.to_dict()) == config
     with pytest.raises(ValueError, match=r"unknown MoELoRAConfig field\(s\) \['experts'\]"):
         MoELoRAConfig.from_dict({**config.to_dict(), "experts": 4})

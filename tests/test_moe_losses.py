@@ -6,7 +6,7 @@ import torch
 from moe.base_model import TINY, load_base_model
 from moe.config import MoELoRAConfig
 from moe.losses import expert_use_per_domain, router_losses, routing_counts_per_domain, switch_balance_loss
-from moe.model import attach_moe_lora, moe_layers, trainable_parameters
+from moe.model import attach_moe_lora, moe_routers, trainable_parameters
 
 
 def test_balance_loss_equals_the_switch_formula_on_a_hand_computed_case():
@@ -51,19 +51,22 @@ def test_losses_ignore_padding_and_unlabelled_tokens():
     run(model, input_ids.masked_fill(~token_mask, 7), position_ids)
     again = router_losses(model, domains, token_mask, config)
     assert all(torch.equal(value, again[key]) for key, value in losses.items())
-    # The domain loss is the router cross-entropy over labelled real tokens only, averaged over routers.
+    # The domain loss is the router cross-entropy over labelled real tokens only, averaged over routers
+    # (one shared by q/k/v and one for o_proj in each of the two decoder layers).
+    routers = moe_routers(model).values()
+    assert len(routers) == 4
     labelled = domains >= 0
     by_hand = torch.stack(
         [
-            torch.nn.functional.cross_entropy(layer.router.logits[labelled], domains[labelled])
-            for layer in moe_layers(model).values()
+            torch.nn.functional.cross_entropy(router.logits[labelled], domains[labelled])
+            for router in routers
         ]
     ).mean()
     torch.testing.assert_close(losses["domain"], by_hand)
     z_by_hand = torch.stack(
         [
-            layer.router.logits[token_mask].logsumexp(-1).square().mean()
-            for layer in moe_layers(model).values()
+            router.logits[token_mask].logsumexp(-1).square().mean()
+            for router in routers
         ]
     ).mean()
     torch.testing.assert_close(losses["z"], z_by_hand)

@@ -6,7 +6,14 @@ from moe.base_model import TINY, load_base_model
 from moe.config import MoELoRAConfig
 from moe.layer import MoELoRALinear
 from moe.losses import router_losses
-from moe.model import attach_moe_lora, detach_moe_lora, forced_gates, moe_layers, trainable_parameters
+from moe.model import (
+    attach_moe_lora,
+    detach_moe_lora,
+    forced_gates,
+    moe_layers,
+    moe_routers,
+    trainable_parameters,
+)
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
@@ -158,8 +165,9 @@ def test_router_loss_gradients_identical_under_checkpointing():
         logits = router.logits
         losses = router_losses(model, data["domain_ids"], data["token_mask"], config)
         sum(losses.values()).backward()
-        # Checkpointing really recomputed the router during backward, and that recompute did not replace
-        # the logits the losses were read from.
+        # Checkpointing really recomputed the router during backward (once: this router is shared by
+        # q/k/v, whose recompute takes q's gates too), and that recompute did not replace the logits the
+        # losses were read from.
         assert len(calls) == (2 if checkpointing else 1)
         assert router.logits is logits
         params = trainable_parameters(model).items()
@@ -250,3 +258,91 @@ def test_under_bf16_autocast_the_adapter_matmuls_run_in_bf16_with_fp32_master_we
     expected = x.to(bf16) @ layer.base.weight.to(bf16).T + hidden.flatten(-2) @ layer.lora_B.to(bf16).T
     assert out.dtype == bf16 and layer.lora_A.dtype == torch.float32
     torch.testing.assert_close(out, expected, rtol=0, atol=0)
+
+
+def test_q_k_v_share_one_router_forward_and_o_proj_has_its_own():
+    data = batch()
+    model = attach_moe_lora(load_base_model(TINY), MoELoRAConfig()).train()
+    layers = moe_layers(model)
+    attn = "model.layers.0.self_attn"
+    router = layers[f"{attn}.q_proj"].router
+    assert layers[f"{attn}.k_proj"].router is router and layers[f"{attn}.v_proj"].router is router
+    assert layers[f"{attn}.o_proj"].router is not router and router.sharers == 3
+    owners = [f"model.layers.{i}.self_attn.{p}_proj.router" for i in (0, 1) for p in "qo"]
+    assert list(moe_routers(model)) == owners
+    keys = [name for name in trainable_parameters(model) if name.startswith(attn)]
+    assert [name for name in keys if name.endswith("router.weight")] == [
+        f"{attn}.q_proj.router.weight", f"{attn}.o_proj.router.weight"
+    ]
+    calls, handed = [], {}
+    router.register_forward_hook(lambda *_: calls.append(1))
+    original = router.gates_for
+
+    def recording(member, x, scale, dtype):
+        handed[member] = original(member, x, scale, dtype)
+        return handed[member]
+
+    router.gates_for = recording
+    forward(model, data).loss.backward()
+    assert len(calls) == 1  # one router forward for the three projections
+    q, k, v = (handed[layers[f"{attn}.{p}"]] for p in ("q_proj", "k_proj", "v_proj"))
+    assert k is q and v is q
+    assert router._shared is None  # every member took its gates: nothing kept past the forward
+
+
+def test_sharing_computes_what_separate_routers_with_equal_weights_compute():
+    data = batch()
+    torch.manual_seed(0)
+    shared = attach_moe_lora(load_base_model(TINY), MoELoRAConfig(dropout=0.0))
+    separate = attach_moe_lora(load_base_model(TINY), MoELoRAConfig(dropout=0.0, shared_router_groups=[]))
+    randomize_b(shared)
+    assert len(moe_routers(separate)) == 8 and len(moe_routers(shared)) == 4
+    with torch.no_grad():
+        for name, layer in moe_layers(separate).items():
+            source = moe_layers(shared)[name]
+            layer.lora_A.copy_(source.lora_A)
+            layer.lora_B.copy_(source.lora_B)
+            layer.router.weight.copy_(source.router.weight)
+    torch.testing.assert_close(forward(separate, data).logits, forward(shared, data).logits, rtol=0, atol=0)
+
+
+def test_shared_gates_never_outlive_one_forward():
+    torch.manual_seed(0)
+    model = attach_moe_lora(load_base_model(TINY), MoELoRAConfig(dropout=0.0))
+    randomize_b(model)
+    q, k = (moe_layers(model)[f"model.layers.0.self_attn.{p}"] for p in ("q_proj", "k_proj"))
+    calls = []
+    q.router.register_forward_hook(lambda *_: calls.append(1))
+    x = torch.randn(3, 64)
+    # The same layer twice on one input: each call is a forward of its own, with its own graph.
+    for _ in range(2):
+        q(x).sum().backward()
+    assert len(calls) == 2
+    # Gates made without autograd are not handed to a forward that needs their gradient.
+    with torch.no_grad():
+        q(x)
+    q.router.weight.grad = None
+    k(x).sum().backward()
+    assert len(calls) == 4 and q.router.weight.grad.abs().sum() > 0
+    # An input changed in place since q saw it (its version counter moved) gets fresh gates.
+    q(x)
+    x.add_(1.0)
+    gates = q.router(x) * q.scaling
+    update = ((x @ k.lora_A.T).unflatten(-1, (4, 16)) * gates.unsqueeze(-1)).flatten(-2) @ k.lora_B.T
+    torch.testing.assert_close(k(x), k.base(x) + update)
+
+
+def test_a_group_of_linears_that_read_different_inputs_is_refused():
+    model = attach_moe_lora(load_base_model(TINY), MoELoRAConfig(shared_router_groups=[["q_proj", "o_proj"]]))
+    with pytest.raises(RuntimeError, match="shared by 2 adapted linears got two different inputs"):
+        forward(model, batch())
+
+
+def test_shared_router_under_inference_mode_gives_the_no_grad_output():
+    data = batch()
+    model = attach_moe_lora(load_base_model(TINY), MoELoRAConfig()).eval()
+    randomize_b(model)
+    with torch.no_grad():
+        expected = forward(model, data).logits
+    with torch.inference_mode():  # inference tensors carry no version counter: no sharing, same result
+        assert torch.equal(forward(model, data).logits, expected)
