@@ -109,7 +109,8 @@ class ChatClient:
                     detail = error.read()[:300].decode("utf-8", "replace")
                     if self._key:  # a server echoing the request must not leak the key
                         detail = detail.replace(self._key, "***")
-                    raise ChatRefused(f"{self.url} answered HTTP {error.code}: {detail}", error.code) from None
+                    message = f"{self.url} answered HTTP {error.code}: {detail}"
+                    raise ChatRefused(message, error.code) from None
                 retry_after = error.headers.get("Retry-After") if error.headers else None
                 if retry_after and retry_after.replace(".", "", 1).isdigit():
                     wait = float(retry_after)

@@ -22,9 +22,9 @@ class Call:
     body: dict
 
 
-# (status, text): 200 wraps text as the assistant message of a chat completion; any other status
-# sends text as the raw body.
-Answer = Callable[[Call], tuple[int, str]]
+# (status, text): 200 wraps text as the assistant message of a chat completion (None: a null
+# content); any other status sends text as the raw body.
+Answer = Callable[[Call], tuple[int, str | None]]
 
 
 class OpenAIServer:
@@ -48,7 +48,7 @@ class OpenAIServer:
                     message = {"role": "assistant", "content": text}
                     payload = json.dumps({"choices": [{"message": message}]}).encode()
                 else:
-                    payload = text.encode()
+                    payload = (text or "").encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
