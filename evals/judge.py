@@ -1,28 +1,22 @@
 """LLM judge through an OpenAI-compatible chat-completions endpoint, scoring replies on rubrics.
 
-Stdlib HTTP (urllib) rather than the `openai` package: the protocol is one POST, and every server
-that speaks it (vLLM, llama.cpp, TGI, OpenAI) is reached the same way without another dependency.
-The API key is read from the environment variable the settings name; it goes into one request header
-and nowhere else. Conversation text is sent only to the endpoint the user configured, never logged.
-A malformed judge answer is counted and left out, never fatal.
+HTTP, retries and the API key are datamodules/openai_client.py's, shared with the voice build.
+Conversation text is sent only to the endpoint the user configured, never logged. A malformed judge
+answer and a failed request are counted and left out, never fatal.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from datamodules.openai_client import ChatClient, ChatRequestError
 from evals.metrics import Metric, unmeasured
 from evals.settings import JudgeSettings
 
@@ -133,54 +127,24 @@ def judge_messages(
 
 
 class JudgeError(RuntimeError):
-    """The endpoint could not be reached or did not answer in the protocol (after retries)."""
+    """The endpoint refused the request or did not answer in the protocol (after retries)."""
 
 
 class JudgeClient:
+    """The shared chat client; any request that did not come back becomes a JudgeError, which
+    score_replies counts as a failed verdict."""
+
     def __init__(self, settings: JudgeSettings):
         if not settings.configured:
             raise ValueError("the judge needs judge.base_url and judge.model in the evaluation settings")
         self.settings = settings
-        self._key = None
-        if settings.api_key_env:
-            self._key = os.environ.get(settings.api_key_env)
-            if self._key is None:
-                log.info(
-                    "judge: environment variable %s is not set; calling without a key", settings.api_key_env
-                )
-        self.url = settings.base_url.rstrip("/") + "/chat/completions"
+        self.chat = ChatClient(settings)
 
     def complete(self, messages: list[dict[str, str]]) -> str:
-        body = json.dumps(
-            {
-                "model": self.settings.model,
-                "messages": messages,
-                "temperature": self.settings.temperature,
-                "max_tokens": self.settings.max_tokens,
-            }
-        ).encode()
-        headers = {"Content-Type": "application/json"}
-        if self._key:
-            headers["Authorization"] = f"Bearer {self._key}"
-        problem = ""
-        for attempt in range(self.settings.max_retries + 1):
-            if attempt:
-                time.sleep(min(8.0, 0.5 * 2**attempt))
-            request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
-            try:
-                with urllib.request.urlopen(request, timeout=self.settings.timeout_s) as response:
-                    payload = json.loads(response.read())
-                return payload["choices"][0]["message"]["content"]
-            except urllib.error.HTTPError as error:
-                problem = f"HTTP {error.code}"
-                if error.code < 500 and error.code != 429:
-                    break  # a client error does not heal by retrying
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
-                problem = type(error).__name__
-            except (json.JSONDecodeError, KeyError, IndexError, TypeError):
-                problem = "answer is not an OpenAI chat completion"
-                break
-        raise JudgeError(f"judge at {self.url}: {problem}")
+        try:
+            return self.chat.complete(messages)
+        except ChatRequestError as error:
+            raise JudgeError(f"judge: {error}") from None
 
 
 @dataclass
@@ -247,8 +211,7 @@ def score_replies(
         except MalformedJudgement as error:
             return key, None, f"malformed: {error}"
 
-    with ThreadPoolExecutor(max_workers=max(1, client.settings.concurrency)) as pool:
-        results = list(pool.map(one, items.items()))
+    results = client.chat.map(one, items.items())
     malformed = sum(problem.startswith("malformed") for _, _, problem in results)
     failed = sum(bool(problem) and not problem.startswith("malformed") for _, _, problem in results)
     for problem in sorted({p for _, _, p in results if p}):

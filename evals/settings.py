@@ -31,6 +31,7 @@ class JudgeSettings:
     max_tokens: int
     timeout_s: float
     max_retries: int
+    backoff_s: float
     concurrency: int
     calibration_replies: int
 

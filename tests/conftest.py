@@ -1,7 +1,19 @@
-"""Every test runs offline: no Hub, no W&B."""
+"""Every test runs offline: no Hub, no W&B. The shared local OpenAI-compatible server fixture."""
 
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from contextlib import ExitStack  # noqa: E402 (the environment above is set before any import)
+
+import pytest  # noqa: E402
+from openai_server import serve  # noqa: E402
+
+
+@pytest.fixture
+def openai_server():
+    """start(answer) -> OpenAIServer (tests/openai_server.py); every server started stops after the test."""
+    with ExitStack() as stack:
+        yield lambda answer: stack.enter_context(serve(answer))

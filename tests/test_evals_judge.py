@@ -3,11 +3,10 @@
 import json
 import logging
 import re
-import threading
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from openai_server import Call, OpenAIServer
 
 from evals.judge import JudgeClient, JudgeError, load_rubrics, score_replies
 from evals.settings import JudgeSettings, load_settings
@@ -15,37 +14,18 @@ from evals.settings import JudgeSettings, load_settings
 KEY = "sk-test-not-a-real-key-123"
 
 
-class FakeJudge(BaseHTTPRequestHandler):
+def judge_answer(call: Call) -> tuple[int, str]:
     """Answers by a marker in the rated reply: GOOD, POOR, MALFORMED (prose), RANGE (out of range)."""
-
-    seen_auth: list = []
-
-    def do_POST(self):  # noqa: N802 (http.server's name)
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        FakeJudge.seen_auth.append(self.headers.get("Authorization"))
-        if self.path != "/v1/chat/completions":
-            self.send_error(404)
-            return
-        prompt = body["messages"][-1]["content"]
-        if "Reply to rate:\n\nRUBRIC" in prompt:
-            answer = rubric_answer(prompt)
-        elif "GOOD" in prompt:
-            answer = '```json\n{"emotional_reactions": 2, "interpretations": 2, "explorations": 1}\n```'
-        elif "POOR" in prompt:
-            answer = '{"emotional_reactions": 0, "interpretations": 0, "explorations": 1}'
-        elif "RANGE" in prompt:
-            answer = '{"emotional_reactions": 7, "interpretations": 0, "explorations": 0}'
-        else:
-            answer = "What a lovely reply! I'd give it full marks."
-        payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": answer}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args):  # keep test output quiet
-        pass
+    prompt = call.body["messages"][-1]["content"]
+    if "Reply to rate:\n\nRUBRIC" in prompt:
+        return 200, rubric_answer(prompt)
+    if "GOOD" in prompt:
+        return 200, '```json\n{"emotional_reactions": 2, "interpretations": 2, "explorations": 1}\n```'
+    if "POOR" in prompt:
+        return 200, '{"emotional_reactions": 0, "interpretations": 0, "explorations": 1}'
+    if "RANGE" in prompt:
+        return 200, '{"emotional_reactions": 7, "interpretations": 0, "explorations": 0}'
+    return 200, "What a lovely reply! I'd give it full marks."
 
 
 def rubric_answer(prompt: str) -> str:
@@ -56,14 +36,8 @@ def rubric_answer(prompt: str) -> str:
 
 
 @pytest.fixture
-def judge_url():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeJudge)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+def judge(openai_server) -> OpenAIServer:
+    return openai_server(judge_answer)
 
 
 def _settings(url: str) -> JudgeSettings:
@@ -78,9 +52,8 @@ def _settings(url: str) -> JudgeSettings:
     )
 
 
-def test_judge_scores_counts_malformed_answers_and_never_logs_the_key(judge_url, monkeypatch, caplog):
+def test_judge_scores_counts_malformed_answers_and_never_logs_the_key(judge, monkeypatch, caplog):
     monkeypatch.setenv("TEST_JUDGE_KEY", KEY)
-    FakeJudge.seen_auth = []
     conversation = [{"role": "user", "content": "I feel alone."}]
     items = {
         "a": (conversation, "GOOD reply"),
@@ -89,7 +62,7 @@ def test_judge_scores_counts_malformed_answers_and_never_logs_the_key(judge_url,
         "d": (conversation, "RANGE reply"),
     }
     with caplog.at_level(logging.DEBUG):
-        scores = score_replies(JudgeClient(_settings(judge_url)), load_rubrics()["empathy"], items)
+        scores = score_replies(JudgeClient(_settings(judge.url)), load_rubrics()["empathy"], items)
     assert (scores.malformed, scores.failed) == (2, 0)
     assert scores.per_item["a"] == {"emotional_reactions": 2, "interpretations": 2, "explorations": 1}
     assert scores.per_item["c"] is None and scores.per_item["d"] is None
@@ -97,19 +70,19 @@ def test_judge_scores_counts_malformed_answers_and_never_logs_the_key(judge_url,
     assert metric.name == "empathy" and metric.method == "judge"
     assert metric.raw == pytest.approx((5 + 1) / 2) and metric.value == pytest.approx(0.5)
     assert (metric.n, metric.unscored) == (2, 2)
-    assert FakeJudge.seen_auth == [f"Bearer {KEY}"] * 4
+    assert [c.auth for c in judge.calls] == [f"Bearer {KEY}"] * 4
     assert KEY not in caplog.text and "I feel alone" not in caplog.text
 
 
-def test_all_answers_malformed_leaves_the_metric_unmeasured(judge_url):
+def test_all_answers_malformed_leaves_the_metric_unmeasured(judge):
     items = {"x": ([{"role": "user", "content": "hi"}], "MALFORMED")}
-    scores = score_replies(JudgeClient(_settings(judge_url)), load_rubrics()["empathy"], items)
+    scores = score_replies(JudgeClient(_settings(judge.url)), load_rubrics()["empathy"], items)
     [metric] = scores.metrics()
     assert metric.value is None and metric.unscored == 1 and "1 malformed" in metric.note
 
 
-def test_an_unreachable_judge_is_counted_not_fatal(judge_url):
-    settings = _settings(judge_url.replace("/v1", "/wrong"))
+def test_an_unreachable_judge_is_counted_not_fatal(judge):
+    settings = _settings(judge.url.replace("/v1", "/wrong"))
     with pytest.raises(JudgeError, match="HTTP 404"):
         JudgeClient(settings).complete([{"role": "user", "content": "x"}])
     scores = score_replies(
@@ -126,7 +99,7 @@ def test_a_judge_needs_url_and_model():
         JudgeClient(load_settings().judge)
 
 
-def test_score_model_with_a_judge_fills_every_judge_metric_and_bias_parity(judge_url):
+def test_score_model_with_a_judge_fills_every_judge_metric_and_bias_parity(judge):
     from evals.score import calibration, score_model
     from evals.suites import load_suites
 
@@ -135,7 +108,7 @@ def test_score_model_with_a_judge_fills_every_judge_metric_and_bias_parity(judge
     flat = next(p.id for p in suites["bias_probes"] if p.fields["variant"] == "man")
     replies[flat] = "RUBRIC FLAT reply"
     settings = load_settings()
-    card = score_model(suites, replies, settings, JudgeClient(_settings(judge_url)), load_rubrics(), None)
+    card = score_model(suites, replies, settings, JudgeClient(_settings(judge.url)), load_rubrics(), None)
     metrics = card.metrics
     for name in (
         "clinical_reasoning",
@@ -160,7 +133,7 @@ def test_score_model_with_a_judge_fills_every_judge_metric_and_bias_parity(judge
     assert card.details["bias_worst_gap"]["gender"] == pytest.approx(1.0)
     human = calibration(
         [([{"role": "user", "content": "hi"}], "RUBRIC human reply")],
-        JudgeClient(_settings(judge_url)),
+        JudgeClient(_settings(judge.url)),
         load_rubrics(),
     )
     assert human["empathy"].value == 1.0 and human["counsel_overall"].method == "judge"

@@ -2,14 +2,12 @@
 and an interrupted build resumed from its journal."""
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import ClassVar
 
 import pytest
 import yaml
+from openai_server import Call, OpenAIServer
 
 from datamodules.voice.__main__ import main, parse_config
 from datamodules.voice.build import build
@@ -84,61 +82,32 @@ def test_offline_build_from_yaml_with_cli_override(tmp_path):
     assert json.loads(out.read_text()) == train and again["generation"]["generated_now"] == 0
 
 
-class FakeOpenAI(BaseHTTPRequestHandler):
-    """/v1/chat/completions: fails the first request with 503, then answers with a numbered message."""
+class FakeOpenAI:
+    """Answers for the shared local server: fails the first request with 503, then answers with a
+    numbered message."""
 
-    calls: ClassVar[list[dict]] = []
     fail_first = True
     down = False  # every request answers 503
     delay_first_s = 0.0  # the first request answers this late
     status = 200
-    lock = threading.Lock()
 
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        with FakeOpenAI.lock:
-            FakeOpenAI.calls.append(
-                {"path": self.path, "auth": self.headers.get("Authorization"), "body": body}
-            )
-            number = len(FakeOpenAI.calls)
-        if number == 1 and FakeOpenAI.delay_first_s:
+    @staticmethod
+    def answer(call: Call) -> tuple[int, str]:
+        if call.number == 1 and FakeOpenAI.delay_first_s:
             time.sleep(FakeOpenAI.delay_first_s)
         if FakeOpenAI.fail_first or FakeOpenAI.down:
             FakeOpenAI.fail_first = False
-            self.send_response(503)
-            self.end_headers()
-            return
+            return 503, ""
         if FakeOpenAI.status != 200:
-            self.send_response(FakeOpenAI.status)
-            self.end_headers()
-            self.wfile.write(b'{"error": "model not found"}')
-            return
-        text = f'"Client: I keep feeling like I am the problem, number {number}. Why is that?"'
-        payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": text}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args):  # keep test output quiet
-        pass
+            return FakeOpenAI.status, '{"error": "model not found"}'
+        return 200, f'"Client: I keep feeling like I am the problem, number {call.number}. Why is that?"'
 
 
 @pytest.fixture
-def server():
-    FakeOpenAI.calls, FakeOpenAI.fail_first, FakeOpenAI.status = [], True, 200
+def server(openai_server) -> OpenAIServer:
+    FakeOpenAI.fail_first, FakeOpenAI.status = True, 200
     FakeOpenAI.down, FakeOpenAI.delay_first_s = False, 0.0
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    stopper = threading.Timer(90, httpd.shutdown)  # bounded even if the test never returns
-    stopper.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    stopper.cancel()
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(5)
+    return openai_server(FakeOpenAI.answer)
 
 
 def openai_config(tmp_path, base_url, mode, **overrides) -> BuildConfig:
@@ -166,17 +135,17 @@ def openai_config(tmp_path, base_url, mode, **overrides) -> BuildConfig:
 def test_backtranslation_against_a_local_openai_compatible_server(tmp_path, server, monkeypatch, caplog):
     monkeypatch.setenv("VOICE_TEST_KEY", SECRET)
     caplog.set_level("DEBUG")
-    stats = build(openai_config(tmp_path, server, "backtranslation"))
+    stats = build(openai_config(tmp_path, server.url, "backtranslation"))
 
     train = json.loads((tmp_path / "voice.json").read_text())
     heldout = json.loads((tmp_path / "voice_heldout.json").read_text())
     conversations = train + heldout
     check_schema(conversations, "backtranslation", (2, 2))
-    assert len(FakeOpenAI.calls) == stats["units"] + 1  # one retry after the 503
+    assert len(server.calls) == stats["units"] + 1  # one retry after the 503
     assert len(conversations) == stats["units"] and len(heldout) >= 1
-    assert {c["auth"] for c in FakeOpenAI.calls} == {f"Bearer {SECRET}"}
-    assert {c["path"] for c in FakeOpenAI.calls} == {"/v1/chat/completions"}
-    first = FakeOpenAI.calls[1]["body"]
+    assert {c.auth for c in server.calls} == {f"Bearer {SECRET}"}
+    assert {c.path for c in server.calls} == {"/v1/chat/completions"}
+    first = server.calls[1].body
     assert first["model"] == "test-model" and [m["role"] for m in first["messages"]] == ["system", "user"]
     assert "Write only the person's message" in first["messages"][0]["content"]
     # the generator sees the speaker's passage and writes only what it answers
@@ -196,7 +165,7 @@ def test_backtranslation_against_a_local_openai_compatible_server(tmp_path, serv
 def test_multiturn_conversations_follow_one_lecture(tmp_path, server, monkeypatch):
     monkeypatch.setenv("VOICE_TEST_KEY", SECRET)
     stats = build(
-        openai_config(tmp_path, server, "multiturn", passages_per_conversation=2, heldout_fraction=0)
+        openai_config(tmp_path, server.url, "multiturn", passages_per_conversation=2, heldout_fraction=0)
     )
     conversations = json.loads((tmp_path / "voice.json").read_text())
     check_schema(conversations, "multiturn", (4, 10))
@@ -207,9 +176,9 @@ def test_multiturn_conversations_follow_one_lecture(tmp_path, server, monkeypatc
             assistant = [" ".join(normalized_words(m["content"])) for m in conversation["messages"][1::2]]
             assert transcript.index(assistant[0]) < transcript.index(assistant[1])  # in lecture order
     follow_up = {  # a set: the request answered 503 was sent again
-        c["body"]["messages"][1]["content"]
-        for c in FakeOpenAI.calls
-        if "has just said" in c["body"]["messages"][1]["content"]
+        c.body["messages"][1]["content"]
+        for c in server.calls
+        if "has just said" in c.body["messages"][1]["content"]
     }
     assert len(follow_up) == sum(len(c["messages"]) // 2 - 1 for c in conversations)
 
@@ -217,7 +186,7 @@ def test_multiturn_conversations_follow_one_lecture(tmp_path, server, monkeypatc
 def test_timeouts_and_exhausted_retries_leave_units_for_the_next_run(tmp_path, server, monkeypatch):
     monkeypatch.setenv("VOICE_TEST_KEY", SECRET)
     FakeOpenAI.fail_first, FakeOpenAI.down = False, True
-    config = openai_config(tmp_path, server, "backtranslation", min_words=100, max_words=200)
+    config = openai_config(tmp_path, server.url, "backtranslation", min_words=100, max_words=200)
     config.openai.max_retries = 1
     down = build(config)
     assert down["generation"] == {
@@ -226,21 +195,22 @@ def test_timeouts_and_exhausted_retries_leave_units_for_the_next_run(tmp_path, s
         "failed": down["units"],
         "journal_torn_lines": 0,
     }
-    assert len(FakeOpenAI.calls) == 2 * down["units"] and json.loads(config.out.read_text()) == []
+    assert len(server.calls) == 2 * down["units"] and json.loads(config.out.read_text()) == []
 
-    FakeOpenAI.calls, FakeOpenAI.down, FakeOpenAI.delay_first_s = [], False, 3.0
+    server.calls.clear()
+    FakeOpenAI.down, FakeOpenAI.delay_first_s = False, 3.0
     config.openai.timeout_s = 1.0
     up = build(config)
     assert up["generation"]["generated_now"] == up["units"] == down["units"]
-    slow = FakeOpenAI.calls[0]["body"]
-    assert sum(c["body"] == slow for c in FakeOpenAI.calls) == 2  # the timed-out request was sent again
+    slow = server.calls[0].body
+    assert sum(c.body == slow for c in server.calls) == 2  # the timed-out request was sent again
 
 
 def test_server_refusal_stops_with_the_status_and_no_key(tmp_path, server, monkeypatch):
     monkeypatch.setenv("VOICE_TEST_KEY", SECRET)
     FakeOpenAI.fail_first, FakeOpenAI.status = False, 404
     with pytest.raises(GeneratorError, match="answered HTTP 404: .*model not found") as error:
-        build(openai_config(tmp_path, server, "backtranslation"))
+        build(openai_config(tmp_path, server.url, "backtranslation"))
     assert SECRET not in str(error.value)
 
 

@@ -2,28 +2,21 @@
 
 Both take a batch of chat prompts and return one text per prompt (None where a request failed
 after its retries: that unit is not journalled and is generated again on the next run). The HTTP
-backend uses only the standard library (urllib + a thread pool), so it adds no dependency.
+backend is the project's one OpenAI-compatible client, datamodules/openai_client.py.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import random
-import time
-import urllib.error
-import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
+from datamodules.openai_client import ChatClient, ChatRefused, ChatUnavailable
 from datamodules.voice.config import LocalSettings, OpenAISettings
 
 log = logging.getLogger(__name__)
 
 Prompt = list[dict[str, str]]
-RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
 
 class GeneratorError(RuntimeError):
@@ -40,12 +33,12 @@ class Generator(Protocol):
 
 
 class OpenAIGenerator:
+    """The shared chat client, with the build's error handling: a refusal stops the build, a
+    request that failed after its retries leaves its unit unjournalled for the next run."""
+
     def __init__(self, settings: OpenAISettings):
         self.settings = settings
-        self.url = settings.base_url.rstrip("/") + "/chat/completions"
-        self.key = os.environ.get(settings.api_key_env, "")
-        if not self.key:
-            log.info("%s is not set: requests carry no Authorization header", settings.api_key_env)
+        self.client = ChatClient(settings)
 
     def identity(self) -> dict:
         s = self.settings
@@ -56,50 +49,17 @@ class OpenAIGenerator:
             "max_tokens": s.max_tokens,
         }
 
-    def request(self, prompt: Prompt) -> str:
-        body = json.dumps(
-            {
-                "model": self.settings.model,
-                "messages": prompt,
-                "temperature": self.settings.temperature,
-                "max_tokens": self.settings.max_tokens,
-            }
-        ).encode()
-        headers = {"Content-Type": "application/json"}
-        if self.key:
-            headers["Authorization"] = f"Bearer {self.key}"
-        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
-        with urllib.request.urlopen(request, timeout=self.settings.timeout_s) as response:
-            payload = json.load(response)
-        return payload["choices"][0]["message"]["content"]
-
     def complete(self, prompt: Prompt) -> str | None:
-        """One prompt with retries: exponential backoff with jitter, honouring Retry-After."""
-        for attempt in range(self.settings.max_retries + 1):
-            wait = self.settings.backoff_s * 2**attempt + random.uniform(0, self.settings.backoff_s)
-            try:
-                return self.request(prompt)
-            except urllib.error.HTTPError as error:
-                if error.code not in RETRY_STATUS:
-                    detail = error.read()[:300].decode("utf-8", "replace")
-                    raise GeneratorError(f"{self.url} answered HTTP {error.code}: {detail}") from None
-                retry_after = error.headers.get("Retry-After") if error.headers else None
-                if retry_after and retry_after.replace(".", "", 1).isdigit():
-                    wait = float(retry_after)
-                reason = f"HTTP {error.code}"
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
-                reason = type(error).__name__
-            except (ValueError, KeyError, IndexError, TypeError):
-                reason = "malformed response"
-            if attempt < self.settings.max_retries:
-                log.debug("request failed (%s), retry %d in %.1fs", reason, attempt + 1, wait)
-                time.sleep(wait)
-        log.warning("request to %s failed after %d retries (%s)", self.url, self.settings.max_retries, reason)
-        return None
+        try:
+            return self.client.complete(prompt)
+        except ChatRefused as error:
+            raise GeneratorError(str(error)) from None
+        except ChatUnavailable as error:
+            log.warning("%s; the unit is generated again on the next run", error)
+            return None
 
     def generate(self, prompts: list[Prompt]) -> list[str | None]:
-        with ThreadPoolExecutor(max_workers=self.settings.concurrency) as pool:
-            return list(pool.map(self.complete, prompts))
+        return self.client.map(self.complete, prompts)
 
 
 class LocalGenerator:
