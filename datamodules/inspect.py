@@ -30,11 +30,6 @@ from stages.fit import parse_stage_config
 LOSS_OPEN, LOSS_CLOSE = "⟦", "⟧"
 
 
-def data_module(config: Namespace) -> StageDataModule:
-    """The stage's StageDataModule from the resolved config (checks every source exists)."""
-    return StageDataModule(**config.data.as_dict())
-
-
 def max_time_seconds(value: Any) -> float | None:
     """Trainer(max_time=...) as seconds: "DD:HH:MM:SS" or {days, hours, minutes, seconds}."""
     if value is None:
@@ -239,7 +234,7 @@ def main(argv: list[str] | None = None) -> None:
     args, overrides = parse_args(argv)
     try:
         config = parse_stage_config(args.config, overrides)
-        dm = data_module(config)
+        dm = StageDataModule(**config.data.as_dict())  # checks every source exists
         dm.setup()  # setup(None) runs the template self-check too
     except (FileNotFoundError, SourceError, TemplateError) as error:
         raise SystemExit(f"error: {error}") from None

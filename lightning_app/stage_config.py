@@ -13,9 +13,18 @@ from pathlib import Path
 from jsonargparse import Namespace
 
 from datamodules.datamodule import StageDataModule
-from stages.fit import parse_stage_config
+from stages.fit import StageCLI, parse_stage_config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def write_stage(cli: StageCLI, path: str | Path) -> Path:
+    """The (possibly edited) resolved config of stages.fit.parse_stage_cli as a stage YAML that
+    `stages.fit --config` reads back to the same values."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(cli.parser.dump(cli.config))
+    return path
 
 
 def data_module(config: Namespace) -> StageDataModule:

@@ -127,8 +127,9 @@ class _ParseOnly(StageCLI):
         pass
 
 
-def parse_stage_config(configs: str | Path | Sequence[str | Path], overrides: Sequence[str] = ()) -> Namespace:
-    """The stage's resolved config, read exactly as `python -m stages.fit` reads it, nothing built.
+def parse_stage_cli(configs: str | Path | Sequence[str | Path], overrides: Sequence[str] = ()) -> StageCLI:
+    """The stage read exactly as `python -m stages.fit` reads it, nothing built: `.config` is the
+    resolved config, `.parser` dumps it back to YAML.
 
     stages/common.yaml, then each config in order, then dotted overrides (`--data.data_root DIR`),
     with the fit's links and validation; no class is instantiated (no model loads). A bad setting
@@ -148,7 +149,12 @@ def parse_stage_config(configs: str | Path | Sequence[str | Path], overrides: Se
             save_config_callback=None,
             parser_kwargs={"default_config_files": [str(COMMON_CONFIG)], "exit_on_error": False},
             args=[*(arg for path in files for arg in ("--config", str(path))), *overrides],
-        ).config
+        )
+
+
+def parse_stage_config(configs: str | Path | Sequence[str | Path], overrides: Sequence[str] = ()) -> Namespace:
+    """The stage's resolved config (see parse_stage_cli)."""
+    return parse_stage_cli(configs, overrides).config
 
 
 def resolve_resume(ckpt_path: str | None, run: RunConfig) -> Path | None:
