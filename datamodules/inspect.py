@@ -4,75 +4,30 @@ how well it packs, how long an epoch takes, and whether the plan's epochs fit th
     python -m datamodules.inspect --config stages/stage1.yaml [--model.base_model tiny]
         [--data.data_root DIR] [--tokens-per-second N] [--json] [--previews N]
 
-It reads the same LightningCLI YAML as training (stages/common.yaml first when it exists, then each
---config in order, then dotted overrides such as --data.max_seq_length 1024). The `data:` section is
-validated by jsonargparse against StageDataModule's signature, as LightningCLI validates it, with
-`base_model` and `expert_domains` taken from the model section as stages.fit links them. Building
-the figures fills the same cache the training run then reuses.
+The config is parsed by stages.fit.parse_stage_config, as training parses it: stages/common.yaml,
+then each --config in order, then dotted overrides such as --data.max_seq_length 1024, validated by
+the same LightningCLI parser, with `base_model` and `expert_domains` linked from the model section.
+Building the figures fills the same cache the training run then reuses.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import math
 import sys
-from pathlib import Path
 from typing import Any
 
-import yaml
-from jsonargparse import ArgumentParser
+from jsonargparse import Namespace
 
 from datamodules.datamodule import StageDataModule
 from datamodules.sources import SourceError
 from datamodules.template import IGNORE_INDEX, TemplateError
 
-# stages/fit.py loads this before the stage YAML (LightningCLI default_config_files).
-COMMON_CONFIG = Path(__file__).parents[1] / "stages" / "common.yaml"
+# inspect is an entry point, not library code: it may read the config through the training CLI
+from stages.fit import parse_stage_config
+
 LOSS_OPEN, LOSS_CLOSE = "⟦", "⟧"
-
-
-def load_config(configs: list[str], overrides: dict[str, Any]) -> dict[str, Any]:
-    """common.yaml, then each config, then dotted overrides; mappings merge, other values replace."""
-    merged: dict[str, Any] = {}
-    for path in [COMMON_CONFIG, *map(Path, configs)] if COMMON_CONFIG.is_file() else map(Path, configs):
-        if not path.is_file():
-            raise SystemExit(f"error: config {path} does not exist")
-        merged = _merge(merged, yaml.safe_load(path.read_text(encoding="utf-8")) or {})
-    for dotted, value in overrides.items():
-        node = merged
-        *parents, leaf = dotted.split(".")
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = value
-    return merged
-
-
-def _merge(base: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in change.items():
-        out[key] = (
-            _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-        )
-    return out
-
-
-def data_module(config: dict[str, Any]) -> StageDataModule:
-    """StageDataModule from the config's `data:`, validated against its signature, with the model
-    section's base_model and expert domains linked in."""
-    model = config.get("model") or {}
-    moe = model.get("moe") or {}
-    moe = moe.get("init_args", moe)
-    data = dict(config.get("data") or {})
-    if "base_model" in model:
-        data["base_model"] = model["base_model"]
-    if "expert_domains" in moe:
-        data["expert_domains"] = moe["expert_domains"]
-    parser = ArgumentParser(exit_on_error=False)
-    parser.add_class_arguments(StageDataModule, "data")
-    parsed = parser.parse_object({"data": data})
-    return parser.instantiate_classes(parsed)["data"]
 
 
 def max_time_seconds(value: Any) -> float | None:
@@ -98,10 +53,10 @@ def _devices(value: Any) -> int:
     return 1
 
 
-def figures(dm: StageDataModule, config: dict[str, Any], tokens_per_second: float | None) -> dict[str, Any]:
+def figures(dm: StageDataModule, config: Namespace, tokens_per_second: float | None) -> dict[str, Any]:
     """Everything inspect reports, as one JSON-ready mapping."""
     report = dm.report
-    trainer = config.get("trainer") or {}
+    trainer = config.trainer
     accumulate = int(trainer.get("accumulate_grad_batches") or 1)
     devices = _devices(trainer.get("devices", 1))
     train = report["splits"]["train"]
@@ -245,7 +200,8 @@ def render(out: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, Any]]:
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    """inspect's own options, and the rest: dotted overrides under model/data/trainer."""
     parser = argparse.ArgumentParser(
         prog="python -m datamodules.inspect",
         description=__doc__.split("\n\n")[0],
@@ -263,30 +219,26 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, An
         help="train examples to show with their loss tokens (default 1; with --json 0, so conversation "
         "text stays out of machine-readable output unless asked for)",
     )
-    args, rest = parser.parse_known_args(argv)
-    overrides: dict[str, Any] = {}
-    while rest:
-        flag = rest.pop(0)
+    args, overrides = parser.parse_known_args(argv)
+    tokens = iter(overrides)
+    for flag in tokens:
         key, _, value = flag[2:].partition("=")
         if not flag.startswith("--") or key.split(".")[0] not in ("model", "data", "trainer"):
             parser.error(f"unknown argument {flag}; overrides look like --data.max_seq_length 1024")
-        if not value:
-            if not rest:
-                parser.error(f"{flag} needs a value")
-            value = rest.pop(0)
-        overrides[key] = yaml.safe_load(value)
+        if not value and next(tokens, None) is None:
+            parser.error(f"{flag} needs a value")
     return args, overrides
 
 
 def main(argv: list[str] | None = None) -> None:
     args, overrides = parse_args(argv)
-    config = load_config(args.config, overrides)
     try:
-        dm = data_module(config)
+        config = parse_stage_config(args.config, overrides)
+        dm = StageDataModule(**config.data.as_dict())  # checks every source exists
         dm.setup()  # setup(None) runs the template self-check too
-    except (SourceError, TemplateError) as error:
+    except (FileNotFoundError, SourceError, TemplateError) as error:
         raise SystemExit(f"error: {error}") from None
-    tokens_per_second = args.tokens_per_second or (config.get("model") or {}).get("throughput_tokens_per_s")
+    tokens_per_second = args.tokens_per_second or config.model.throughput_tokens_per_s
     out = figures(dm, config, tokens_per_second)
     shown = args.previews if args.previews is not None else (0 if args.json else 1)
     if shown:

@@ -31,7 +31,8 @@ from lightning_sdk import Job, Machine
 from datamodules.sources import SourceError
 from lightning_app.jobs_config import JOBS_YAML, JobsConfig, JobSettings, load_jobs_config
 from lightning_app.preflight import missing_inputs, preflight_message
-from lightning_app.stage_config import StagePlan, data_module, parse_stage, stage_files, stage_plan
+from lightning_app.stage_config import StagePlan, data_module, stage_files, stage_plan
+from stages.fit import parse_stage_config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 KILL_AFTER_S = 300  # SIGKILL this long after `timeout`'s SIGTERM if the fit has not exited
@@ -254,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     jobs = load_jobs_config(Path(args.jobs))
     environ = dict(os.environ)
-    config = parse_stage(args.config)
+    config = parse_stage_config(args.config)
     spec = build_spec(args, stage_plan(config), jobs, environ, datetime.now(timezone.utc))
     bound = job_run_arguments(spec, jobs, environ)
     missing = job_inputs(config, args.config, jobs, args.manifest)

@@ -32,7 +32,8 @@ from lightning_app import launch
 from lightning_app.checkpoints import is_complete
 from lightning_app.jobs_config import JOBS_YAML, JobsConfig, load_jobs_config
 from lightning_app.preflight import preflight_message
-from lightning_app.stage_config import StagePlan, parse_stage, read_stage, stage_plan
+from lightning_app.stage_config import StagePlan, read_stage, stage_plan
+from stages.fit import parse_stage_config
 
 REPORT = "report.json"
 
@@ -152,15 +153,12 @@ def evaluation_job_command(
             f"python -m lightning_app.checkpoints fetch {q(f'{remote}/{previous.name}/checkpoint-final')} "
             f"{q(str(previous_final))}"
         )
-    # stages.evaluate takes no overrides: a resolved copy of the stage YAML reads the uploaded data
-    config = f"{scratch}/{plan.name}/evaluate-config.yaml"
     out = Path(scratch) / reports / plan.name
+    configs = [launch.job_config_path(c) for c in step.config]
+    evaluate = evaluate_args(configs, Path(local_final), previous_final, out, ["--data.data_root", jobs.storage.data, *extra])
     lines += [
-        f"python -m lightning_app.stage_config {launch.config_flags([launch.job_config_path(c) for c in step.config])} "
-        f"--out {q(config)} --data.data_root {q(jobs.storage.data)}",
         "status=0",
-        shlex.join(["python", "-m", "stages.evaluate", *evaluate_args([config], Path(local_final), previous_final, out, extra)])
-        + " || status=$?",
+        shlex.join(["python", "-m", "stages.evaluate", *evaluate]) + " || status=$?",
         f"python -m lightning_app.checkpoints publish {q(str(out))} {q(f'{remote}/{reports}/{plan.name}')}",
         "exit $status",
     ]
@@ -181,7 +179,7 @@ def run_cloud(
     previous: StagePlan | None = None
     for step in pipeline.stages:
         args = launch.parse_args([*config_args(step.config), *launch_argv])
-        config = parse_stage(step.config)
+        config = parse_stage_config(step.config)
         plan = stage_plan(config)
         final, reports = storage / plan.name / "checkpoint-final", storage / pipeline.reports / plan.name
         decision, reasons = read_report(reports) if is_complete(reports) else (None, [])

@@ -1,68 +1,26 @@
-"""A stage YAML read the way `python -m stages.fit` reads it, without building anything heavy.
+"""What the launcher and the pipeline read from a stage's config (stages.fit.parse_stage_config).
 
-The same LightningCLI class, common.yaml defaults, links and validation as the fit; classes are not
-instantiated (no model loads). The data module alone is cheap to build (it only checks its sources),
-and it is what says which files a stage reads.
+The data module alone is cheap to build (it only checks its sources), and it is what says which
+files a stage reads.
 """
 
 from __future__ import annotations
 
-import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from jsonargparse import Namespace
 
 from datamodules.datamodule import StageDataModule
-from moe.lightning_module import MoELoRAModule
-from stages.fit import COMMON_CONFIG, StageCLI
+from stages.fit import StageCLI, parse_stage_config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-class _ParseOnly(StageCLI):
-    """StageCLI that stops after parsing: its resume/chaining decisions read the stage folder, which
-    belongs to the run, not to whoever inspects the config."""
-
-    def before_instantiate_classes(self) -> None:
-        pass
-
-    def instantiate_classes(self) -> None:
-        pass
-
-
-Configs = str | Path | list[str] | tuple[str, ...]
-
-
-def _config_args(configs: Configs) -> list[str]:
-    """`--config` once per file, in order (a stage YAML, then layers such as stages/demo.yaml)."""
-    files = [configs] if isinstance(configs, (str, Path)) else list(configs)
-    return [arg for path in files for arg in ("--config", str(path))]
-
-
-def stage_cli(configs: Configs, overrides: list[str] | tuple[str, ...] = ()) -> _ParseOnly:
-    """The parsed CLI: `.config` is the resolved config, `.parser` dumps it back to YAML."""
-    with warnings.catch_warnings():  # our own argv is not the stage's: LightningCLI warns about both
-        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-        return _ParseOnly(
-            MoELoRAModule,
-            StageDataModule,
-            run=False,
-            auto_configure_optimizers=False,
-            save_config_callback=None,
-            parser_kwargs={"default_config_files": [str(COMMON_CONFIG)]},
-            args=[*_config_args(configs), *overrides],
-        )
-
-
-def parse_stage(configs: Configs, overrides: list[str] | tuple[str, ...] = ()) -> Namespace:
-    """The stage's resolved config (common.yaml, each config in order, then dotted `overrides`)."""
-    return stage_cli(configs, overrides).config
-
-
-def write_stage(cli: _ParseOnly, path: str | Path) -> Path:
-    """The (possibly edited) resolved config as a stage YAML that `stages.fit --config` reads back
-    to the same values."""
+def write_stage(cli: StageCLI, path: str | Path) -> Path:
+    """The (possibly edited) resolved config of stages.fit.parse_stage_cli as a stage YAML that
+    `stages.fit --config` reads back to the same values."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(cli.parser.dump(cli.config))
@@ -93,8 +51,8 @@ def stage_plan(config: Namespace) -> StagePlan:
     return StagePlan(config.run.name, config.data.stage, config.run.output_root, config.run.init_from, config.data.data_root)
 
 
-def read_stage(configs: Configs, overrides: list[str] | tuple[str, ...] = ()) -> StagePlan:
-    return stage_plan(parse_stage(configs, overrides))
+def read_stage(configs: list[str], overrides: Sequence[str] = ()) -> StagePlan:
+    return stage_plan(parse_stage_config(configs, overrides))
 
 
 def stage_files(data: StageDataModule) -> dict[str, list[str]]:
@@ -115,20 +73,3 @@ def stage_files(data: StageDataModule) -> dict[str, list[str]]:
                     "data_root's upload; move it under data_root (and drop its `root`/absolute `path`)"
                 )
     return files
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m lightning_app.stage_config --config C --out FILE [--data.data_root DIR ...]`: the
-    resolved config with overrides as one YAML, for commands that take no overrides."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m lightning_app.stage_config", description="write a resolved stage YAML")
-    parser.add_argument("--config", required=True, action="append", help="stage YAML; repeat to layer")
-    parser.add_argument("--out", required=True, type=Path)
-    args, overrides = parser.parse_known_args(argv)
-    print(write_stage(stage_cli(args.config, overrides), args.out))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,7 +1,10 @@
 """Judge a stage's checkpoint against its baseline and gate the pipeline.
 
     python -m stages.evaluate --config stages/stage1.yaml \
-        --checkpoint therapeutic_moe_stage1/checkpoint-final --baseline base --out reports/stage1
+        --checkpoint therapeutic_moe_stage1/checkpoint-final --baseline base --out reports/stage1 \
+        [--data.data_root DIR ...]
+
+The stage YAML(s) are read as stages.fit reads them, dotted overrides included (stages.fit.parse_stage_config).
 
 Read top to bottom: settings, stage config, model folders and data sources are checked before any
 model loads; then for the checkpoint and the baseline in turn: held-out loss per source and domain on
@@ -19,11 +22,11 @@ import argparse
 import gc
 import logging
 import sys
-import warnings
 from dataclasses import replace
 from pathlib import Path
 
 import torch
+from jsonargparse import ArgumentError
 from torch.utils.data import DataLoader
 
 from datamodules.datamodule import StageDataModule
@@ -39,15 +42,19 @@ from evals.score import calibration, score_model
 from evals.settings import DEFAULT_SETTINGS, EvalSettings, load_settings
 from evals.suites import load_suites
 from evals.voice import VoiceClassifier, train_voice_classifier
-from moe.lightning_module import MoELoRAModule
 from moe.losses import routing_counts_per_domain
-from stages.fit import COMMON_CONFIG, StageCLI
+from stages.fit import parse_stage_config
 
 log = logging.getLogger("stages.evaluate")
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m stages.evaluate", description=__doc__.split("\n\n")[0])
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    """The evaluation's options, and the rest: dotted stage overrides, e.g. --data.data_root DIR."""
+    parser = argparse.ArgumentParser(
+        prog="python -m stages.evaluate",
+        description=__doc__.split("\n\n")[0],
+        epilog="Any stage setting can be overridden with a dotted flag, as for stages.fit, e.g. --data.data_root DIR.",
+    )
     parser.add_argument(
         "--config",
         required=True,
@@ -68,37 +75,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--judge-url", help="override judge.base_url (OpenAI-compatible, e.g. http://host:8000/v1)"
     )
     parser.add_argument("--judge-model", help="override judge.model")
-    return parser.parse_args(argv)
-
-
-class _ConfigOnly(StageCLI):
-    """The training CLI's parser (stage YAML over stages/common.yaml, same links), nothing instantiated."""
-
-    def before_instantiate_classes(self) -> None:
-        pass
-
-    def instantiate_classes(self) -> None:
-        pass
-
-
-def read_stage_config(paths: list[str]):
-    """The stage YAML(s) over stages/common.yaml, parsed exactly as stages.fit parses them."""
-    for path in paths:
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"--config {path} does not exist")
-    with warnings.catch_warnings():
-        # LightningCLI warns when `args` and sys.argv are both present; here `args` is the whole truth.
-        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-        cli = _ConfigOnly(
-            MoELoRAModule,
-            StageDataModule,
-            run=False,
-            auto_configure_optimizers=False,
-            save_config_callback=None,
-            parser_kwargs={"default_config_files": [str(COMMON_CONFIG)]},
-            args=[arg for path in paths for arg in ("--config", path)],
-        )
-    return cli.config
+    return parser.parse_known_args(argv)
 
 
 def heldout_loader(data: StageDataModule, limit: int | None) -> tuple[DataLoader, list[str], list[str]]:
@@ -194,7 +171,7 @@ def human_replies(data: StageDataModule, count: int) -> list[tuple[tuple[dict[st
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    args, overrides = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = load_settings(args.settings)
     if args.judge_url or args.judge_model:
@@ -204,7 +181,11 @@ def main(argv: list[str] | None = None) -> int:
             model=args.judge_model or settings.judge.model,
         )
         settings = replace(settings, judge=judge)
-    config = read_stage_config(args.config)
+    try:
+        config = parse_stage_config(args.config, overrides)
+    except ArgumentError as error:  # a bad stage setting or override is a bad argument
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     stage = args.stage or config.data.stage
     gate = settings.gate.for_stage(stage)
     base_model = config.model.base_model

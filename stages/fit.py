@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -20,6 +22,7 @@ from typing import Any
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+from jsonargparse import Namespace
 
 from datamodules.datamodule import StageDataModule
 from datamodules.sources import SourceError
@@ -111,6 +114,47 @@ class StageCLI(LightningCLI):
             plugins=[*(plugins if isinstance(plugins, list) else [plugins]), AtomicCheckpointIO()],
             **kwargs,
         )
+
+
+class _ParseOnly(StageCLI):
+    """StageCLI that stops after parsing: its resume/chaining decisions read the stage folder, which
+    belongs to the run, not to whoever reads the config."""
+
+    def before_instantiate_classes(self) -> None:
+        pass
+
+    def instantiate_classes(self) -> None:
+        pass
+
+
+def parse_stage_cli(configs: str | Path | Sequence[str | Path], overrides: Sequence[str] = ()) -> StageCLI:
+    """The stage read exactly as `python -m stages.fit` reads it, nothing built: `.config` is the
+    resolved config, `.parser` dumps it back to YAML.
+
+    stages/common.yaml, then each config in order, then dotted overrides (`--data.data_root DIR`),
+    with the fit's links and validation; no class is instantiated (no model loads). A bad setting
+    raises jsonargparse's ArgumentError (an exception the caller reports; the fit's parser exits).
+    """
+    files = [configs] if isinstance(configs, (str, Path)) else list(configs)
+    for path in files:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"--config {path} does not exist")
+    with warnings.catch_warnings():  # the caller's argv is not the stage's: LightningCLI warns about both
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+        return _ParseOnly(
+            MoELoRAModule,
+            StageDataModule,
+            run=False,
+            auto_configure_optimizers=False,
+            save_config_callback=None,
+            parser_kwargs={"default_config_files": [str(COMMON_CONFIG)], "exit_on_error": False},
+            args=[*(arg for path in files for arg in ("--config", str(path))), *overrides],
+        )
+
+
+def parse_stage_config(configs: str | Path | Sequence[str | Path], overrides: Sequence[str] = ()) -> Namespace:
+    """The stage's resolved config (see parse_stage_cli)."""
+    return parse_stage_cli(configs, overrides).config
 
 
 def resolve_resume(ckpt_path: str | None, run: RunConfig) -> Path | None:
