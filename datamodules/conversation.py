@@ -16,6 +16,9 @@ class Conversation:
     source:   the registry name of the source it came from (per-source figures, dedup counts).
     group:    split key: one conversation, question or lecture never spans train and test.
     origin:   "file:line" (or "file:row"), for error messages and skipped-record examples.
+    keys:     every grouping key of the record (its source id, its normalised question); the split
+              joins conversations that share any key into one group (`splits.merge_groups`).
+              Empty: `group` alone.
     """
 
     messages: tuple[dict[str, str], ...]
@@ -23,3 +26,4 @@ class Conversation:
     source: str
     group: str
     origin: str
+    keys: tuple[str, ...] = ()

@@ -18,7 +18,7 @@ import os
 import shutil
 import tempfile
 from collections import Counter, defaultdict
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -40,8 +40,10 @@ from datamodules.template import (
     IGNORE_INDEX,
     TOO_LONG,
     TRUNCATED,
+    WINDOW,
     TemplateOptions,
     check_template,
+    control_strings,
     encode_batch,
 )
 from moe.base_model import load_tokenizer
@@ -49,8 +51,22 @@ from moe.base_model import load_tokenizer
 log = logging.getLogger(__name__)
 
 DEFAULT_CACHE_DIR = "~/.cache/therapeutic-moe/data"
-# Code whose change changes the tokens: part of the cache key.
+# Code whose change changes the tokens: part of the cache key, file by file under its path
+# relative to this folder (several files share a basename, e.g. every package's __init__.py).
 _CODE = Path(__file__).parent
+
+
+def code_fingerprint(root: Path = _CODE) -> dict[str, str]:
+    """sha256 of every Python file under `root`, keyed by its relative path."""
+    return {
+        path.relative_to(root).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob("*.py"))
+    }
+
+
+def machine_cores() -> int:
+    """CPU cores this process may use (the affinity mask where there is one, as in containers)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 class StageDataModule(LightningDataModule):
@@ -64,20 +80,24 @@ class StageDataModule(LightningDataModule):
         data_root: where the registry's relative paths live.
         sources: registry overrides and additions, `{name: {field: value}}` (e.g. `enabled: false`).
         registry_path: another registry file instead of datamodules/registry.yaml.
-        max_seq_length: row length in tokens; longer conversations are cut or dropped (`overflow`).
+        max_seq_length: row length in tokens; longer conversations become windows, are cut or are
+            dropped (`overflow`).
         micro_batch_size: rows per batch.
         packing: rows of exactly max_seq_length holding several examples; False: one padded
             example per row, with attention_mask.
         val_fraction, test_fraction: held-out shares, chosen by a stable hash of each group.
         system_prompt: added to conversations that have no system turn; null adds none.
         assistant_turns: `all` trains every assistant turn, `last` only the final one.
-        overflow: `truncate` cuts after the last assistant turn that fits; `drop` skips it.
+        overflow: `window` (default) makes windows that each end on an assistant turn and train the
+            turns no earlier window trained, with the earlier context that fits; `truncate` cuts
+            after the last assistant turn that fits; `drop` skips the conversation. Labelled tokens
+            no example trains are reported per source (`tokens_lost`).
         cot_layout: stage-2 reasoning layout, `think` or `reasoning_response`.
         dedup: remove exact and near-duplicate conversations across sources before splitting.
         near_duplicate_threshold: MinHash Jaccard similarity of both prompts and replies that
             counts as a near duplicate; null checks exact duplicates only.
         cache_dir: where tokenized, packed data is kept between runs.
-        num_proc: processes for tokenization (datasets.map).
+        num_proc: processes for tokenization (datasets.map); null: every core of the machine.
         num_workers: DataLoader workers.
         seed: the train shuffle's seed (the epoch is added to it).
         template_check_examples: how many train conversations `check_template` decodes at setup
@@ -99,12 +119,12 @@ class StageDataModule(LightningDataModule):
         test_fraction: float = 0.02,
         system_prompt: str | None = None,
         assistant_turns: Literal["all", "last"] = "all",
-        overflow: Literal["truncate", "drop"] = "truncate",
+        overflow: Literal["window", "truncate", "drop"] = "window",
         cot_layout: Literal["think", "reasoning_response"] = "think",
         dedup: bool = True,
         near_duplicate_threshold: float | None = 0.85,
         cache_dir: str = DEFAULT_CACHE_DIR,
-        num_proc: int = 1,
+        num_proc: int | None = None,
         num_workers: int = 0,
         seed: int = 0,
         template_check_examples: int = 4,
@@ -127,7 +147,7 @@ class StageDataModule(LightningDataModule):
         self.dedup = dedup
         self.near_duplicate_threshold = near_duplicate_threshold
         self.cache_dir = Path(cache_dir).expanduser()
-        self.num_proc = num_proc
+        self.num_proc = num_proc if num_proc is not None else machine_cores()
         self.num_workers = num_workers
         self.seed = seed
         self.template_check_examples = template_check_examples
@@ -179,7 +199,7 @@ class StageDataModule(LightningDataModule):
                 self.near_duplicate_threshold,
                 self.data_root,
             ],
-            "code": {p.name: p.read_text() for p in sorted(_CODE.rglob("*.py")) if p.name != "inspect.py"},
+            "code": code_fingerprint(),
         }
         digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
         return f"stage{self.stage}-{digest[:16]}"
@@ -197,7 +217,8 @@ class StageDataModule(LightningDataModule):
     def build(self, target: Path) -> None:
         """Read, dedup, split, tokenize and plan rows; written to a temporary folder and renamed, so a
         cache is never half-written."""
-        result = read_sources(self.specs, self.data_root, self.read_options)
+        options = replace(self.read_options, control_strings=control_strings(self.tokenizer))
+        result = read_sources(self.specs, self.data_root, options)
         if self.dedup:
             result = deduplicate(result, self.near_duplicate_threshold)
         report = {name: _source_figures(r) for name, r in result.report.items()}
@@ -217,7 +238,9 @@ class StageDataModule(LightningDataModule):
                     _encode,
                     batched=True,
                     batch_size=256,
-                    num_proc=self.num_proc if self.num_proc > 1 else None,
+                    # a process per 256-conversation batch at most: starting workers costs more
+                    num_proc=min(self.num_proc, -(-len(conversations) // 256)) if self.num_proc > 1 else None,
+                    remove_columns=conversations.column_names,  # one conversation -> several windows
                     fn_kwargs={"tokenizer": self.tokenizer, "options": self.template},
                     features=_EXAMPLE_FEATURES,
                     desc=f"chat template ({name})",
@@ -231,12 +254,26 @@ class StageDataModule(LightningDataModule):
             }
         )
         for name in SPLITS:
-            for source, status in zip(column(examples[name], "source"), column(examples[name], "status")):
+            statuses = zip(
+                column(examples[name], "source"),
+                column(examples[name], "origin"),
+                column(examples[name], "status"),
+                column(examples[name], "lost"),
+            )
+            windowed: set[tuple[str, str]] = set()
+            for source, origin, status, lost in statuses:
+                figures = report[source]
+                figures["tokens_lost"] += lost
                 if status == TOO_LONG:
-                    report[source]["kept"] -= 1
-                    report[source]["skipped"][f"longer than max_seq_length {self.max_seq_length}"] += 1
+                    figures["kept"] -= 1
+                    figures["skipped"][f"longer than max_seq_length {self.max_seq_length}"] += 1
                 elif status == TRUNCATED:
-                    report[source]["truncated"] += 1
+                    figures["truncated"] += 1
+                elif status == WINDOW:
+                    figures["windows"] += 1
+                    windowed.add((source, origin))
+            for source, _ in windowed:
+                report[source]["windowed"] += 1
         examples = examples.filter(
             lambda status: status != TOO_LONG, input_columns="status", desc="drop too long"
         )
@@ -404,6 +441,7 @@ _EXAMPLE_FEATURES = datasets.Features(
         "status": datasets.Value("string"),
         "length": datasets.Value("int32"),
         "trained": datasets.Value("int32"),
+        "lost": datasets.Value("int32"),
     }
 )
 
@@ -432,14 +470,21 @@ def _conversation_dataset(
 def _encode(
     batch: dict[str, list], tokenizer: PreTrainedTokenizerBase, options: TemplateOptions
 ) -> dict[str, list]:
-    encoded = encode_batch(batch["messages"], tokenizer, options)
-    return {
-        "input_ids": [e.input_ids for e in encoded],
-        "labels": [e.labels for e in encoded],
-        "status": [e.status for e in encoded],
-        "length": [len(e.input_ids) for e in encoded],
-        "trained": [len(e.labels) - e.labels.count(IGNORE_INDEX) for e in encoded],
-    }
+    """Conversations -> examples (a long conversation may give several windows, each its own row
+    carrying the messages it holds and its conversation's domain, source, group and origin)."""
+    out: dict[str, list] = {name: [] for name in _EXAMPLE_FEATURES}
+    for index, pieces in enumerate(encode_batch(batch["messages"], tokenizer, options)):
+        for e in pieces:
+            for name in ("domain", "domain_id", "source", "group", "origin"):
+                out[name].append(batch[name][index])
+            out["messages"].append(list(e.messages))
+            out["input_ids"].append(e.input_ids)
+            out["labels"].append(e.labels)
+            out["status"].append(e.status)
+            out["length"].append(len(e.input_ids))
+            out["trained"].append(len(e.labels) - e.labels.count(IGNORE_INDEX))
+            out["lost"].append(e.lost)
+    return out
 
 
 def _source_figures(report: Any) -> dict[str, Any]:
@@ -448,5 +493,9 @@ def _source_figures(report: Any) -> dict[str, Any]:
         "kept": report.kept,
         "skipped": Counter(report.skipped),
         "truncated": 0,
+        "windowed": 0,
+        "windows": 0,
+        "tokens_lost": 0,
+        "cleaned": Counter(report.cleaned),
         "examples": list(report.examples),
     }

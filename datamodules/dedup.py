@@ -32,13 +32,12 @@ def deduplicate(
     result: ReadResult,
     near_threshold: float | None = 0.85,
     num_perm: int = 64,
-    max_words: int = 400,
     progress: bool = True,
 ) -> ReadResult:
     """A new ReadResult without duplicates, each source's `kept` and `skipped` updated.
 
-    near_threshold: None checks exact duplicates only. max_words: the near check reads the first
-    max_words words of each side (cost stays linear in records, not in text length).
+    near_threshold: None checks exact duplicates only. The near check shingles the whole text of
+    each side: two conversations that share an opening and differ later are not duplicates.
     """
     template = MinHash(num_perm=num_perm)
     lsh = MinHashLSH(threshold=near_threshold, num_perm=num_perm) if near_threshold is not None else None
@@ -47,7 +46,7 @@ def deduplicate(
     vocabulary: dict[str, int] = {}
     kept: list[Conversation] = []
     report = {
-        name: replace(r, skipped=r.skipped.copy(), examples=list(r.examples))
+        name: replace(r, skipped=r.skipped.copy(), examples=list(r.examples), cleaned=r.cleaned.copy())
         for name, r in result.report.items()
     }
     for index, conversation in enumerate(
@@ -59,8 +58,8 @@ def deduplicate(
             _drop(report, conversation, f"exact duplicate of {seen[key]}")
             continue
         if lsh is not None:
-            prompt_hash = _minhash(prompt, template, max_words, vocabulary)
-            reply_hash = _minhash(reply, template, max_words, vocabulary)
+            prompt_hash = _minhash(prompt, template, vocabulary)
+            reply_hash = _minhash(reply, template, vocabulary)
             match = next(
                 (
                     signatures[other][2]
@@ -97,14 +96,14 @@ def _fold(text: str) -> str:
     return " ".join(text.lower().split())
 
 
-def _minhash(text: str, template: MinHash, max_words: int, vocabulary: dict[str, int]) -> MinHash:
-    """MinHash of the word 5-grams of the first max_words words.
+def _minhash(text: str, template: MinHash, vocabulary: dict[str, int]) -> MinHash:
+    """MinHash of the word 5-grams of the whole text.
 
     Words become ids from one vocabulary shared by the whole run (a dict lookup; the same input
     gives the same ids every run) and 5-grams are combined in numpy: building and hashing a string
     per shingle, datasketch's default, cost ten times more.
     """
-    words = text[: max_words * 16].lower().translate(_PUNCTUATION).split()[:max_words]
+    words = text.lower().translate(_PUNCTUATION).split()
     ids = [vocabulary.setdefault(word, len(vocabulary)) for word in words]
     signature = MinHash(
         num_perm=template.num_perm, permutations=template.permutations, scheme=template.scheme, hashfunc=int

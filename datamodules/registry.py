@@ -16,7 +16,12 @@ DEFAULT_DATA_ROOT = "/mnt/gdrive/datasets"
 
 @dataclass(frozen=True)
 class SourceSpec:
-    """One registry entry. `path` is relative to `root` (None: data_root) unless absolute."""
+    """One registry entry. `path` is relative to `root` (None: data_root) unless absolute.
+
+    files: glob patterns inside the `path` folder, each of which must match; an item that is itself
+    a list names alternatives, most preferred first: only the first that matches is read (one
+    dataset in either of two layouts, never both copies).
+    """
 
     name: str
     path: str
@@ -25,7 +30,7 @@ class SourceSpec:
     domain: str
     language: str = "en"
     licence: str = "unstated"
-    files: tuple[str, ...] | None = None
+    files: tuple[str | tuple[str, ...], ...] | None = None
     root: str | None = None
     weight: float = 1.0
     cap: int | None = None
@@ -92,7 +97,9 @@ def _spec(name: str, entry: dict[str, Any], registry_path: Path) -> SourceSpec:
         raise ValueError(f"source {name!r} lacks required field(s) {missing}; a new source needs all four")
     entry = {**entry, "options": dict(entry.get("options") or {})}
     if entry.get("files") is not None:
-        entry["files"] = tuple(entry["files"])
+        entry["files"] = tuple(
+            tuple(item) if isinstance(item, (list, tuple)) else item for item in entry["files"]
+        )
     if entry.get("cap") is not None and int(entry["cap"]) < 1:
         raise ValueError(f"source {name!r}: cap must be a positive number of conversations or null")
     if float(entry.get("weight", 1.0)) <= 0:

@@ -10,13 +10,16 @@ Conversation text never reaches a log: reports hold origins and reasons only.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from datamodules.cleaning import clean_messages, control_pattern
 from datamodules.conversation import Conversation
 from datamodules.readers import READERS
 from datamodules.readers.base import Record
@@ -43,12 +46,14 @@ class SourceError(Exception):
 
 @dataclass
 class SourceReport:
-    """Per-source figures: records read, conversations kept, records skipped by reason."""
+    """Per-source figures: records read, conversations kept, records skipped by reason, and what
+    the cleaning step changed in kept records (`cleaning.py`), by kind."""
 
     read: int = 0
     kept: int = 0
     skipped: Counter = field(default_factory=Counter)
     examples: list[str] = field(default_factory=list)
+    cleaned: Counter = field(default_factory=Counter)
 
     def skip(self, origin: str, reason: str, max_examples: int) -> None:
         self.skipped[reason] += 1
@@ -72,12 +77,15 @@ class ReadOptions:
     expert_domains: the MoE's domain names; a label outside them is an error (entry) or a skip (record).
     max_examples:   skipped-record examples kept per source.
     progress:       tqdm bars while reading.
+    control_strings: the active tokenizer's special-token strings (template.control_strings),
+                    removed wherever a record's text spells one out.
     """
 
     cot_layout: str = "think"
     expert_domains: tuple[str, ...] | None = None
     max_examples: int = 5
     progress: bool = True
+    control_strings: tuple[str, ...] = ()
 
 
 def check_sources(
@@ -134,12 +142,12 @@ def _source_files(spec: SourceSpec, data_root: str | Path) -> list[Path]:
         f"`data: sources: {spec.name}:`, or set `enabled: false` there"
     )
     if not path.exists():
-        wanted = f"a folder holding {list(spec.files)}" if spec.files else f"a {spec.schema} file"
+        wanted = f"a folder holding {_describe(spec.files)}" if spec.files else f"a {spec.schema} file"
         raise SourceError(f"source {spec.name!r}: {path} does not exist; expected {wanted}; {fix}")
     if path.is_file():
         if spec.files:
             raise SourceError(
-                f"source {spec.name!r}: {path} is a file but the entry names files {list(spec.files)} "
+                f"source {spec.name!r}: {path} is a file but the entry names files {_describe(spec.files)} "
                 "inside a folder; point `path` at the folder or drop `files`"
             )
         return [path]
@@ -149,15 +157,25 @@ def _source_files(spec: SourceSpec, data_root: str | Path) -> list[Path]:
             "(`files: [glob, ...]`) so that stray files are never read"
         )
     found: list[Path] = []
-    for pattern in spec.files:
-        matches = sorted(p for p in path.glob(pattern) if p.is_file())
+    for item in spec.files:
+        alternatives = (item,) if isinstance(item, str) else item
+        matches = next((m for m in map(lambda p: _glob(path, p), alternatives) if m), None)
         if not matches:
             present = sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file())[:10]
+            wanted = _describe((item,))
             raise SourceError(
-                f"source {spec.name!r}: no file in {path} matches {pattern!r}; the folder holds {present}; {fix}"
+                f"source {spec.name!r}: no file in {path} matches {wanted}; the folder holds {present}; {fix}"
             )
         found.extend(m for m in matches if m not in found)
     return found
+
+
+def _describe(files: tuple[str | tuple[str, ...], ...]) -> str:
+    return ", ".join(repr(f) if isinstance(f, str) else "one of " + " or ".join(map(repr, f)) for f in files)
+
+
+def _glob(folder: Path, pattern: str) -> list[Path]:
+    return sorted(p for p in folder.glob(pattern) if p.is_file())
 
 
 def read_sources(
@@ -188,18 +206,21 @@ def _read_source(
     }
     report = SourceReport()
     kept: list[Conversation] = []
+    control = control_pattern(options.control_strings)
     bar = tqdm(desc=f"read {spec.name}", unit=" rec", disable=not options.progress, leave=False)
     for path in files:
         try:
             for item in reader.read(path, reader_options):
                 report.read += 1
                 bar.update()
-                result = (
-                    item if isinstance(item, Skip) else to_conversation(item, spec, options.expert_domains)
-                )
+                if isinstance(item, Skip):
+                    report.skip(item.origin, item.reason, options.max_examples)
+                    continue
+                result, events = to_conversation(item, spec, options.expert_domains, control)
                 if isinstance(result, Skip):
                     report.skip(result.origin, result.reason, options.max_examples)
                 else:
+                    report.cleaned.update(events)
                     kept.append(result)
         except FileFormatError as err:
             raise SourceError(f"source {spec.name!r}: {err}") from err
@@ -232,48 +253,64 @@ def stable_hash(text: str) -> int:
 
 
 def to_conversation(
-    record: Record, spec: SourceSpec, expert_domains: tuple[str, ...] | None = None
-) -> Conversation | Skip:
-    """Map roles, check every turn, and give the conversation its domain and split group."""
+    record: Record,
+    spec: SourceSpec,
+    expert_domains: tuple[str, ...] | None = None,
+    control: re.Pattern[str] | None = None,
+) -> tuple[Conversation | Skip, list[str]]:
+    """Map roles, check every turn, clean (cleaning.py), and give the conversation its domain and
+    grouping keys; also returns the cleaning events (the reader's notes included)."""
     messages: list[dict[str, str]] = []
     for role, content in record.turns:
         name = ROLE_NAMES.get(role.strip().lower()) if isinstance(role, str) else None
         if name is None:
-            return Skip(record.origin, f"unknown role {str(role)[:30]!r}")
+            return Skip(record.origin, f"unknown role {str(role)[:30]!r}"), []
+        if isinstance(content, float) and math.isnan(content):
+            return Skip(record.origin, f"{name} content is NaN (a missing value)"), []
         if not isinstance(content, str):
-            return Skip(record.origin, f"{name} content is not text")
+            return Skip(record.origin, f"{name} content is not text"), []
         if _SURROGATE.search(content):
-            return Skip(record.origin, "invalid UTF-8")  # an escaped lone surrogate cannot be tokenized
-        content = content.strip()
-        if not content:
-            if name == "system":
-                continue
-            return Skip(record.origin, "empty reply" if name == "assistant" else "empty user turn")
+            return Skip(record.origin, "invalid UTF-8"), []  # an escaped lone surrogate cannot be tokenized
         messages.append({"role": name, "content": content})
+    cleaned = clean_messages(messages, control)
+    messages = []
+    for message in cleaned.messages:
+        if not message["content"]:
+            if message["role"] == "system":
+                continue
+            return Skip(record.origin, "empty reply" if message["role"] == "assistant" else "empty user turn"), []
+        messages.append(message)
     while messages and messages[-1]["role"] != "assistant":
         messages.pop()  # a trailing question has no reply to learn from
     if not messages:
-        return Skip(record.origin, "no assistant reply")
+        return Skip(record.origin, "no assistant reply"), []
     domain = record.domain or spec.domain
     if expert_domains is not None and domain not in expert_domains:
-        return Skip(record.origin, f"unknown domain {domain[:30]!r}")
-    group = f"{spec.name}:{record.group}" if record.group is not None else text_group(messages)
-    return Conversation(tuple(messages), domain, spec.name, group, record.origin)
+        return Skip(record.origin, f"unknown domain {domain[:30]!r}"), []
+    keys = group_keys(messages, spec.name, record)
+    return Conversation(tuple(messages), domain, spec.name, keys[0], record.origin, keys), [
+        *record.notes,
+        *cleaned.events,
+    ]
 
 
-def text_group(messages: list[dict[str, str]]) -> str:
-    """The split group of a record without an id, from its text and never from its source.
-
-    One question and its answer: the question, so a question answered several times, or asked in
-    two sources, lands on one split. A longer conversation: the whole conversation (openers such as
-    "hi" are too common to group by).
-    """
+def group_keys(messages: list[dict[str, str]], source: str, record: Record) -> tuple[str, ...]:
+    """The keys that must keep the record on one split with others that share any of them:
+    the source's own id (`source:id`), and, for a single question and its answer, the normalised
+    question text, the same key in every source (an Amod row and its counsel-chat twin, one
+    question answered by several therapists). A longer conversation without an id: its whole text
+    (openers such as "hi" are too common to group by)."""
+    keys = [f"{source}:{record.group}"] if record.group is not None else []
     users = [m["content"] for m in messages if m["role"] == "user"]
-    key = (
-        users[0] if len(users) == 1 else "\x00".join(m["content"] for m in messages if m["role"] != "system")
-    )
-    return "text:" + hashlib.blake2b(_normalise(key).encode("utf-8"), digest_size=8).hexdigest()
+    if len(users) == 1:
+        keys.append(text_key(record.question or users[0]))
+    elif not keys:
+        keys.append(text_key("\x00".join(m["content"] for m in messages if m["role"] != "system")))
+    return tuple(keys)
 
 
-def _normalise(text: str) -> str:
-    return " ".join(text.lower().split())
+def text_key(text: str) -> str:
+    """A grouping key from text alone, never from its source: letter case, punctuation, markup
+    and spacing do not count ("How do I sleep?" and "how do i sleep" are one question)."""
+    words = " ".join(re.findall(r"\w+", unicodedata.normalize("NFKC", text).casefold()))
+    return "text:" + hashlib.blake2b(words.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()

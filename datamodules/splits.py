@@ -1,6 +1,8 @@
 """Train / val / test by a stable hash of each conversation's group, and train-split weights.
 
-A group (a questionID, a conversation id, a lecture id, or the opening user text) goes wholly to
+Conversations that share any grouping key (a questionID, a conversation or lecture id, the
+normalised text of a single question) form one group (`merge_groups`), named by its smallest key:
+an Amod row and the counsel-chat answer to the same question end up on one split. A group goes wholly to
 one split, chosen by where the hash of its name falls in [0, 1): below test_fraction is test, the
 next val_fraction is val, the rest is train. The hash depends on the group alone, so adding data,
 adding sources or reordering files never moves an existing group; growing test_fraction only moves
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 
 from datamodules.conversation import Conversation
 from datamodules.sources import stable_hash
@@ -32,7 +35,7 @@ def split_by_group(
             "and leave a train split (sum < 1)"
         )
     out: dict[str, list[Conversation]] = {name: [] for name in SPLITS}
-    for conversation in conversations:
+    for conversation in merge_groups(conversations):
         position = group_position(conversation.group)
         if position < test_fraction:
             out["test"].append(conversation)
@@ -41,6 +44,31 @@ def split_by_group(
         else:
             out["train"].append(conversation)
     return out
+
+
+def merge_groups(conversations: Sequence[Conversation]) -> list[Conversation]:
+    """The conversations with `group` set to their component's name: conversations sharing any
+    key are joined (union-find), and a component is named by its smallest key, so a group keeps
+    its name, and its split, as long as new data does not join it to another."""
+    parent: dict[str, str] = {}
+
+    def root(key: str) -> str:
+        parent.setdefault(key, key)
+        while parent[key] != key:
+            parent[key] = parent[parent[key]]
+            key = parent[key]
+        return key
+
+    for conversation in conversations:
+        keys = conversation.keys or (conversation.group,)
+        first = root(keys[0])
+        for key in keys[1:]:
+            other = root(key)
+            if other != first:
+                first, other = min(first, other), max(first, other)
+                parent[other] = first
+    named = ((c, root((c.keys or (c.group,))[0])) for c in conversations)
+    return [c if name == c.group else replace(c, group=name) for c, name in named]
 
 
 def apply_weights(train: Sequence[Conversation], weights: dict[str, float]) -> list[Conversation]:

@@ -27,11 +27,13 @@ log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
 AssistantTurns = Literal["all", "last"]
-Overflow = Literal["truncate", "drop"]
+Overflow = Literal["window", "truncate", "drop"]
+OVERFLOWS = ("window", "truncate", "drop")
 
-# Status of one encoded conversation; every status but these two means "not kept".
+# Status of one encoded example; every status but TOO_LONG means "kept".
 KEPT = "kept"
 TRUNCATED = "truncated"
+WINDOW = "window"
 TOO_LONG = "too_long"
 
 
@@ -46,26 +48,42 @@ class TemplateOptions:
     max_seq_length: int = 2048
     system_prompt: str | None = None  # added when a conversation has no system turn; None/"" adds none
     assistant_turns: AssistantTurns = "all"  # train every assistant turn, or the last one only
-    overflow: Overflow = "truncate"  # over-long: cut after the last assistant turn that fits, or drop
+    # over-long: windows that each end on an assistant turn, cut after the last turn that fits, or drop
+    overflow: Overflow = "window"
 
     def __post_init__(self) -> None:
         if self.max_seq_length < 8:
             raise ValueError(f"max_seq_length must be at least 8, got {self.max_seq_length}")
         if self.assistant_turns not in ("all", "last"):
             raise ValueError(f"assistant_turns must be 'all' or 'last', got {self.assistant_turns!r}")
-        if self.overflow not in ("truncate", "drop"):
-            raise ValueError(f"overflow must be 'truncate' or 'drop', got {self.overflow!r}")
+        if self.overflow not in OVERFLOWS:
+            raise ValueError(f"overflow must be one of {list(OVERFLOWS)}, got {self.overflow!r}")
 
 
 @dataclass(frozen=True)
 class Encoded:
-    """One conversation as tokens. `status` is KEPT, TRUNCATED (cut at a turn boundary) or TOO_LONG
-    (dropped: ids and labels are empty)."""
+    """One training example made from a conversation.
+
+    status:   KEPT (whole), TRUNCATED (cut after a turn), WINDOW (one of several windows of a long
+              conversation) or TOO_LONG (nothing fits: ids and labels are empty).
+    messages: the conversation's messages this example holds (without an added stage system prompt).
+    trained:  indices into `messages` of the assistant turns that carry loss.
+    lost:     labelled tokens of the conversation that no example of it trains (counted once, on its
+              first example).
+    """
 
     input_ids: list[int]
     labels: list[int]
     status: str
-    num_messages: int  # messages encoded, counting an added system prompt (fewer when truncated)
+    messages: tuple[dict[str, str], ...]
+    trained: tuple[int, ...]
+    lost: int = 0
+
+
+def control_strings(tokenizer: PreTrainedTokenizerBase) -> tuple[str, ...]:
+    """The text of every special token: written in data, each would become a control token."""
+    added = {token.content for token in tokenizer.added_tokens_decoder.values() if token.special}
+    return tuple(sorted(added | set(tokenizer.all_special_tokens)))
 
 
 def with_system_prompt(messages: Sequence[dict[str, str]], system_prompt: str | None) -> list[dict[str, str]]:
@@ -92,16 +110,18 @@ def _render(
 @dataclass(frozen=True)
 class _Rendered:
     text: str
+    assistants: list[int]  # message index of each assistant turn
     content_spans: list[tuple[int, int]]  # character span of each assistant turn's content
     turn_ends: list[int]  # character offset where each assistant turn's rendering ends
 
 
 def _render_with_spans(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]]) -> _Rendered:
     text = _render(tokenizer, messages, generation_prompt=False)
-    spans, ends = [], []
+    assistants, spans, ends = [], [], []
     for i, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
+        assistants.append(i)
         before = _render(tokenizer, messages[:i], generation_prompt=True)
         last = i == len(messages) - 1
         upto = text if last else _render(tokenizer, messages[: i + 1], generation_prompt=False)
@@ -120,7 +140,7 @@ def _render_with_spans(tokenizer: PreTrainedTokenizerBase, messages: list[dict[s
             )
         spans.append((start, start + len(content)))
         ends.append(len(upto))
-    return _Rendered(text, spans, ends)
+    return _Rendered(text, assistants, spans, ends)
 
 
 def _labels(
@@ -151,11 +171,58 @@ def _labels(
     return labels
 
 
+def _targets(rendered: _Rendered, options: TemplateOptions) -> list[int]:
+    """Message indices of the assistant turns that should carry loss."""
+    return rendered.assistants if options.assistant_turns == "all" else rendered.assistants[-1:]
+
+
+def _turn_tokens(offsets: Sequence[tuple[int, int]], span: tuple[int, int]) -> int:
+    """Labelled tokens of one assistant turn: its content tokens and its end-of-turn token."""
+    first = bisect.bisect_right([e for _, e in offsets], span[0])
+    last = bisect.bisect_left([s for s, _ in offsets], span[1])
+    return last - first + 1
+
+
+def _example(
+    conversation: list[dict[str, str]],
+    kept: Sequence[int],
+    trained: Sequence[int],
+    added: int,
+    encoded: tuple[list[int], list[int]],
+    status: str,
+    lost: int = 0,
+) -> Encoded:
+    """An Encoded whose messages and trained indices leave out an added stage system prompt."""
+    own = [i for i in kept if not (added and i == 0)]
+    messages = tuple(conversation[i] for i in own)
+    return Encoded(*encoded, status, messages, tuple(own.index(i) for i in trained), lost)
+
+
+def _encode_part(
+    tokenizer: PreTrainedTokenizerBase,
+    conversation: list[dict[str, str]],
+    kept: Sequence[int],
+    trained: Sequence[int],
+    options: TemplateOptions,
+) -> tuple[list[int], list[int]] | None:
+    """Ids and labels of the messages at `kept` with loss on `trained`; None when over-long."""
+    part = [conversation[i] for i in kept]
+    rendered = _render_with_spans(tokenizer, part)
+    encoding = tokenizer(rendered.text, add_special_tokens=False, return_offsets_mapping=True)
+    if len(encoding["input_ids"]) > options.max_seq_length:
+        return None
+    positions = {kept.index(i) for i in trained}
+    spans = [span for i, span in zip(rendered.assistants, rendered.content_spans) if i in positions]
+    ids = encoding["input_ids"]
+    return ids, _labels(rendered.text, encoding["offset_mapping"], ids, spans, special_ids(tokenizer))
+
+
 def encode_batch(
     batch: Sequence[Sequence[dict[str, str]]], tokenizer: PreTrainedTokenizerBase, options: TemplateOptions
-) -> list[Encoded]:
-    """Conversations -> ids and labels (not shifted), each cut or dropped per `options.overflow`.
-    One tokenizer call for the batch (the fast tokenizer encodes it in parallel)."""
+) -> list[list[Encoded]]:
+    """Conversations -> the examples each becomes: itself when it fits, else windows, one cut
+    example or nothing (`options.overflow`); nothing is one TOO_LONG Encoded. Ids and labels are
+    not shifted. One tokenizer call for the batch (the fast tokenizer encodes it in parallel)."""
     conversations = [with_system_prompt(messages, options.system_prompt) for messages in batch]
     rendered = [_render_with_spans(tokenizer, messages) for messages in conversations]
     for r in rendered:
@@ -164,55 +231,136 @@ def encode_batch(
     encodings = tokenizer([r.text for r in rendered], add_special_tokens=False, return_offsets_mapping=True)
     specials = special_ids(tokenizer)
     results = []
-    for messages, r, input_ids, offsets in zip(
-        conversations, rendered, encodings["input_ids"], encodings["offset_mapping"]
+    for original, conversation, r, input_ids, offsets in zip(
+        batch, conversations, rendered, encodings["input_ids"], encodings["offset_mapping"]
     ):
+        added = len(conversation) - len(original)  # 1 when the stage system prompt was added
+        targets = _targets(r, options)
+        everything = range(len(conversation))
         if len(input_ids) <= options.max_seq_length:
-            spans = r.content_spans if options.assistant_turns == "all" else r.content_spans[-1:]
-            labels = _labels(r.text, offsets, input_ids, spans, specials)
-            results.append(Encoded(input_ids, labels, KEPT, len(messages)))
+            spans = [span for i, span in zip(r.assistants, r.content_spans) if i in targets]
+            encoded = (input_ids, _labels(r.text, offsets, input_ids, spans, specials))
+            results.append([_example(conversation, everything, targets, added, encoded, KEPT)])
+            continue
+        if options.overflow == "window":
+            parts = _windows(conversation, r, offsets, targets, tokenizer, options)
+        elif options.overflow == "truncate":
+            parts = _truncate(conversation, r, offsets, targets, tokenizer, options)
         else:
-            results.append(_overflow(messages, r, offsets, tokenizer, options))
+            parts = []
+        trained = {i for _, turns, _ in parts for i in turns}
+        lost = sum(
+            _turn_tokens(offsets, span)
+            for i, span in zip(r.assistants, r.content_spans)
+            if i in targets and i not in trained
+        )
+        if not parts:
+            results.append([_example(conversation, everything, [], added, ([], []), TOO_LONG, lost)])
+            continue
+        status = WINDOW if options.overflow == "window" else TRUNCATED
+        results.append(
+            [
+                _example(conversation, kept, turns, added, encoded, status, lost if k == 0 else 0)
+                for k, (kept, turns, encoded) in enumerate(parts)
+            ]
+        )
     return results
 
 
-def _overflow(
-    messages: list[dict[str, str]],
+Part = tuple[list[int], list[int], tuple[list[int], list[int]]]  # kept messages, trained turns, encoding
+
+
+def _token_positions(
+    conversation: list[dict[str, str]],
     rendered: _Rendered,
-    offsets: list[tuple[int, int]],
+    offsets: Sequence[tuple[int, int]],
+    tokenizer: PreTrainedTokenizerBase,
+) -> tuple[list[int], dict[int, int]]:
+    """Where each message starts, and each assistant turn ends, in the whole conversation's tokens
+    (prefix renderings; the estimate a part's exact encoding then confirms)."""
+    starts = [s for s, _ in offsets]
+    message_starts = [0] + [
+        bisect.bisect_left(starts, len(_render(tokenizer, conversation[:i], generation_prompt=False)))
+        for i in range(1, len(conversation))
+    ]
+    turn_ends = {i: bisect.bisect_left(starts, end) for i, end in zip(rendered.assistants, rendered.turn_ends)}
+    return message_starts, turn_ends
+
+
+def _truncate(
+    conversation: list[dict[str, str]],
+    rendered: _Rendered,
+    offsets: Sequence[tuple[int, int]],
+    targets: list[int],
     tokenizer: PreTrainedTokenizerBase,
     options: TemplateOptions,
-) -> Encoded:
-    """Cut after the last assistant turn whose rendering fits, or drop."""
-    if options.overflow == "truncate":
-        starts = [s for s, _ in offsets]
-        assistant_positions = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
-        fitting = [
-            position
-            for position, end in zip(assistant_positions, rendered.turn_ends)
-            if bisect.bisect_left(starts, end) <= options.max_seq_length
-        ]
-        if fitting:
-            # Re-encoded on its own (the system turn is already in `messages`). A prefix may tokenize
-            # a little differently at its end than inside the whole text: if it still does not fit,
-            # this recursion cuts it further.
-            cut = encode_batch([messages[: fitting[-1] + 1]], tokenizer, options)[0]
-            if cut.status != TOO_LONG:
-                return Encoded(cut.input_ids, cut.labels, TRUNCATED, cut.num_messages)
-    return Encoded([], [], TOO_LONG, 0)
+) -> list[Part]:
+    """The longest prefix that ends on an assistant turn and fits, as the only part."""
+    _, turn_ends = _token_positions(conversation, rendered, offsets, tokenizer)
+    for end in reversed(rendered.assistants):
+        if turn_ends[end] > options.max_seq_length:
+            continue
+        kept = list(range(end + 1))
+        trained = [i for i in targets if i <= end]
+        encoded = _encode_part(tokenizer, conversation, kept, trained, options)
+        if encoded is not None:  # a prefix may tokenize a little differently at its end
+            return [(kept, trained, encoded)]
+    return []
+
+
+def _windows(
+    conversation: list[dict[str, str]],
+    rendered: _Rendered,
+    offsets: Sequence[tuple[int, int]],
+    targets: list[int],
+    tokenizer: PreTrainedTokenizerBase,
+    options: TemplateOptions,
+) -> list[Part]:
+    """Windows that each end on an assistant turn and train the turns no earlier window trained,
+    with the system turn and as much earlier context (whole turns, from a user turn) as fits.
+    A turn that does not fit even with its own question alone is lost."""
+    head = [0] if conversation[0]["role"] == "system" else []
+    message_starts, turn_ends = _token_positions(conversation, rendered, offsets, tokenizer)
+    head_tokens = message_starts[1] if head else 0
+    users = [i for i, m in enumerate(conversation) if m["role"] == "user"]
+
+    def estimate(start: int, end: int) -> int:
+        return head_tokens + turn_ends[end] - message_starts[start]
+
+    def window(t: int) -> Part | None:
+        """The window that trains targets[t] and as many following turns as fit."""
+        latest = max((u for u in users if u < targets[t]), default=None)
+        if latest is None:
+            return None
+        for j in reversed(range(t, len(targets))):
+            if estimate(latest, targets[j]) > options.max_seq_length:
+                continue
+            for start in (u for u in users if u <= latest):
+                if estimate(start, targets[j]) > options.max_seq_length:
+                    continue
+                kept = head + list(range(start, targets[j] + 1))
+                encoded = _encode_part(tokenizer, conversation, kept, targets[t : j + 1], options)
+                if encoded is not None:  # the estimate can be a token or two off
+                    return kept, targets[t : j + 1], encoded
+        return None
+
+    parts: list[Part] = []
+    t = 0
+    while t < len(targets):
+        part = window(t)
+        if part is not None:
+            parts.append(part)
+            t += len(part[1])
+        else:
+            t += 1  # this turn is lost (the caller counts its tokens)
+    return parts
 
 
 def encode(
     messages: Sequence[dict[str, str]], tokenizer: PreTrainedTokenizerBase, options: TemplateOptions
-) -> Encoded:
-    """One conversation -> ids and labels; see encode_batch."""
+) -> list[Encoded]:
+    """One conversation -> its examples; see encode_batch."""
     return encode_batch([messages], tokenizer, options)[0]
-
-
-def trained_texts(messages: Sequence[dict[str, str]], options: TemplateOptions) -> list[str]:
-    """The assistant texts that should carry loss, in order."""
-    texts = [m["content"] for m in messages if m["role"] == "assistant"]
-    return texts if options.assistant_turns == "all" else texts[-1:]
 
 
 def labelled_runs(labels: Sequence[int]) -> list[range]:
@@ -264,34 +412,32 @@ def check_template(
     end_tokens: set[str] = set()
     checked = 0
     for conversation in conversations[:n]:
-        encoded = encode(conversation.messages, tokenizer, options)
-        if encoded.status == TOO_LONG:
-            continue
-        messages = with_system_prompt(conversation.messages, options.system_prompt)
-        expected = trained_texts(messages[: encoded.num_messages], options)
-        runs = labelled_runs(encoded.labels)
-        if len(runs) != len(expected):
-            raise TemplateError(
-                f"{conversation.origin}: {len(runs)} labelled spans for {len(expected)} trained assistant turns; "
-                "labels cover text outside the assistant turns or miss some"
-            )
-        for turn, (run, text) in enumerate(zip(runs, expected)):
-            ids = encoded.input_ids[run.start : run.stop]
-            decoded = tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
-            end = decoded[len(text) :].strip()
-            if not decoded.startswith(text) or end not in special_texts:
+        pieces = [e for e in encode(conversation.messages, tokenizer, options) if e.status != TOO_LONG]
+        for encoded in pieces:
+            expected = [encoded.messages[i]["content"] for i in encoded.trained]
+            runs = labelled_runs(encoded.labels)
+            if len(runs) != len(expected):
                 raise TemplateError(
-                    "template self-check failed: labelled tokens are not the assistant text plus one "
-                    "end-of-turn token\n"
-                    + _mismatch(conversation.origin, turn, decoded, text + "<end-of-turn>")
+                    f"{conversation.origin}: {len(runs)} labelled spans for {len(expected)} trained assistant "
+                    "turns; labels cover text outside the assistant turns or miss some"
                 )
-            if encoded.labels[run.start : run.stop] != ids:
-                raise TemplateError(
-                    f"{conversation.origin}: labels differ from the token ids at their positions; labels must "
-                    "be the input ids themselves (the model shifts them)"
-                )
-            end_tokens.add(end)
-        checked += 1
+            for turn, (run, text) in enumerate(zip(runs, expected)):
+                ids = encoded.input_ids[run.start : run.stop]
+                decoded = tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+                end = decoded[len(text) :].strip()
+                if not decoded.startswith(text) or end not in special_texts:
+                    raise TemplateError(
+                        "template self-check failed: labelled tokens are not the assistant text plus one "
+                        "end-of-turn token\n"
+                        + _mismatch(conversation.origin, turn, decoded, text + "<end-of-turn>")
+                    )
+                if encoded.labels[run.start : run.stop] != ids:
+                    raise TemplateError(
+                        f"{conversation.origin}: labels differ from the token ids at their positions; labels "
+                        "must be the input ids themselves (the model shifts them)"
+                    )
+                end_tokens.add(end)
+        checked += bool(pieces)
     if checked == 0 and len(conversations) > 0:
         raise TemplateError(f"template self-check: none of the first {n} conversations fits max_seq_length")
     if tokenizer.eos_token and end_tokens - {tokenizer.eos_token}:

@@ -116,7 +116,8 @@ def test_missing_path_names_source_resolved_path_and_fix(tmp_path):
         check_sources({"counsel_chat": specs["counsel_chat"]}, tmp_path)
     message = str(err.value)
     assert f"source 'counsel_chat': {tmp_path / 'counsel-chat'} does not exist" in message
-    assert "['20220401_counsel_chat.csv']" in message and "--data.data_root" in message
+    assert "one of '20220401_counsel_chat.csv' or 'data/20200325_counsel_chat.csv'" in message
+    assert "--data.data_root" in message
 
 
 def test_unknown_schema_and_unknown_option_stop_before_reading(tmp_path):

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from datamodules import inspect
+from stages import inspect
 
 SAMPLES = Path(__file__).parents[1] / "datamodules" / "samples"
 STAGE1 = {

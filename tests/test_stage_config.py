@@ -6,7 +6,7 @@ import shlex
 import pytest
 from jsonargparse import ArgumentError
 
-import datamodules.inspect
+import stages.inspect
 import lightning_app.stage_config
 import stages.evaluate
 from stages.fit import parse_stage_config
@@ -31,7 +31,7 @@ def built(monkeypatch):
         return stand_in
 
     for name, module in (
-        ("inspect", datamodules.inspect),
+        ("inspect", stages.inspect),
         ("evaluate", stages.evaluate),
         ("lightning_app", lightning_app.stage_config),
     ):
@@ -43,7 +43,7 @@ def test_inspect_evaluate_and_launcher_resolve_the_same_data_section(built, tmp_
     overrides = ["--model.base_model", "tiny", "--data.data_root", str(tmp_path), "--data.max_seq_length", "300"]
     flags = [arg for path in CONFIGS for arg in ("--config", path)]
     with pytest.raises(Built):
-        datamodules.inspect.main([*flags, *overrides])
+        stages.inspect.main([*flags, *overrides])
     with pytest.raises(Built):
         stages.evaluate.main([*flags, "--checkpoint", "base", "--out", str(tmp_path / "report"), *overrides])
     with pytest.raises(Built):
@@ -69,7 +69,7 @@ def test_a_missing_config_names_the_file():
     with pytest.raises(FileNotFoundError, match="--config nowhere.yaml does not exist"):
         parse_stage_config(["nowhere.yaml"])
     with pytest.raises(SystemExit, match="error: --config nowhere.yaml does not exist"):
-        datamodules.inspect.main(["--config", "nowhere.yaml"])
+        stages.inspect.main(["--config", "nowhere.yaml"])
 
 
 def test_the_cloud_evaluation_passes_the_data_root_as_an_override():

@@ -55,7 +55,7 @@ def decoded_runs(tokenizer, labels):
 
 
 def test_labels_are_exactly_every_assistant_turn_and_its_end_token(tokenizer):
-    encoded = encode(MULTI.messages, tokenizer, TemplateOptions())
+    [encoded] = encode(MULTI.messages, tokenizer, TemplateOptions())
     assert encoded.status == KEPT
     assert len(encoded.labels) == len(encoded.input_ids)
     assert decoded_runs(tokenizer, encoded.labels) == [
@@ -68,25 +68,25 @@ def test_labels_are_exactly_every_assistant_turn_and_its_end_token(tokenizer):
 
 
 def test_last_only_trains_the_final_assistant_turn(tokenizer):
-    encoded = encode(MULTI.messages, tokenizer, TemplateOptions(assistant_turns="last"))
+    [encoded] = encode(MULTI.messages, tokenizer, TemplateOptions(assistant_turns="last"))
     assert decoded_runs(tokenizer, encoded.labels) == [" Let's look at one deadline together.<|im_end|>"]
 
 
 def test_stage_system_prompt_added_only_when_missing(tokenizer):
     options = TemplateOptions(system_prompt="You are a warm counsellor.")
-    with_prompt = tokenizer.decode(encode(MULTI.messages, tokenizer, options).input_ids)
+    with_prompt = tokenizer.decode(encode(MULTI.messages, tokenizer, options)[0].input_ids)
     assert with_prompt.startswith("<|im_start|>system\nYou are a warm counsellor.<|im_end|>")
     own = conversation(("system", "Be brief."), ("user", "hi"), ("assistant", "Hello."))
-    text = tokenizer.decode(encode(own.messages, tokenizer, options).input_ids)
+    text = tokenizer.decode(encode(own.messages, tokenizer, options)[0].input_ids)
     assert "warm counsellor" not in text and text.startswith("<|im_start|>system\nBe brief.")
     # The system prompt never carries loss.
-    assert decoded_runs(tokenizer, encode(own.messages, tokenizer, options).labels) == ["Hello.<|im_end|>"]
+    assert decoded_runs(tokenizer, encode(own.messages, tokenizer, options)[0].labels) == ["Hello.<|im_end|>"]
 
 
 def test_other_template_other_end_token(tokenizer):
     zephyr = copy.deepcopy(tokenizer)
     zephyr.chat_template = ZEPHYR
-    encoded = encode(MULTI.messages, zephyr, TemplateOptions(assistant_turns="all"))
+    [encoded] = encode(MULTI.messages, zephyr, TemplateOptions(assistant_turns="all"))
     assert decoded_runs(zephyr, encoded.labels) == [
         "That sounds exhausting. What goes through your mind at night?</s>",
         " Let's look at one deadline together.</s>",
@@ -95,21 +95,58 @@ def test_other_template_other_end_token(tokenizer):
 
 
 def test_overlong_is_cut_at_a_turn_boundary_or_dropped(tokenizer):
-    full = len(encode(MULTI.messages, tokenizer, TemplateOptions()).input_ids)
-    first_turn = len(encode(MULTI.messages[:2], tokenizer, TemplateOptions()).input_ids)
-    cut = encode(MULTI.messages, tokenizer, TemplateOptions(max_seq_length=full - 1))
-    assert cut.status == TRUNCATED and len(cut.input_ids) == first_turn and cut.num_messages == 2
+    [whole] = encode(MULTI.messages, tokenizer, TemplateOptions())
+    full = len(whole.input_ids)
+    [first] = encode(MULTI.messages[:2], tokenizer, TemplateOptions())
+    first_turn = len(first.input_ids)
+    [cut] = encode(MULTI.messages, tokenizer, TemplateOptions(max_seq_length=full - 1, overflow="truncate"))
+    assert cut.status == TRUNCATED and len(cut.input_ids) == first_turn and len(cut.messages) == 2
     assert decoded_runs(tokenizer, cut.labels) == [
         "That sounds exhausting. What goes through your mind at night?<|im_end|>"
     ]
-    dropped = encode(MULTI.messages, tokenizer, TemplateOptions(max_seq_length=full - 1, overflow="drop"))
+    lost = decoded_runs(tokenizer, whole.labels)[1]
+    assert cut.lost == len(tokenizer(lost, add_special_tokens=False)["input_ids"])
+    [dropped] = encode(MULTI.messages, tokenizer, TemplateOptions(max_seq_length=full - 1, overflow="drop"))
     assert dropped.status == TOO_LONG and dropped.input_ids == []
-    nothing_fits = encode(MULTI.messages, tokenizer, TemplateOptions(max_seq_length=first_turn - 1))
+    assert dropped.lost == sum(1 for label in whole.labels if label != IGNORE_INDEX)
+    [nothing_fits] = encode(
+        MULTI.messages, tokenizer, TemplateOptions(max_seq_length=first_turn - 1, overflow="truncate")
+    )
     assert nothing_fits.status == TOO_LONG
     statuses = [
-        e.status for e in encode_batch([MULTI.messages] * 2, tokenizer, TemplateOptions(max_seq_length=full))
+        e.status
+        for pieces in encode_batch([MULTI.messages] * 2, tokenizer, TemplateOptions(max_seq_length=full))
+        for e in pieces
     ]
     assert statuses == [KEPT, KEPT]
+
+
+def test_a_long_conversation_becomes_windows_that_each_end_on_an_assistant_turn(tokenizer):
+    """Nothing of the tail is dropped: each window trains the turns no earlier window trained, with
+    the system turn and the earlier context that fits."""
+    turns = [("system", "Be kind.")]
+    for i in range(6):
+        turns += [("user", f"Question {i}: " + "why " * 20), ("assistant", f"Answer {i}: " + "because " * 20)]
+    long = conversation(*turns)
+    [whole] = encode(long.messages, tokenizer, TemplateOptions(max_seq_length=4096))
+    limit = len(whole.input_ids) * 2 // 3
+    windows = encode(long.messages, tokenizer, TemplateOptions(max_seq_length=limit))
+    assert len(windows) >= 2 and {w.status for w in windows} == {template.WINDOW}
+    trained = []
+    for window in windows:
+        assert len(window.input_ids) <= limit
+        assert window.messages[0] == {"role": "system", "content": "Be kind."}
+        assert window.messages[1]["role"] == "user" and window.messages[-1]["role"] == "assistant"
+        assert window.trained[-1] == len(window.messages) - 1
+        trained += [window.messages[i]["content"] for i in window.trained]
+        assert decoded_runs(tokenizer, window.labels) == [
+            window.messages[i]["content"] + "<|im_end|>" for i in window.trained
+        ]
+    # every assistant turn trained exactly once, in order; nothing lost
+    assert trained == [c for r, c in turns if r == "assistant"] and sum(w.lost for w in windows) == 0
+    # a later window keeps earlier context: more messages than its own exchange
+    assert any(len(w.messages) > 1 + 2 * len(w.trained) for w in windows[1:])
+    assert check_template([long], tokenizer, TemplateOptions(max_seq_length=limit)) == 1
 
 
 def test_check_template_passes_and_counts(tokenizer):

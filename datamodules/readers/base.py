@@ -12,12 +12,21 @@ from datamodules.readers.files import Skip
 
 @dataclass(frozen=True)
 class Record:
-    """One example as the source spells it: turns keep the source's role names (checked later)."""
+    """One example as the source spells it: turns keep the source's role names (checked later).
+
+    group:    the source's own id of the record's split group (None: grouped by text only).
+    question: for a single question and answer, the text that names the question in every source
+              (counsel-chat: the question body without its title, as Amod's Context has it);
+              None: the user turn itself.
+    notes:    cleaning events the reader saw (counted in the source's report under `cleaned`).
+    """
 
     origin: str
     turns: tuple[tuple[Any, Any], ...]
     group: str | None = None
     domain: str | None = None
+    question: str | None = None
+    notes: tuple[str, ...] = ()
 
 
 class BadRecord(Exception):

@@ -1,10 +1,13 @@
 """counsel-chat (nbertagnolli/counsel-chat): a CSV of therapists' answers, several per question.
 
-Each non-empty answer is one example (question title + text -> answer), grouped by `questionID`,
-so every answer to a question lands on the same split. Option `answers: top` keeps only the most
+The same columns in both layouts the registry accepts: the Hub's 20220401_counsel_chat.csv (HTML
+answers) and the GitHub clone's data/20200325_counsel_chat.csv (an unnamed index column and a
+`split` column more, answers de-HTML'd with sentences run together: "hang out with.Seriously",
+which gets its space back). Each non-empty answer is one example (question title + text ->
+answer), grouped by `questionID` and by the question text alone (Amod's Context is that text:
+the same pair lands on one split in both sources). Option `answers: top` keeps only the most
 upvoted answer of each question (ties: the first in the file); the others are counted as skipped.
-Answers hold quoted multi-line text and some HTML: tags become line breaks or vanish, entities
-are unescaped.
+Tags become line breaks or vanish, entities are unescaped.
 """
 
 from __future__ import annotations
@@ -21,13 +24,14 @@ from datamodules.readers.files import Skip, iter_csv_rows
 COLUMNS = {"questionID", "questionTitle", "questionText", "answerText"}
 _BREAK = re.compile(r"<br\s*/?>|</(?:p|div|li|h\d)\s*>", re.IGNORECASE)
 _TAG = re.compile(r"</?[a-zA-Z][^<>]*>")
+_RUN_TOGETHER = re.compile(r"(?<=[a-z][.!?])(?=[A-Z][a-z])")
 
 
 def html_to_text(text: str) -> str:
     """Answer HTML to plain text: block ends and <br> become newlines, other tags go, entities decode."""
     text = _TAG.sub("", _BREAK.sub("\n", text))
     text = html.unescape(text).replace("\xa0", " ")
-    text = re.sub(r"[ \t]+\n", "\n", text)
+    text = _RUN_TOGETHER.sub(" ", re.sub(r"[ \t]+\n", "\n", text))
     return re.sub(r"\n{3,}", "\n\n", text).strip()
 
 
@@ -37,7 +41,7 @@ def read_counsel_chat(path: Path, options: dict[str, Any]) -> Iterator[Record | 
         body = html_to_text(row.get("questionText") or "")
         question = f"{title}\n\n{body}" if body and body != title else title or body
         turns = (("user", question), ("assistant", html_to_text(require(row, "answerText"))))
-        return Record(origin, turns, group_of(row, options))
+        return Record(origin, turns, group_of(row, options), question=body or title)
 
     records = convert_rows(iter_csv_rows(path, COLUMNS), convert)
     if options["answers"] == "all":

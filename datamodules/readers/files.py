@@ -5,7 +5,8 @@ Why not `datasets.load_dataset`: it stops at the first malformed JSON line and c
 Rows keep the file's own field names; the schema readers turn them into turns. Every origin is
 `file:line` (JSON, JSON Lines, CSV: the line the record starts on) or `file:row N` (parquet).
 Invalid UTF-8 costs one record, not the file: text is decoded with `surrogateescape`, and a record
-that still holds an escaped byte is skipped.
+that still holds an escaped byte is skipped. A leading UTF-8 BOM is dropped from every file
+(`utf-8-sig`); JSON Lines and CSV are streamed, never read whole.
 """
 
 from __future__ import annotations
@@ -42,34 +43,94 @@ def has_bad_bytes(text: str) -> bool:
     return _BAD_BYTE.search(text) is not None
 
 
+BOM = b"\xef\xbb\xbf"  # a UTF-8 byte-order mark: exported CSV/JSON often start with one
+# utf-8-sig drops a leading BOM; surrogateescape keeps undecodable bytes visible (see has_bad_bytes).
+ENCODING, ERRORS = "utf-8-sig", "surrogateescape"
+
+
 def iter_json_records(path: Path) -> Iterator[tuple[str, Any] | Skip]:
-    """A JSON array file or JSON Lines, whatever the extension says (Amod's `.json` is JSON Lines)."""
-    text = path.read_bytes().decode("utf-8", errors="surrogateescape")
-    start = len(text) - len(text.lstrip())
-    if text[start : start + 1] == "[":
-        yield from _json_array(path, text, start)
-    else:
-        yield from _json_lines(path, text)
-
-
-def _json_lines(path: Path, text: str) -> Iterator[tuple[str, Any] | Skip]:
-    # split("\n"), not splitlines(): JSON strings may hold U+2028 or \x0c, which splitlines breaks on.
-    for number, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        origin = f"{path}:{number}"
-        if has_bad_bytes(line):
-            yield Skip(origin, "invalid UTF-8")
-            continue
+    """A JSON file in whichever layout its content shows, whatever the extension says:
+    a JSON array, JSON Lines (streamed line by line; Amod's `.json` is JSON Lines), or pandas'
+    default `DataFrame.to_json()` column dict `{"column": {"0": value, ...}, ...}`."""
+    with path.open("rb") as handle:
+        first_line = handle.readline().removeprefix(BOM)
+        while first_line and not first_line.strip():
+            first_line = handle.readline()
+    opening = first_line.lstrip()[:1]
+    if opening == b"[":
+        yield from _json_array(path, _decode(path.read_bytes()))
+        return
+    if opening == b"{":
         try:
-            yield origin, json.loads(line)
+            head = json.loads(_decode(first_line))
         except json.JSONDecodeError:
-            yield Skip(origin, "malformed JSON")
+            head = None  # a pretty-printed object, or a broken first line of JSON Lines
+        if head is None or is_column_dict(head):
+            whole = head if head is not None and _only_line(path) else _whole_object(path)
+            if whole is not None and is_column_dict(whole):
+                yield from _column_rows(path, whole)
+                return
+    yield from _json_lines(path)
 
 
-def _json_array(path: Path, text: str, start: int) -> Iterator[tuple[str, Any] | Skip]:
+def _decode(data: bytes) -> str:
+    return data.decode(ENCODING, errors=ERRORS)
+
+
+def _only_line(path: Path) -> bool:
+    with path.open("rb") as handle:
+        handle.readline()
+        return not handle.read().strip()
+
+
+def _whole_object(path: Path) -> Any:
+    try:
+        return json.loads(_decode(path.read_bytes()))
+    except json.JSONDecodeError:
+        return None
+
+
+def is_column_dict(value: Any) -> bool:
+    """pandas' column layout: every value a mapping from row index ("0", "1", ...) to a cell."""
+    return (
+        isinstance(value, dict)
+        and bool(value)
+        and all(isinstance(column, dict) for column in value.values())
+        and all(key.isdigit() for column in value.values() for key in list(column)[:3])
+    )
+
+
+def _column_rows(path: Path, columns: dict[str, dict[str, Any]]) -> Iterator[tuple[str, Any]]:
+    """Rows of a column dict, in the row-index order of its first column (origin `file:row N`)."""
+    index: dict[str, None] = {}
+    for column in columns.values():
+        index.update(dict.fromkeys(column))
+    for key in sorted(index, key=int):
+        yield f"{path}:row {key}", {name: column.get(key) for name, column in columns.items()}
+
+
+def _json_lines(path: Path) -> Iterator[tuple[str, Any] | Skip]:
+    # Binary lines split on b"\n" only: JSON strings may hold U+2028 or \x0c, which str.splitlines
+    # breaks on. A trailing \r (CRLF files) is JSON whitespace. Streamed: a file never sits in memory.
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            line = _decode(raw.removeprefix(BOM) if number == 1 else raw)
+            if not line.strip():
+                continue
+            origin = f"{path}:{number}"
+            if has_bad_bytes(line):
+                yield Skip(origin, "invalid UTF-8")
+                continue
+            try:
+                yield origin, json.loads(line)
+            except json.JSONDecodeError:
+                yield Skip(origin, "malformed JSON")
+
+
+def _json_array(path: Path, text: str) -> Iterator[tuple[str, Any] | Skip]:
     """Element by element, so each record knows its line; a broken array is a file error."""
     decoder = json.JSONDecoder()
+    start = len(text) - len(text.lstrip())
     pos, end = start + 1, len(text)
     line, line_pos = 1, 0
     while True:
@@ -96,7 +157,7 @@ def _json_array(path: Path, text: str, start: int) -> Iterator[tuple[str, Any] |
 def iter_csv_rows(path: Path, required: set[str]) -> Iterator[tuple[str, dict[str, str]] | Skip]:
     """CSV with quoted multi-line fields (the csv module, which knows the line each row starts on)."""
     csv.field_size_limit(sys.maxsize)  # therapist-sft rows are whole conversations
-    with path.open(encoding="utf-8", errors="surrogateescape", newline="") as handle:
+    with path.open(encoding=ENCODING, errors=ERRORS, newline="") as handle:
         reader = csv.DictReader(handle)
         columns = set(reader.fieldnames or ())
         if not required <= columns:

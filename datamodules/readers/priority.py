@@ -2,7 +2,8 @@
 "content"}], "source", "priority", "conversation_id", "metadata": {"quality_score", "turn_count"}}`.
 
 Option `min_quality` (default 0.75, as the earlier pipeline kept; null keeps every record): a record
-below it, or without a numeric `metadata.quality_score`, is skipped and counted.
+below it, or without a finite `metadata.quality_score` (NaN would pass `score < 0.75`), is skipped
+and counted.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from datamodules.cleaning import finite_number
 from datamodules.readers.base import (
     BadRecord,
     Reader,
@@ -30,9 +32,12 @@ def read_priority(path: Path, options: dict[str, Any]) -> Iterator[Record | Skip
         turns = turns_from_list(require(row, "conversation"), "role", "content")
         if threshold is not None:
             metadata = row.get("metadata")
-            score = metadata.get("quality_score") if isinstance(metadata, dict) else None
-            if isinstance(score, bool) or not isinstance(score, (int, float)):
+            if not isinstance(metadata, dict) or "quality_score" not in metadata:
                 raise BadRecord("missing field 'metadata.quality_score'")
+            try:
+                score = finite_number(metadata["quality_score"])
+            except ValueError as err:
+                raise BadRecord(f"metadata.quality_score {err}") from None
             if score < threshold:
                 raise BadRecord(f"quality_score below {threshold}")
         return Record(origin, turns, group_of(row, options))

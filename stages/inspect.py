@@ -1,13 +1,15 @@
 """Look at a stage's data before paying for a GPU: what is read, kept, skipped, how many tokens,
 how well it packs, how long an epoch takes, and whether the plan's epochs fit the time cap.
 
-    python -m datamodules.inspect --config stages/stage1.yaml [--model.base_model tiny]
+    python -m stages.inspect --config stages/stage1.yaml [--model.base_model tiny]
         [--data.data_root DIR] [--tokens-per-second N] [--json] [--previews N]
 
 The config is parsed by stages.fit.parse_stage_config, as training parses it: stages/common.yaml,
 then each --config in order, then dotted overrides such as --data.max_seq_length 1024, validated by
 the same LightningCLI parser, with `base_model` and `expert_domains` linked from the model section.
-Building the figures fills the same cache the training run then reuses.
+Building the figures fills the same cache the training run then reuses. Any data problem (a
+missing path, an unreadable file, a bad setting, a template that cannot label) ends the command
+with one `error: ...` line naming the file and the fix, and exit status 1, never a traceback.
 """
 
 from __future__ import annotations
@@ -18,14 +20,18 @@ import math
 import sys
 from typing import Any
 
-from jsonargparse import Namespace
+import yaml
+from jsonargparse import ArgumentError, Namespace
 
 from datamodules.datamodule import StageDataModule
+from datamodules.readers.files import FileFormatError
 from datamodules.sources import SourceError
-from datamodules.template import IGNORE_INDEX, TemplateError
-
-# inspect is an entry point, not library code: it may read the config through the training CLI
+from datamodules.template import IGNORE_INDEX
 from stages.fit import parse_stage_config
+
+# What a data or configuration problem raises: shown as one line. TemplateError, UnicodeError and
+# JSON errors are ValueErrors; a missing or unreadable file is an OSError.
+DATA_PROBLEMS = (SourceError, FileFormatError, ArgumentError, ValueError, OSError, yaml.YAMLError)
 
 LOSS_OPEN, LOSS_CLOSE = "⟦", "⟧"
 
@@ -71,6 +77,10 @@ def figures(dm: StageDataModule, config: Namespace, tokens_per_second: float | N
             "kept": figures_["kept"],
             "skipped": figures_["skipped"],
             "truncated": figures_["truncated"],
+            "windowed": figures_["windowed"],
+            "windows": figures_["windows"],
+            "tokens_lost": figures_["tokens_lost"],
+            "cleaned": figures_["cleaned"],
             "tokens": figures_["tokens"],
             "share": figures_["tokens"] / total,
             "domain": spec.domain,
@@ -159,7 +169,11 @@ def render(out: dict[str, Any]) -> str:
         lines.append(
             f"{name:<24}{s['read']:>9}{s['kept']:>9}{s['tokens']:>13,}{s['share']:>8.1%}  {s['domain']}"
             + (f", {s['truncated']} cut at a turn boundary" if s["truncated"] else "")
+            + (f", {s['windowed']} split into {s['windows']} windows" if s["windowed"] else "")
+            + (f", {s['tokens_lost']:,} trained tokens lost to max_seq_length" if s["tokens_lost"] else "")
         )
+        for event, count in sorted(s["cleaned"].items(), key=lambda kv: -kv[1]):
+            lines.append(f"{'':<24}cleaned {count:>7}  {event}")
         for reason, count in sorted(s["skipped"].items(), key=lambda kv: -kv[1]):
             lines.append(f"{'':<24}skipped {count:>7}  {reason}")
         for example in s["skipped_examples"][:3]:
@@ -203,7 +217,7 @@ def render(out: dict[str, Any]) -> str:
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     """inspect's own options, and the rest: dotted overrides under model/data/trainer."""
     parser = argparse.ArgumentParser(
-        prog="python -m datamodules.inspect",
+        prog="python -m stages.inspect",
         description=__doc__.split("\n\n")[0],
         epilog="Any YAML value can be overridden with a dotted flag under model/data/trainer, e.g. "
         "--model.base_model tiny --data.data_root DIR --trainer.max_epochs 2.",
@@ -236,7 +250,7 @@ def main(argv: list[str] | None = None) -> None:
         config = parse_stage_config(args.config, overrides)
         dm = StageDataModule(**config.data.as_dict())  # checks every source exists
         dm.setup()  # setup(None) runs the template self-check too
-    except (FileNotFoundError, SourceError, TemplateError) as error:
+    except DATA_PROBLEMS as error:
         raise SystemExit(f"error: {error}") from None
     tokens_per_second = args.tokens_per_second or config.model.throughput_tokens_per_s
     out = figures(dm, config, tokens_per_second)
