@@ -256,12 +256,11 @@ class StageDataModule(LightningDataModule):
         for name in SPLITS:
             statuses = zip(
                 column(examples[name], "source"),
-                column(examples[name], "origin"),
+                column(examples[name], "part"),
                 column(examples[name], "status"),
                 column(examples[name], "lost"),
             )
-            windowed: set[tuple[str, str]] = set()
-            for source, origin, status, lost in statuses:
+            for source, part, status, lost in statuses:
                 figures = report[source]
                 figures["tokens_lost"] += lost
                 if status == TOO_LONG:
@@ -271,9 +270,7 @@ class StageDataModule(LightningDataModule):
                     figures["truncated"] += 1
                 elif status == WINDOW:
                     figures["windows"] += 1
-                    windowed.add((source, origin))
-            for source, _ in windowed:
-                report[source]["windowed"] += 1
+                    figures["windowed"] += part == 0
         examples = examples.filter(
             lambda status: status != TOO_LONG, input_columns="status", desc="drop too long"
         )
@@ -442,6 +439,7 @@ _EXAMPLE_FEATURES = datasets.Features(
         "length": datasets.Value("int32"),
         "trained": datasets.Value("int32"),
         "lost": datasets.Value("int32"),
+        "part": datasets.Value("int32"),  # the example's index among its conversation's windows
     }
 )
 
@@ -474,7 +472,8 @@ def _encode(
     carrying the messages it holds and its conversation's domain, source, group and origin)."""
     out: dict[str, list] = {name: [] for name in _EXAMPLE_FEATURES}
     for index, pieces in enumerate(encode_batch(batch["messages"], tokenizer, options)):
-        for e in pieces:
+        for part, e in enumerate(pieces):
+            out["part"].append(part)
             for name in ("domain", "domain_id", "source", "group", "origin"):
                 out[name].append(batch[name][index])
             out["messages"].append(list(e.messages))

@@ -178,10 +178,18 @@ def test_overlong_conversations_are_cut_or_dropped_and_counted(tmp_path):
     dropped.setup("validate")
     mine = dropped.report["sources"]["mine"]
     assert mine["skipped"] == {"longer than max_seq_length 128": 4} and mine["kept"] == 16
-    short = make(tmp_path, max_seq_length=64, template_check_examples=0)  # truncate: keep the first turn
-    short.setup("validate")
+    short = make(tmp_path, max_seq_length=64, overflow="truncate", template_check_examples=0)
+    short.setup("validate")  # truncate: keep the first turn
     mine = short.report["sources"]["mine"]
     assert mine["truncated"] == 16 and mine["skipped"] == {"longer than max_seq_length 64": 4}
+    windows = make(tmp_path, max_seq_length=64, template_check_examples=0)  # the default, `window`
+    windows.setup("validate")
+    mine = windows.report["sources"]["mine"]
+    # every conversation becomes one window per exchange; only the 400-token replies are lost
+    assert mine["windowed"] == 20 and mine["windows"] == 36 and mine["skipped"] == {} and mine["kept"] == 20
+    assert sum(s["examples"] for s in windows.report["splits"].values()) == 36
+    lost = mine["tokens_lost"]  # four identical 400-token replies and their end-of-turn tokens
+    assert lost % 4 == 0 and lost // 4 > 200
 
 
 def test_missing_path_and_unknown_schema_stop_at_construction(tmp_path):

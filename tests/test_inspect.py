@@ -100,7 +100,7 @@ def test_data_section_is_validated_like_lightningcli(tmp_path):
     bad = dict(STAGE1, data={**STAGE1["data"], "max_seq_lenght": 256})
     config = tmp_path / "bad.yaml"
     config.write_text(yaml.safe_dump(bad))
-    with pytest.raises(Exception, match="max_seq_lenght"):
+    with pytest.raises(SystemExit, match="^error: .*max_seq_lenght"):
         inspect.main(["--config", str(config), "--model.base_model", "tiny"])
 
 

@@ -1,5 +1,6 @@
 """Each reader on its sample files: exact messages, groups, domains and skip reasons."""
 
+import shutil
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -57,22 +58,29 @@ def test_psydt_reads_the_train_file_only_with_system_turns_and_id_groups():
     assert not any("MUST NEVER BE READ" in m["content"] for c in conversations for m in c.messages)
 
 
-def test_counsel_chat_one_example_per_answer_grouped_by_question():
+def test_counsel_chat_reads_the_github_clone_newest_csv_only():
+    """The drive holds the GitHub clone: data/20200325_counsel_chat.csv is read; the older
+    overlapping scrape and the 250-token JSON beside it never are."""
     conversations, report = read("counsel_chat")
-    assert [c.group for c in conversations] == [
+    assert {c.origin.rsplit(":", 1)[0] for c in conversations} == {
+        f"{SAMPLES}/counsel-chat/data/20200325_counsel_chat.csv"
+    }
+    assert [c.keys[0] for c in conversations] == [
         "counsel_chat:0",
         "counsel_chat:0",
         "counsel_chat:1",
         "counsel_chat:2",
+        "counsel_chat:3",
     ]
+    # the clone's de-HTML'd answers run sentences together ("hang out with.Seriously"): a space again
     assert pairs(conversations[0])[1] == (
         "assistant",
-        "If everyone thinks you're worthless, then maybe you need to find new people to hang out with.\n"
+        "If everyone thinks you're worthless, then maybe you need to find new people to hang out with. "
         "Seriously, the social context in which a person lives is a big influence in self-esteem, belief, "
         "and emotions & thoughts.",
     )
     assert pairs(conversations[1])[1][1].startswith(
-        "Hello, and thank you for your question and seeking advice on this.\nFeelings of worthlessness"
+        "Hello, and thank you for your question and seeking advice on this. Feelings of worthlessness"
     )
     assert pairs(conversations[0])[0][1].startswith(
         "Can I change my feeling of being worthless to everyone?\n\nI'm going"
@@ -85,15 +93,30 @@ def test_counsel_chat_one_example_per_answer_grouped_by_question():
         ),
     ]
     assert report.skipped == {"empty reply": 1}
-    assert report.examples == [f"{SAMPLES}/counsel-chat/20220401_counsel_chat.csv:8: empty reply"]
+    assert report.examples == [f"{SAMPLES}/counsel-chat/data/20200325_counsel_chat.csv:8: empty reply"]
+
+
+def test_counsel_chat_prefers_the_hub_csv_when_both_layouts_are_there(tmp_path):
+    folder = tmp_path / "counsel-chat"
+    shutil.copytree(SAMPLES / "counsel-chat", folder)
+    hub = folder / "20220401_counsel_chat.csv"
+    hub.write_text(
+        "questionID,questionTitle,questionText,questionLink,topic,therapistInfo,therapistURL,answerText,upvotes,views\n"
+        '7,Title,Body,l,t,i,u,"<p>One.</p><p>Two.</p>",1,1\n'
+    )
+    specs = load_registry()
+    result = read_sources({"counsel_chat": specs["counsel_chat"]}, tmp_path, ReadOptions(progress=False))
+    [conversation] = result.conversations
+    assert conversation.origin == f"{hub}:2" and pairs(conversation)[1] == ("assistant", "One.\nTwo.")
 
 
 def test_counsel_chat_top_answer_only():
     conversations, report = read("counsel_chat", options={"answers": "top"})
-    assert [(c.group, c.origin.rsplit(":", 1)[1]) for c in conversations] == [
+    assert [(c.keys[0], c.origin.rsplit(":", 1)[1]) for c in conversations] == [
         ("counsel_chat:0", "5"),  # 3 upvotes beat 1
         ("counsel_chat:1", "9"),  # the only non-empty answer
         ("counsel_chat:2", "12"),
+        ("counsel_chat:3", "13"),
     ]
     assert report.skipped == {"not the most upvoted answer (answers: top)": 1, "empty reply": 1}
 
@@ -133,12 +156,9 @@ def test_therapist_sft_markers_in_any_case_inline_or_on_lines():
     assert report.skipped == {"no human:/gpt: speaker markers": 1}
 
 
-def test_neuro_qa_both_shapes():
+def test_neuro_qa_one_example_per_pair_of_its_single_element():
     conversations, report = read("neuro_qa")
-    assert pairs(conversations[0])[0] == (
-        "user",
-        "What part of the brain is most involved in fear responses?",
-    )
+    assert len(conversations) == 5 and report.read == 6
     assert pairs(conversations[1]) == [
         ("user", "How does sleep deprivation affect mood?"),
         (
@@ -147,7 +167,10 @@ def test_neuro_qa_both_shapes():
             "irritable and anxious after short nights.",
         ),
     ]
-    assert report.skipped == {"neither 'text' as a list of turns nor 'question'/'answer'": 1}
+    assert [c.origin.rsplit(":", 1)[1] for c in conversations] == [f"2 pair {i}" for i in range(1, 6)]
+    # the question asked twice: one group, whatever the answers
+    assert conversations[0].keys == conversations[3].keys and len({c.keys for c in conversations}) == 4
+    assert report.skipped == {"user turn outside a question-answer pair": 1}
     assert {c.domain for c in conversations} == {"psychology"}
 
 
@@ -240,7 +263,7 @@ def test_voice_file_per_record_domains_and_lecture_groups():
     assert report.kept == 11
 
 
-@pytest.mark.parametrize("stage, kept", [(1, 24), (2, 14), (3, 11)])
+@pytest.mark.parametrize("stage, kept", [(1, 28), (2, 14), (3, 11)])
 def test_every_stage_reads_from_the_samples(stage, kept):
     specs = stage_sources(load_registry({"voice": {"root": str(SAMPLES)}}), stage)
     result = read_sources(specs, SAMPLES, ReadOptions(expert_domains=DOMAINS, progress=False))
