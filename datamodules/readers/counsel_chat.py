@@ -24,7 +24,7 @@ from datamodules.readers.files import Skip, iter_csv_rows
 COLUMNS = {"questionID", "questionTitle", "questionText", "answerText"}
 _BREAK = re.compile(r"<br\s*/?>|</(?:p|div|li|h\d)\s*>", re.IGNORECASE)
 _TAG = re.compile(r"</?[a-zA-Z][^<>]*>")
-_RUN_TOGETHER = re.compile(r"(?<=[a-z][.!?])(?=[A-Z][a-z])")
+_RUN_TOGETHER = re.compile(r"(?<=[a-z0-9)][.!?])(?=[A-Z][a-z])")
 
 
 def html_to_text(text: str) -> str:
