@@ -56,8 +56,9 @@ DEFAULT_CACHE_DIR = "~/.cache/therapeutic-moe/data"
 _CODE = Path(__file__).parent
 
 
-def code_fingerprint(root: Path = _CODE) -> dict[str, str]:
-    """sha256 of every Python file under `root`, keyed by its relative path."""
+def code_fingerprint(root: Path | None = None) -> dict[str, str]:
+    """sha256 of every Python file under `root` (default: this folder), keyed by its relative path."""
+    root = root if root is not None else _CODE
     return {
         path.relative_to(root).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
         for path in sorted(root.rglob("*.py"))

@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 from collections import Counter
 
 import pytest
@@ -7,7 +8,7 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from datamodules import template
+from datamodules import datamodule, template
 from datamodules.datamodule import StageDataModule
 from datamodules.sources import SourceError
 from datamodules.template import IGNORE_INDEX, TemplateError
@@ -146,6 +147,23 @@ def test_unchanged_second_run_reads_the_cache_and_a_change_rebuilds(built, monke
     os.utime(tmp / "mine.json", (stat.st_atime, stat.st_mtime + 1))  # touched: maybe edited in place
     assert make(tmp).cache_path != dm.cache_path
     os.utime(tmp / "mine.json", ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def test_cache_key_changes_when_any_data_code_file_changes(built, tmp_path, monkeypatch):
+    """Keyed by path, not basename: the packages' several __init__.py files are all counted."""
+    _, dm = built
+    code = tmp_path / "datamodules"
+    shutil.copytree(datamodule._CODE, code, ignore=shutil.ignore_patterns("__pycache__", "samples"))
+    monkeypatch.setattr(datamodule, "_CODE", code)
+    before = dm.cache_key()
+    inits = sorted(code.rglob("__init__.py"))
+    assert len(inits) >= 3
+    for path in [*sorted(code.glob("readers/*.py")), *inits, code / "cleaning.py"]:
+        original = path.read_bytes()
+        path.write_bytes(original + b"\n# edited\n")
+        assert dm.cache_key() != before, path
+        path.write_bytes(original)
+    assert dm.cache_key() == before
 
 
 def test_empty_held_out_splits_are_allowed(tmp_path):
