@@ -1,123 +1,162 @@
-"""Data pipeline throughput: read + dedup + split + chat template + tokenize + pack, then the cached run.
+"""Stage-1 data build on a corpus of the real shape: read + clean + dedup + split + chat template +
+tokenize + pack, on 1 and N processes, then the unchanged rerun (cache).
 
-    python -m benchmarks.data_throughput [--megabytes 30] [--num-proc 1] [--base-model tiny]
+    python -m benchmarks.data_throughput [--rows 100000] [--priority-rows 100000] [--num-proc 1 8]
+        [--max-seq-length 2048] [--base-model tiny]
 
-Generates a counselling-shaped JSON Lines file (multi-turn `messages` records, realistic turn
-lengths, seeded) of the given size in a temporary folder, builds a StageDataModule on it from an
-empty cache (first run), then builds a second one with the same settings (cached run: it only
-memory-maps the cache). Last line: one JSON object with tokens_per_second (first run, tokens of
-all splits / wall seconds), cached_seconds, packing_efficiency and the details.
+Writes, seeded, into a temporary folder: a therapist-sft-like CSV (one `text` column, a whole
+lowercase conversation on one line, `human: ... gpt: ...`, 2-34 turns, ~4 KB a row, as the real
+406 MB / 99k-row train.csv) and a priority-like JSONL (`conversation` of client/therapist turns,
+`conversation_id`, `metadata.quality_score`). Each measurement runs in its own process (so peak
+memory is its own): a StageDataModule from an empty cache until the first train batch is in hand
+(the first-step wait), with `num_proc` processes for tokenization. Then the same settings again
+(the cache is reused). Last line: one JSON object; `conversations_per_second_per_core` is
+conversations read / first-step wait / processes.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import platform
 import random
+import resource
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from datamodules.datamodule import StageDataModule
-
+DOMAINS = ["psychology", "mental_health", "bias_detection", "general_therapeutic"]
 WORDS = (
-    "I you we feel felt anxious tired sad hopeful angry lonely overwhelmed work family partner friend "
+    "i you we feel felt anxious tired sad hopeful angry lonely overwhelmed work family partner friend "
     "sleep night morning week month year therapy session talk listen understand notice breathe pause "
     "worry fear grief loss change boundary trust shame guilt relief calm safe support help hard easy "
     "small step try again maybe perhaps really often sometimes never always because when while after "
     "before about with without through into around the a an and but or so that this it is was be have "
     "had do did can could would should might what how why where who which tell me more sounds like"
 ).split()
-DOMAINS = ["psychology", "mental_health", "bias_detection", "general_therapeutic"]
 
 
 def sentence(rng: random.Random) -> str:
-    words = [rng.choice(WORDS) for _ in range(rng.randint(6, 22))]
-    return " ".join(words).capitalize() + rng.choice(".?!")
+    return " ".join(rng.choice(WORDS) for _ in range(rng.randint(6, 20))) + rng.choice(".?!")
 
 
-def turn(rng: random.Random, sentences: tuple[int, int]) -> str:
-    return " ".join(sentence(rng) for _ in range(rng.randint(*sentences)))
+def turn_text(rng: random.Random) -> str:
+    return " ".join(sentence(rng) for _ in range(rng.randint(1, 4)))
 
 
-def generate(path: Path, megabytes: float, seed: int = 0) -> int:
-    """Write multi-turn conversations (1-6 exchanges) until the file reaches `megabytes`."""
+def turns(rng: random.Random) -> list[str]:
+    """2-34 turns, mean ~16, ~4 KB in all (therapist-sft's shape)."""
+    return [turn_text(rng) for _ in range(2 * rng.randint(1, 17))]
+
+
+def write_corpus(root: Path, rows: int, priority_rows: int, seed: int = 0) -> None:
     rng = random.Random(seed)
-    target, written, records = megabytes * 1e6, 0, 0
-    with path.open("w", encoding="utf-8") as f:
-        while written < target:
-            messages = []
-            for _ in range(rng.choice([1, 1, 2, 3, 4, 6])):
-                messages.append({"role": "user", "content": turn(rng, (1, 5))})
-                messages.append({"role": "assistant", "content": turn(rng, (2, 9))})
-            line = json.dumps({"id": f"conv{records}", "messages": messages}) + "\n"
-            f.write(line)
-            written += len(line.encode())
-            records += 1
-    return records
+    (root / "therapist-sft-format").mkdir()
+    with (root / "therapist-sft-format" / "train.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text"])
+        for _ in range(rows):
+            parts = turns(rng)
+            writer.writerow([" ".join(f"{('human', 'gpt')[i % 2]}: {t}" for i, t in enumerate(parts))])
+    (root / "datasets-wendy").mkdir()
+    with (root / "datasets-wendy" / "priority_1_FINAL.jsonl").open("w", encoding="utf-8") as handle:
+        for i in range(priority_rows):
+            conversation = [
+                {"role": ("client", "therapist")[j % 2], "content": t} for j, t in enumerate(turns(rng))
+            ]
+            record = {
+                "conversation": conversation,
+                "source": "generated",
+                "priority": 1,
+                "conversation_id": f"c{i}",
+                "metadata": {"quality_score": round(rng.uniform(0.6, 1.0), 2), "turn_count": len(conversation)},
+            }
+            handle.write(json.dumps(record) + "\n")
 
 
-def data_module(root: Path, args: argparse.Namespace) -> StageDataModule:
-    return StageDataModule(
-        stage=9,
+def measure(root: Path, cache: Path, num_proc: int, args: argparse.Namespace) -> dict:
+    """In this process: build from `cache` until the first train batch; figures and peak memory."""
+    from datamodules.datamodule import StageDataModule
+    from datamodules.registry import load_registry
+
+    off = {name: {"enabled": False} for name, spec in load_registry().items() if spec.stage == 1}
+    off.pop("therapist_sft")
+    off.pop("priority_1")
+    start = time.perf_counter()
+    dm = StageDataModule(
+        stage=1,
         base_model=args.base_model,
         expert_domains=DOMAINS,
         data_root=str(root),
-        sources={
-            "generated": {
-                "path": "generated.jsonl",
-                "schema": "messages",
-                "stage": 9,
-                "domain": "general_therapeutic",
-                "options": {"group_key": "id"},
-            }
-        },
-        cache_dir=str(root / "cache"),
+        sources=off,
+        cache_dir=str(cache),
         max_seq_length=args.max_seq_length,
-        num_proc=args.num_proc,
-        template_check_examples=4,
+        num_proc=num_proc,
     )
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    seconds = time.perf_counter() - start
+    sources = dm.report["sources"]
+    read = sum(s["read"] for s in sources.values())
+    peak = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return {
+        "num_proc": num_proc,
+        "first_step_seconds": round(seconds, 2),
+        "conversations_read": read,
+        "conversations_per_second_per_core": round(read / seconds / num_proc, 1),
+        "examples": sum(s["examples"] for s in dm.report["splits"].values()),
+        "tokens": sum(s["tokens"] for s in dm.report["splits"].values()),
+        "tokens_lost": sum(s["tokens_lost"] for s in sources.values()),
+        "peak_memory_mb": round(peak / 1024),  # ru_maxrss is in KiB on Linux
+        "first_batch_shape": list(batch["input_ids"].shape),
+    }
+
+
+def child(root: Path, cache: Path, num_proc: int, args: argparse.Namespace) -> dict:
+    command = [sys.executable, "-m", "benchmarks.data_throughput", "--child", str(root), str(cache), str(num_proc)]
+    command += ["--max-seq-length", str(args.max_seq_length), "--base-model", args.base_model]
+    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--megabytes", type=float, default=30.0)
-    parser.add_argument("--num-proc", type=int, default=1)
+    parser.add_argument("--rows", type=int, default=100_000, help="therapist-sft-like CSV rows")
+    parser.add_argument("--priority-rows", type=int, default=100_000, help="priority-like JSONL records")
+    parser.add_argument("--num-proc", type=int, nargs="+", default=[1, os.cpu_count() or 1])
     parser.add_argument("--max-seq-length", type=int, default=2048)
     parser.add_argument("--base-model", default="tiny")
+    parser.add_argument("--child", nargs=3, metavar=("ROOT", "CACHE", "NUM_PROC"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        root, cache, num_proc = args.child
+        print(json.dumps(measure(Path(root), Path(cache), int(num_proc), args)))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        records = generate(root / "generated.jsonl", args.megabytes)
-        size = os.path.getsize(root / "generated.jsonl") / 1e6
         start = time.perf_counter()
-        first = data_module(root, args)
-        first.setup("fit")
-        first_seconds = time.perf_counter() - start
-        start = time.perf_counter()
-        cached = data_module(root, args)
-        cached.setup("fit")
-        batch = next(iter(cached.train_dataloader()))
-        cached_seconds = time.perf_counter() - start
-        splits = first.report["splits"]
-        tokens = sum(s["tokens"] for s in splits.values())
-        result = {
-            "tokens_per_second": round(tokens / first_seconds),
-            "cached_seconds": round(cached_seconds, 2),
-            "packing_efficiency": round(splits["train"]["efficiency"], 4),
-            "first_run_seconds": round(first_seconds, 2),
-            "tokens": tokens,
-            "records": records,
-            "megabytes": round(size, 1),
-            "train_rows": splits["train"]["rows"],
-            "first_batch_shape": list(batch["input_ids"].shape),
-            "num_proc": args.num_proc,
-            "max_seq_length": args.max_seq_length,
-            "base_model": args.base_model,
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs visible",
-        }
+        write_corpus(root, args.rows, args.priority_rows)
+        generated = time.perf_counter() - start
+        files = [root / "therapist-sft-format" / "train.csv", root / "datasets-wendy" / "priority_1_FINAL.jsonl"]
+        megabytes = sum(p.stat().st_size for p in files) / 1e6
+        runs = [child(root, root / f"cache-{n}", n, args) for n in args.num_proc]
+        rerun = child(root, root / f"cache-{args.num_proc[-1]}", args.num_proc[-1], args)
+    result = {
+        "runs": runs,
+        "unchanged_rerun_seconds": rerun["first_step_seconds"],
+        "speedup": round(runs[0]["first_step_seconds"] / runs[-1]["first_step_seconds"], 2),
+        "rows": args.rows,
+        "priority_rows": args.priority_rows,
+        "megabytes": round(megabytes, 1),
+        "generate_seconds": round(generated, 1),
+        "max_seq_length": args.max_seq_length,
+        "base_model": args.base_model,
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs visible",
+    }
     print(json.dumps(result))
 
 
