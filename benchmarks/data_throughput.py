@@ -73,7 +73,10 @@ def write_corpus(root: Path, rows: int, priority_rows: int, seed: int = 0) -> No
                 "source": "generated",
                 "priority": 1,
                 "conversation_id": f"c{i}",
-                "metadata": {"quality_score": round(rng.uniform(0.6, 1.0), 2), "turn_count": len(conversation)},
+                "metadata": {
+                    "quality_score": round(rng.uniform(0.6, 1.0), 2),
+                    "turn_count": len(conversation),
+                },
             }
             handle.write(json.dumps(record) + "\n")
 
@@ -117,8 +120,8 @@ def measure(root: Path, cache: Path, num_proc: int, args: argparse.Namespace) ->
 
 
 def child(root: Path, cache: Path, num_proc: int, args: argparse.Namespace) -> dict:
-    command = [sys.executable, "-m", "benchmarks.data_throughput", "--child", str(root), str(cache), str(num_proc)]
-    command += ["--max-seq-length", str(args.max_seq_length), "--base-model", args.base_model]
+    command = [sys.executable, "-m", "benchmarks.data_throughput", "--child", str(root), str(cache)]
+    command += [str(num_proc), "--max-seq-length", str(args.max_seq_length), "--base-model", args.base_model]
     out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -141,7 +144,10 @@ def main() -> None:
         start = time.perf_counter()
         write_corpus(root, args.rows, args.priority_rows)
         generated = time.perf_counter() - start
-        files = [root / "therapist-sft-format" / "train.csv", root / "datasets-wendy" / "priority_1_FINAL.jsonl"]
+        files = [
+            root / "therapist-sft-format" / "train.csv",
+            root / "datasets-wendy" / "priority_1_FINAL.jsonl",
+        ]
         megabytes = sum(p.stat().st_size for p in files) / 1e6
         runs = [child(root, root / f"cache-{n}", n, args) for n in args.num_proc]
         rerun = child(root, root / f"cache-{args.num_proc[-1]}", args.num_proc[-1], args)

@@ -278,7 +278,8 @@ def to_conversation(
         if not message["content"]:
             if message["role"] == "system":
                 continue
-            return Skip(record.origin, "empty reply" if message["role"] == "assistant" else "empty user turn"), []
+            reason = "empty reply" if message["role"] == "assistant" else "empty user turn"
+            return Skip(record.origin, reason), []
         messages.append(message)
     while messages and messages[-1]["role"] != "assistant":
         messages.pop()  # a trailing question has no reply to learn from

@@ -283,7 +283,9 @@ def _token_positions(
         bisect.bisect_left(starts, len(_render(tokenizer, conversation[:i], generation_prompt=False)))
         for i in range(1, len(conversation))
     ]
-    turn_ends = {i: bisect.bisect_left(starts, end) for i, end in zip(rendered.assistants, rendered.turn_ends)}
+    turn_ends = {
+        i: bisect.bisect_left(starts, end) for i, end in zip(rendered.assistants, rendered.turn_ends)
+    }
     return message_starts, turn_ends
 
 
@@ -418,8 +420,8 @@ def check_template(
             runs = labelled_runs(encoded.labels)
             if len(runs) != len(expected):
                 raise TemplateError(
-                    f"{conversation.origin}: {len(runs)} labelled spans for {len(expected)} trained assistant "
-                    "turns; labels cover text outside the assistant turns or miss some"
+                    f"{conversation.origin}: {len(runs)} labelled spans for {len(expected)} trained "
+                    "assistant turns; labels cover text outside the assistant turns or miss some"
                 )
             for turn, (run, text) in enumerate(zip(runs, expected)):
                 ids = encoded.input_ids[run.start : run.stop]

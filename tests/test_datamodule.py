@@ -166,6 +166,11 @@ def test_cache_key_changes_when_any_data_code_file_changes(built, tmp_path, monk
     assert dm.cache_key() == before
 
 
+def test_num_proc_defaults_to_the_machines_cores(built):
+    tmp, _ = built
+    assert make(tmp, num_proc=None).num_proc == len(os.sched_getaffinity(0)) == datamodule.machine_cores()
+
+
 def test_empty_held_out_splits_are_allowed(tmp_path):
     dm = make(tmp_path, val_fraction=0.0, test_fraction=0.0, template_check_examples=0)
     dm.setup("fit")
