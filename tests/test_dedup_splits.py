@@ -139,3 +139,31 @@ def test_records_without_ids_group_by_question_or_by_whole_conversation(tmp_path
     source = SourceSpec("mine", str(path), "messages", 1, "psychology")
     groups = [c.group for c in read_sources({"mine": source}, tmp_path, QUIET).conversations]
     assert groups[0] == groups[1] and len(set(groups)) == 3
+
+
+def test_near_dedup_reads_the_whole_text_not_its_opening():
+    """Two long conversations that share their first 450 words and then differ entirely are not
+    duplicates (a check on the opening words alone would call them one)."""
+    opening = " ".join(f"word{i}" for i in range(450))
+    first = conv("a", opening + " " + " ".join(f"first{i}" for i in range(450)), opening + " reply one")
+    second = conv("b", opening + " " + " ".join(f"second{i}" for i in range(450)), opening + " reply two")
+    deduped = deduplicate(result_of([first, second]), progress=False)
+    assert deduped.conversations == [first, second]
+    nearly = conv("c", first.messages[0]["content"] + " one more word", first.messages[1]["content"])
+    assert deduplicate(result_of([first, nearly]), progress=False).report["c"].skipped == Counter(
+        {"near duplicate of a": 1}
+    )
+
+
+def test_conversations_sharing_any_key_are_one_group():
+    from datamodules.splits import merge_groups
+
+    rows = [
+        Conversation((), "psychology", "amod", "text:q1", "a:1", ("text:q1",)),
+        Conversation((), "psychology", "cc", "cc:7", "c:1", ("cc:7", "text:q1")),
+        Conversation((), "psychology", "cc", "cc:7", "c:2", ("cc:7", "text:q1-other-wording")),
+        Conversation((), "psychology", "x", "x:1", "x:1", ("x:1",)),
+    ]
+    groups = [c.group for c in merge_groups(rows)]
+    assert groups[0] == groups[1] == groups[2] == min("text:q1", "cc:7", "text:q1-other-wording")
+    assert groups[3] == "x:1"
