@@ -157,7 +157,7 @@ def test_cloud_pipeline_stops_at_a_failed_gate(cloud, capsys):
 
 def test_cloud_pipeline_stops_at_the_preflight(cloud, capsys):
     state, argv, store = cloud
-    (store / "data" / "counsel-chat" / "20220401_counsel_chat.csv").unlink()
+    (store / "data" / "counsel-chat" / "data" / "20200325_counsel_chat.csv").unlink()
     assert pipeline.main(argv) == 1
     assert state["submitted"] == []
-    assert "source counsel_chat: counsel-chat/20220401_counsel_chat.csv is neither at" in capsys.readouterr().out
+    assert "source counsel_chat: counsel-chat/data/20200325_counsel_chat.csv is neither at" in capsys.readouterr().out
