@@ -112,35 +112,37 @@ class _Rendered:
     text: str
     assistants: list[int]  # message index of each assistant turn
     content_spans: list[tuple[int, int]]  # character span of each assistant turn's content
-    turn_ends: list[int]  # character offset where each assistant turn's rendering ends
+
+
+_PREFIXES = (
+    "the tokenizer's chat template renders a conversation differently from its prefixes "
+    "(message {i}), so assistant spans cannot be located; give the tokenizer a template that renders "
+    "earlier turns the same whatever follows (e.g. ChatML)"
+)
 
 
 def _render_with_spans(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]]) -> _Rendered:
+    """The rendering and each assistant content's place in it: one prefix rendering (with the
+    generation prompt) per assistant turn, the content right after it (prefix rendering is the
+    template's cost: one per turn, not two)."""
     text = _render(tokenizer, messages, generation_prompt=False)
-    assistants, spans, ends = [], [], []
+    assistants, spans = [], []
     for i, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
         assistants.append(i)
         before = _render(tokenizer, messages[:i], generation_prompt=True)
-        last = i == len(messages) - 1
-        upto = text if last else _render(tokenizer, messages[: i + 1], generation_prompt=False)
-        if not (text.startswith(upto) and upto.startswith(before)):
-            raise TemplateError(
-                "the tokenizer's chat template renders a conversation differently from its prefixes "
-                f"(assistant turn at message {i}), so assistant spans cannot be located; give the tokenizer "
-                "a template that renders earlier turns the same whatever follows (e.g. ChatML)"
-            )
+        if not text.startswith(before) or (spans and spans[-1][1] > len(before)):
+            raise TemplateError(_PREFIXES.format(i=i))  # or the previous content is not where it was
         content = message["content"]
-        start = text.find(content, len(before), len(upto))
+        start = text.find(content, len(before))
         if start < 0 or not content:
             raise TemplateError(
                 f"the chat template does not reproduce assistant message {i} verbatim (it may strip or "
                 "rewrite content); assistant-only labels need the content to appear as it is"
             )
         spans.append((start, start + len(content)))
-        ends.append(len(upto))
-    return _Rendered(text, assistants, spans, ends)
+    return _Rendered(text, assistants, spans)
 
 
 def _labels(
@@ -277,16 +279,17 @@ def _token_positions(
     tokenizer: PreTrainedTokenizerBase,
 ) -> tuple[list[int], dict[int, int]]:
     """Where each message starts, and each assistant turn ends, in the whole conversation's tokens
-    (prefix renderings; the estimate a part's exact encoding then confirms)."""
+    (from prefix renderings; the estimate a part's exact encoding then confirms)."""
     starts = [s for s, _ in offsets]
-    message_starts = [0] + [
-        bisect.bisect_left(starts, len(_render(tokenizer, conversation[:i], generation_prompt=False)))
-        for i in range(1, len(conversation))
-    ]
-    turn_ends = {
-        i: bisect.bisect_left(starts, end) for i, end in zip(rendered.assistants, rendered.turn_ends)
-    }
-    return message_starts, turn_ends
+    chars = [0]
+    for i in range(1, len(conversation)):
+        prefix = _render(tokenizer, conversation[:i], generation_prompt=False)
+        if not rendered.text.startswith(prefix):
+            raise TemplateError(_PREFIXES.format(i=i))
+        chars.append(len(prefix))
+    chars.append(len(rendered.text))
+    message_starts = [bisect.bisect_left(starts, c) for c in chars]
+    return message_starts[:-1], {i: message_starts[i + 1] for i in rendered.assistants}
 
 
 def _truncate(
