@@ -150,12 +150,12 @@ def test_submit_passes_env_values_to_the_job_only(monkeypatch, capsys, jobs_yaml
 
 
 def test_submit_stops_at_the_preflight_with_what_is_missing(jobs_yaml, uploaded, no_platform):
-    (uploaded / "counsel-chat" / "20220401_counsel_chat.csv").unlink()
+    (uploaded / "counsel-chat" / "data" / "20200325_counsel_chat.csv").unlink()
     with pytest.raises(SystemExit) as stop:
         launch.main([*STAGE1, "--jobs", jobs_yaml, "--teamspace", "me/t", "--studio", "s"])
     message = str(stop.value)
     assert message.startswith("stage1 cannot start, missing on the job's storage:\n")
-    assert f"source counsel_chat: counsel-chat/20220401_counsel_chat.csv is neither at {uploaded}/counsel-chat" in message
+    assert f"source counsel_chat: counsel-chat/data/20200325_counsel_chat.csv is neither at {uploaded}/counsel-chat" in message
     assert f"python -m lightning_app.upload --config stages/stage1.yaml --config stages/demo.yaml --to {uploaded}" in message
 
 
