@@ -159,7 +159,7 @@ def _source_files(spec: SourceSpec, data_root: str | Path) -> list[Path]:
     found: list[Path] = []
     for item in spec.files:
         alternatives = (item,) if isinstance(item, str) else item
-        matches = next((m for m in map(lambda p: _glob(path, p), alternatives) if m), None)
+        matches = next((hits for hits in (_glob(path, p) for p in alternatives) if hits), [])
         if not matches:
             present = sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file())[:10]
             wanted = _describe((item,))
