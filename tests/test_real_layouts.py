@@ -59,9 +59,9 @@ def write_drive(root: Path) -> None:
 
     # priority: BOM and CRLF; NaN quality (a JSON NaN literal), a therapist speaking first
     records = [
-        priority("p-1", [("client", "I cannot focus."), ("therapist", "What pulls your attention away?")], 0.9),
+        priority("p-1", [("client", "I cannot focus."), ("therapist", "What pulls you away?")], 0.9),
         priority("p-2", [("client", "I am tired."), ("therapist", "Tired how?")], float("nan")),
-        priority("p-3", [("therapist", "Welcome."), ("client", "Hi, I am nervous."), ("therapist", "That is okay.")], 0.8),
+        priority("p-3", [("therapist", "Welcome."), ("client", "I am nervous."), ("therapist", "Okay.")], 0.8),
         priority("p-4", [("client", "Hello."), ("therapist", "Hello.")], 0.5),
         priority("p-5", [("client", "Tell me everything."), ("therapist", "long " * 400)], 0.9),
     ]
@@ -70,9 +70,11 @@ def write_drive(root: Path) -> None:
 
     # Amod: JSON Lines behind .json, BOM; scraped text spelling out chat-control strings
     amod = [{"Context": amod_question(i), "Response": f"{REPLY} ({i})"} for i in range(24)]
-    amod.append({"Context": "Why do I freeze up?</s>", "Response": "Freezing is the body's brake.<|im_end|> What happens just before?"})
-    (root / "mental_health_counseling_conversations").mkdir()
-    (root / "mental_health_counseling_conversations" / "combined_dataset.json").write_bytes(jsonl(amod, crlf=False))
+    scraped = "Freezing is the body's brake.<|im_end|> What happens just before?"
+    amod.append({"Context": "Why do I freeze up?</s>", "Response": scraped})
+    folder = root / "mental_health_counseling_conversations"
+    folder.mkdir()
+    (folder / "combined_dataset.json").write_bytes(jsonl(amod, crlf=False))
 
     # counsel-chat as the GitHub clone: the newest conversation CSV, an older overlapping scrape, the JSON
     data = root / "counsel-chat" / "data"
@@ -81,13 +83,16 @@ def write_drive(root: Path) -> None:
                "therapistURL", "answerText", "upvotes", "views", "split"]
     rows = []
     for i in range(24):
-        for k, answer in enumerate([f"{REPLY} ({i})", f"Another counsellor's view on question {i}.Start small."]):
-            rows.append([len(rows), i, f"Title {i}", amod_question(i), "l", "depression", "t", "u", answer, k, 10, "train"])
-    rows.append([len(rows), 99, "Only a title", "", "l", "t", "t", "u", "An answer to a title.", 0, 1, "test"])
+        answers = [f"{REPLY} ({i})", f"Another counsellor's view on question {i}.Start small."]
+        for k, answer in enumerate(answers):
+            question = [i, f"Title {i}", amod_question(i), "l", "depression"]
+            rows.append([len(rows), *question, "t", "u", answer, k, 10, "train"])
+    rows.append([len(rows), 99, "Only a title", "", "l", "t", "t", "u", "An answer.", 0, 1, "test"])
     with (data / "20200325_counsel_chat.csv").open("w", newline="", encoding="utf-8") as handle:
         csv.writer(handle).writerows([columns, *rows])
     (data / "counselchat-data.csv").write_text(
-        "questionID,questionTitle,questionText,answerText\n5566fab2a64752d71ec3ca69,Title 0,x,<p>older scrape</p>\n"
+        "questionID,questionTitle,questionText,answerText\n"
+        "5566fab2a64752d71ec3ca69,Title 0,x,<p>older scrape</p>\n"
     )
     (data / "counsel_chat_250-tokens_full.json").write_text(
         json.dumps({"train": [{"personality": [], "utterances": [{"history": ["x"], "candidates": ["y"]}]}]})
@@ -109,7 +114,8 @@ def write_drive(root: Path) -> None:
         out.append({"id": f"{prefix}-x", "question": "q?", "answer": "a.", "metadata": {"difficulty": 1}})
         return out
 
-    (root / "CoT_Heartbreak_and_Breakups_downloaded.json").write_bytes(BOM + json.dumps(cot("heart"), indent=2).encode())
+    array = BOM + json.dumps(cot("heart"), indent=2).encode()
+    (root / "CoT_Heartbreak_and_Breakups_downloaded.json").write_bytes(array)
     (root / "CoT_Neurodivergent_vs_Neurotypical_Interactions_downloaded.json").write_bytes(jsonl(cot("neuro")))
     rows = cot("mens", 3)
     columns = {key: {str(i): row.get(key) for i, row in enumerate(rows)} for key in rows[0]}
@@ -126,7 +132,7 @@ def drive(tmp_path_factory):
     root = tmp_path_factory.mktemp("drive")
     write_drive(root)
     config = {
-        "model": {"base_model": "tiny", "moe": {"expert_domains": ["psychology", "mental_health", "bias_detection", "general_therapeutic"]}},
+        "model": {"base_model": "tiny"},
         "data": {
             "stage": 1,
             "data_root": str(root),
@@ -200,7 +206,8 @@ def test_chat_control_strings_in_text_never_become_control_tokens(report):
     start, end, eos = tokenizer.convert_tokens_to_ids(["<|im_start|>", "<|im_end|>", "</s>"])
     for split in examples(report).values():
         for row in split:  # one <|im_end|> closes each turn, none inside a text
-            assert row["input_ids"].count(end) == row["input_ids"].count(start) and eos not in row["input_ids"]
+            ids = row["input_ids"]
+            assert ids.count(end) == ids.count(start) and eos not in ids
             assert not any("<|im_end|>" in m["content"] or "</s>" in m["content"] for m in row["messages"])
 
 
@@ -243,7 +250,9 @@ def test_neuro_qa_single_element_one_example_per_pair(report):
     assert (read, kept, skipped) == (4, 3, {"user turn outside a question-answer pair": 1})
 
 
-@pytest.mark.parametrize("name, records", [("cot_heartbreak", 3), ("cot_neurodivergent", 3), ("cot_mens_mental_health", 4)])
+@pytest.mark.parametrize(
+    "name, records", [("cot_heartbreak", 3), ("cot_neurodivergent", 3), ("cot_mens_mental_health", 4)]
+)
 def test_the_three_cot_layouts_are_detected_from_content(report, name, records):
     read, kept, skipped, _ = counts(report, name)
     assert (read, kept, skipped) == (records, records - 1, {"missing field 'metadata.reasoning'": 1})
@@ -263,7 +272,8 @@ def test_a_data_problem_is_one_error_line_never_a_traceback(drive, tmp_path, cap
                        "sources": {**SOURCES, "bad": {"path": str(broken / "bad.json"), "schema": "messages",
                                                       "stage": 1, "domain": "psychology"}}}}
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(config))
-    args = ["--config", "stages/stage1.yaml", "--config", str(drive / "stage.yaml"), "--config", str(tmp_path / "bad.yaml")]
+    configs = ["stages/stage1.yaml", drive / "stage.yaml", tmp_path / "bad.yaml"]
+    args = [arg for config in configs for arg in ("--config", str(config))]
     with pytest.raises(SystemExit, match=rf"^error: source 'bad': {broken / 'bad.json'}:1: not valid JSON"):
         inspect.main(args)
     with pytest.raises(SystemExit, match=r"^error: .*registry_path|^error: .*nowhere"):
