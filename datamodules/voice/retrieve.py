@@ -1,0 +1,128 @@
+"""Which passage of the speaker's lectures answers a client turn, and the part of it that replies.
+
+TF-IDF (uni- and bigrams, English stop words out, sublinear tf, l2-normalised) over every passage;
+a client turn is answered by the passage with the highest cosine similarity among its candidates
+(the conversation's lecture, minus passages it already used), and the reply is the run of that
+passage's sentences, `min_words` to `max_words` long, that carries most of the turn's terms
+(weighted by idf): a verbatim span, trimmed to conversational length, about what was asked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from datamodules.voice.chunk import Passage
+from datamodules.voice.clean import normalized_words
+from datamodules.voice.punctuate import split_sentences
+
+# Words too general to be what a client asks about ("say", "hours"): never a topic on their own.
+GENERIC = frozenset(
+    "say says said know think want wants feel feels like just really thing things people way time times "
+    "going get got make makes lot little right okay yeah mean means need needs let come look looks hours "
+    "day days year years today start good bad kind sort actually maybe probably able different went "
+    "yes try tell told talk talking use used happens happen long new old week ago bit anymore life person care".split()
+)
+# A sentence that repeats the client's own words this much (the speaker's rhetorical question the
+# client asked) is not the start of an answer.
+ECHO_SHARE = 0.7
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str
+    row: int  # the passage it comes from
+    start: int  # its word span in the cleaned transcript
+    end: int
+    score: float  # cosine similarity of the client turn and the passage
+
+
+class PassageIndex:
+    def __init__(self, passages: list[Passage]):
+        self.passages = passages
+        self.vectorizer = TfidfVectorizer(
+            stop_words="english",
+            ngram_range=(1, 2),
+            sublinear_tf=True,
+            token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z']+\b",  # "you've" stays one (stop) word, not "ve"
+        )
+        self.matrix = self.vectorizer.fit_transform([p.text for p in passages]).tocsr()
+        self.vocabulary = self.vectorizer.get_feature_names_out()
+        self.idf = dict(zip(self.vocabulary, self.vectorizer.idf_))
+        self.analyzer = self.vectorizer.build_analyzer()
+        self.rows_of: dict[str, list[int]] = {}
+        for row, passage in enumerate(passages):
+            self.rows_of.setdefault(passage.lecture_id, []).append(row)
+
+    def key_terms(
+        self, text: str, count: int, avoid: set[str] = frozenset(), prefer: list[str] = ()
+    ) -> list[str]:
+        """The text's highest-weighted terms without generic words; terms from `prefer` (the
+        lecture's key topics) first."""
+        vector = self.vectorizer.transform([text])
+        spoken = " " + " ".join(normalized_words(text)) + " "
+        weighted = []
+        for position, weight in zip(vector.indices, vector.data):
+            term = str(self.vocabulary[position])
+            words = term.split()
+            if (
+                len(term) > 3
+                and "'" not in term
+                and not set(words) & avoid
+                and not set(words) & GENERIC - ({"people"} if len(words) > 1 else set())  # "people pleasing" stays
+                and f" {term} " in spoken  # a bigram across a dropped stop word is not a phrase
+            ):
+                weighted.append((-weight * (1.5 if len(words) > 1 else 1.0), term))
+        terms = [term for _, term in sorted(weighted)]
+        preferred = [t for t in terms if t in set(prefer)]
+        return (preferred + [t for t in terms if t not in preferred])[:count]
+
+    def best(self, query: str, lecture_id: str, exclude: set[int]) -> tuple[int, float] | None:
+        rows = [r for r in self.rows_of.get(lecture_id, []) if r not in exclude]
+        if not rows:
+            return None
+        scores = (self.matrix[rows] @ self.vectorizer.transform([query]).T).toarray().ravel()
+        best = int(np.argmax(scores))  # the first of equals: the earliest passage
+        return rows[best], float(scores[best])
+
+    def reply(self, query: str, lecture_id: str, exclude: set[int], min_words: int, max_words: int) -> Reply | None:
+        found = self.best(query, lecture_id, exclude)
+        if found is None:
+            return None
+        row, score = found
+        passage = self.passages[row]
+        sentences = split_sentences(passage.text)
+        lengths = [len(s.split()) for s in sentences]
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(int)
+        query_terms = set(self.analyzer(query))
+        query_words = set(normalized_words(query))
+
+        def weight(sentence: str) -> float:
+            words = normalized_words(sentence)
+            if words and sum(w in query_words for w in words) >= ECHO_SHARE * len(words):
+                return -1.0  # the client's question echoed back
+            return sum(self.idf.get(t, 0.0) for t in set(self.analyzer(sentence)) & query_terms)
+
+        weights = [weight(s) for s in sentences]
+        best_window, best_key = (0, len(sentences)), None
+        for first in range(len(sentences)):
+            if weights[first] < 0:
+                continue
+            for last in range(first + 1, len(sentences) + 1):
+                size = offsets[last] - offsets[first]
+                if size > max_words and last > first + 1:
+                    break
+                if size < min_words and last < len(sentences):
+                    continue
+                if any(w < 0 for w in weights[first:last]):
+                    break
+                key = (sum(weights[first:last]), -first)
+                if best_key is None or key > best_key:
+                    best_window, best_key = (first, last), key
+                break  # the shortest window from `first` that is long enough
+        first, last = best_window
+        text = " ".join(sentences[first:last])
+        text = text[:1].upper() + text[1:]
+        return Reply(text, row, passage.start + int(offsets[first]), passage.start + int(offsets[last]), score)
