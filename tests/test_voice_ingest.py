@@ -88,8 +88,25 @@ def test_empty_binary_wrongly_encoded_and_malformed_files_are_skipped_and_report
     ]
     assert report.read == 2 and report.files == 11
     assert report.skipped == Counter(
-        {"empty": 3, "malformed": 2, "encoding": 2, "binary": 1, "duplicate lecture": 1}
+        {"empty": 2, "no speech": 1, "malformed": 2, "encoding": 2, "binary": 1, "duplicate lecture": 1}
     )
+    # every file is listed with what happened to it: nothing is passed over in silence
+    listing = {Path(row["path"]).relative_to(tmp_path).as_posix(): row for row in report.listing}
+    assert len(listing) == len(report.listing) == 13
+    assert {name for name, row in listing.items() if row["status"] == "read"} == {"talk.srt", "utf16.txt"}
+    assert {name: row["reason"] for name, row in listing.items() if row["status"] == "skipped"} == {
+        "empty.txt": "empty",
+        "blank.srt": "empty",
+        "binary.vtt": "binary",
+        "nested/latin.txt": "encoding",
+        "mojibake.txt": "encoding",
+        "wrong.json": "malformed",
+        "broken.json": "malformed",
+        "tags-only.vtt": "no speech",
+        "talk.en.vtt": "duplicate lecture",
+    }
+    assert {name for name, row in listing.items() if row["status"] == "ignored"} == {"notes.md", "talk.info.json"}
+    assert "is not one of .json, .srt, .vtt, .txt" in listing["notes.md"]["detail"]
     joined = "\n".join(report.examples)
     assert "latin.txt: encoding: not UTF-8" in joined and "iconv" in joined
     assert "binary.vtt: binary" in joined and "wrong.json: malformed: expected a list" in joined

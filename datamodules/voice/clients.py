@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from datamodules.voice.chunk import client_question
+from datamodules.voice.clean import normalize_word
 from datamodules.voice.generators import Generator, Unavailable
 from datamodules.voice.prompts import follow_up_prompt, opening_prompt
-from datamodules.voice.punctuate import looks_like_question, split_sentences
+from datamodules.voice.punctuate import MARKERS, looks_like_question, recase, split_sentences
 from datamodules.voice.retrieve import PassageIndex
 
 # (who the person is, where it shows up, someone it reminds them of)
@@ -94,7 +94,17 @@ class ClientWriter(Protocol):
     def follow_up(self, plan: Plan, exchanges: list[tuple[str, str]]) -> str | None: ...
 
 
+def client_question(sentence: str) -> str:
+    """The speaker's question as a client would ask it: leading "so"/"and"/"now" dropped."""
+    words = sentence.split()
+    while len(words) > 1 and normalize_word(words[0]) in MARKERS:
+        words = words[1:]
+    return recase(" ".join(words).lstrip(",; "), {})
+
+
 def speaker_question(text: str, min_words: int) -> str | None:
+    """The first real question the speaker asks in `text` (a wh-word or verb-first sentence ending
+    in "?", not reported speech), as the client would ask it."""
     for sentence in split_sentences(text):
         words = sentence.split()
         if sentence.endswith("?") and len(words) >= min_words and looks_like_question(words):

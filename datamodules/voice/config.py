@@ -36,7 +36,6 @@ class LocalSettings:
     max_new_tokens: int = 120
     temperature: float = 0.8
     top_p: float = 0.95
-    batch_size: int = 8
     device: str = "auto"  # auto: cuda when available, else cpu
     seed: int = 0
 

@@ -101,7 +101,7 @@ class OpenAIGenerator:
 
 
 class LocalGenerator:
-    """Batched sampling from a causal LM with its own chat template (left padding for generation)."""
+    """Sampling from a causal LM with its own chat template."""
 
     def __init__(self, settings: LocalSettings):
         import torch
@@ -119,9 +119,8 @@ class LocalGenerator:
             ("cuda" if torch.cuda.is_available() else "cpu") if settings.device == "auto" else settings.device
         )
         self.tokenizer = load_tokenizer(settings.model)
-        self.tokenizer.padding_side = "left"
         self.model = load_base_model(settings.model).to(self.device).eval()
-        self.lock = threading.Lock()  # one generate at a time; the pool has one worker anyway
+        self.lock = threading.Lock()  # one generate at a time (the pool has one worker anyway)
         self.calls = 0
 
     @property
@@ -140,21 +139,12 @@ class LocalGenerator:
         }
 
     def complete(self, prompt: Prompt) -> str | None:
+        """One prompt at a time: the build's pool gives this backend a single worker."""
         with self.lock:
             self.calls += 1
-            return self.generate([prompt], self.settings.seed + self.calls)[0]
-
-    def generate(self, prompts: list[Prompt], seed: int) -> list[str]:
-        outputs: list[str] = []
-        for start in range(0, len(prompts), self.settings.batch_size):
-            batch = prompts[start : start + self.settings.batch_size]
-            texts = [
-                self.tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
-                for p in batch
-            ]
-            encoded = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-            encoded = encoded.to(self.device)
-            self.torch.manual_seed(seed + start)
+            text = self.tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+            encoded = self.tokenizer([text], return_tensors="pt", add_special_tokens=False).to(self.device)
+            self.torch.manual_seed(self.settings.seed + self.calls)
             sampling = self.settings.temperature > 0
             with self.torch.no_grad():
                 generated = self.model.generate(
@@ -165,9 +155,8 @@ class LocalGenerator:
                     top_p=self.settings.top_p if sampling else None,
                     pad_token_id=self.tokenizer.pad_token_id,
                 )
-            new_tokens = generated[:, encoded["input_ids"].shape[1] :]
-            outputs.extend(self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
-        return outputs
+            new_tokens = generated[0, encoded["input_ids"].shape[1] :]
+            return self.tokenizer.decode(new_tokens, skip_special_tokens=True)
 
 
 class NoGenerator:
