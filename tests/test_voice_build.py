@@ -77,7 +77,7 @@ def test_offline_build_from_yaml_with_cli_override(tmp_path):
     assert {c["lecture_id"] for c in heldout} == {"healing-is-not-linear"}
     assert "healing-is-not-linear" not in {c["lecture_id"] for c in train}
     assert {c["domain"] for c in train} == {"psychology"}
-    assert len(train) >= 40  # lecture-length samples: dozens of conversations, not four
+    assert len(train) >= 25  # lecture-length samples: dozens of conversations, not four
     assert max(len(c["messages"]) for c in train) >= 6  # multi-turn
     users = [m["content"] for c in train + heldout for m in c["messages"][::2]]
     assert len(set(users)) >= 0.9 * len(users)  # varied personas and openings
@@ -88,7 +88,7 @@ def test_offline_build_from_yaml_with_cli_override(tmp_path):
     saved = yaml.safe_load((out.parent / "synthetic_conversations_config.yaml").read_text())
     assert saved["speaker"] == "Tim Fletcher" and saved["domain"] == "psychology"
     profile = json.loads((out.parent / "synthetic_conversations_style_profile.json").read_text())
-    assert profile["speaker"] == "Tim Fletcher" and profile["lectures"] == 3  # held-out lecture left out
+    assert profile["speaker"] == "Tim Fletcher" and profile["lectures"] == 4  # held-out lecture left out
     assert profile["lectures_detail"]["healing-is-not-linear"]["heldout"] is True
 
     again = main(["build", "--config", str(out.parent / "synthetic_conversations_config.yaml")])
@@ -283,7 +283,11 @@ class FakeOpenAI:
                 if FakeOpenAI.rewrite_faithfully:
                     return 200, "You know, " + span
                 return 200, "Honestly, you should just try yoga and drink more water every morning."
-            return 200, f'"Client: I keep feeling like I am the problem, number {call.number}. Why is that?"'
+            prompt = messages[1]["content"]
+            # what the person struggles with: the two longest words of the passage shown, if any
+            shown = prompt.split('"""')[1].split() if '"""' in prompt else []
+            about = " and ".join(sorted(shown, key=lambda w: (-len(w), w))[:2]).strip(".,?!")
+            return 200, f'"Client: I keep feeling like I am the problem, number {call.number}. Why is that, {about}?"'
         finally:
             with FakeOpenAI.lock:
                 FakeOpenAI.in_flight -= 1
@@ -330,7 +334,9 @@ def test_backtranslation_against_a_local_openai_compatible_server(tmp_path, serv
     conversations = train + heldout
     check_schema(conversations, "backtranslation", (2, 2))
     assert len(server.calls) == stats["units"] + 1  # one retry after the 503
-    assert len(conversations) == stats["units"] and len(heldout) >= 1
+    # a message no passage answers (cosine below min_answer_score) gets no unrelated lecture
+    assert len(conversations) + stats["ended"].get("unanswered", 0) == stats["units"]
+    assert len(conversations) > 0 and len(heldout) >= 1
     assert 1 < FakeOpenAI.max_in_flight <= 4  # one pool, `concurrency` requests at a time
     assert {c.auth for c in server.calls} == {f"Bearer {SECRET}"}
     assert {c.path for c in server.calls} == {"/v1/chat/completions"}
@@ -475,7 +481,7 @@ def test_interrupted_build_resumes_without_duplicates_or_regeneration(tmp_path):
     conversations = json.loads((tmp_path / "voice.json").read_text())
     conversations += json.loads((tmp_path / "voice_heldout.json").read_text())
     clients = [c["messages"][0]["content"] for c in conversations]
-    assert len(clients) == len(set(clients)) == stats["units"]
+    assert len(clients) == len(set(clients)) == stats["units"] - stats["ended"].get("unanswered", 0) > 0
 
     fresh = tmp_path / "fresh"
     fresh_stats = build(BuildConfig(**{**config.__dict__, "out": fresh / "voice.json"}), ScriptedGenerator())

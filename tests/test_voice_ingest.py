@@ -10,12 +10,6 @@ from datamodules.voice.ingest import lecture_id_of, read_transcript, read_transc
 SAMPLES = Path(__file__).parents[1] / "datamodules" / "voice" / "samples"
 
 
-def repeated_ngrams(text: str, size: int = 5) -> int:
-    words = text.lower().split()
-    counts = Counter(tuple(words[i : i + size]) for i in range(len(words) - size + 1))
-    return sum(c - 1 for c in counts.values() if c > 1)
-
-
 def test_rolling_auto_caption_vtt_loses_timing_tags_and_roll_up_repeats():
     raw = (SAMPLES / "shame-and-the-inner-critic.en.vtt").read_text()
     assert "<c>" in raw and "[Music]" in raw and raw.count("so today i i want to talk") == 2
@@ -23,11 +17,13 @@ def test_rolling_auto_caption_vtt_loses_timing_tags_and_roll_up_repeats():
     assert transcript.lecture_id == "shame-and-the-inner-critic"
     text = transcript.text
     assert text.startswith("so today i want to talk about shame and the inner critic and i want to start")
-    assert text.endswith("because it doesn't need to work so hard anymore")
+    assert text.endswith("because you're no longer alone with it")
     for leftover in ("<", ">", "[", "Music", "-->", "00:"):
         assert leftover not in text
-    assert repeated_ngrams(text) == 0  # every cue repeats the previous line: none of that survives
-    assert 380 <= len(text.split()) <= 390
+    # every cue repeats the previous line: none of that survives. Each spoken word is on exactly one
+    # timed line (`word<00:..><c> word</c>`); the stutters "i i" are the few words fewer.
+    spoken = sum(len(strip_markup(line).split()) for line in raw.splitlines() if "<c>" in line)
+    assert spoken - 5 <= len(text.split()) < spoken and 1465 <= len(text.split()) <= 1475
 
 
 def test_srt_keeps_punctuation_and_drops_tags():

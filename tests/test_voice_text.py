@@ -120,13 +120,15 @@ def test_style_profile_finds_phrases_markers_and_topics():
         {t.lecture_id: t.title for t in transcripts},
     )
     phrases = {p["phrase"]: p for p in profile["frequent_phrases"]}
-    assert phrases["i want to talk about"]["lectures"] == 2
+    assert phrases["i want to talk about"]["lectures"] == 3
     assert profile["markers_per_1000_words"]["analogy"]["it's like"] > 0
     assert profile["markers_per_1000_words"]["example"]["let me give you an example"] > 0
     detail = profile["lectures_detail"]
     assert "shame" in detail["shame-and-the-inner-critic"]["topics"]
     assert "attachment" in detail["attachment-and-safety"]["topics"]
-    assert detail["healing-is-not-linear"]["title"] == "Healing Is Not Linear"
+    assert detail["healing-is-not-linear"]["title"] == "Healing Is Not Linear"  # a .txt title line
+    assert detail["shame-and-the-inner-critic"]["title"] == "Shame and the Inner Critic"  # .info.json
+    assert detail["emotional-neglect"]["title"].startswith("Emotional Neglect")  # JSON {title, transcript}
     assert 5 < profile["sentence_words"]["mean"] < 40 and 0 < profile["question_share"] < 0.5
 
 

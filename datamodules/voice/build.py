@@ -65,7 +65,8 @@ def make_plans(config: BuildConfig, passages: list[Passage]) -> list[Plan]:
         else:
             turns = 1 + variant % config.passages_per_conversation
         discloses = config.mode == "offline" and int(key[8:16], 16) / 16**8 < config.risk_example_share
-        plans.append(Plan(key, passage.lecture_id, row, turns, variant, turns - 1 if discloses else None))
+        # the disclosure comes early (turn 1 or 2), so the conversation reaches it
+        plans.append(Plan(key, passage.lecture_id, row, turns, variant, min(1, turns - 1) if discloses else None))
     return plans
 
 

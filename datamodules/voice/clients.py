@@ -145,7 +145,18 @@ class TemplateClient:
         if plan.disclose_at == turn:
             return DISCLOSURES[plan.variant % len(DISCLOSURES)]
         asked = {w for client, _ in exchanges for w in self.index.analyzer(client)}
-        terms = self.index.key_terms(exchanges[-1][1], 1, avoid=asked, prefer=self.topics(plan))
+        reply = exchanges[-1][1]
+        # a term of the last reply that the rest of the lecture also talks about, so it can answer
+        elsewhere = [
+            self.index.passages[row].text.lower()
+            for row in self.index.rows_of[plan.lecture_id]
+            if reply not in self.index.passages[row].text
+        ]
+        terms = [
+            term
+            for term in self.index.key_terms(reply, 8, avoid=asked, prefer=self.topics(plan))
+            if any(term in text for text in elsewhere)
+        ]
         if not terms:
             return None
         _, _, person = PERSONAS[plan.variant % len(PERSONAS)]
