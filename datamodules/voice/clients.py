@@ -11,11 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from datamodules.voice.clean import normalize_word
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+from datamodules.voice.clean import normalize_word, normalized_words
 from datamodules.voice.generators import Generator, Unavailable
 from datamodules.voice.prompts import follow_up_prompt, opening_prompt
 from datamodules.voice.punctuate import MARKERS, looks_like_question, recase, split_sentences
-from datamodules.voice.retrieve import PassageIndex
+from datamodules.voice.retrieve import GENERIC, PassageIndex
 
 # (who the person is, where it shows up, someone it reminds them of)
 PERSONAS = (
@@ -40,31 +42,33 @@ PERSONAS = (
     ("a musician", "on stage", "my first teacher"),
     ("an adoptee in my thirties", "in my relationships", "my adoptive mum"),
 )
+# A key term is quoted ("the 'inner critic' part"): read as the client's own words for it, any
+# noun phrase fits the sentence.
 OPENINGS = (
-    "I'm {who}, and {topic} keeps showing up {where}. {question}",
+    'I\'m {who}, and "{topic}" keeps showing up {where}. {question}',
     "{question}",
     "Can I ask you something? {question}",
-    "I'm {who}. I've been reading about {topic} and I think it describes me. {question}",
+    'I\'m {who}. I\'ve been reading about "{topic}" and I think it describes me. {question}',
     "Something happened {where} this week and it left me shaken. {question}",
-    "I don't really know how to say this, but {topic} feels like it runs my life. {question}",
-    "My counsellor mentioned {topic} and I didn't really get it. {question}",
+    'I don\'t really know how to say this, but "{topic}" feels like it runs my life. {question}',
+    'My counsellor mentioned "{topic}" and I didn\'t really get it. {question}',
     "I'm {who}. {question} I really want to understand this.",
 )
 TOPIC_QUESTIONS = (
-    "What is {topic}, really, and why does it have such a hold on me?",
-    "How do I stop {topic} from running my life?",
-    "Why does {topic} affect me so much?",
-    "Where does {topic} come from?",
-    "Can {topic} actually change when you're an adult?",
+    'What is "{topic}", really, and why does it have such a hold on me?',
+    'How do I deal with "{topic}"?',
+    'Why does "{topic}" affect me so much?',
+    'Why does "{topic}" happen to me in the first place?',
+    'Can "{topic}" actually change when you\'re an adult?',
 )
 FOLLOW_UPS = (
-    "You said {term}. What does that look like day to day?",
-    "That makes sense. But how do I actually start changing {term}?",
-    "When you talk about {term}, I think of {person}. Why does it still affect me so much?",
-    "Okay, that hits home. Is it possible to heal {term} as an adult?",
-    "I never thought of it that way. Where does {term} come from?",
-    "But what if {term} is all I've ever known?",
-    "Can you say more about {term}? I think that's the part I'm stuck on.",
+    'You said "{term}". What does that look like day to day?',
+    'That makes sense. But what do I actually do about the "{term}" part?',
+    'When you said "{term}", I thought of {person}. Why does it still affect me so much?',
+    'Okay, that hits home, especially "{term}". Can that really change as an adult?',
+    'I never thought of it that way. Why does "{term}" happen in the first place?',
+    'But what if "{term}" is all I\'ve ever known?',
+    'Can you say more about "{term}"? I think that\'s the part I\'m stuck on.',
 )
 # Offline: a share of conversations end with one of these, so the data shows the safe answer to a
 # disclosure (datamodules/voice/risk.py must recognise every one: a test checks it).
@@ -104,10 +108,12 @@ def client_question(sentence: str) -> str:
 
 def speaker_question(text: str, min_words: int) -> str | None:
     """The first real question the speaker asks in `text` (a wh-word or verb-first sentence ending
-    in "?", not reported speech), as the client would ask it."""
+    in "?", not reported speech, about something: "Can we talk about it?" is not), as the client
+    would ask it."""
     for sentence in split_sentences(text):
         words = sentence.split()
-        if sentence.endswith("?") and len(words) >= min_words and looks_like_question(words):
+        about = [w for w in normalized_words(sentence) if w not in ENGLISH_STOP_WORDS | GENERIC]
+        if sentence.endswith("?") and len(words) >= min_words and looks_like_question(words) and about:
             return client_question(sentence)
     return None
 

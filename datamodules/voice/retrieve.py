@@ -23,10 +23,10 @@ GENERIC = frozenset(
     "say says said know think want wants feel feels like just really thing things people way time times "
     "going get got make makes lot little right okay yeah mean means need needs let come look looks hours "
     "day days year years today start good bad kind sort actually maybe probably able different went "
-    "yes try tell told talk talking use used happens happen long new old week ago bit anymore life person care".split()
+    "yes try tell told talk talking use used happens happen long new old week ago bit anymore life person care begin saying loud eating".split()
 )
-# A sentence that repeats the client's own words this much (the speaker's rhetorical question the
-# client asked) is not the start of an answer.
+# A sentence that repeats the client's own words this much is the speaker's own question, which
+# the client asked: the reply is what he says after it.
 ECHO_SHARE = 0.7
 
 
@@ -87,42 +87,71 @@ class PassageIndex:
         best = int(np.argmax(scores))  # the first of equals: the earliest passage
         return rows[best], float(scores[best])
 
+    def sentences_of(self, row: int) -> list[tuple[str, int, int]]:
+        """(sentence, start, end) with word spans in the cleaned transcript."""
+        passage = self.passages[row]
+        out, position = [], passage.start
+        for sentence in split_sentences(passage.text):
+            size = len(sentence.split())
+            out.append((sentence, position, position + size))
+            position += size
+        return out
+
+    def following(self, row: int, exclude: set[int]) -> int | None:
+        """The next passage of the same lecture when it continues this one word for word."""
+        after = row + 1
+        if (
+            after < len(self.passages)
+            and after not in exclude
+            and self.passages[after].lecture_id == self.passages[row].lecture_id
+            and self.passages[after].start == self.passages[row].end
+        ):
+            return after
+        return None
+
     def reply(self, query: str, lecture_id: str, exclude: set[int], min_words: int, max_words: int) -> Reply | None:
         found = self.best(query, lecture_id, exclude)
         if found is None:
             return None
         row, score = found
-        passage = self.passages[row]
-        sentences = split_sentences(passage.text)
-        lengths = [len(s.split()) for s in sentences]
-        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(int)
+        sentences = self.sentences_of(row)
         query_terms = set(self.analyzer(query))
         query_words = set(normalized_words(query))
 
-        def weight(sentence: str) -> float:
+        def echoes(sentence: str) -> bool:
             words = normalized_words(sentence)
-            if words and sum(w in query_words for w in words) >= ECHO_SHARE * len(words):
-                return -1.0  # the client's question echoed back
-            return sum(self.idf.get(t, 0.0) for t in set(self.analyzer(sentence)) & query_terms)
+            return bool(words) and sum(w in query_words for w in words) >= ECHO_SHARE * len(words)
 
-        weights = [weight(s) for s in sentences]
+        echoed = [i for i, (sentence, _, _) in enumerate(sentences) if echoes(sentence)]
+        if echoed:
+            # The client asked the speaker's own question: his answer is what follows it, running
+            # on into the next passage when the question ends this one.
+            sentences = sentences[echoed[-1] + 1 :]
+            if sum(end - start for _, start, end in sentences) < min_words:
+                following = self.following(row, exclude)
+                if following is not None:
+                    sentences += self.sentences_of(following)
+            if not sentences:
+                return None
+            weights = [1.0] + [0.0] * (len(sentences) - 1)  # the window that starts right after it
+        else:
+            weights = [
+                sum(self.idf.get(t, 0.0) for t in set(self.analyzer(sentence)) & query_terms)
+                for sentence, _, _ in sentences
+            ]
         best_window, best_key = (0, len(sentences)), None
         for first in range(len(sentences)):
-            if weights[first] < 0:
-                continue
             for last in range(first + 1, len(sentences) + 1):
-                size = offsets[last] - offsets[first]
+                size = sentences[last - 1][2] - sentences[first][1]
                 if size > max_words and last > first + 1:
                     break
                 if size < min_words and last < len(sentences):
                     continue
-                if any(w < 0 for w in weights[first:last]):
-                    break
                 key = (sum(weights[first:last]), -first)
                 if best_key is None or key > best_key:
                     best_window, best_key = (first, last), key
                 break  # the shortest window from `first` that is long enough
         first, last = best_window
-        text = " ".join(sentences[first:last])
+        text = " ".join(sentence for sentence, _, _ in sentences[first:last])
         text = text[:1].upper() + text[1:]
-        return Reply(text, row, passage.start + int(offsets[first]), passage.start + int(offsets[last]), score)
+        return Reply(text, row, sentences[first][1], sentences[last - 1][2], score)
