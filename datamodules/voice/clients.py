@@ -154,7 +154,7 @@ class TemplateClient:
         reply = exchanges[-1][1]
         # a term of the last reply that the rest of the lecture also talks about, so it can answer
         elsewhere = [
-            self.index.passages[row].text.lower()
+            self.index.lowered[row]
             for row in self.index.rows_of[plan.lecture_id]
             if reply not in self.index.passages[row].text
         ]

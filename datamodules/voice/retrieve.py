@@ -50,21 +50,39 @@ class PassageIndex:
         )
         self.matrix = self.vectorizer.fit_transform([p.text for p in passages]).tocsr()
         self.vocabulary = self.vectorizer.get_feature_names_out()
+        self.column = self.vectorizer.vocabulary_
+        self.idf_of_column = self.vectorizer.idf_
         self.idf = dict(zip(self.vocabulary, self.vectorizer.idf_))
         self.analyzer = self.vectorizer.build_analyzer()
+        self.lowered = [p.text.lower() for p in passages]
         self.rows_of: dict[str, list[int]] = {}
         for row, passage in enumerate(passages):
             self.rows_of.setdefault(passage.lecture_id, []).append(row)
+
+    def vector(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """(columns, weights) of the text's l2-normalised TF-IDF vector: what
+        `vectorizer.transform` computes (sublinear tf x idf), without its per-call validation,
+        which costs more than the arithmetic for one short text."""
+        counts: dict[int, int] = {}
+        for term in self.analyzer(text):
+            column = self.column.get(term)
+            if column is not None:
+                counts[column] = counts.get(column, 0) + 1
+        if not counts:
+            return np.zeros(0, dtype=int), np.zeros(0)
+        columns = np.fromiter(counts, dtype=int, count=len(counts))
+        weights = (1 + np.log(np.fromiter(counts.values(), dtype=float))) * self.idf_of_column[columns]
+        return columns, weights / np.linalg.norm(weights)
 
     def key_terms(
         self, text: str, count: int, avoid: set[str] = frozenset(), prefer: list[str] = ()
     ) -> list[str]:
         """The text's highest-weighted terms without generic words; terms from `prefer` (the
         lecture's key topics) first."""
-        vector = self.vectorizer.transform([text])
+        columns, weights = self.vector(text)
         spoken = " " + " ".join(normalized_words(text)) + " "
         weighted = []
-        for position, weight in zip(vector.indices, vector.data):
+        for position, weight in zip(columns, weights):
             term = str(self.vocabulary[position])
             words = term.split()
             if (
@@ -83,7 +101,8 @@ class PassageIndex:
         rows = [r for r in self.rows_of.get(lecture_id, []) if r not in exclude]
         if not rows:
             return None
-        scores = (self.matrix[rows] @ self.vectorizer.transform([query]).T).toarray().ravel()
+        columns, weights = self.vector(query)
+        scores = self.matrix[rows][:, columns] @ weights
         best = int(np.argmax(scores))  # the first of equals: the earliest passage
         return rows[best], float(scores[best])
 
