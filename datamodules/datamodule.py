@@ -299,8 +299,11 @@ class StageDataModule(LightningDataModule):
         stage_tokens = sum(column(train, "length"))
         chosen, figures = choose_replay(pool, stage_tokens, self.replay.share, self.tokenizer, self.template)
         if abs(figures["share"] - self.replay.share) > 0.02:
-            log.warning("replay: %.1f%% of train tokens instead of %.1f%% (the earlier stages hold too "
-                        "little)", 100 * figures["share"], 100 * self.replay.share)
+            log.warning(
+                "replay: %.1f%% of train tokens instead of %.1f%% (the earlier stages hold too little)",
+                100 * figures["share"],
+                100 * self.replay.share,
+            )
         if not chosen:
             return train, figures
         replayed = _conversation_dataset(chosen, domain_index).map(

@@ -98,7 +98,8 @@ def choose_replay(
         if total >= target:
             break
         batch = pool[start : start + ENCODE_BATCH]
-        for conversation, encoded in zip(batch, encode_batch([list(c.messages) for c in batch], tokenizer, template)):
+        encoded_batch = encode_batch([list(c.messages) for c in batch], tokenizer, template)
+        for conversation, encoded in zip(batch, encoded_batch, strict=True):
             length = len(encoded.input_ids)
             if encoded.status == TOO_LONG or total >= target:
                 continue

@@ -66,7 +66,8 @@ def make_plans(config: BuildConfig, passages: list[Passage]) -> list[Plan]:
             turns = 1 + variant % config.passages_per_conversation
         discloses = config.mode == "offline" and int(key[8:16], 16) / 16**8 < config.risk_example_share
         # the disclosure comes early (turn 1 or 2), so the conversation reaches it
-        plans.append(Plan(key, passage.lecture_id, row, turns, variant, min(1, turns - 1) if discloses else None))
+        disclose_at = min(1, turns - 1) if discloses else None
+        plans.append(Plan(key, passage.lecture_id, row, turns, variant, disclose_at))
     return plans
 
 
@@ -178,7 +179,8 @@ def assemble(
             )
             for e in record["exchanges"]
         ]
-        messages = keep(exchanges, min_exchanges=2 if config.mode == "multiturn" else 1) if exchanges else None
+        minimum = 2 if config.mode == "multiturn" else 1
+        messages = keep(exchanges, min_exchanges=minimum) if exchanges else None
         if messages:
             written["heldout" if plan.lecture_id in heldout else "train"].append(
                 {

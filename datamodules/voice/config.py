@@ -135,7 +135,8 @@ class BuildConfig:
             problems.append(f"need 0 < min_words <= max_words, got {self.min_words} and {self.max_words}")
         if not 0 < self.reply_min_words <= self.reply_max_words:
             problems.append(
-                f"need 0 < reply_min_words <= reply_max_words, got {self.reply_min_words} and {self.reply_max_words}"
+                "need 0 < reply_min_words <= reply_max_words, "
+                f"got {self.reply_min_words} and {self.reply_max_words}"
             )
         if self.reply == "rewrite" and self.generator == "none":
             problems.append("reply rewrite needs a generator: --generator openai or local")

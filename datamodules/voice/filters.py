@@ -127,7 +127,8 @@ class ConversationFilter:
             return "grounding"
         if kind == "rewrite":
             word_share, gram_share = faithfulness(assistant, span)
-            if word_share < self.settings.min_faithful_words or gram_share < self.settings.min_faithful_ngrams:
+            settings = self.settings
+            if word_share < settings.min_faithful_words or gram_share < settings.min_faithful_ngrams:
                 return "unfaithful"
         if carries_self_harm_method(client) or carries_self_harm_method(assistant):
             return "safety"

@@ -68,7 +68,9 @@ class IngestReport:
         self.listing.append({"path": str(path), "status": "read", "reason": "", "detail": ""})
 
     def ignore(self, path: Path, detail: str) -> None:
-        self.listing.append({"path": str(path), "status": "ignored", "reason": "not a transcript", "detail": detail})
+        self.listing.append(
+            {"path": str(path), "status": "ignored", "reason": "not a transcript", "detail": detail}
+        )
 
 
 def lecture_id_of(path: Path) -> str:

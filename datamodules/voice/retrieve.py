@@ -23,7 +23,8 @@ GENERIC = frozenset(
     "say says said know think want wants feel feels like just really thing things people way time times "
     "going get got make makes lot little right okay yeah mean means need needs let come look looks hours "
     "day days year years today start good bad kind sort actually maybe probably able different went "
-    "yes try tell told talk talking use used happens happen long new old week ago bit anymore life person care begin saying loud eating".split()
+    "yes try tell told talk talking use used happens happen long new old week ago bit anymore life "
+    "person care begin saying loud eating".split()
 )
 # A sentence that repeats the client's own words this much is the speaker's own question, which
 # the client asked: the reply is what he says after it.
@@ -89,7 +90,8 @@ class PassageIndex:
                 len(term) > 3
                 and "'" not in term
                 and not set(words) & avoid
-                and not set(words) & GENERIC - ({"people"} if len(words) > 1 else set())  # "people pleasing" stays
+                # "people pleasing" stays, "people" alone does not
+                and not set(words) & GENERIC - ({"people"} if len(words) > 1 else set())
                 and f" {term} " in spoken  # a bigram across a dropped stop word is not a phrase
             ):
                 weighted.append((-weight * (1.5 if len(words) > 1 else 1.0), term))
@@ -128,7 +130,9 @@ class PassageIndex:
             return after
         return None
 
-    def reply(self, query: str, lecture_id: str, exclude: set[int], min_words: int, max_words: int) -> Reply | None:
+    def reply(
+        self, query: str, lecture_id: str, exclude: set[int], min_words: int, max_words: int
+    ) -> Reply | None:
         found = self.best(query, lecture_id, exclude)
         if found is None:
             return None

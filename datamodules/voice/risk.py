@@ -21,7 +21,8 @@ RISK_PATTERNS: dict[str, list[re.Pattern]] = {
     "suicide": [
         re.compile(p, re.IGNORECASE)
         for p in (
-            _I + r"[^.?!]{0,40}\b(?:kill(?:ing)? myself|end(?:ing)? (?:my life|it all)|take my (?:own )?life)\b",
+            _I
+            + r"[^.?!]{0,40}\b(?:kill(?:ing)? myself|end(?:ing)? (?:my life|it all)|take my (?:own )?life)\b",
             _I + r"[^.?!]{0,30}\b(?:want|wanted|wanting|wish) (?:to die|i (?:was|were) dead|i wasn't here)\b",
             r"\b(?:better off without me|no (?:reason|point) (?:in )?(?:to )?(?:living|live|going on))\b",
             r"\b(?:suicidal|thoughts? of suicide|thinking (?:about|of) suicide)\b",
@@ -39,7 +40,9 @@ RISK_PATTERNS: dict[str, list[re.Pattern]] = {
         re.compile(p, re.IGNORECASE)
         for p in (
             _I + r"[^.?!]{0,30}\b(?:want|going|about) to (?:hurt|kill) (?:him|her|them|someone|my)\b",
-            _I + r"[^.?!]{0,20}\b(?:afraid|scared) (?:that )?i(?:'ll| will| might) hurt (?:him|her|them|someone|my)\b",
+            _I
+            + r"[^.?!]{0,20}\b(?:afraid|scared) (?:that )?i(?:'ll| will| might) hurt"
+            r" (?:him|her|them|someone|my)\b",
         )
     ],
     "in_danger": [
