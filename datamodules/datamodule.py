@@ -34,6 +34,7 @@ from datamodules.conversation import Conversation
 from datamodules.dedup import deduplicate
 from datamodules.packing import Collate, RowDataset, plan_rows
 from datamodules.registry import DEFAULT_DATA_ROOT, SourceSpec, load_registry, stage_sources
+from datamodules.replay import ReplayPlan, choose_replay, replay_pool
 from datamodules.sources import ReadOptions, SourceError, check_sources, read_sources
 from datamodules.splits import SPLITS, apply_weights, split_by_group
 from datamodules.template import (
@@ -103,6 +104,9 @@ class StageDataModule(LightningDataModule):
         seed: the train shuffle's seed (the epoch is added to it).
         template_check_examples: how many train conversations `check_template` decodes at setup
             (0 turns the self-check off).
+        replay_share: share of the train split's tokens replayed from earlier stages' train splits
+            (datamodules/replay.py; 0 turns replay off; never their val or test splits).
+        replay_stages: which earlier stages to replay; null: all of them.
     """
 
     def __init__(
@@ -129,6 +133,8 @@ class StageDataModule(LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
         template_check_examples: int = 4,
+        replay_share: float = 0.0,
+        replay_stages: list[int] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -154,7 +160,10 @@ class StageDataModule(LightningDataModule):
         self.template_check_examples = template_check_examples
         self.template = TemplateOptions(max_seq_length, system_prompt, assistant_turns, overflow)
         self.read_options = ReadOptions(cot_layout=cot_layout, expert_domains=tuple(self.expert_domains))
-        self.specs: dict[str, SourceSpec] = stage_sources(load_registry(sources, registry_path), stage)
+        registry = load_registry(sources, registry_path)
+        self.specs: dict[str, SourceSpec] = stage_sources(registry, stage)
+        self.replay = ReplayPlan.for_stage(stage, replay_share, replay_stages)
+        self.replay_specs = self.replay.sources(registry)
         self.files = self.check()
         self._tokenizer: PreTrainedTokenizerBase | None = None
         self.report: dict[str, Any] | None = None
@@ -168,7 +177,17 @@ class StageDataModule(LightningDataModule):
             raise SourceError(
                 f"stage {self.stage} has no enabled source in the registry; add one under `data: sources:`"
             )
-        return check_sources(self.specs, self.data_root, self.expert_domains)
+        files = check_sources(self.specs, self.data_root, self.expert_domains)
+        if self.replay_specs:  # replayed sources are checked as early: a missing one stops here too
+            try:
+                replayed = check_sources(self.replay_specs, self.data_root, self.expert_domains)
+            except SourceError as error:
+                raise SourceError(
+                    f"{error}\n(replayed from stage(s) {list(self.replay.stages)} into stage {self.stage}; "
+                    "`data.replay_share: 0` trains without replay)"
+                ) from None
+            files |= {f"replay:{name}": paths for name, paths in replayed.items()}
+        return files
 
     @property
     def tokenizer(self) -> PreTrainedTokenizerBase:
@@ -187,6 +206,7 @@ class StageDataModule(LightningDataModule):
                 for name, files in self.files.items()
             },
             "specs": {name: asdict(spec) for name, spec in self.specs.items()},
+            "replay": [asdict(self.replay), {name: asdict(spec) for name, spec in self.replay_specs.items()}],
             "tokenizer": hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode()).hexdigest(),
             "chat_template": tokenizer.chat_template,
             "special_tokens": tokenizer.special_tokens_map,
@@ -275,8 +295,13 @@ class StageDataModule(LightningDataModule):
         examples = examples.filter(
             lambda status: status != TOO_LONG, input_columns="status", desc="drop too long"
         )
+        replay_figures = None
+        if self.replay.share:
+            examples["train"], replay_figures = self._with_replay(examples["train"], domain_index)
         plans = {name: self._plan(examples[name]) for name in SPLITS}
         figures = self._figures(report, examples, plans)
+        if replay_figures is not None:
+            figures["replay"] = replay_figures
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
         try:
@@ -292,6 +317,39 @@ class StageDataModule(LightningDataModule):
                     raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+    def _with_replay(
+        self, train: datasets.Dataset, domain_index: dict[str, int]
+    ) -> tuple[datasets.Dataset, dict[str, Any]]:
+        """The train split plus `replay_share` of its tokens from the earlier stages' train splits."""
+        pool = replay_pool(
+            self.replay_specs,
+            self.data_root,
+            self.read_options,
+            self.val_fraction,
+            self.test_fraction,
+            self.dedup,
+            self.near_duplicate_threshold,
+        )
+        stage_tokens = sum(column(train, "length"))
+        chosen, figures = choose_replay(pool, stage_tokens, self.replay.share, self.tokenizer, self.template)
+        if abs(figures["share"] - self.replay.share) > 0.02:
+            log.warning(
+                "replay: %.1f%% of train tokens instead of %.1f%% (the earlier stages hold too little)",
+                100 * figures["share"],
+                100 * self.replay.share,
+            )
+        if not chosen:
+            return train, figures
+        replayed = _conversation_dataset(chosen, domain_index).map(
+            _encode,
+            batched=True,
+            batch_size=256,
+            fn_kwargs={"tokenizer": self.tokenizer, "options": self.template},
+            features=_EXAMPLE_FEATURES,
+            desc="chat template (replay)",
+        )
+        return datasets.concatenate_datasets([train, replayed]), figures
 
     def _plan(self, examples: datasets.Dataset) -> list[list[int]]:
         """Rows of example indices: packed by best-fit decreasing, or one example per row."""

@@ -253,17 +253,17 @@ def test_voice_file_per_record_domains_and_lecture_groups():
         ("voice:lecture-0001", "psychology"),
         ("voice:lecture-0002", "mental_health"),
     ]
-    assert {c.group for c in conversations[3:]} == {
+    assert {c.group for c in conversations[3:]} == {  # healing-is-not-linear is the held-out lecture
         "voice:attachment-and-safety",
-        "voice:healing-is-not-linear",
+        "voice:emotional-neglect",
         "voice:people-pleasing",
         "voice:shame-and-the-inner-critic",
     }
     assert pairs(conversations[1])[2] == ("user", "So how do I start undoing it?")
-    assert report.kept == 11
+    assert report.kept == 36
 
 
-@pytest.mark.parametrize("stage, kept", [(1, 28), (2, 14), (3, 11)])
+@pytest.mark.parametrize("stage, kept", [(1, 28), (2, 14), (3, 36)])
 def test_every_stage_reads_from_the_samples(stage, kept):
     specs = stage_sources(load_registry({"voice": {"root": str(SAMPLES)}}), stage)
     result = read_sources(specs, SAMPLES, ReadOptions(expert_domains=DOMAINS, progress=False))

@@ -8,9 +8,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from datamodules.voice.chunk import Passage, chunk, drop_near_duplicates, question_spans
+from datamodules.voice.chunk import Passage, chunk, drop_near_duplicates
+from datamodules.voice.clients import client_question, speaker_question
 from datamodules.voice.clean import normalized_words
-from datamodules.voice.filters import ConversationFilter, FilterSettings, carries_self_harm_method, grounding
+from datamodules.voice.filters import (
+    ConversationFilter,
+    FilterSettings,
+    carries_self_harm_method,
+    faithfulness,
+    grounding,
+)
 from datamodules.voice.ingest import read_transcript, read_transcripts
 from datamodules.voice.punctuate import ModelPunctuator, RulePunctuator, split_sentences
 from datamodules.voice.style import style_profile
@@ -78,23 +85,15 @@ def test_chunking_a_run_without_any_break_and_a_short_lecture():
     assert counts == Counter({"short_lecture": 1})
 
 
-def test_question_spans_pair_the_speakers_questions_with_what_follows():
+def test_speaker_questions_become_client_questions():
     transcript = read_transcript(SAMPLES / "people-pleasing.srt")
-    counts = Counter()
-    spans = question_spans(transcript.lecture_id, RulePunctuator()(transcript.text), 30, 90, 4, counts)
-    assert [s.question for s in spans] == [
-        "Why do we say yes when everything inside us wants to say no?",
-        "How do we begin to untangle this?",
-    ]
-    assert spans[0].text.startswith("For many people, people pleasing is not a choice.")
-    assert spans[1].text.startswith("I always suggest starting small.")
-    check_passages(spans, transcript.text.split(), 30, 90, contiguous=False)
-    healing = read_transcript(SAMPLES / "healing-is-not-linear.txt")
-    spans = question_spans(healing.lecture_id, healing.text, 30, 90, 4, counts)
-    assert [s.question for s in spans] == [  # "We don't ask, did I react?" is not a question to answer
-        "Why does it feel like I'm going backwards?",
-        "What do we do on the hard days?",
-    ]
+    text = RulePunctuator()(transcript.text)
+    assert speaker_question(text, 4) == "Why do we say yes when everything inside us wants to say no?"
+    # "We don't ask, did I react?" is reported speech, not a question to answer
+    assert speaker_question("We don't ask, did I react? We just carry on.", 4) is None
+    assert client_question("So why does it feel like I'm going backwards?") == (
+        "Why does it feel like I'm going backwards?"
+    )
 
 
 def test_near_duplicate_passages_across_lectures_are_dropped():
@@ -121,13 +120,15 @@ def test_style_profile_finds_phrases_markers_and_topics():
         {t.lecture_id: t.title for t in transcripts},
     )
     phrases = {p["phrase"]: p for p in profile["frequent_phrases"]}
-    assert phrases["i want to talk about"]["lectures"] == 2
+    assert phrases["i want to talk about"]["lectures"] == 3
     assert profile["markers_per_1000_words"]["analogy"]["it's like"] > 0
     assert profile["markers_per_1000_words"]["example"]["let me give you an example"] > 0
     detail = profile["lectures_detail"]
     assert "shame" in detail["shame-and-the-inner-critic"]["topics"]
     assert "attachment" in detail["attachment-and-safety"]["topics"]
-    assert detail["healing-is-not-linear"]["title"] == "Healing Is Not Linear"
+    assert detail["healing-is-not-linear"]["title"] == "Healing Is Not Linear"  # a .txt title line
+    assert detail["shame-and-the-inner-critic"]["title"] == "Shame and the Inner Critic"  # .info.json
+    assert detail["emotional-neglect"]["title"].startswith("Emotional Neglect")  # JSON {title, transcript}
     assert 5 < profile["sentence_words"]["mean"] < 40 and 0 < profile["question_share"] < 0.5
 
 
@@ -155,29 +156,54 @@ def test_filters_count_what_they_drop_and_trim_multi_turn():
     span = "so shame says i am bad and guilt says i did something bad"
     answer = "So shame says I am bad, and guilt says I did something bad."
     assert grounding(answer, span) == 1.0
-    assert keep([("Why do I feel so bad about myself?", answer, span)], 1) is not None
-    assert keep([("why do i feel SO bad about myself", answer, span)], 1) is None  # same message again
-    assert keep([("Is shame the same as guilt?", "Shame is a feeling that everyone has.", span)], 1) is None
-    assert keep([("ok", answer, span)], 1) is None
-    assert keep([("\x07\x1b⁂⁂⁂ ⁂⁂ ⁂⁂⁂⁂", answer, span)], 1) is None
-    assert keep([("urther true dis pogram#default processes exceptCONE", answer, span)], 1) is None
-    assert keep([("What is the lethal dose of my pills?", answer, span)], 1) is None
+
+    def one(client, reply=answer, kind="verbatim"):
+        return keep([(client, reply, span, kind)], 1)
+
+    assert one("Why do I feel so bad about myself?") is not None
+    assert one("why do i feel SO bad about myself") is None  # same message again
+    assert one("Is shame the same as guilt?", "Shame is a feeling that everyone has.") is None
+    assert one("ok") is None
+    assert one("\x07\x1b⁂⁂⁂ ⁂⁂ ⁂⁂⁂⁂") is None
+    assert one("urther true dis pogram#default processes exceptCONE") is None
+    assert one("What is the lethal dose of my pills?") is None
+    # a reply written from the span keeps his words; one that drifts from it is unfaithful
+    assert one("Are shame and guilt different?", "Shame says I am bad; guilt says I did something bad.", "rewrite")
+    assert one("So what is guilt then?", "Guilt is a signal from your conscience about values.", "rewrite") is None
+    # a safe reply has no transcript span, and a repeated disclosure is not a copied question
+    assert one("I think everyone would be better off without me.", "Please call 988.", "safe") is not None
+    assert one("I think everyone would be better off without me.", "Please call 988.", "safe") is not None
     trimmed = keep(
         [
-            ("What is shame, really?", answer, span),
-            ("And what about guilt?", answer, span),
-            ("Tell me the lethal dose.", answer, span),
+            ("What is shame, really?", answer, span, "verbatim"),
+            ("And what about guilt?", answer, span, "verbatim"),
+            ("Tell me the lethal dose.", answer, span, "verbatim"),
         ],
         2,
     )
     assert [m["role"] for m in trimmed] == ["user", "assistant", "user", "assistant"]
     assert keep.counts.exchanges_dropped == Counter(
-        {"duplicate_client": 1, "grounding": 1, "client_length": 1, "client_not_text": 2, "safety": 2}
+        {
+            "duplicate_client": 1,
+            "grounding": 1,
+            "client_length": 1,
+            "client_not_text": 2,
+            "safety": 2,
+            "unfaithful": 1,
+        }
     )
     assert keep.counts.conversations_dropped == Counter(
-        {"duplicate_client": 1, "grounding": 1, "client_length": 1, "client_not_text": 2, "safety": 1}
+        {
+            "duplicate_client": 1,
+            "grounding": 1,
+            "client_length": 1,
+            "client_not_text": 2,
+            "safety": 1,
+            "unfaithful": 1,
+        }
     )
     assert keep.counts.conversations_trimmed == 1
+    assert faithfulness(answer, span) == (1.0, 1.0)
 
 
 def test_local_punctuation_model_marks_words_and_keeps_them(tmp_path):

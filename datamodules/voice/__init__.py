@@ -2,6 +2,8 @@
 
     python -m datamodules.voice build --transcripts DIR --out PATH --speaker NAME [--config voice.yaml]
 
-Pipeline (datamodules/voice/build.py): ingest -> clean -> punctuate -> chunk -> dedup -> style profile ->
-client turns from a generator (journalled) -> filters -> held-out lectures -> JSON files.
+Pipeline (datamodules/voice/build.py): ingest (every file listed) -> clean -> punctuate -> chunk ->
+dedup -> style profile -> TF-IDF index of passages -> conversations on one worker pool (client turns
+from personas by templates or a generator, journalled; each answered from the passage that matches
+it, or with a safe reply to a risk disclosure) -> filters -> held-out lectures -> JSON files.
 """

@@ -11,8 +11,10 @@ import sys
 
 from jsonargparse import ActionConfigFile, ArgumentParser
 
-from datamodules.voice.build import build
+from datamodules.voice.build import VoiceBuildError, build
 from datamodules.voice.config import BuildConfig
+from datamodules.voice.generators import GeneratorError
+from datamodules.voice.journal import JournalMismatch
 
 
 def make_parser() -> ArgumentParser:
@@ -34,8 +36,13 @@ def parse_config(argv: list[str] | None = None) -> BuildConfig:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    stats = build(parse_config(argv))
-    print(json.dumps({k: stats[k] for k in ("lectures", "passages", "filters", "conversations")}))
+    """Exit status 1 with the reason when the build writes no training conversation or cannot run."""
+    try:
+        stats = build(parse_config(argv))
+    except (VoiceBuildError, GeneratorError, JournalMismatch, FileNotFoundError) as error:
+        print(f"voice build failed: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
+    print(json.dumps({k: stats[k] for k in ("lectures", "passages", "risk", "filters", "conversations")}))
     return stats
 
 

@@ -1,99 +1,74 @@
-"""One voice build, top to bottom: read, clean, punctuate, chunk, dedup, profile, generate (resumably),
-filter, split off held-out lectures, write.
+"""One voice build, top to bottom: read, clean, punctuate, chunk, dedup, profile, index, write
+conversations (one worker pool across the build, journalled), filter, split off held-out lectures,
+write.
 
-Assistant turns are always the speaker's own words (a passage of the cleaned, punctuated
-transcript); a generator only ever writes the client side.
+Every conversation starts from one passage (its topic). Each client turn, written by the offline
+templates or a generator from a persona and the conversation so far, is answered from the passage
+of that lecture that matches it (datamodules/voice/retrieve.py), never simply the next chunk; a risk
+disclosure is answered with a safe reply instead (datamodules/voice/risk.py). Replies are the
+speaker's own words: a verbatim span, or with `reply: rewrite` a reply written from the span and
+kept only when faithful to it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import itertools
 import json
 import logging
 import os
 import statistics
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import yaml
 from tqdm import tqdm
 
-from datamodules.voice.chunk import Passage, chunk, drop_near_duplicates, question_spans
+from datamodules.voice.chunk import Passage, chunk, drop_near_duplicates
+from datamodules.voice.clients import GeneratorClient, Plan, TemplateClient
 from datamodules.voice.config import BuildConfig
+from datamodules.voice.converse import TurnSettings, converse
 from datamodules.voice.filters import ConversationFilter, FilterSettings
-from datamodules.voice.generators import Generator, Prompt, make_generator
+from datamodules.voice.generators import Generator, make_generator
 from datamodules.voice.ingest import read_transcripts
-from datamodules.voice.journal import Journal
-from datamodules.voice.prompts import PROMPT_VERSION, follow_up_prompt, opening_prompt, tidy_client
+from datamodules.voice.journal import Journal, JournalMismatch
+from datamodules.voice.prompts import PROMPT_VERSION
 from datamodules.voice.punctuate import ModelPunctuator, Punctuator, RulePunctuator
+from datamodules.voice.retrieve import PassageIndex
 from datamodules.voice.style import style_profile
 
 log = logging.getLogger(__name__)
 
 SOURCE = "voice"
-MAX_PASSAGES_PER_CONVERSATION = 5
 
 
-@dataclass(frozen=True)
-class Unit:
-    """What one journal line covers: one conversation's worth of passages."""
-
-    key: str
-    lecture_id: str
-    passages: tuple[Passage, ...]
+class VoiceBuildError(ValueError):
+    """The build cannot write a usable file; the message says why and what was counted."""
 
 
 def stable_hash(text: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()
 
 
-def make_units(mode: str, passages: list[Passage], per_conversation: int, counts: Counter) -> list[Unit]:
-    """backtranslation/offline: a unit per passage; multiturn: consecutive passages of one lecture,
-    `per_conversation` at a time (a lone last passage joins the previous window when it has room)."""
-    if mode == "multiturn":
-        by_lecture: dict[str, list[Passage]] = {}
-        for passage in passages:
-            by_lecture.setdefault(passage.lecture_id, []).append(passage)
-        groups = []
-        for lecture_passages in by_lecture.values():
-            windows = [
-                lecture_passages[i : i + per_conversation]
-                for i in range(0, len(lecture_passages), per_conversation)
-            ]
-            if len(windows[-1]) == 1:
-                lone = windows.pop()
-                if windows and len(windows[-1]) < MAX_PASSAGES_PER_CONVERSATION:
-                    windows[-1] = windows[-1] + lone
-                else:
-                    counts["single_passage_left"] += 1
-            groups.extend(windows)
-    else:
-        groups = [[passage] for passage in passages]
-    return [
-        Unit(
-            stable_hash(json.dumps([mode, g[0].lecture_id, [(p.text, p.question) for p in g]])),
-            g[0].lecture_id,
-            tuple(g),
-        )
-        for g in groups
-    ]
-
-
-def unit_prompts(mode: str, unit: Unit, speaker: str, profile: dict) -> list[Prompt]:
-    if mode == "offline":
-        return []
-    detail = profile["lectures_detail"].get(unit.lecture_id, {})
-    title, topics = detail.get("title"), detail.get("topics", [])
-    prompts = [opening_prompt(speaker, unit.passages[0].text, title, topics)]
-    if mode == "multiturn":
-        prompts += [
-            follow_up_prompt(speaker, before.text, after.text, title, topics)
-            for before, after in itertools.pairwise(unit.passages)
-        ]
-    return prompts
+def make_plans(config: BuildConfig, passages: list[Passage]) -> list[Plan]:
+    """One conversation per passage, keyed by its text (stable as lectures are added)."""
+    plans = []
+    for row, passage in enumerate(passages):
+        key = stable_hash(json.dumps([config.mode, passage.lecture_id, passage.text]))
+        variant = int(key[:8], 16)
+        if config.mode == "backtranslation":
+            turns = 1
+        elif config.mode == "multiturn":
+            turns = config.passages_per_conversation
+        else:
+            turns = 1 + variant % config.passages_per_conversation
+        discloses = config.mode == "offline" and int(key[8:16], 16) / 16**8 < config.risk_example_share
+        # the disclosure comes early (turn 1 or 2), so the conversation reaches it
+        disclose_at = min(1, turns - 1) if discloses else None
+        plans.append(Plan(key, passage.lecture_id, row, turns, variant, disclose_at))
+    return plans
 
 
 def heldout_lectures(lecture_ids: list[str], fraction: float, explicit: list[str]) -> set[str]:
@@ -110,38 +85,48 @@ def heldout_lectures(lecture_ids: list[str], fraction: float, explicit: list[str
     return set(sorted(lecture_ids, key=stable_hash)[:count])
 
 
-def generate_missing(
-    units: list[Unit],
-    prompts: dict[str, list[Prompt]],
-    generator: Generator,
+def write_conversations(
+    plans: list[Plan],
+    write_one: Callable[[Plan], dict | None],
     journal: Journal,
+    workers: int,
     batch_size: int,
-) -> dict[str, int]:
-    """Generate every unit the journal lacks, a round at a time; the bar's ETA covers what is left."""
-    pending = [u for u in units if u.key not in journal.records]
-    failed = generated = 0
-    with tqdm(total=len(units), initial=len(units) - len(pending), desc="client turns", unit="conv") as bar:
-        for start in range(0, len(pending), batch_size):
-            batch = pending[start : start + batch_size]
-            flat = [p for unit in batch for p in prompts[unit.key]]
-            outputs = iter(generator.generate(flat))
-            records = []
-            for unit in batch:
-                clients = [next(outputs) for _ in prompts[unit.key]]
-                if any(c is None for c in clients):
-                    failed += 1
-                    continue
-                records.append(
-                    {
-                        "key": unit.key,
-                        "lecture_id": unit.lecture_id,
-                        "clients": [tidy_client(c) for c in clients],
-                    }
-                )
-            journal.add(records)
-            generated += len(records)
-            bar.update(len(batch))
-    return {"generated_now": generated, "reused_from_journal": len(units) - len(pending), "failed": failed}
+) -> Counter:
+    """Every unit the journal lacks, on ONE pool of `workers` threads for the whole build (no
+    rounds: a slow request holds up only its own conversation). Finished conversations are
+    journalled `batch_size` at a time and whatever finished is journalled even when the build stops
+    (an auth error, Ctrl-C), so the next run resumes from there."""
+    pending = [p for p in plans if p.key not in journal.records]
+    counts: Counter = Counter(reused_from_journal=len(plans) - len(pending), generated_now=0, failed=0)
+    buffer: list[dict] = []
+
+    def finished(record: dict | None) -> None:
+        if record is None:
+            counts["failed"] += 1
+            return
+        buffer.append(record)
+        counts["generated_now"] += 1
+        if len(buffer) >= batch_size:
+            journal.add(buffer)
+            buffer.clear()
+
+    with tqdm(total=len(plans), initial=len(plans) - len(pending), desc="conversations", unit="conv") as bar:
+        try:
+            if workers <= 1:
+                for plan in pending:
+                    finished(write_one(plan))
+                    bar.update()
+            else:
+                pool = ThreadPoolExecutor(max_workers=workers)
+                try:
+                    for future in as_completed([pool.submit(write_one, plan) for plan in pending]):
+                        finished(future.result())
+                        bar.update()
+                finally:
+                    pool.shutdown(wait=True, cancel_futures=True)
+        finally:
+            journal.add(buffer)
+    return counts
 
 
 def write_json(path: Path, data) -> None:
@@ -165,43 +150,84 @@ def describe(values: list[int]) -> dict:
 
 def assemble(
     config: BuildConfig,
-    units: list[Unit],
+    plans: list[Plan],
     journal: Journal,
     words: dict[str, list[str]],
     heldout: set[str],
     keep: ConversationFilter,
-) -> dict[str, list[dict]]:
-    """Conversations in the stage-3 schema from the journal, filtered, in unit order (so the
-    duplicate-client filter decides the same way on every run), split into train and held-out."""
+) -> tuple[dict[str, list[dict]], Counter, Counter]:
+    """Conversations in the stage-3 schema from the journal, filtered, in plan order (so the
+    duplicate-client filter decides the same way on every run), split into train and held-out;
+    with how the conversations ended and the risk disclosures, by kind."""
     written: dict[str, list[dict]] = {"train": [], "heldout": []}
-    for unit in units:
-        record = journal.records.get(unit.key)
+    ended: Counter = Counter()
+    risks: Counter = Counter()
+    for plan in plans:
+        record = journal.records.get(plan.key)
         if record is None:
-            continue  # failed this run: generated again next run
-        clients = [p.question or "" for p in unit.passages] if config.mode == "offline" else record["clients"]
+            continue  # failed this run: written again next run
+        ended[record["status"]] += 1
+        if record.get("risk"):
+            risks[record["risk"]] += 1
+        lecture_words = words[plan.lecture_id]
         exchanges = [
-            (client, p.text, " ".join(words[unit.lecture_id][p.start : p.end]))
-            for client, p in zip(clients, unit.passages, strict=True)
+            (
+                e["client"],
+                e["reply"],
+                " ".join(lecture_words[e["span"][0] : e["span"][1]]) if "span" in e else "",
+                e["kind"],
+            )
+            for e in record["exchanges"]
         ]
-        messages = keep(exchanges, min_exchanges=2 if config.mode == "multiturn" else 1)
+        minimum = 2 if config.mode == "multiturn" else 1
+        messages = keep(exchanges, min_exchanges=minimum) if exchanges else None
         if messages:
-            written["heldout" if unit.lecture_id in heldout else "train"].append(
+            written["heldout" if plan.lecture_id in heldout else "train"].append(
                 {
                     "messages": messages,
                     "domain": config.domain,
-                    "lecture_id": unit.lecture_id,
+                    "lecture_id": plan.lecture_id,
                     "source": SOURCE,
                     "mode": config.mode,
                 }
             )
-    return written
+    return written, ended, risks
+
+
+def open_journal(config: BuildConfig, generator: Generator) -> Journal:
+    header = {
+        "generator": generator.identity(),
+        "prompt_version": PROMPT_VERSION,
+        "turns": {
+            k: getattr(config, k)
+            for k in (
+                "reply",
+                "risk",
+                "risk_example_share",
+                "reply_min_words",
+                "reply_max_words",
+                "min_answer_score",
+                "passages_per_conversation",
+                "min_question_words",
+            )
+        },
+    }
+    try:
+        return Journal(config.journal_path, header)
+    except JournalMismatch:
+        if config.uses_generator:
+            raise
+        # offline conversations cost nothing to write again: start the journal over
+        log.info("offline build settings changed: %s is written again", config.journal_path)
+        config.journal_path.unlink()
+        return Journal(config.journal_path, header)
 
 
 def check_model_paths(config: BuildConfig) -> None:
     """Stop on a missing model folder before any transcript is read or model loaded."""
     if config.punctuation_model and not config.punctuation_model.is_dir():
         raise FileNotFoundError(f"punctuation_model folder {config.punctuation_model} does not exist")
-    if config.generator == "local" and config.mode != "offline":
+    if config.generator == "local" and config.uses_generator:
         from moe.base_model import TINY  # torch and transformers load only when a local model is used
 
         if config.local.model != TINY and not Path(config.local.model).is_dir():
@@ -209,11 +235,18 @@ def check_model_paths(config: BuildConfig) -> None:
 
 
 def build(config: BuildConfig, generator: Generator | None = None) -> dict:
-    """Run a build; returns the summary stats (also written to `<out stem>_stats.json`)."""
+    """Run a build; returns the summary stats (also written to `<out stem>_stats.json`). Raises
+    VoiceBuildError (after writing the stats) when it would write no training conversation."""
     check_model_paths(config)
     transcripts, ingest = read_transcripts(config.transcripts)
+    files = {
+        "found": ingest.files,
+        "read": ingest.read,
+        "skipped": dict(ingest.skipped),
+        "listing": ingest.listing,
+    }
     if not transcripts:
-        raise ValueError(
+        raise VoiceBuildError(
             f"no readable transcript in {config.transcripts} (skipped: {dict(ingest.skipped)}; "
             f"e.g. {ingest.examples[:3]})"
         )
@@ -236,29 +269,53 @@ def build(config: BuildConfig, generator: Generator | None = None) -> dict:
     chunking: Counter = Counter()
     passages: list[Passage] = []
     for lecture_id, text in punctuated.items():
-        if config.mode == "offline":
-            passages += question_spans(
-                lecture_id, text, config.min_words, config.max_words, config.min_question_words, chunking
-            )
-        else:
-            passages += chunk(lecture_id, text, config.min_words, config.max_words, chunking)
+        passages += chunk(lecture_id, text, config.min_words, config.max_words, chunking)
     passage_count = len(passages)
     passages = drop_near_duplicates(passages, config.dedup_threshold, chunking)
-    units = make_units(config.mode, passages, config.passages_per_conversation, chunking)
+    if not passages:
+        raise VoiceBuildError(
+            f"no passage of {config.min_words}+ words in {len(transcripts)} lecture(s) "
+            f"(dropped: {dict(chunking)}): lower --min_words or add longer transcripts"
+        )
+    index = PassageIndex(passages)
+    plans = make_plans(config, passages)
 
     generator = generator or make_generator(
-        config.generator if config.mode != "offline" else "none", config.openai, config.local
+        config.generator if config.uses_generator else "none", config.openai, config.local
     )
-    journal = Journal(
-        config.journal_path, {"generator": generator.identity(), "prompt_version": PROMPT_VERSION}
+    journal = open_journal(config, generator)
+    client = (
+        GeneratorClient(generator, index, config.speaker, profile)
+        if config.mode != "offline"
+        else TemplateClient(index, config.min_question_words, profile)
     )
-    prompts = {u.key: unit_prompts(config.mode, u, config.speaker, profile) for u in units}
-    generation = generate_missing(units, prompts, generator, journal, config.batch_size)
+    turn_settings = TurnSettings(
+        config.speaker,
+        config.reply,
+        config.risk,
+        config.reply_min_words,
+        config.reply_max_words,
+        config.min_answer_score,
+    )
+    rewriter = generator if config.reply == "rewrite" else None
+    generation = write_conversations(
+        plans,
+        lambda plan: converse(plan, client, index, turn_settings, rewriter),
+        journal,
+        generator.workers if config.uses_generator else 1,
+        config.batch_size,
+    )
 
     keep = ConversationFilter(
-        FilterSettings(config.grounding_threshold, config.min_client_words, config.max_client_words)
+        FilterSettings(
+            config.grounding_threshold,
+            config.min_client_words,
+            config.max_client_words,
+            config.min_faithful_words,
+            config.min_faithful_ngrams,
+        )
     )
-    written = assemble(config, units, journal, words, heldout, keep)
+    written, ended, risks = assemble(config, plans, journal, words, heldout, keep)
     write_json(config.out, written["train"])
     write_json(config.beside_out("heldout.json"), written["heldout"])
     config_dict = dataclasses.asdict(config)
@@ -266,17 +323,14 @@ def build(config: BuildConfig, generator: Generator | None = None) -> dict:
         yaml.safe_dump(json.loads(json.dumps(config_dict, default=str)), sort_keys=False), encoding="utf-8"
     )
     all_written = written["train"] + written["heldout"]
+    replies = [m["content"] for c in all_written for m in c["messages"][1::2]]
     stats = {
         "speaker": config.speaker,
         "mode": config.mode,
+        "reply": config.reply,
         "domain": config.domain,
         "generator": generator.identity(),
-        "files": {
-            "found": ingest.files,
-            "read": ingest.read,
-            "skipped": dict(ingest.skipped),
-            "skipped_examples": ingest.examples,
-        },
+        "files": files,
         "lectures": {
             "read": len(transcripts),
             "heldout": sorted(heldout),
@@ -288,8 +342,20 @@ def build(config: BuildConfig, generator: Generator | None = None) -> dict:
             "words": describe([p.words for p in passages]),
             "dropped": dict(chunking),
         },
-        "units": len(units),
-        "generation": {**generation, "journal_torn_lines": journal.torn_lines},
+        "units": len(plans),
+        "generation": {
+            **generation,
+            "refused": ended["refused"],
+            "journal_torn_lines": journal.torn_lines,
+        },
+        "ended": dict(ended),
+        "risk": {
+            "policy": config.risk,
+            "disclosures": sum(risks.values()),
+            "by_kind": dict(risks),
+            "answered_safely": ended["risk_respond"],
+            "dropped": ended["risk_drop"],
+        },
         "filters": {
             "exchanges_dropped": dict(keep.counts.exchanges_dropped),
             "conversations_dropped": dict(keep.counts.conversations_dropped),
@@ -299,6 +365,7 @@ def build(config: BuildConfig, generator: Generator | None = None) -> dict:
             "train": len(written["train"]),
             "heldout": len(written["heldout"]),
             "turns": describe([len(c["messages"]) for c in all_written]),
+            "reply_words": describe([len(r.split()) for r in replies]),
         },
         "outputs": {
             "conversations": str(config.out),
@@ -308,6 +375,12 @@ def build(config: BuildConfig, generator: Generator | None = None) -> dict:
         },
     }
     write_json(config.beside_out("stats.json"), stats)
+    if not written["train"]:
+        raise VoiceBuildError(
+            f"no training conversation written from {len(transcripts)} lecture(s), {len(plans)} units "
+            f"(ended: {dict(ended)}; dropped: {dict(keep.counts.conversations_dropped)}; "
+            f"generation failed for {generation['failed']}); see {config.beside_out('stats.json')}"
+        )
     log.info(
         "voice build: %d train + %d held-out conversations from %d lectures (%s)",
         len(written["train"]),

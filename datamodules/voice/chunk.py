@@ -1,4 +1,4 @@
-"""Punctuated lectures into passages at sentence boundaries, question-answer spans, and MinHash dedup.
+"""Punctuated lectures into passages at sentence boundaries, and MinHash dedup of passages.
 
 A passage remembers where its words sit in the cleaned transcript (`start`, `end` word indices):
 the grounding filter compares every assistant turn with that span, not with the passage text itself.
@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from datasketch import MinHash, MinHashLSH
 
-from datamodules.voice.clean import normalize_word, normalized_words
-from datamodules.voice.punctuate import MARKERS, looks_like_question, recase, split_sentences
+from datamodules.voice.clean import normalized_words
+from datamodules.voice.punctuate import split_sentences
 
 SHINGLE_WORDS = 5
 NUM_PERM = 128
@@ -24,7 +24,6 @@ class Passage:
     text: str  # punctuated, verbatim words of the speaker
     start: int  # word span in the cleaned transcript
     end: int
-    question: str | None = None  # offline mode: the speaker's own question this passage answers
 
     @property
     def words(self) -> int:
@@ -83,60 +82,6 @@ def chunk(lecture_id: str, punctuated: str, min_words: int, max_words: int, coun
         Passage(lecture_id, " ".join(sentences[i] for i in g), spans[g[0]][0], spans[g[-1]][1])
         for g in groups
     ]
-
-
-def client_question(sentence: str) -> str:
-    """The speaker's question as a client would ask it: leading "so"/"and"/"now" dropped."""
-    words = sentence.split()
-    while len(words) > 1 and normalize_word(words[0]) in MARKERS:
-        words = words[1:]
-    return recase(" ".join(words).lstrip(",; "), {})
-
-
-def question_spans(
-    lecture_id: str,
-    punctuated: str,
-    min_words: int,
-    max_words: int,
-    min_question_words: int,
-    counts: Counter,
-) -> list[Passage]:
-    """Offline mode: each question the speaker asks, paired with the sentences that follow it
-    (at least `min_words`, at most `max_words`). Spans never overlap; later questions inside an
-    answer belong to that answer."""
-    sentences = split_long(split_sentences(punctuated), max_words)
-    spans = sentence_spans(sentences)
-    passages: list[Passage] = []
-    index = 0
-    while index < len(sentences):
-        sentence = sentences[index]
-        asks = sentence.endswith("?") and looks_like_question(sentence.split())  # not "We don't ask, did I?"
-        if not asks or len(sentence.split()) < min_question_words:
-            index += 1
-            continue
-        answer: list[int] = []
-        for following in range(index + 1, len(sentences)):
-            end = spans[following][1]
-            if answer and end - spans[answer[0]][0] > max_words:
-                break
-            answer.append(following)
-            if end - spans[answer[0]][0] >= min_words:
-                break
-        if not answer or spans[answer[-1]][1] - spans[answer[0]][0] < min_words:
-            counts["unanswered_question"] += 1
-            index += 1
-            continue
-        passages.append(
-            Passage(
-                lecture_id,
-                " ".join(sentences[i] for i in answer),
-                spans[answer[0]][0],
-                spans[answer[-1]][1],
-                question=client_question(sentence),
-            )
-        )
-        index = answer[-1] + 1
-    return passages
 
 
 def minhash(text: str) -> MinHash:

@@ -36,7 +36,6 @@ class LocalSettings:
     max_new_tokens: int = 120
     temperature: float = 0.8
     top_p: float = 0.95
-    batch_size: int = 8
     device: str = "auto"  # auto: cuda when available, else cpu
     seed: int = 0
 
@@ -50,16 +49,31 @@ class BuildConfig:
         out: the conversations file (JSON array); held-out set, stats, style profile, journal and
             the saved config are written beside it as `<stem>_heldout.json` and so on.
         speaker: the lecturer's name (prompts, style profile, capitalised in his text).
-        mode: backtranslation (client message per passage), multiturn (several passages of one
-            lecture become one conversation), offline (the speaker's own questions, no model).
+        mode: who writes the client turns and how many: backtranslation (a generator, one exchange
+            per conversation), multiturn (a generator, `passages_per_conversation` exchanges),
+            offline (persona templates and the speaker's own questions, no model; 1 to
+            `passages_per_conversation` exchanges). Every conversation starts from one passage (its
+            topic); every reply is retrieved for the client turn it answers.
         generator: who writes the client side; `none` only with mode offline.
         domain: the expert-domain label on every conversation.
-        min_words: a passage (assistant turn) has at least this many words...
+        min_words: a passage (retrieval unit and conversation seed) has at least this many words...
         max_words: ...and at most this many.
-        passages_per_conversation: multiturn: assistant turns per conversation (2-5 -> 4-10 turns).
+        reply_min_words: a reply (the trimmed span) has at least this many words...
+        reply_max_words: ...and at most this many (unless one sentence is longer).
+        reply: verbatim (the span itself) or rewrite (the generator writes the reply from the span,
+            kept only when faithful to it: `min_faithful_words`, `min_faithful_ngrams`).
+        risk: a client turn that discloses risk gets a safe reply pointing to help and ends the
+            conversation (respond), or the conversation ends before it (drop).
+        risk_example_share: offline: share of conversations whose last client turn is a disclosure,
+            so the data shows the safe reply.
+        min_answer_score: a client turn whose best passage scores below this TF-IDF cosine ends
+            the conversation instead of getting an unrelated passage.
+        passages_per_conversation: the most exchanges per conversation (2-5 -> up to 4-10 turns).
         dedup_threshold: MinHash Jaccard above which two passages are near-duplicates.
-        min_question_words: offline: shorter speaker questions ("Right?") are not used.
-        grounding_threshold: an assistant turn must match its transcript span at least this much.
+        min_question_words: offline: shorter speaker questions ("Right?") are not asked.
+        grounding_threshold: a verbatim reply must match its transcript span at least this much.
+        min_faithful_words: rewrite: share of the reply's content words found in its span.
+        min_faithful_ngrams: rewrite: share of the reply's word 3-grams found in its span.
         min_client_words: shortest client message kept.
         max_client_words: longest client message kept.
         heldout_fraction: share of lectures held out whole for the voice evaluation.
@@ -67,7 +81,8 @@ class BuildConfig:
         punctuation_model: local token-classification punctuation model folder; rules when unset.
         proper_nouns: names capitalised in the speaker's text (the speaker's name always is).
         journal: append-only journal for resuming; default `<out stem>_journal.jsonl` beside out.
-        batch_size: units generated per round (one journal write each).
+        batch_size: finished conversations per journal write (the worker pool itself runs across
+            the whole build, `openai.concurrency` requests at a time).
         openai: settings of the OpenAI-compatible backend.
         local: settings of the local transformers backend.
     """
@@ -80,10 +95,18 @@ class BuildConfig:
     domain: str = DEFAULT_DOMAIN
     min_words: int = 150
     max_words: int = 400
+    reply_min_words: int = 40
+    reply_max_words: int = 150
+    reply: Literal["verbatim", "rewrite"] = "verbatim"
+    risk: Literal["respond", "drop"] = "respond"
+    risk_example_share: float = 0.03
+    min_answer_score: float = 0.05
     passages_per_conversation: int = 3
     dedup_threshold: float = 0.8
     min_question_words: int = 4
     grounding_threshold: float = 0.9
+    min_faithful_words: float = 0.8
+    min_faithful_ngrams: float = 0.4
     min_client_words: int = 3
     max_client_words: int = 150
     heldout_fraction: float = 0.1
@@ -110,6 +133,15 @@ class BuildConfig:
             problems.append("domain is empty")
         if not 0 < self.min_words <= self.max_words:
             problems.append(f"need 0 < min_words <= max_words, got {self.min_words} and {self.max_words}")
+        if not 0 < self.reply_min_words <= self.reply_max_words:
+            problems.append(
+                "need 0 < reply_min_words <= reply_max_words, "
+                f"got {self.reply_min_words} and {self.reply_max_words}"
+            )
+        if self.reply == "rewrite" and self.generator == "none":
+            problems.append("reply rewrite needs a generator: --generator openai or local")
+        if not 0 <= self.risk_example_share < 1 or not 0 <= self.min_answer_score < 1:
+            problems.append("risk_example_share and min_answer_score are fractions [0, 1)")
         if not 2 <= self.passages_per_conversation <= 5:
             problems.append("passages_per_conversation must be 2-5 (4-10 turns)")
         if not 0 < self.dedup_threshold <= 1 or not 0 <= self.grounding_threshold <= 1:
@@ -121,14 +153,19 @@ class BuildConfig:
                 f"mode {self.mode} needs a generator: --generator openai or local "
                 "(or --mode offline, which needs none)"
             )
-        if self.generator == "openai" and self.mode != "offline" and not self.openai.model:
+        if self.generator == "openai" and self.uses_generator and not self.openai.model:
             problems.append("generator openai needs --openai.model")
-        if self.generator == "local" and self.mode != "offline" and not self.local.model:
+        if self.generator == "local" and self.uses_generator and not self.local.model:
             problems.append("generator local needs --local.model (a model folder or `tiny`)")
         if self.out.suffix != ".json":
             problems.append(f"out must be a .json file, got {self.out}")
         if problems:
             raise ValueError("voice build settings: " + "; ".join(problems))
+
+    @property
+    def uses_generator(self) -> bool:
+        """Offline client turns need no model; generated ones and rewritten replies do."""
+        return self.mode != "offline" or self.reply == "rewrite"
 
     def beside_out(self, suffix: str) -> Path:
         return self.out.with_name(f"{self.out.stem}_{suffix}")

@@ -1,10 +1,12 @@
 """Checks every conversation passes before it is written; each drop is counted by its reason.
 
 A conversation is checked one exchange (client turn + assistant turn) at a time and cut before the
-first exchange that fails; what remains is kept when it still has enough turns. Reasons:
-grounding (assistant turn drifted from its transcript span), client_length, client_not_text
-(e.g. a random-weight model's byte soup), safety (self-harm method information, either side),
-duplicate_client (the same client message already written).
+first exchange that fails; what remains is kept when it still has enough turns (a conversation that
+ends in a safe reply to a risk disclosure is kept with one). Reasons: grounding (a verbatim reply
+drifted from its transcript span), unfaithful (a rewritten reply whose content words or word
+3-grams are too few of its span's), client_length, client_not_text (e.g. a random-weight model's
+byte soup), safety (self-harm method information, either side), duplicate_client (the same client
+message already written).
 """
 
 from __future__ import annotations
@@ -62,6 +64,22 @@ def grounding(assistant: str, span: str) -> float:
     return fuzz.ratio(" ".join(normalized_words(assistant)), " ".join(normalized_words(span))) / 100
 
 
+FAITHFUL_NGRAM = 3
+
+
+def faithfulness(reply: str, span: str) -> tuple[float, float]:
+    """(share of the reply's content words that are in the span, share of its word 3-grams that
+    are): a reply written from the span keeps his words and phrases; one that drifts does not."""
+    words, source = normalized_words(reply), normalized_words(span)
+    content = [w for w in words if w not in ENGLISH_STOP_WORDS]
+    vocabulary = set(source)
+    word_share = sum(w in vocabulary for w in content) / len(content) if content else 0.0
+    grams = {tuple(words[i : i + FAITHFUL_NGRAM]) for i in range(len(words) - FAITHFUL_NGRAM + 1)}
+    source_grams = {tuple(source[i : i + FAITHFUL_NGRAM]) for i in range(len(source) - FAITHFUL_NGRAM + 1)}
+    gram_share = len(grams & source_grams) / len(grams) if grams else 0.0
+    return word_share, gram_share
+
+
 def is_text(message: str) -> bool:
     """Ordinary characters and enough English function words to be a sentence, not word soup."""
     words = normalized_words(message)
@@ -77,6 +95,8 @@ class FilterSettings:
     grounding_threshold: float
     min_client_words: int
     max_client_words: int
+    min_faithful_words: float = 0.8
+    min_faithful_ngrams: float = 0.4
 
 
 @dataclass
@@ -94,34 +114,46 @@ class ConversationFilter:
         self.seen_clients: set[str] = set()
         self.counts = FilterCounts()
 
-    def exchange_problem(self, client: str, assistant: str, span: str, earlier: set[str]) -> str | None:
+    def exchange_problem(
+        self, client: str, assistant: str, span: str, kind: str, earlier: set[str]
+    ) -> str | None:
+        """kind: verbatim (a transcript span), rewrite (written from the span) or safe (risk reply)."""
         words = len(client.split())
         if not self.settings.min_client_words <= words <= self.settings.max_client_words:
             return "client_length"
         if not is_text(client):
             return "client_not_text"
-        if grounding(assistant, span) < self.settings.grounding_threshold:
+        if kind == "verbatim" and grounding(assistant, span) < self.settings.grounding_threshold:
             return "grounding"
+        if kind == "rewrite":
+            word_share, gram_share = faithfulness(assistant, span)
+            settings = self.settings
+            if word_share < settings.min_faithful_words or gram_share < settings.min_faithful_ngrams:
+                return "unfaithful"
         if carries_self_harm_method(client) or carries_self_harm_method(assistant):
             return "safety"
-        if " ".join(normalized_words(client)) in self.seen_clients | earlier:
+        key = " ".join(normalized_words(client))
+        # a disclosure may recur: its safe reply is the behaviour to learn, not a copied question
+        if kind != "safe" and (key in self.seen_clients or key in earlier):
             return "duplicate_client"
         return None
 
     def __call__(
-        self, exchanges: list[tuple[str, str, str]], min_exchanges: int
+        self, exchanges: list[tuple[str, str, str, str]], min_exchanges: int
     ) -> list[dict[str, str]] | None:
-        """`exchanges`: (client, assistant, transcript span). The messages kept, or None if dropped."""
+        """`exchanges`: (client, assistant, transcript span, kind). The messages kept, or None."""
         kept: list[tuple[str, str]] = []
         problem = None
-        for client, assistant, span in exchanges:
+        safe_end = False
+        for client, assistant, span, kind in exchanges:
             earlier = {" ".join(normalized_words(c)) for c, _ in kept}
-            problem = self.exchange_problem(client, assistant, span, earlier)
+            problem = self.exchange_problem(client, assistant, span, kind, earlier)
             if problem:
                 self.counts.exchanges_dropped[problem] += 1
                 break
             kept.append((client, assistant))
-        if len(kept) < min_exchanges:
+            safe_end = kind == "safe"
+        if not kept or (len(kept) < min_exchanges and not safe_end):
             self.counts.conversations_dropped[problem or "too_short"] += 1
             return None
         if problem:

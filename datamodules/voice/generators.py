@@ -1,13 +1,18 @@
-"""Who writes the client side: an OpenAI-compatible HTTP server or a local transformers model.
+"""Who writes the client side (and, with `reply: rewrite`, the reply): an OpenAI-compatible HTTP
+server or a local transformers model.
 
-Both take a batch of chat prompts and return one text per prompt (None where a request failed
-after its retries: that unit is not journalled and is generated again on the next run). The HTTP
+Both answer one chat prompt at a time (`complete`), called from the build's one worker pool: text,
+or None where a request failed after its retries (that unit is not journalled and is written again
+on the next run). A request the server refuses (HTTP 4xx other than auth or a missing model) raises
+`ItemRefused`: that unit is counted and skipped. An auth error (401/403) or a wrong model or URL
+(404) raises `GeneratorError` at once: every other request would fail the same way. The HTTP
 backend is the project's one OpenAI-compatible client, datamodules/openai_client.py.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Protocol
 
@@ -20,7 +25,21 @@ Prompt = list[dict[str, str]]
 
 
 class GeneratorError(RuntimeError):
-    """The server refused the request itself (bad key, unknown model): retrying will not help."""
+    """The build cannot go on (bad key, unknown model or URL): retrying will not help."""
+
+
+class Unavailable(RuntimeError):
+    """A generator returned no text for a turn (its request failed after the retries)."""
+
+
+class ItemRefused(RuntimeError):
+    """The server refused this one request (e.g. a content filter): the unit is counted and skipped."""
+
+
+# Statuses that mean every request would be refused: stop at once.
+STOP_STATUS = frozenset({401, 403, 404})
+# Refusals before any success that mean the setup, not the items, is wrong.
+MAX_REFUSALS_BEFORE_SUCCESS = 20
 
 
 class Generator(Protocol):
@@ -29,16 +48,26 @@ class Generator(Protocol):
         generator is not resumed with this one."""
         ...
 
-    def generate(self, prompts: list[Prompt]) -> list[str | None]: ...
+    @property
+    def workers(self) -> int:
+        """Requests that may be in flight at once: the size of the build's worker pool."""
+        ...
+
+    def complete(self, prompt: Prompt) -> str | None: ...
 
 
 class OpenAIGenerator:
-    """The shared chat client, with the build's error handling: a refusal stops the build, a
-    request that failed after its retries leaves its unit unjournalled for the next run."""
+    """The shared chat client, with the build's error handling (module docstring)."""
 
     def __init__(self, settings: OpenAISettings):
         self.settings = settings
         self.client = ChatClient(settings)
+        self.lock = threading.Lock()
+        self.succeeded = self.refused = 0
+
+    @property
+    def workers(self) -> int:
+        return max(1, self.settings.concurrency)
 
     def identity(self) -> dict:
         s = self.settings
@@ -51,19 +80,28 @@ class OpenAIGenerator:
 
     def complete(self, prompt: Prompt) -> str | None:
         try:
-            return self.client.complete(prompt)
+            text = self.client.complete(prompt)
         except ChatRefused as error:
-            raise GeneratorError(str(error)) from None
+            if error.status in STOP_STATUS:
+                raise GeneratorError(str(error)) from None
+            with self.lock:
+                self.refused += 1
+                hopeless = self.refused >= MAX_REFUSALS_BEFORE_SUCCESS and not self.succeeded
+            if hopeless:
+                raise GeneratorError(
+                    f"the first {self.refused} requests were all refused, the last with: {error}"
+                ) from None
+            raise ItemRefused(str(error)) from None
         except ChatUnavailable as error:
             log.warning("%s; the unit is generated again on the next run", error)
             return None
-
-    def generate(self, prompts: list[Prompt]) -> list[str | None]:
-        return self.client.map(self.complete, prompts)
+        with self.lock:
+            self.succeeded += 1
+        return text
 
 
 class LocalGenerator:
-    """Batched sampling from a causal LM with its own chat template (left padding for generation)."""
+    """Sampling from a causal LM with its own chat template."""
 
     def __init__(self, settings: LocalSettings):
         import torch
@@ -81,8 +119,13 @@ class LocalGenerator:
             ("cuda" if torch.cuda.is_available() else "cpu") if settings.device == "auto" else settings.device
         )
         self.tokenizer = load_tokenizer(settings.model)
-        self.tokenizer.padding_side = "left"
         self.model = load_base_model(settings.model).to(self.device).eval()
+        self.lock = threading.Lock()  # one generate at a time (the pool has one worker anyway)
+        self.calls = 0
+
+    @property
+    def workers(self) -> int:
+        return 1
 
     def identity(self) -> dict:
         s = self.settings
@@ -95,18 +138,13 @@ class LocalGenerator:
             "seed": s.seed,
         }
 
-    def generate(self, prompts: list[Prompt]) -> list[str | None]:
-        outputs: list[str | None] = []
-        generator_seed = self.settings.seed
-        for start in range(0, len(prompts), self.settings.batch_size):
-            batch = prompts[start : start + self.settings.batch_size]
-            texts = [
-                self.tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
-                for p in batch
-            ]
-            encoded = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-            encoded = encoded.to(self.device)
-            self.torch.manual_seed(generator_seed + start)
+    def complete(self, prompt: Prompt) -> str | None:
+        """One prompt at a time: the build's pool gives this backend a single worker."""
+        with self.lock:
+            self.calls += 1
+            text = self.tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+            encoded = self.tokenizer([text], return_tensors="pt", add_special_tokens=False).to(self.device)
+            self.torch.manual_seed(self.settings.seed + self.calls)
             sampling = self.settings.temperature > 0
             with self.torch.no_grad():
                 generated = self.model.generate(
@@ -117,21 +155,20 @@ class LocalGenerator:
                     top_p=self.settings.top_p if sampling else None,
                     pad_token_id=self.tokenizer.pad_token_id,
                 )
-            new_tokens = generated[:, encoded["input_ids"].shape[1] :]
-            outputs.extend(self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
-        return outputs
+            new_tokens = generated[0, encoded["input_ids"].shape[1] :]
+            return self.tokenizer.decode(new_tokens, skip_special_tokens=True)
 
 
 class NoGenerator:
     """Offline mode: nothing to generate."""
 
+    workers = 1
+
     def identity(self) -> dict:
         return {"backend": "none"}
 
-    def generate(self, prompts: list[Prompt]) -> list[str | None]:
-        if prompts:
-            raise GeneratorError("mode offline asks for no client messages; this is a bug")
-        return []
+    def complete(self, prompt: Prompt) -> str | None:
+        raise GeneratorError("mode offline asks for no generated text; this is a bug")
 
 
 def make_generator(kind: str, openai: OpenAISettings, local: LocalSettings) -> Generator:

@@ -2,12 +2,15 @@
 
 Each file becomes one `Transcript` whose id is the file stem (a trailing language code such as
 `.en` from yt-dlp is dropped, so `abc.en.vtt` and `abc.info.json` meet as lecture `abc`). A file
-that is empty, binary, not UTF-8, or malformed is skipped and its reason counted; the build goes on.
+that is empty, binary, not UTF-8, malformed or holds no speech is skipped; the build goes on. Every
+file under the folder is listed in the report with what happened to it (read, skipped and why, or
+ignored as not a transcript format), and each skipped one is logged with its reason.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -29,6 +32,8 @@ TIMESTAMP_LINE = re.compile(r"^\s*\(?\d{1,2}:\d{2}(?::\d{2})?(?:[.,]\d+)?\)?\s*(
 MOJIBAKE = re.compile(r"Ã[\x80-\xbf]|â€|Â[\x80-\xbf ]")
 MAX_EXAMPLES = 20
 
+log = logging.getLogger(__name__)
+
 
 class TranscriptError(ValueError):
     """A file that cannot be read as a transcript; the message says why and how to fix it."""
@@ -48,11 +53,24 @@ class IngestReport:
     read: int = 0
     skipped: Counter = field(default_factory=Counter)
     examples: list[str] = field(default_factory=list)
+    # every file found: {"path", "status": read|skipped|ignored, "reason", "detail"}
+    listing: list[dict[str, str]] = field(default_factory=list)
 
     def skip(self, path: Path, reason: str, detail: str) -> None:
         self.skipped[reason] += 1
         if len(self.examples) < MAX_EXAMPLES:
             self.examples.append(f"{path}: {detail}")
+        self.listing.append({"path": str(path), "status": "skipped", "reason": reason, "detail": detail})
+        log.warning("transcript skipped: %s: %s", path, detail)
+
+    def add_read(self, path: Path) -> None:
+        self.read += 1
+        self.listing.append({"path": str(path), "status": "read", "reason": "", "detail": ""})
+
+    def ignore(self, path: Path, detail: str) -> None:
+        self.listing.append(
+            {"path": str(path), "status": "ignored", "reason": "not a transcript", "detail": detail}
+        )
 
 
 def lecture_id_of(path: Path) -> str:
@@ -139,7 +157,7 @@ def read_transcript(path: Path, title: str | None = None) -> Transcript:
         title = title or txt_title
     cleaned = clean_text(words)
     if not cleaned:
-        raise TranscriptError("empty: no spoken words left after removing timing and tags")
+        raise TranscriptError("no speech: no spoken words left after removing timing and tags")
     return Transcript(lecture_id_of(path), strip_markup(title) if title else None, path, cleaned)
 
 
@@ -166,6 +184,11 @@ def read_transcripts(directory: Path) -> tuple[list[Transcript], IngestReport]:
     candidates = [p for p in files if p.suffix.lower() in FORMATS and not p.name.endswith(INFO_SUFFIX)]
     candidates.sort(key=lambda p: (lecture_id_of(p), FORMATS.index(p.suffix.lower()), str(p)))
     report = IngestReport(files=len(candidates))
+    for path in files:
+        if path.name.endswith(INFO_SUFFIX):
+            report.ignore(path, "yt-dlp metadata: its title is used for the lecture")
+        elif path.suffix.lower() not in FORMATS:
+            report.ignore(path, f"{path.suffix or 'no extension'} is not one of {', '.join(FORMATS)}")
     transcripts: dict[str, Transcript] = {}
     for path in candidates:
         lecture_id = lecture_id_of(path)
@@ -181,5 +204,5 @@ def read_transcripts(directory: Path) -> tuple[list[Transcript], IngestReport]:
         except TranscriptError as error:
             report.skip(path, str(error).split(":", 1)[0], str(error))
         else:
-            report.read += 1
+            report.add_read(path)
     return list(transcripts.values()), report

@@ -1,16 +1,25 @@
-"""Prompts for the client side. The generator never sees a request to write the speaker's reply:
-it writes what a client says so that the speaker's real words answer it."""
+"""Prompts for the generator. The client-writer sees a persona, the topic and the conversation so
+far, never the reply it will get: the reply is retrieved afterwards for what the client wrote. With
+`reply: rewrite` the generator also writes the speaker's reply from the retrieved span alone."""
 
 from __future__ import annotations
 
-PROMPT_VERSION = 1
+PROMPT_VERSION = 2
 
 SYSTEM = (
-    "You write realistic messages from a person talking to {speaker}, an educator on complex trauma "
-    "and recovery. The person is living with the effects of their own history (shame, "
+    "You write realistic messages from one person talking to {speaker}, an educator on complex trauma "
+    "and recovery. You are {persona}. You live with the effects of your own history (shame, "
     "people-pleasing, anxiety, relationships). Write only the person's message: first person, "
     "plain words, 1 to 3 sentences, no greeting, no names, no quotation marks. Never mention a "
-    "lecture, a passage, a video or {speaker}'s words."
+    "lecture, a passage, a video or {speaker}'s words. {style}"
+)
+STYLES = (
+    "Open with what happened to you recently.",
+    "Ask a direct question.",
+    "Start with how you feel right now.",
+    "Sound a little sceptical.",
+    "Be brief.",
+    "Describe a situation with someone close to you.",
 )
 
 
@@ -23,32 +32,49 @@ def context_line(title: str | None, topics: list[str]) -> str:
     return " ".join(parts)
 
 
-def opening_prompt(speaker: str, passage: str, title: str | None, topics: list[str]) -> list[dict[str, str]]:
-    """Instruction backtranslation: the message that this passage answers."""
+def system(speaker: str, persona: str, style: int) -> dict[str, str]:
+    content = SYSTEM.format(speaker=speaker, persona=persona, style=STYLES[style % len(STYLES)])
+    return {"role": "system", "content": content}
+
+
+def opening_prompt(
+    speaker: str, persona: str, style: int, passage: str, title: str | None, topics: list[str]
+) -> list[dict[str, str]]:
+    """The first message: about what this passage is about, in the person's own life and words."""
     user = (
-        f'{context_line(title, topics)}\n\nHere is what {speaker} says in reply:\n"""\n{passage}\n"""\n\n'
-        "Write the person's message that this reply answers: what they are going through and what "
-        "they ask, so that the reply above is a natural answer to it."
+        f"{context_line(title, topics)}\n\nWhat you struggle with is what this is about "
+        f'(do not quote it):\n"""\n{passage}\n"""\n\n'
+        "Write your first message to him: what is going on in your life and what you want to ask."
     )
-    return [
-        {"role": "system", "content": SYSTEM.format(speaker=speaker)},
-        {"role": "user", "content": user.strip()},
-    ]
+    return [system(speaker, persona, style), {"role": "user", "content": user.strip()}]
 
 
 def follow_up_prompt(
-    speaker: str, previous: str, passage: str, title: str | None, topics: list[str]
+    speaker: str, persona: str, style: int, exchanges: list[tuple[str, str]]
 ) -> list[dict[str, str]]:
-    """Multi-turn: the person's reply to what the speaker just said, leading to what he says next."""
+    """A later message: reacts to what he just said and asks what follows from it."""
+    lines = [f"You: {client}\n{speaker}: {reply}" for client, reply in exchanges]
     user = (
-        f'{context_line(title, topics)}\n\n{speaker} has just said:\n"""\n{previous}\n"""\n\n'
-        f'Next, {speaker} will say:\n"""\n{passage}\n"""\n\n'
-        "Write the person's reply to what was just said: react to it in their own words and ask or "
-        "share what leads naturally to what comes next."
+        "Your conversation so far:\n" + "\n\n".join(lines) + "\n\nWrite your next message: react to "
+        "what he just said in your own words (what rings true, what you doubt, what it brings up) "
+        "and ask something that follows from it."
     )
+    return [system(speaker, persona, style), {"role": "user", "content": user}]
+
+
+def rewrite_prompt(speaker: str, client: str, span: str) -> list[dict[str, str]]:
+    """The speaker's reply written from his own span: his phrases, analogies and examples kept."""
     return [
-        {"role": "system", "content": SYSTEM.format(speaker=speaker)},
-        {"role": "user", "content": user.strip()},
+        {
+            "role": "system",
+            "content": (
+                f"You are {speaker}, an educator on complex trauma and recovery, answering one person. "
+                "Answer only from what you said in your talk (below): keep your own phrases, analogies "
+                "and examples, speak to the person directly, 60 to 150 words, add no fact or advice "
+                "that the talk does not contain."
+            ),
+        },
+        {"role": "user", "content": f'From your talk:\n"""\n{span}\n"""\n\nThe person writes: {client}'},
     ]
 
 
@@ -61,7 +87,7 @@ def unquote(text: str) -> str:
 def tidy_client(text: str) -> str:
     """The first paragraph, without a role label or wrapping quotes a model may add."""
     text = unquote(text.strip().split("\n\n")[0].strip())
-    for label in ("client:", "person:", "user:", "message:"):
+    for label in ("client:", "person:", "user:", "message:", "you:"):
         if text.lower().startswith(label):
             text = text[len(label) :].strip()
     return " ".join(unquote(text).split())
