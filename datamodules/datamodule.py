@@ -341,14 +341,16 @@ class StageDataModule(LightningDataModule):
             )
         if not chosen:
             return train, figures
-        replayed = _conversation_dataset(chosen, domain_index).map(
+        conversations = _conversation_dataset(chosen, domain_index)
+        replayed = conversations.map(
             _encode,
             batched=True,
             batch_size=256,
+            remove_columns=conversations.column_names,  # one conversation -> several windows
             fn_kwargs={"tokenizer": self.tokenizer, "options": self.template},
             features=_EXAMPLE_FEATURES,
             desc="chat template (replay)",
-        )
+        ).filter(lambda status: status != TOO_LONG, input_columns="status", desc="drop too long")
         return datasets.concatenate_datasets([train, replayed]), figures
 
     def _plan(self, examples: datasets.Dataset) -> list[list[int]]:

@@ -99,9 +99,10 @@ def choose_replay(
             break
         batch = pool[start : start + ENCODE_BATCH]
         encoded_batch = encode_batch([list(c.messages) for c in batch], tokenizer, template)
-        for conversation, encoded in zip(batch, encoded_batch, strict=True):
-            length = len(encoded.input_ids)
-            if encoded.status == TOO_LONG or total >= target:
+        for conversation, examples in zip(batch, encoded_batch, strict=True):
+            # A long conversation becomes several windows; all of them are replayed together.
+            length = sum(len(e.input_ids) for e in examples if e.status != TOO_LONG)
+            if not length or total >= target:
                 continue
             if total + length - target <= target - total:  # adding it lands nearer the target
                 chosen.append(conversation)
