@@ -247,7 +247,10 @@ def offline_sdk(monkeypatch):
 
     monkeypatch.setattr(sdk_teamspace, "TeamspaceApi", TeamspaceApi)
     monkeypatch.setattr(sdk_teamspace, "CloudAccountApi", lambda: None)
-    monkeypatch.setattr(sdk_teamspace, "_resolve_org", lambda org: SimpleNamespace(id=f"org-{org}", name=org) if org else None)
+    def resolve_org(org):  # called with the owner's name, then again with what it returned
+        return org if isinstance(org, SimpleNamespace) or org is None else SimpleNamespace(id=f"org-{org}", name=org)
+
+    monkeypatch.setattr(sdk_teamspace, "_resolve_org", resolve_org)
     monkeypatch.setattr(sdk_teamspace, "_resolve_user", lambda user: None)
     monkeypatch.setattr(sdk_studio, "Studio", _StudioInTeamspace)
     monkeypatch.setattr(sdk_job, "_resolve_default_cloud_account", lambda *args: None)
@@ -265,7 +268,7 @@ def test_submit_with_a_teamspace_passes_job_runs_studio_teamspace_check(capsys, 
     assert len(offline_sdk) == 1 and offline_sdk[0]["studio"].teamspace.name == "therapy"
     passed = _StudioInTeamspace.created[0]["teamspace"]
     assert passed.name == "therapy" and passed.owner.name == "me"  # the SDK's Teamspace, owner resolved
-    assert json.loads(capsys.readouterr().out)["link"].startswith("https://lightning.ai/jobs/stage1-fit-")
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["link"].startswith("https://lightning.ai/jobs/stage1-fit-")
     # the owner/name string itself, as submitted before, fails the installed SDK's check
     with pytest.raises(ValueError, match="Studio teamspace does not match provided teamspace"):
         Job.run(name="x", machine=launch.resolve_machine("H100"), command="true", studio="s1", teamspace="me/therapy")
