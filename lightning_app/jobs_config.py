@@ -13,7 +13,7 @@ STRATEGIES = JOBS_YAML.parent / "strategies"
 
 @dataclass(frozen=True)
 class JobSettings:
-    """One stage's job. `hours` is the hard limit of the command (`timeout`), not the platform's
+    """One stage's job. `hours` is the hard limit of the fit (lightning_app.fit_job), not the platform's
     `max_runtime`, which only reserves some machines (FACTS.md)."""
 
     machine: str = "H100"

@@ -102,15 +102,19 @@ def test_a_stop_seen_by_one_rank_stops_both(tmp_path, what, code):
     command = [
         sys.executable, "-m", "stages.fit",
         "--config", "stages/stage1.yaml", "--config", "stages/demo.yaml", "--config", ".lightning/strategies/ddp.yaml",
-        "--trainer.devices", "2", "--trainer.max_steps", "4", f"--run.output_root={tmp_path}",
+        "--trainer.devices", "2", "--trainer.max_steps", "8", f"--run.output_root={tmp_path}",
         f"--data.cache_dir={tmp_path / 'cache'}", "--run.checkpoint_every_minutes", "1000",
+        # one row per step: several steps per epoch on each rank, so there are points to save at
+        "--data.micro_batch_size", "1", "--trainer.accumulate_grad_batches", "1",
         "--trainer.callbacks+=ddp_probe.OneRankStops", f"--trainer.callbacks.what={what}",
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
     result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == code, result.stderr[-3000:]
     last = tmp_path / "therapeutic_moe_stage1" / "checkpoints" / "last.ckpt"
-    if what == "sigterm":  # saved once, by rank 0, at the end of the step both ranks agreed on
-        assert torch.load(last, weights_only=False)["global_step"] == 2
+    if what == "sigterm":  # saved by rank 0 at the first step boundary after the signal, both ranks agreeing
+        state = torch.load(last, weights_only=False)
+        assert 2 <= state["global_step"] < 8
+        assert not state["loops"]["fit_loop"]["epoch_loop.batch_progress"]["is_last_batch"]
     else:
         assert not last.exists() and "training loss is nan" in result.stderr
