@@ -167,7 +167,7 @@ def parse_stage_cli(configs: str | Path | Sequence[str | Path], overrides: Seque
             run=False,
             auto_configure_optimizers=False,
             save_config_callback=None,
-            parser_kwargs={"default_config_files": [str(COMMON_CONFIG)], "exit_on_error": False},
+            parser_kwargs={"default_config_files": [str(COMMON_CONFIG)], "exit_on_error": False, "allow_abbrev": False},
             args=[*(arg for path in files for arg in ("--config", str(path))), *overrides],
         )
 
