@@ -109,7 +109,7 @@ def test_a_stop_seen_by_one_rank_stops_both(tmp_path, what, code):
         "--trainer.callbacks+=ddp_probe.OneRankStops", f"--trainer.callbacks.what={what}",
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
-    result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == code, result.stderr[-3000:]
     last = tmp_path / "therapeutic_moe_stage1" / "checkpoints" / "last.ckpt"
     if what == "sigterm":  # saved by rank 0 at the first step boundary after the signal, both ranks agreeing
