@@ -13,7 +13,7 @@ STRATEGIES = JOBS_YAML.parent / "strategies"
 
 @dataclass(frozen=True)
 class JobSettings:
-    """One stage's job. `hours` is the hard limit of the command (`timeout`), not the platform's
+    """One stage's job. `hours` is the hard limit of the fit (lightning_app.fit_job), not the platform's
     `max_runtime`, which only reserves some machines (FACTS.md)."""
 
     machine: str = "H100"
@@ -51,6 +51,16 @@ class JobsConfig:
     environment: dict[str, str] = field(default_factory=dict)
     job: JobSettings = field(default_factory=JobSettings)
     stages: dict[str, JobSettings] = field(default_factory=dict)
+    # hf_home (HF_HOME) and data (the tokenized-data cache): null puts them on scratch.
+    caches: dict[str, str | None] = field(default_factory=dict)
+
+    def cache_dirs(self) -> dict[str, str]:
+        """Where a job keeps its caches: never its home, whose contents become job artifacts."""
+        unknown = sorted(set(self.caches) - {"hf_home", "data"})
+        if unknown:
+            raise ValueError(f"caches: unknown key(s) {unknown}; known: ['data', 'hf_home']")
+        defaults = {"hf_home": f"{self.scratch}/hf_home", "data": f"{self.scratch}/data_cache"}
+        return {key: self.caches.get(key) or default for key, default in defaults.items()}
 
     def for_stage(self, stage: str) -> JobSettings:
         """The stage's own entry, else the `job` defaults (demo and custom configs)."""

@@ -4,9 +4,9 @@
         [--teamspace owner/name] [--org O] [--num-machines N] [--interruptible] [--dry-run]
         [--jobs .lightning/jobs.yaml] [--manifest PATH]
 
-The job runs `python -m stages.fit --config ...` under `timeout`: the platform's `max_runtime`
-only reserves some machines and is no time limit (FACTS.md), so the hard limit is the command's,
-and the fit's own wall-clock stop ends training earlier with a saved checkpoint. Secrets are
+The job runs `python -m stages.fit --config ...` under lightning_app.fit_job, which forwards SIGTERM
+and enforces the hard time limit: the platform's `max_runtime` only reserves some machines and is no
+time limit, and the fit's own wall-clock stop ends training earlier with a saved checkpoint. Secrets are
 passed from this shell by name only. Before submitting, the preflight checks that every file the
 stage reads and the previous stage's checkpoint-final are on the job's storage. `--dry-run` prints
 the job spec as one JSON object (with the preflight's findings), checks the arguments against the
@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from jsonargparse import Namespace
-from lightning_sdk import Job, Machine
+from lightning_sdk import Job, Machine, Teamspace
 
 from datamodules.sources import SourceError
 from lightning_app.jobs_config import JOBS_YAML, JobsConfig, JobSettings, load_jobs_config
@@ -35,7 +35,6 @@ from lightning_app.stage_config import StagePlan, data_module, stage_files, stag
 from stages.fit import parse_stage_config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-KILL_AFTER_S = 300  # SIGKILL this long after `timeout`'s SIGTERM if the fit has not exited
 PUBLISH_MARGIN_MIN = 20  # job minutes kept for writing checkpoint-final and copying it to storage
 
 
@@ -86,6 +85,15 @@ def resolve_teamspace(teamspace: str | None, org: str | None) -> str | None:
     return teamspace
 
 
+def platform_teamspace(slug: str) -> Teamspace:
+    """The SDK's Teamspace for `owner/name` (it resolves whether the owner is an org or a user).
+
+    Job.run compares its `teamspace` argument with the Studio's teamspace by bare name: a Teamspace
+    object compares by its `.name` (bare); the `owner/name` string itself never matches.
+    """
+    return Teamspace(name=slug)
+
+
 def job_config_path(config: str) -> str:
     """A stage YAML as the job sees it: relative to the checkout when inside it, else as given
     (e.g. a tweaked YAML kept on /teamspace storage, which the job sees at the same path)."""
@@ -107,25 +115,38 @@ def job_command(
     machine: Machine,
     num_machines: int,
     fit_args: list[str] | tuple[str, ...] = (),
+    job_name: str = "job",
 ) -> str:
-    """The job's bash script (Studio jobs run it with `set -e`).
+    """The job's bash script (Studio jobs run it with `set -e`): it `exec`s lightning_app.fit_job,
+    so the platform's SIGTERM reaches Python and is forwarded to the fit (see that module).
 
     Checkpoints are written on the job's local disk (`scratch`) and published to storage with
     completion markers (no atomic rename on an S3 mount): during the fit by MirrorCheckpoints, at
-    the end by `push-stage`, which runs even when the fit failed or hit its time limit. A restarted
-    attempt first pulls the stage's complete checkpoints back, so `ckpt_path: last` resumes.
+    the end by fit_job, which publishes even when the fit failed or hit its time limit. An attempt
+    first pulls the stage's complete checkpoints back, so `ckpt_path: last` resumes. Caches (the
+    Hugging Face home, tokenized data) live on scratch, or wherever jobs.yaml's `caches` puts them,
+    never in the job's home, whose contents become job artifacts.
     """
     q = shlex.quote
     timeout_s = round(settings.hours * 3600)
     scratch, remote = jobs.scratch, jobs.storage.checkpoints
     local_stage, remote_stage = f"{scratch}/{stage.name}", f"{remote}/{stage.name}"
+    caches = jobs.cache_dirs()
     several_gpus = machine.accelerator_count > 1 or num_machines > 1
     if several_gpus:
         configs = [*configs, f".lightning/strategies/{settings.strategy}.yaml"]
+    wrapper = [
+        "python -m lightning_app.fit_job",
+        f"--local-stage {q(local_stage)} --remote-stage {q(remote_stage)}",
+        f"--timeout-s {timeout_s} --job-name {q(job_name)}",
+    ]
+    if stage.init_from is not None:
+        wrapper.append(f"--init-from {q(remote + '/' + stage.init_from)} {q(scratch + '/' + stage.init_from)}")
     fit = [
-        f"timeout --kill-after={KILL_AFTER_S} {timeout_s}",
-        f"python -m stages.fit {config_flags(configs)}",
+        "-- python -m stages.fit",
+        config_flags(configs),
         f"--run.output_root {q(scratch)} --data.data_root {q(jobs.storage.data)}",
+        f"--data.cache_dir {q(caches['data'])}",
         # the fit stops itself first, so that the last checkpoint is saved and published in time
         f"--run.job_time_limit_minutes {max(1, timeout_s // 60 - PUBLISH_MARGIN_MIN)}",
         "--trainer.callbacks+=lightning_app.checkpoints.MirrorCheckpoints",
@@ -135,24 +156,13 @@ def job_command(
     ]
     if several_gpus:
         fit.append(f"--trainer.devices {machine.accelerator_count} --trainer.num_nodes {num_machines}")
-    lines = [
-        f"cd {q(jobs.workdir or str(REPO_ROOT))}",
-        f"python -m lightning_app.checkpoints pull {q(remote_stage + '/checkpoints')} {q(local_stage + '/checkpoints')}",
-    ]
-    if stage.init_from is not None:
-        lines.append(
-            f"python -m lightning_app.checkpoints fetch {q(remote + '/' + stage.init_from)} "
-            f"{q(scratch + '/' + stage.init_from)}"
-        )
-    lines += [
-        "status=0",
-        " ".join(fit) + " || status=$?",
-        # checkpoints exist on the first machine only (global rank 0 saves)
-        f'if [ "${{NODE_RANK:-0}}" = 0 ]; then python -m lightning_app.checkpoints push-stage '
-        f"{q(local_stage)} {q(remote_stage)}; fi",
-        "exit $status",
-    ]
-    return "\n".join(lines)
+    return "\n".join(
+        [
+            f"cd {q(jobs.workdir or str(REPO_ROOT))}",
+            f"export HF_HOME={q(caches['hf_home'])}",
+            "exec " + " ".join([*wrapper, *fit]),
+        ]
+    )
 
 
 def build_spec(
@@ -179,15 +189,16 @@ def build_spec(
         )
     configs = [job_config_path(c) for c in args.config]
     names = [*jobs.pass_env, *jobs.environment]
+    name = f"{stage}-{kind}-{now:%Y%m%d-%H%M%S}".lower().replace("_", "-")
     return JobSpec(
-        name=f"{stage}-{kind}-{now:%Y%m%d-%H%M%S}".lower().replace("_", "-"),
+        name=name,
         stage=stage,
         machine=machine,
         num_machines=args.num_machines,
         studio=args.studio or jobs.studio,
         teamspace=resolve_teamspace(args.teamspace or jobs.teamspace, args.org),
         command=command
-        or job_command(configs, plan, jobs, settings, resolve_machine(machine), args.num_machines, fit_args),
+        or job_command(configs, plan, jobs, settings, resolve_machine(machine), args.num_machines, fit_args, name),
         env=[n for n in names if n in jobs.environment or n in environ],
         env_missing=[n for n in jobs.pass_env if n not in environ],
         interruptible=args.interruptible,
@@ -219,7 +230,7 @@ def job_run_arguments(spec: JobSpec, jobs: JobsConfig, environ: dict[str, str]) 
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m lightning_app.launch", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m lightning_app.launch", description=__doc__.split("\n")[0], allow_abbrev=False)
     parser.add_argument("--config", required=True, action="append", help="stage YAML; repeat to layer (stages/demo.yaml)")
     parser.add_argument("--jobs", default=str(JOBS_YAML), help="jobs settings (default .lightning/jobs.yaml)")
     parser.add_argument("--machine", help="lightning_sdk Machine name, e.g. H100, H100_X_8 (default: jobs.yaml)")
@@ -275,7 +286,10 @@ def submit(spec: JobSpec, bound: inspect.BoundArguments, environ: dict[str, str]
         print(f"not set here, so not passed to the job: {', '.join(spec.env_missing)}", file=sys.stderr)
     if spec.studio is None and "LIGHTNING_CLOUD_SPACE_ID" not in environ:
         raise SystemExit("not inside a Studio: pass --studio NAME (and --teamspace owner/name)")
-    job = Job.run(**bound.arguments)
+    arguments = dict(bound.arguments)
+    if spec.teamspace is not None:
+        arguments["teamspace"] = platform_teamspace(spec.teamspace)
+    job = Job.run(**arguments)
     print(json.dumps(asdict(spec) | {"link": job.link}), flush=True)
     return job
 

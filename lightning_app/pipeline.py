@@ -220,7 +220,7 @@ def run_cloud(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lightning_app.pipeline", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m lightning_app.pipeline", description=__doc__.split("\n")[0], allow_abbrev=False)
     parser.add_argument("--config", required=True, help="pipeline YAML, e.g. lightning_app/demo_pipeline.yaml")
     parser.add_argument("--jobs", default=str(JOBS_YAML), help="with --cloud: jobs settings")
     where = parser.add_mutually_exclusive_group()

@@ -88,7 +88,7 @@ def profile() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lightning_app.studio_env", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m lightning_app.studio_env", description=__doc__.split("\n")[0], allow_abbrev=False)
     parser.add_argument("what", choices=["gpu-extras", "flash-attn-wheel", "report", "profile"])
     args = parser.parse_args(argv)
     if args.what == "gpu-extras":

@@ -1,7 +1,8 @@
 """Copies that can be trusted on storage without atomic rename (S3-style mounts).
 
-Every copy is verified by sha256 after it is written. A partly written file is resumed from its
-length and re-verified; a file whose prefix does not match is copied again from the start.
+A copy streams the source once into a new destination file, hashing it on the way; nothing is
+read back from the destination or rewritten in place (S3-style mounts refuse "r+b"). A copy cut
+short is redone whole: what makes a copy trustworthy is the marker or manifest written after it.
 """
 
 from __future__ import annotations
@@ -36,35 +37,30 @@ def describe(path: Path) -> FileEntry:
     return FileEntry(size=path.stat().st_size, sha256=sha256_file(path))
 
 
-def _append_from(src: Path, dst: Path, offset: int) -> None:
-    with open(src, "rb") as fin, open(dst, "r+b" if offset else "wb") as fout:
-        fin.seek(offset)
-        fout.seek(offset)
-        fout.truncate()
-        while chunk := fin.read(CHUNK_BYTES):
-            fout.write(chunk)
+def copy_file(src: Path, dst: Path, expected: FileEntry | None = None) -> FileEntry:
+    """Stream `src` into a new `dst` and return src's entry, hashed from the very bytes written.
 
-
-def copy_verified(src: Path, dst: Path, expected: FileEntry | None = None) -> FileEntry:
-    """Copy `src` to `dst`, resuming a partial `dst`, and check dst's sha256 against src's.
-
-    `expected` (src's entry, when the caller already hashed it) saves one read of src.
+    `dst` is opened "wb" only (on an S3-style mount: a new object, or a plain overwrite; never the
+    read-modify-write "r+b" that such mounts refuse), and nothing is read back: one read of src, one
+    write, then a size check. `expected` (src's entry from a manifest) must match what was read:
+    a src that changed since it was listed is refused.
     """
-    expected = expected or describe(src)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    partial = dst.stat().st_size if dst.exists() else 0
-    offset = partial if partial <= expected.size else 0
-    _append_from(src, dst, offset)
-    if sha256_file(dst) == expected.sha256:
-        return expected
-    if offset:  # the resumed prefix was not src's: start over once
-        _append_from(src, dst, 0)
-        if sha256_file(dst) == expected.sha256:
-            return expected
-    raise TransferError(
-        f"{dst}: sha256 after copy does not match {src} ({expected.sha256}); "
-        "the destination storage corrupted the write or src changed during the copy: run again"
-    )
+    digest, size = hashlib.sha256(), 0
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        while chunk := fin.read(CHUNK_BYTES):
+            digest.update(chunk)
+            fout.write(chunk)
+            size += len(chunk)
+    entry = FileEntry(size=size, sha256=digest.hexdigest())
+    if dst.stat().st_size != size:
+        raise TransferError(f"{dst}: {dst.stat().st_size} bytes after copying {size} from {src}: run again")
+    if expected is not None and entry != expected:
+        raise TransferError(
+            f"{src}: its size/sha256 ({entry.size}, {entry.sha256}) differ from the expected "
+            f"({expected.size}, {expected.sha256}): it changed since it was listed, or the copy was corrupted: run again"
+        )
+    return entry
 
 
 def read_manifest(path: Path) -> dict[str, FileEntry]:

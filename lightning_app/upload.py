@@ -7,7 +7,7 @@ The destination mirrors the layout under the stage's `data_root`, so a job sets 
 destination and reads the same relative paths. `upload-manifest.json` there lists every file with
 its size and sha256; it grows across stages and is what the launch preflight trusts when the
 storage is not visible from the submitting machine. Running the command again resumes: verified
-files are skipped, a partly copied file continues from its length.
+files are skipped, a partly copied file is copied again whole.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from lightning_app.stage_config import data_module, stage_files
-from lightning_app.transfer import FileEntry, copy_verified, describe, read_manifest, write_manifest
+from lightning_app.transfer import FileEntry, copy_file, describe, read_manifest, write_manifest
 from stages.fit import parse_stage_config
 
 MANIFEST_NAME = "upload-manifest.json"
@@ -41,7 +41,7 @@ def upload_files(data_root: Path, relative_paths: list[str], dest: Path) -> dict
         entry = describe(src)
         done = manifest.get(rel) == entry and dst.is_file() and dst.stat().st_size == entry.size
         if not done:
-            copy_verified(src, dst, expected=entry)
+            copy_file(src, dst, expected=entry)
             manifest[rel] = entry
             write_manifest(manifest_path, manifest)  # after every file: an interrupted run resumes here
         uploaded[rel] = entry
@@ -49,7 +49,7 @@ def upload_files(data_root: Path, relative_paths: list[str], dest: Path) -> dict
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lightning_app.upload", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m lightning_app.upload", description=__doc__.split("\n")[0], allow_abbrev=False)
     parser.add_argument("--config", required=True, action="append", help="stage YAML; repeat to layer (stages/demo.yaml)")
     parser.add_argument("--to", required=True, type=Path, help="storage folder, e.g. /teamspace/s3_connections/NAME/data")
     args, overrides = parser.parse_known_args(argv)  # the rest: dotted stage overrides, e.g. --data.data_root DIR

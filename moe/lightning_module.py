@@ -151,7 +151,9 @@ class MoELoRAModule(LightningModule):
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         lm, router = self._forward(batch)
         total, domain_coef = self._weighted(lm, router)
-        if not torch.isfinite(total):
+        # Every rank raises together: one rank stopping alone would leave the others waiting in the
+        # gradient all-reduce.
+        if self.trainer.strategy.reduce_boolean_decision(not bool(torch.isfinite(total)), all=False):
             raise NonFiniteLossError(
                 f"training loss is {total.item()} (LM loss {lm.item()}) at global step {self.global_step}, "
                 f"epoch {self.current_epoch}, batch {batch_idx}: stopped before this step was taken"
@@ -305,6 +307,7 @@ class MoELoRAModule(LightningModule):
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._apply_new_lr(checkpoint)
         expected, found = self.trainable_state_keys(), set(checkpoint["state_dict"])
         missing, extra = sorted(expected - found), sorted(found - expected)
         if missing or extra:
@@ -314,6 +317,27 @@ class MoELoRAModule(LightningModule):
                 f"{len(extra)} unexpected key(s) {extra[:5]}; was it written for another MoE config "
                 "(num_experts, r, target_modules) or base model?"
             )
+
+
+    def _apply_new_lr(self, checkpoint: dict[str, Any]) -> None:
+        """A resume with another `model.lr` applies it: the restored optimizer and schedule would
+        otherwise keep the checkpoint's rate. The schedule's position and Adam's moments are kept;
+        only the peak rate, and the current rate with it, are scaled."""
+        old = checkpoint.get("hyper_parameters", {}).get("lr")
+        new = self.hparams.lr
+        if old is None or old == new:
+            return
+        ratio = new / old if old else None
+        for state in checkpoint.get("optimizer_states", []):
+            for group in state["param_groups"]:
+                group["lr"] = group["lr"] * ratio if ratio is not None else new
+                group["initial_lr"] = new
+        for state in checkpoint.get("lr_schedulers", []):
+            state["base_lrs"] = [new for _ in state["base_lrs"]]
+            if "_last_lr" in state:
+                state["_last_lr"] = [lr * ratio if ratio is not None else new for lr in state["_last_lr"]]
+        checkpoint["hyper_parameters"]["lr"] = new
+        log.warning("model.lr changed on resume: %g -> %g, applied from step %d", old, new, checkpoint["global_step"])
 
 
 def _max_time_seconds(trainer: Any) -> float | None:

@@ -1,13 +1,20 @@
-"""The callbacks that keep a 12-hour stage alive across preemptions, job limits and bad steps.
+"""The callbacks that keep a 12-hour stage alive across preemptions, job limits, kills and bad steps.
 
-Every stop here happens at an optimizer-step boundary where it can (gradients of a half-accumulated
-step are not in any checkpoint), so a resumed run continues exactly where the stopped one left off.
+One rule makes every resume exact: `last.ckpt`, the only checkpoint a run resumes from, is written
+only at a point the uninterrupted run also passes through with the same state: right after an
+optimizer step (no half-accumulated gradients), never on an epoch's last batch, and after the
+validation due at that step (Lightning resumed from a save made before a due validation skips that
+validation, and with it the validation loader's RNG draw, the best checkpoint and early stopping's
+count). The timed save, the job time limit and SIGTERM all go through that one writer
+(LastCheckpoint), decided together by every rank.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -15,93 +22,158 @@ from typing import Any
 import numpy as np
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 log = logging.getLogger(__name__)
 
 LAST = "last.ckpt"
+BEST_PATTERN = "best-*.ckpt"
+TMP_PATTERN = ".*.tmp-*"  # stages.checkpoint_io's temporary files, left behind by a kill mid-write
 
 
-class _StepBoundary(Callback):
-    """Knows whether the batch that just ended is a point a resumed run continues from exactly:
-    it finished an optimizer step (no half-accumulated gradients), and it was not the epoch's last
-    batch (Lightning 2.6 resumed from a checkpoint written there skips the next epoch: seen here)."""
-
-    _step_at_batch_start = -1
-
-    def on_train_batch_start(self, trainer: Trainer, *args: Any) -> None:
-        self._step_at_batch_start = trainer.global_step
-
-    def resumable_point(self, trainer: Trainer) -> bool:
-        stepped = trainer.global_step != self._step_at_batch_start
-        return stepped and not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
-
-
-class StepCheckpoint(_StepBoundary, ModelCheckpoint):
-    """ModelCheckpoint whose train-time saves wait for a resumable point (see _StepBoundary).
-
-    Lightning's own timed save may land after micro-batch 1 of 8: the accumulated gradients are lost
-    and the resumed run takes a different optimizer step than the uninterrupted one would have.
-    """
-
-    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
-        if self.resumable_point(trainer):
-            super().on_train_batch_end(trainer, pl_module, *args)
+class JobTimeLimitReached(Exception):
+    """This job's wall clock ran out: last.ckpt was saved and the next job resumes from it."""
 
 
 def last_checkpoint(checkpoint_dir: Path) -> Path:
     return checkpoint_dir / LAST
 
 
-class JobTimeLimit(_StepBoundary):
-    """Saves `last.ckpt` and stops cleanly when this job's wall clock passes `limit_s`.
+def validation_follows(trainer: Trainer) -> bool:
+    """Whether Lightning validates right after the training batch that just ended.
 
-    Trainer(max_time) is the stage's total training time across resumes (its timer is checkpointed);
-    this is the other clock: one job's budget, counted from the start of this process, so the next job
-    resumes from the checkpoint written here.
+    The batch-count rule of Lightning 2.6's training epoch loop (`_should_check_val_fx`), read from
+    public trainer state (tests/test_resume_exact.py checks it against Lightning's decisions).
+    """
+    if not trainer.enable_validation:
+        return False
+    every_n_epochs = trainer.check_val_every_n_epoch
+    if every_n_epochs is not None and (trainer.current_epoch + 1) % every_n_epochs != 0:
+        return False
+    if trainer.should_stop:
+        return True
+    loop = trainer.fit_loop.epoch_loop
+    interval = trainer.val_check_batch
+    if interval is None or interval == float("inf"):
+        return loop.batch_progress.is_last_batch
+    batch = loop.total_batch_idx if every_n_epochs is None else loop.batch_idx
+    return (batch + 1) % interval == 0
+
+
+class LastCheckpoint(Checkpoint):
+    """Writes `last.ckpt` every `every_s` seconds, at this job's time limit and on SIGTERM, only at
+    points a resumed run continues from exactly (see the module docstring).
+
+    SIGTERM (a preempted machine) is taken over from Lightning, whose own handler stops after the
+    current micro-batch, possibly half-way through an accumulation window: here the run finishes
+    the optimizer step (and the validation due at it), saves, then raises SIGTERMException. The job
+    time limit saves the same way and raises JobTimeLimitReached (a stop without the extra
+    validation that `trainer.should_stop` would trigger). Every decision is reduced across ranks,
+    so no rank waits in a collective that another rank skipped.
     """
 
-    def __init__(self, limit_s: float, checkpoint_dir: Path) -> None:
-        self.limit_s = limit_s
-        self.checkpoint_dir = checkpoint_dir
+    def __init__(self, checkpoint_dir: Path, every_s: float, job_limit_s: float | None = None) -> None:
+        self.checkpoint_dir = Path(checkpoint_dir)
+        self.every_s = every_s
+        self.job_limit_s = job_limit_s
         self.started = time.monotonic()
-        self.stopped = False
+        self._last_save = time.monotonic()
+        self._saved_step = -1
+        self._step_at_batch_start = -1
+        self._sigterm = False
+        self._pending: str | None = None  # a save decided at batch end, waiting for the due validation
+
+    @property
+    def path(self) -> Path:
+        return last_checkpoint(self.checkpoint_dir)
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._last_save = time.monotonic()
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._on_sigterm)  # Lightning restores the old handler at teardown
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        log.warning("SIGTERM: saving at the end of this optimizer step, then stopping")
+        self._sigterm = True
+
+    def on_train_batch_start(self, trainer: Trainer, *args: Any) -> None:
+        self._step_at_batch_start = trainer.global_step
+
+    def _resumable_point(self, trainer: Trainer) -> bool:
+        stepped = trainer.global_step != self._step_at_batch_start
+        return stepped and not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
+
+    def _reason(self, trainer: Trainer) -> str | None:
+        """Why to save now, agreed by every rank (each rank has its own clocks and signals)."""
+        now = time.monotonic()
+        reduce = trainer.strategy.reduce_boolean_decision
+        if reduce(self._sigterm, all=False):
+            return "sigterm"
+        if self.job_limit_s is not None and reduce(now - self.started >= self.job_limit_s, all=False):
+            return "job_limit"
+        if reduce(now - self._last_save >= self.every_s, all=False):
+            return "timed"
+        return None
 
     def on_train_batch_end(self, trainer: Trainer, *args: Any) -> None:
-        if self.stopped or not self.resumable_point(trainer):
+        if not self._resumable_point(trainer):
             return
-        if time.monotonic() - self.started >= self.limit_s:
-            trainer.save_checkpoint(last_checkpoint(self.checkpoint_dir))
-            trainer.should_stop = True
-            self.stopped = True
+        reason = self._reason(trainer)
+        if reason is None:
+            return
+        if validation_follows(trainer):
+            self._pending = reason
+        else:
+            self._save(trainer, reason)
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self._pending is not None and not trainer.sanity_checking:
+            reason, self._pending = self._pending, None
+            self._save(trainer, reason)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self._saved_step != trainer.global_step:
+            self._save(trainer, "end")
+
+    def _save(self, trainer: Trainer, reason: str) -> None:
+        trainer.save_checkpoint(self.path)
+        self._saved_step, self._last_save = trainer.global_step, time.monotonic()
+        if reason == "sigterm":
+            log.warning("SIGTERM: saved %s at step %d; run the same command to resume", self.path, trainer.global_step)
+            raise SIGTERMException
+        if reason == "job_limit":
             log.warning(
                 "job time limit of %.0f s reached at step %d: saved %s; run the same command to resume",
-                self.limit_s,
+                self.job_limit_s,
                 trainer.global_step,
-                last_checkpoint(self.checkpoint_dir),
+                self.path,
             )
+            raise JobTimeLimitReached(f"job time limit reached at step {trainer.global_step}")
 
 
-class SaveOnSigterm(Callback):
-    """A preempted machine gets SIGTERM: save `last.ckpt`, then Lightning exits (code 0).
+class BestCheckpoint(ModelCheckpoint):
+    """The best-by-val_loss checkpoint, consistent with `last.ckpt` after any kill.
 
-    Lightning notices SIGTERM at the end of the current batch and raises SIGTERMException (a
-    SystemExit); the save happens here, in on_exception. If that batch was in the middle of a
-    gradient-accumulation window, its partial gradients are lost: the resumed run repeats nothing and
-    skips no data, but that one optimizer step sees fewer micro-batches.
+    A kill between a new best file and the next last.ckpt leaves a best file the resumed run does not
+    know about (it redoes that validation and writes the same file again): at the start of training
+    every best-*.ckpt other than the one the restored state names is deleted, and so are temporary
+    files a kill left mid-write.
     """
 
-    def __init__(self, checkpoint_dir: Path) -> None:
-        self.checkpoint_dir = checkpoint_dir
-        self.stopped = False
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        if trainer.is_global_zero and self.dirpath:
+            remove_stale_checkpoints(Path(self.dirpath), keep=self.best_model_path)
 
-    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
-        if isinstance(exception, SIGTERMException) and trainer.global_step > 0:
-            trainer.save_checkpoint(last_checkpoint(self.checkpoint_dir))
-            self.stopped = True
-            saved = last_checkpoint(self.checkpoint_dir)
-            log.warning("SIGTERM: saved %s at step %d", saved, trainer.global_step)
+
+def remove_stale_checkpoints(checkpoint_dir: Path, keep: str | None) -> list[Path]:
+    stale = [p for p in checkpoint_dir.glob(BEST_PATTERN) if not keep or p.resolve() != Path(keep).resolve()]
+    stale += list(checkpoint_dir.glob(TMP_PATTERN))
+    for path in stale:
+        path.unlink(missing_ok=True)
+        log.warning("removed %s: no resumable state refers to it", path)
+    return stale
 
 
 class RngState(Callback):
@@ -109,8 +181,9 @@ class RngState(Callback):
 
     Lightning checkpoints hold no RNG state, so dropout after a resume would draw other masks than
     the uninterrupted run. Two rules make the resumed run draw exactly the same numbers:
-    - validation leaves the RNG as it found it (creating its data-loader iterator draws a seed), so
-      the state saved at a step equals the state at the start of the next training batch;
+    - validation leaves the RNG as the last training batch left it: the state is taken at the end of
+      every training batch, because creating the validation loader's iterator draws a seed before
+      any validation hook runs; it is put back at validation end, before any checkpoint is written;
     - the saved state is restored right before the first training batch after the resume, after
       everything that loading and re-creating the data loader consumed.
     """
@@ -130,8 +203,12 @@ class RngState(Callback):
             restore_rng(self._pending)
             self._pending = None
 
-    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+    def on_train_batch_end(self, trainer: Trainer, *args: Any) -> None:
         self._before_validation = capture_rng()
+
+    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self._before_validation is None:  # the sanity check, before any training batch
+            self._before_validation = capture_rng()
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self._before_validation is not None:

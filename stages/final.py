@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 from lightning.pytorch import LightningDataModule, Trainer
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, Timer
+from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 
 from moe.adapter_io import save_adapter
 from moe.base_model import load_tokenizer
@@ -46,8 +47,10 @@ def _redact(node: Any) -> Any:
 
 
 def stop_reason(trainer: Trainer) -> str:
+    """Why the fit ended. Early stopping is read from the callback's own reason (its stopped_epoch
+    stays 0 when it stops in the first epoch, as step-counted validation often does)."""
     for callback in trainer.callbacks:
-        if isinstance(callback, EarlyStopping) and callback.stopped_epoch > 0:
+        if isinstance(callback, EarlyStopping) and callback.stopping_reason != EarlyStoppingReason.NOT_STOPPED:
             return "early_stopping"
         remaining = callback.time_remaining() if isinstance(callback, Timer) else None
         if remaining is not None and remaining <= 0:
@@ -60,13 +63,14 @@ def stop_reason(trainer: Trainer) -> str:
 def best_checkpoint(best: ModelCheckpoint) -> str | None:
     """The best-by-val_loss checkpoint; None when validation never ran.
 
-    After a kill between writing a new best and the next `last`, the resumed callback may remember a
-    best file it already deleted: then the lowest val_loss among the best-*.ckpt files on disk wins.
+    A resumed run redoes every validation after its last.ckpt, so the best file its state names has
+    been written again by the time the fit ends; a missing one is a bug, not something to guess around.
     """
-    if best.best_model_path and Path(best.best_model_path).is_file():
-        return best.best_model_path
-    on_disk = list(Path(best.dirpath).glob("best-*.ckpt")) if best.dirpath else []
-    return str(min(on_disk, key=lambda p: float(p.stem.split("val_loss=")[1]))) if on_disk else None
+    if not best.best_model_path:
+        return None
+    if not Path(best.best_model_path).is_file():
+        raise FileNotFoundError(f"the best checkpoint {best.best_model_path} is missing")
+    return best.best_model_path
 
 
 def write_final(

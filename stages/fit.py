@@ -15,11 +15,10 @@ import sys
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from jsonargparse import Namespace
@@ -30,13 +29,32 @@ from datamodules.template import TemplateError
 from moe.adapter_io import CONFIG_NAME, check_adapter_compatible
 from moe.config import MoELoRAConfig
 from moe.lightning_module import CheckpointMismatchError, MoELoRAModule, NonFiniteLossError
-from stages.callbacks import JobTimeLimit, RngState, SaveOnSigterm, StepCheckpoint, last_checkpoint
+from stages.callbacks import BestCheckpoint, JobTimeLimitReached, LastCheckpoint, RngState, last_checkpoint
 from stages.checkpoint_io import AtomicCheckpointIO
 from stages.final import redacted_config, write_final
 
 log = logging.getLogger(__name__)
 
 COMMON_CONFIG = Path(__file__).parent / "common.yaml"
+WANDB_ID_FILE = "wandb_run_id"  # in the checkpoint folder: pulled and published with the checkpoints
+
+# Exit codes a job wrapper reads: retrying a config error or a non-finite loss repeats it; a
+# preempted run (SIGTERM) is resumed by a retry.
+EXIT_CONFIG = 2
+EXIT_NONFINITE = 3
+EXIT_PREEMPTED = 143  # 128 + SIGTERM, as a shell reports a process ended by it
+PERMANENT_FAILURES = (EXIT_CONFIG, EXIT_NONFINITE)
+
+
+class StageExit(SystemExit):
+    """Ends the fit with `code` and a message for the user (printed to stderr by `main`)."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(code)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
 
 
 @dataclass
@@ -102,15 +120,17 @@ class StageCLI(LightningCLI):
             c.trainer.val_check_interval = run.val_every_n_steps * c.trainer.accumulate_grad_batches
             c.trainer.check_val_every_n_epoch = None
         c.trainer.default_root_dir = str(run.stage_dir)
-        configure_loggers(c.trainer.logger, run)
+        configure_loggers(c.trainer.logger, run, resuming=self.resume_path is not None)
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         run = RunConfig(**self.config.run)
         self.run_callbacks = stage_callbacks(run)
         yaml_callbacks = self._get(self.config_init, "trainer").get("callbacks") or []
         plugins = self._get(self.config_init, "trainer").get("plugins") or []
+        # The run's callbacks first: Lightning keeps the order among Checkpoint callbacks, so a mirror
+        # given in the YAML (lightning_app.checkpoints.MirrorCheckpoints) publishes after the saves.
         return super().instantiate_trainer(
-            callbacks=[*yaml_callbacks, *self.run_callbacks.values()],
+            callbacks=[*self.run_callbacks.values(), *yaml_callbacks],
             plugins=[*(plugins if isinstance(plugins, list) else [plugins]), AtomicCheckpointIO()],
             **kwargs,
         )
@@ -147,7 +167,7 @@ def parse_stage_cli(configs: str | Path | Sequence[str | Path], overrides: Seque
             run=False,
             auto_configure_optimizers=False,
             save_config_callback=None,
-            parser_kwargs={"default_config_files": [str(COMMON_CONFIG)], "exit_on_error": False},
+            parser_kwargs={"default_config_files": [str(COMMON_CONFIG)], "exit_on_error": False, "allow_abbrev": False},
             args=[*(arg for path in files for arg in ("--config", str(path))), *overrides],
         )
 
@@ -165,14 +185,15 @@ def resolve_resume(ckpt_path: str | None, run: RunConfig) -> Path | None:
         return last if last.is_file() else None
     path = Path(ckpt_path)
     if not path.is_file():
-        raise SystemExit(f"error: --ckpt_path {path} does not exist")
+        raise StageExit(EXIT_CONFIG, f"error: --ckpt_path {path} does not exist")
     return path
 
 
 def check_previous_stage(folder: Path, model: Any) -> Path:
     """The previous stage's adapter must exist and fit this stage's base model and expert layout."""
     if not (folder / CONFIG_NAME).is_file():
-        raise SystemExit(
+        raise StageExit(
+            EXIT_CONFIG,
             f"error: run.init_from: no finished previous stage at {folder} ({CONFIG_NAME} missing). Run the "
             "previous stage to the end first (it writes checkpoint-final/), or fix run.init_from / "
             "run.output_root."
@@ -180,13 +201,14 @@ def check_previous_stage(folder: Path, model: Any) -> Path:
     try:
         check_adapter_compatible(folder, MoELoRAConfig(**dict(model.moe)), model.base_model)
     except ValueError as error:
-        raise SystemExit(f"error: run.init_from: {error}") from None
+        raise StageExit(EXIT_CONFIG, f"error: run.init_from: {error}") from None
     return folder
 
 
-def configure_loggers(loggers: Any, run: RunConfig) -> None:
+def configure_loggers(loggers: Any, run: RunConfig, resuming: bool) -> None:
     """Loggers write under the stage folder; W&B runs offline unless WANDB_API_KEY (or an explicit
-    WANDB_MODE, e.g. disabled in tests) says otherwise."""
+    WANDB_MODE, e.g. disabled in tests) says otherwise, and every job of one stage training logs
+    to one W&B run (see wandb_run_id)."""
     for logger in loggers if isinstance(loggers, list) else [loggers] if loggers else []:
         args = logger.init_args
         if "save_dir" in args and args.save_dir in (None, ".", ""):
@@ -194,41 +216,56 @@ def configure_loggers(loggers: Any, run: RunConfig) -> None:
         if not logger.class_path.endswith("WandbLogger"):
             continue
         args.name = args.name or run.name
+        if not args.get("id"):
+            args.id = wandb_run_id(run, resuming)
+            args.resume = "allow"  # passed on to wandb.init: continue the run when it exists
         if not (os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_MODE")):
             args.offline = True
 
 
+def wandb_run_id(run: RunConfig, resuming: bool) -> str:
+    """The W&B run id of this stage training: read from the checkpoint folder when resuming (it is
+    pulled and published with the checkpoints, so the next job finds it), else a new one, kept there."""
+    path = run.checkpoint_dir / WANDB_ID_FILE
+    if resuming and path.is_file():
+        return path.read_text().strip()
+    run_id = f"{run.name}-{os.urandom(4).hex()}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(run_id + "\n")
+    return run_id
+
+
 def stage_callbacks(run: RunConfig) -> dict[str, Any]:
-    # "best" before "timed": at a validation end the best checkpoint is written first, so the `last`
-    # that "timed" writes right after records the new best path (a resume then points at a file that
-    # exists).
-    callbacks: dict[str, Any] = {
-        "best": ModelCheckpoint(
+    # "best" before "last": at a validation end the best checkpoint is written first, so the `last`
+    # written right after records the new best path.
+    limit = run.job_time_limit_minutes
+    return {
+        "best": BestCheckpoint(
             dirpath=run.checkpoint_dir,
             filename="best-{step}-{val_loss:.4f}",
             monitor="val_loss",
             mode="min",
             save_top_k=1,
         ),
-        "timed": StepCheckpoint(
-            dirpath=run.checkpoint_dir,
-            train_time_interval=timedelta(minutes=run.checkpoint_every_minutes),
-            save_top_k=0,
-            save_last=True,
-            enable_version_counter=False,
-        ),
+        "last": LastCheckpoint(run.checkpoint_dir, run.checkpoint_every_minutes * 60, None if limit is None else limit * 60),
         "early_stopping": EarlyStopping(monitor="val_loss", mode="min", patience=run.early_stopping_patience),
-        "sigterm": SaveOnSigterm(run.checkpoint_dir),
         "rng": RngState(),
         "lr": LearningRateMonitor(logging_interval="step"),
     }
-    if run.job_time_limit_minutes is not None:
-        callbacks["job_limit"] = JobTimeLimit(run.job_time_limit_minutes * 60, run.checkpoint_dir)
-    return callbacks
 
 
 def main(args: list[str] | None = None) -> None:
+    """Train the stage; exits 0 when finished or stopped at the job time limit, EXIT_PREEMPTED after
+    a SIGTERM save, EXIT_CONFIG or EXIT_NONFINITE for failures a retry would repeat."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        _fit(args)
+    except StageExit as stop:
+        print(stop.message, file=sys.stderr)
+        raise
+
+
+def _fit(args: list[str] | None) -> None:
     try:
         cli = StageCLI(
             MoELoRAModule,
@@ -236,11 +273,12 @@ def main(args: list[str] | None = None) -> None:
             run=False,
             auto_configure_optimizers=False,  # the module's configure_optimizers is the one schedule
             save_config_callback=None,  # the resolved config is written below, without secrets
-            parser_kwargs={"default_config_files": [str(COMMON_CONFIG)]},
+            # allow_abbrev off: `--trainer.max_step 10` must be an error, not max_steps
+            parser_kwargs={"default_config_files": [str(COMMON_CONFIG)], "allow_abbrev": False},
             args=args,
         )
     except (SourceError, ValueError) as error:  # a bad setting: only parsing and cheap checks have run
-        sys.exit(f"error: {error}")
+        raise StageExit(EXIT_CONFIG, f"error: {error}") from None
     run = RunConfig(**cli.config.run)
     run.stage_dir.mkdir(parents=True, exist_ok=True)
     (run.stage_dir / "config.yaml").write_text(redacted_config(cli.parser, cli.config))
@@ -249,17 +287,21 @@ def main(args: list[str] | None = None) -> None:
     try:
         trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.resume_path)
     except (SourceError, TemplateError) as error:  # data setup runs before the base model loads
-        sys.exit(f"error: {error}")
+        raise StageExit(EXIT_CONFIG, f"error: {error}") from None
     except CheckpointMismatchError as error:
-        sys.exit(f"error: {cli.resume_path}: {error}")
+        raise StageExit(EXIT_CONFIG, f"error: {cli.resume_path}: {error}") from None
     except NonFiniteLossError as error:
-        kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was written yet"
-        sys.exit(f"error: {error}; {kept}. Lower model.lr or check the data, then run the same command.")
+        if last.is_file():
+            kept = (
+                f"the last good checkpoint is {last}. Check the data, or resume from it with a lower rate "
+                f"(applied on resume): the same command plus --model.lr {cli.config.model.lr / 10:g}"
+            )
+        else:
+            kept = "no checkpoint was written yet. Check the data or lower model.lr, then run the same command"
+        raise StageExit(EXIT_NONFINITE, f"error: {error}; {kept}.") from None
     except SIGTERMException:
-        log.warning("stopped by SIGTERM at step %d; run the same command to resume", trainer.global_step)
-        return
-    job_limit = callbacks.get("job_limit")
-    if job_limit is not None and job_limit.stopped:
+        raise StageExit(EXIT_PREEMPTED, f"stopped by SIGTERM at step {trainer.global_step}: saved {last}; run the same command to resume") from None
+    except JobTimeLimitReached:
         return
     write_final(trainer, cli.model, cli.datamodule, callbacks["best"], run.final_dir, cli.parser, cli.config)
 

@@ -38,3 +38,30 @@ class RankProbe(Callback):
             "weights": weights_digest(pl_module),
         }
         (self.out_dir / f"rank{trainer.global_rank}.json").write_text(json.dumps(record))
+
+
+class OneRankStops(Callback):
+    """On rank `rank` only, at optimizer step `step`: a SIGTERM to that process ("sigterm"), or a NaN
+    loss ("nan"). The other rank sees neither: the run must still stop on both, not hang."""
+
+    def __init__(self, what: str, rank: int = 1, step: int = 1) -> None:
+        self.what, self.rank, self.step = what, rank, step
+
+    def setup(self, trainer, pl_module, stage) -> None:
+        if self.what != "nan" or trainer.global_rank != self.rank:
+            return
+        weighted, step = pl_module._weighted, self.step
+
+        def nan_here(lm, router):
+            total, coef = weighted(lm, router)
+            return (total * float("nan") if pl_module.global_step == step else total), coef
+
+        pl_module._weighted = nan_here
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.what == "sigterm" and trainer.global_rank == self.rank and trainer.global_step == self.step:
+            import os
+            import signal
+
+            os.kill(os.getpid(), signal.SIGTERM)
+            self.what = "done"

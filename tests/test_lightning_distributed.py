@@ -92,3 +92,29 @@ def test_ddp_on_cpu_with_two_processes(tmp_path):
     assert not set(ranks[0]["batches"]) & set(ranks[1]["batches"])
     assert ranks[0]["initial"] == ranks[1]["initial"] != ranks[0]["weights"] == ranks[1]["weights"]
     assert (tmp_path / "therapeutic_moe_stage1" / "checkpoint-final" / "adapter.safetensors").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("what, code", [("sigterm", 143), ("nan", 3)])
+def test_a_stop_seen_by_one_rank_stops_both(tmp_path, what, code):
+    """SIGTERM to rank 1 alone, or a NaN loss on rank 1 alone: both ranks agree and stop (a rank
+    stopping alone would leave the other waiting in a collective until the job's time runs out)."""
+    command = [
+        sys.executable, "-m", "stages.fit",
+        "--config", "stages/stage1.yaml", "--config", "stages/demo.yaml", "--config", ".lightning/strategies/ddp.yaml",
+        "--trainer.devices", "2", "--trainer.max_steps", "8", f"--run.output_root={tmp_path}",
+        f"--data.cache_dir={tmp_path / 'cache'}", "--run.checkpoint_every_minutes", "1000",
+        # one row per step: several steps per epoch on each rank, so there are points to save at
+        "--data.micro_batch_size", "1", "--trainer.accumulate_grad_batches", "1",
+        "--trainer.callbacks+=ddp_probe.OneRankStops", f"--trainer.callbacks.what={what}",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == code, result.stderr[-3000:]
+    last = tmp_path / "therapeutic_moe_stage1" / "checkpoints" / "last.ckpt"
+    if what == "sigterm":  # saved by rank 0 at the first step boundary after the signal, both ranks agreeing
+        state = torch.load(last, weights_only=False)
+        assert 2 <= state["global_step"] < 8
+        assert not state["loops"]["fit_loop"]["epoch_loop.batch_progress"]["is_last_batch"]
+    else:
+        assert not last.exists() and "training loss is nan" in result.stderr

@@ -5,6 +5,8 @@ import inspect
 import json
 import os
 import subprocess
+import threading
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -60,22 +62,17 @@ def test_dry_run_spec(capsys, tmp_path, jobs_yaml, no_platform):
     assert spec["timeout_s"] == 12 * 3600
     assert "WANDB_API_KEY" in spec["env"] and "HF_TOKEN" in spec["env_missing"] and "HF_TOKEN" not in spec["env"]
     lines = spec["command"].splitlines()
-    assert lines[0] == f"cd {launch.REPO_ROOT}"
-    assert lines[1] == (
-        f"python -m lightning_app.checkpoints pull {store}/ckpt/therapeutic_moe_stage2/checkpoints "
-        f"{scratch}/therapeutic_moe_stage2/checkpoints"
-    )
-    assert lines[2] == (
-        f"python -m lightning_app.checkpoints fetch {store}/ckpt/therapeutic_moe_stage1/checkpoint-final "
-        f"{scratch}/therapeutic_moe_stage1/checkpoint-final"
-    )
-    fit = lines[4]
+    assert lines[0] == f"cd {launch.REPO_ROOT}" and len(lines) == 3
+    fit = lines[2]
     assert fit.startswith(
-        "timeout --kill-after=300 43200 python -m stages.fit --config stages/stage2.yaml --config stages/demo.yaml "
-        f"--run.output_root {scratch} --data.data_root {store}/data --run.job_time_limit_minutes 700 "
+        f"exec python -m lightning_app.fit_job --local-stage {scratch}/therapeutic_moe_stage2 "
+        f"--remote-stage {store}/ckpt/therapeutic_moe_stage2 --timeout-s 43200 --job-name {spec['name']} "
+        f"--init-from {store}/ckpt/therapeutic_moe_stage1/checkpoint-final {scratch}/therapeutic_moe_stage1/checkpoint-final "
+        "-- python -m stages.fit --config stages/stage2.yaml --config stages/demo.yaml "
+        f"--run.output_root {scratch} --data.data_root {store}/data --data.cache_dir {scratch}/data_cache "
+        "--run.job_time_limit_minutes 700 "
     )
-    assert "--trainer.callbacks+=lightning_app.checkpoints.MirrorCheckpoints" in fit and fit.endswith(" || status=$?")
-    assert "push-stage" in lines[5] and lines[-1] == "exit $status"
+    assert "--trainer.callbacks+=lightning_app.checkpoints.MirrorCheckpoints" in fit
     # nothing is on the (empty) storage yet: the dry run says what the submission would refuse
     missing = "\n".join(spec["preflight"])
     assert "source cot_heartbreak: CoT_Heartbreak_and_Breakups_downloaded.json is neither at" in missing
@@ -90,7 +87,7 @@ def test_several_gpus_get_a_strategy_and_interruptible_gets_retries(capsys, jobs
     assert spec["teamspace"] == "acme/therapy" and spec["studio"] == "trainer"
     assert spec["machine"] == "H100_X_8" and spec["num_machines"] == 2
     assert spec["interruptible"] is True and spec["max_run_attempts"] == 3
-    fit = spec["command"].splitlines()[3]
+    fit = spec["command"].splitlines()[-1]
     assert "--config stages/demo.yaml --config .lightning/strategies/ddp.yaml " in fit
     assert "--trainer.devices 8 --trainer.num_nodes 2" in fit
 
@@ -136,13 +133,14 @@ def test_submit_passes_env_values_to_the_job_only(monkeypatch, capsys, jobs_yaml
 
     fake_run.__signature__ = inspect.signature(Job.run)
     monkeypatch.setattr(Job, "run", fake_run)
+    monkeypatch.setattr(launch, "platform_teamspace", lambda slug: ("Teamspace", slug))
     capsys.readouterr()  # the upload's own output
     assert launch.main([*STAGE1, "--jobs", jobs_yaml, "--teamspace", "me/t", "--studio", "s", "--interruptible"]) == 0
     (kwargs,) = calls
     assert kwargs["env"]["WANDB_API_KEY"] == SECRET
     assert kwargs["env"]["TOKENIZERS_PARALLELISM"] == "false"
     assert kwargs["max_run_attempts"] == 3 and kwargs["interruptible"] is True
-    assert str(kwargs["machine"]) == "H100" and kwargs["teamspace"] == "me/t" and kwargs["studio"] == "s"
+    assert str(kwargs["machine"]) == "H100" and kwargs["teamspace"] == ("Teamspace", "me/t") and kwargs["studio"] == "s"
     assert kwargs["command"].startswith(f"cd {launch.REPO_ROOT}\n")
     captured = capsys.readouterr()
     assert SECRET not in captured.out + captured.err
@@ -221,3 +219,71 @@ def test_the_job_command_trains_and_publishes_to_storage(capsys, tmp_path, jobs_
     assert (stage / "checkpoint-final" / "adapter.safetensors").is_file()
     assert checkpoints.is_complete(stage / "checkpoints" / "last.ckpt")
     assert f"{tmp_path}/store/data" in (stage / "checkpoint-final" / "config.yaml").read_text()  # read the upload
+
+
+class _StudioInTeamspace:
+    """lightning_sdk's Studio as Job.run sees it: its teamspace's `.name` is the bare name."""
+
+    _skip_setup = threading.local()
+    created: list[dict] = []
+
+    def __init__(self, name=None, teamspace=None, org=None, user=None, cloud=None, create_ok=False):
+        type(self).created.append({"name": name, "teamspace": teamspace})
+        self.teamspace = SimpleNamespace(name="therapy")
+        self.cloud_account = "cloud-1"
+        self._studio = SimpleNamespace(id="studio-1")
+
+
+@pytest.fixture
+def offline_sdk(monkeypatch):
+    """The installed Job.run, with only the platform calls around its teamspace check stubbed."""
+    import lightning_sdk.job as sdk_job
+    import lightning_sdk.studio as sdk_studio
+    import lightning_sdk.teamspace as sdk_teamspace
+
+    class TeamspaceApi:
+        def get_teamspace(self, name, owner_id):
+            return SimpleNamespace(name=name, id=f"{owner_id}/{name}")
+
+    monkeypatch.setattr(sdk_teamspace, "TeamspaceApi", TeamspaceApi)
+    monkeypatch.setattr(sdk_teamspace, "CloudAccountApi", lambda: None)
+    def resolve_org(org):  # called with the owner's name, then again with what it returned
+        return org if isinstance(org, SimpleNamespace) or org is None else SimpleNamespace(id=f"org-{org}", name=org)
+
+    monkeypatch.setattr(sdk_teamspace, "_resolve_org", resolve_org)
+    monkeypatch.setattr(sdk_teamspace, "_resolve_user", lambda user: None)
+    monkeypatch.setattr(sdk_studio, "Studio", _StudioInTeamspace)
+    monkeypatch.setattr(sdk_job, "_resolve_default_cloud_account", lambda *args: None)
+    submitted = []
+    monkeypatch.setattr(Job, "__init__", lambda self, name, teamspace=None, org=None, user=None, **kw: setattr(self, "_name", name))
+    monkeypatch.setattr(Job, "_submit", lambda self, **kwargs: submitted.append(kwargs))
+    monkeypatch.setattr(Job, "link", property(lambda self: f"https://lightning.ai/jobs/{self._name}"))
+    monkeypatch.setenv("WANDB_API_KEY", SECRET)
+    _StudioInTeamspace.created.clear()
+    return submitted
+
+
+def test_submit_with_a_teamspace_passes_job_runs_studio_teamspace_check(capsys, jobs_yaml, uploaded, offline_sdk):
+    assert launch.main([*STAGE1, "--jobs", jobs_yaml, "--teamspace", "me/therapy", "--studio", "s1"]) == 0
+    assert len(offline_sdk) == 1 and offline_sdk[0]["studio"].teamspace.name == "therapy"
+    passed = _StudioInTeamspace.created[0]["teamspace"]
+    assert passed.name == "therapy" and passed.owner.name == "me"  # the SDK's Teamspace, owner resolved
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["link"].startswith("https://lightning.ai/jobs/stage1-fit-")
+    # the owner/name string itself, as submitted before, fails the installed SDK's check
+    with pytest.raises(ValueError, match="Studio teamspace does not match provided teamspace"):
+        Job.run(name="x", machine=launch.resolve_machine("H100"), command="true", studio="s1", teamspace="me/therapy")
+
+
+def test_the_job_script_execs_the_wrapper_with_caches_on_scratch(capsys, tmp_path, jobs_yaml, no_platform):
+    spec = dry_run(capsys, *STAGE1, "--jobs", jobs_yaml)
+    lines = spec["command"].splitlines()
+    assert lines[-1].startswith("exec python -m lightning_app.fit_job ")  # SIGTERM reaches Python
+    assert f"export HF_HOME={tmp_path}/scratch/hf_home" in lines
+    assert f"--data.cache_dir {tmp_path}/scratch/data_cache" in lines[-1]
+    assert f"--job-name {spec['name']}" in lines[-1]
+
+
+def test_abbreviated_options_are_refused(capsys, jobs_yaml, no_platform):
+    with pytest.raises(SystemExit):
+        launch.main([*STAGE1, "--jobs", jobs_yaml, "--interrupt", "--dry-run"])
+    assert "unrecognized arguments: --interrupt" in capsys.readouterr().err

@@ -120,6 +120,7 @@ def cloud(tmp_path, monkeypatch):
 
     fake_run.__signature__ = inspect.signature(Job.run)
     monkeypatch.setattr(Job, "run", fake_run)
+    monkeypatch.setattr(launch, "platform_teamspace", lambda slug: slug)  # the SDK would look it up online
     config = tmp_path / "pipeline.yaml"
     demo = yaml.safe_load(DEMO.read_text())
     config.write_text(yaml.safe_dump({"stages": demo["stages"], "reports": "reports"}))

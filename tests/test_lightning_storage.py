@@ -44,49 +44,60 @@ def test_upload_names_missing_files(tmp_path):
 def test_interrupted_upload_resumes(tmp_path, monkeypatch):
     make_tree(tmp_path / "data", FILES)
     order = ["cot/a.json", "counsel-chat/chat.csv", "amod/combined_dataset.json"]
-    real_append = transfer._append_from
+    real_copy = transfer.copy_file
 
-    def killed_halfway(src, dst, offset):
+    def killed_halfway(src, dst, expected=None):
         if src.name == "chat.csv":  # half written, then the process dies
+            dst.parent.mkdir(parents=True, exist_ok=True)
             dst.write_bytes(src.read_bytes()[: src.stat().st_size // 2])
             raise KeyboardInterrupt
-        real_append(src, dst, offset)
+        return real_copy(src, dst, expected)
 
-    monkeypatch.setattr(transfer, "_append_from", killed_halfway)
+    monkeypatch.setattr(upload, "copy_file", killed_halfway)
     with pytest.raises(KeyboardInterrupt):
         upload.upload_files(tmp_path / "data", order, tmp_path / "store")
     manifest = tmp_path / "store" / upload.MANIFEST_NAME
     assert list(json.loads(manifest.read_text())["files"]) == ["cot/a.json"]
-    assert (tmp_path / "store" / "counsel-chat/chat.csv").stat().st_size == 1500
 
-    offsets = []
+    copied = []
 
-    def recording(src, dst, offset):
-        offsets.append((src.name, offset))
-        real_append(src, dst, offset)
+    def recording(src, dst, expected=None):
+        copied.append(src.name)
+        return real_copy(src, dst, expected)
 
-    monkeypatch.setattr(transfer, "_append_from", recording)
+    monkeypatch.setattr(upload, "copy_file", recording)
     upload.upload_files(tmp_path / "data", order, tmp_path / "store")
-    assert offsets == [("chat.csv", 1500), ("combined_dataset.json", 0)]  # a.json skipped, chat.csv continued
+    assert copied == ["chat.csv", "combined_dataset.json"]  # a.json skipped, chat.csv copied again whole
     assert sorted(json.loads(manifest.read_text())["files"]) == sorted(order)
     upload.upload_files(tmp_path / "data", order, tmp_path / "store")
-    assert len(offsets) == 2  # a finished upload copies nothing again
+    assert len(copied) == 2  # a finished upload copies nothing again
     for rel in FILES:
         assert (tmp_path / "store" / rel).read_bytes() == (tmp_path / "data" / rel).read_bytes()
 
 
-def test_resume_over_a_foreign_prefix_starts_again(tmp_path):
+def test_copy_never_opens_the_destination_for_update_nor_reads_it_back(tmp_path, monkeypatch):
     make_tree(tmp_path, {"src.bin": 4000})
-    (tmp_path / "dst.bin").write_bytes(b"x" * 1000)  # not src's first 1000 bytes
-    transfer.copy_verified(tmp_path / "src.bin", tmp_path / "dst.bin")
-    assert (tmp_path / "dst.bin").read_bytes() == (tmp_path / "src.bin").read_bytes()
+    (tmp_path / "dst.bin").write_bytes(b"x" * 4000)  # an existing object of the same size
+    real_open, modes = open, []
+
+    def spy(file, mode="r", *args, **kwargs):
+        modes.append((os.path.basename(str(file)), mode))
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", spy)
+    entry = transfer.copy_file(tmp_path / "src.bin", tmp_path / "dst.bin")
+    monkeypatch.undo()
+    assert modes == [("src.bin", "rb"), ("dst.bin", "wb")]
+    data = (tmp_path / "src.bin").read_bytes()
+    assert (tmp_path / "dst.bin").read_bytes() == data and entry.sha256 == hashlib.sha256(data).hexdigest()
 
 
-def test_unverifiable_copy_fails(tmp_path, monkeypatch):
+def test_a_source_that_changed_since_it_was_listed_is_refused(tmp_path):
     make_tree(tmp_path, {"src.bin": 100})
-    monkeypatch.setattr(transfer, "_append_from", lambda src, dst, offset: dst.write_bytes(b"bad"))
-    with pytest.raises(TransferError, match="dst.bin: sha256 after copy"):
-        transfer.copy_verified(tmp_path / "src.bin", tmp_path / "dst.bin")
+    listed = transfer.describe(tmp_path / "src.bin")
+    (tmp_path / "src.bin").write_bytes(b"changed")
+    with pytest.raises(TransferError, match="src.bin: its size/sha256 .* differ from the expected"):
+        transfer.copy_file(tmp_path / "src.bin", tmp_path / "dst.bin", expected=listed)
 
 
 def test_publish_marks_complete_only_after_the_copy(tmp_path):
@@ -122,6 +133,21 @@ def test_push_publishes_only_what_changed(tmp_path):
     (tmp_path / "local" / "last.ckpt").write_bytes(b"newer")
     assert checkpoints.push(tmp_path / "local", tmp_path / "store", published) == ["last.ckpt"]
     assert (tmp_path / "store" / "last.ckpt").read_bytes() == b"newer"
+
+
+def test_push_deletes_on_storage_what_the_fit_deleted_but_never_from_an_empty_folder(tmp_path):
+    local, remote = tmp_path / "local", tmp_path / "store"
+    make_tree(local, {"last.ckpt": 300, "best-step=2.ckpt": 200})
+    published = {}
+    checkpoints.push(local, remote, published)
+    (local / "best-step=2.ckpt").rename(local / "best-step=4.ckpt")  # a new best replaced the old one
+    assert checkpoints.push(local, remote, published) == ["best-step=4.ckpt", "-best-step=2.ckpt"]
+    assert sorted(p.name for p in checkpoints.complete_items(remote)) == ["best-step=4.ckpt", "last.ckpt"]
+    assert sorted(p.name for p in remote.iterdir()) == sorted(
+        ["best-step=4.ckpt", "best-step=4.ckpt.complete.json", "last.ckpt", "last.ckpt.complete.json"]
+    )
+    assert checkpoints.push(tmp_path / "empty", remote) == []  # no last.ckpt here: nothing is deleted
+    assert len(checkpoints.complete_items(remote)) == 2
 
 
 def test_mirror_callback_publishes_during_fit(tmp_path):

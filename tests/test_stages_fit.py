@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 import moe.lightning_module as lightning_module
 from stages.checkpoint_io import atomic_torch_save
 from stages.final import REDACTED, _redact
-from stages.fit import main
+from stages.fit import EXIT_NONFINITE, EXIT_PREEMPTED, main
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "datamodules" / "samples"
@@ -212,6 +212,22 @@ def test_early_stopping_after_three_checks_without_improvement(tmp_path, cache):
     assert metrics["stop_reason"] == "early_stopping" and metrics["global_step"] == 4
 
 
+def test_a_resume_with_another_lr_applies_it(tmp_path, cache):
+    args = ["--trainer.max_steps", "2", "--run.checkpoint_every_minutes", "0"]
+    main(demo_args(tmp_path, cache, 1, *args))
+    last = stage_dir(tmp_path) / "checkpoints" / "last.ckpt"
+    before = ckpt(last)["optimizer_states"][0]["param_groups"][0]["lr"]
+    main(demo_args(tmp_path, cache, 1, "--trainer.max_steps", "3", "--run.checkpoint_every_minutes", "0", "--model.lr", "1e-5"))
+    state = ckpt(last)
+    assert state["hyper_parameters"]["lr"] == 1e-5 and state["lr_schedulers"][0]["base_lrs"] == [1e-5]
+    assert 0 < state["optimizer_states"][0]["param_groups"][0]["lr"] < before
+
+
+def test_abbreviated_options_are_refused(tmp_path, cache):
+    with pytest.raises(SystemExit):
+        main(demo_args(tmp_path, cache, 1, "--trainer.max_step", "3"))
+
+
 def test_job_time_limit_saves_and_the_next_job_resumes(tmp_path, cache):
     main(demo_args(tmp_path, cache, 1, "--trainer.max_steps", "4", "--run.job_time_limit_minutes", "0.00001"))
     folder = stage_dir(tmp_path)
@@ -230,8 +246,9 @@ def test_non_finite_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint
 
     monkeypatch.setattr(lightning_module.MoELoRAModule, "_weighted", nan_at_step_3)
     args = ["--trainer.max_steps", "6", "--run.checkpoint_every_minutes", "0"]
-    with pytest.raises(SystemExit, match=r"training loss is nan \(LM loss .*\) at global step 3.*the last good checkpoint is .*last.ckpt"):
+    with pytest.raises(SystemExit, match=r"training loss is nan \(LM loss .*\) at global step 3.*the last good checkpoint is .*last.ckpt.*--model.lr 2e-05") as stopped:
         main(demo_args(tmp_path, cache, 1, *args))
+    assert stopped.value.code == EXIT_NONFINITE
     last = ckpt(stage_dir(tmp_path) / "checkpoints" / "last.ckpt")
     assert last["global_step"] == 3
     assert all(torch.isfinite(v).all() for v in last["state_dict"].values())
@@ -246,9 +263,12 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path, cache, monkeypat
         return step(self, batch, batch_idx)
 
     monkeypatch.setattr(lightning_module.MoELoRAModule, "training_step", preempted_at_step_2)
-    main(demo_args(tmp_path, cache, 1, "--trainer.max_steps", "6"))  # returns: exit code 0
+    with pytest.raises(SystemExit) as stopped:  # non-zero, so that the platform retries the job
+        main(demo_args(tmp_path, cache, 1, "--trainer.max_steps", "6"))
+    assert stopped.value.code == EXIT_PREEMPTED
     folder = stage_dir(tmp_path)
-    assert ckpt(folder / "checkpoints" / "last.ckpt")["global_step"] in (2, 3)
+    # saved at the end of the optimizer step the signal arrived in (2 micro-batches each), not mid-step
+    assert ckpt(folder / "checkpoints" / "last.ckpt")["global_step"] == 3
     assert not (folder / "checkpoint-final").exists()
     monkeypatch.setattr(lightning_module.MoELoRAModule, "training_step", step)
     main(demo_args(tmp_path, cache, 1, "--trainer.max_steps", "6"))  # the next job resumes and finishes
