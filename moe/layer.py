@@ -95,11 +95,11 @@ class AdapterGroup:
             member.group = self
             member.group_index = index
         self.shared = len(members) > 1
-        self._hook = None  # the parent's pre-hook handle; only detach() touches it
+        self._hook = None  # the parent's pre-hook handle; only attach() and detach() touch it
         if self.shared:
             if parent is None:
                 raise ValueError("a shared adapter group needs the parent module whose input its members read")
-            self._hook = parent.register_forward_pre_hook(self._before_parent, with_kwargs=True)
+            self.attach(parent)
 
     # -- the fused computation -------------------------------------------------------------------
     def updates(self, x: Tensor, training: bool) -> list[Tensor]:
@@ -116,10 +116,10 @@ class AdapterGroup:
         hidden, logits = fused[..., :-experts], fused[..., -experts:]
         gates = self.router.route(logits.float()) * self.scaling  # [..., E] fp32
         hidden = nn.functional.dropout(hidden, self.dropout, training) if self.dropout else hidden
-        scale = gates.to(hidden.dtype).repeat_interleave(self.r, dim=-1)  # [..., E*r]
-        hidden = hidden.unflatten(-1, (len(self.members), self.rank)) * scale.unsqueeze(-2)
+        # [..., M, E, r] * [..., 1, E, 1]: each expert's r units scaled by its gate, by broadcasting.
+        hidden = hidden.unflatten(-1, (len(self.members), experts, self.r)) * gates.to(hidden.dtype)[..., None, :, None]
         return [
-            nn.functional.linear(hidden[..., index, :], member.lora_B.to(hidden.dtype))
+            nn.functional.linear(hidden[..., index, :, :].flatten(-2), member.lora_B.to(hidden.dtype))
             for index, member in enumerate(self.members)
         ]
 
@@ -145,6 +145,11 @@ class AdapterGroup:
     def _before_parent(self, parent: nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
         x = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
         self.pending = list(self.updates(x, parent.training))
+
+    def attach(self, parent: nn.Module) -> None:
+        """Run this shared group before each forward of `parent` (the module that calls its members)."""
+        self.detach()
+        self._hook = parent.register_forward_pre_hook(self._before_parent, with_kwargs=True)
 
     def detach(self) -> None:
         """Remove the parent hook (moe.model.detach_moe_lora)."""
