@@ -38,7 +38,18 @@ def throughput(dry_run: bool) -> None:
     from benchmarks import train_throughput
 
     if dry_run:
-        argv = ["--base-model", "tiny", "--seq-len", "64", "--micro-batch", "2", "--steps", "1", "--warmup", "1"]
+        argv = [
+            "--base-model",
+            "tiny",
+            "--seq-len",
+            "64",
+            "--micro-batch",
+            "2",
+            "--steps",
+            "1",
+            "--warmup",
+            "1",
+        ]
     else:
         if not torch.cuda.is_available():
             emit(check="throughput", skipped="no CUDA device (use --dry-run on a CPU)")
@@ -53,7 +64,12 @@ def throughput(dry_run: bool) -> None:
             emit(**common, figure=f"{variant}_tokens_per_s", value=None, error="out of memory")
             continue
         emit(**common, figure=f"{variant}_tokens_per_s", value=result["tokens_per_second"])
-        emit(**common, figure=f"{variant}_peak_gb", value=result["peak_memory_gb"], metric=result["peak_memory_metric"])
+        emit(
+            **common,
+            figure=f"{variant}_peak_gb",
+            value=result["peak_memory_gb"],
+            metric=result["peak_memory_metric"],
+        )
         emit(**common, figure=f"{variant}_mfu", value=result["mfu"])
     emit(**common, figure="moe_vs_lora_step_time", value=summary["moe_vs_lora_step_time"], target="<= 1.05")
 
@@ -79,8 +95,14 @@ def packed_logits_gap(
     model = model.to(device).eval()
     generator = torch.Generator().manual_seed(1)
     examples = datasets.Dataset.from_list(
-        [{"input_ids": torch.randint(3, 1000, (n,), generator=generator).tolist(), "labels": [IGNORE_INDEX] * n,
-          "domain_id": 0} for n in lengths]  # fmt: skip
+        [
+            {
+                "input_ids": torch.randint(3, 1000, (n,), generator=generator).tolist(),
+                "labels": [IGNORE_INDEX] * n,
+                "domain_id": 0,
+            }
+            for n in lengths
+        ]
     )
     plan = plan_rows(lengths, seq)
     rows = RowDataset(examples, plan, seq, pad_token_id=0)
@@ -103,7 +125,9 @@ def packed_logits_gap(
         offset = 0
         for i in row:
             ids = torch.tensor([examples[i]["input_ids"]], device=device)
-            alone = run({"input_ids": ids, "position_ids": torch.arange(ids.shape[1], device=device)[None]})[0]
+            alone = run({"input_ids": ids, "position_ids": torch.arange(ids.shape[1], device=device)[None]})[
+                0
+            ]
             gap = max(gap, (packed[r, offset : offset + len(alone)] - alone).abs().max().item())
             if offset:  # only later examples can see earlier ones
                 leak = max(leak, (leaky[r, offset : offset + len(alone)] - alone).abs().max().item())
@@ -113,18 +137,34 @@ def packed_logits_gap(
 
 def packing(dry_run: bool) -> None:
     if dry_run:
-        device, dtype, implementations, tolerance = torch.device("cpu"), torch.float32, ["sdpa", "eager"], 1e-4
+        device, dtype, implementations, tolerance = (
+            torch.device("cpu"),
+            torch.float32,
+            ["sdpa", "eager"],
+            1e-4,
+        )
         lengths, seq = [50, 40, 30, 20, 10, 6], 64
     elif not torch.cuda.is_available():
         emit(check="packing", skipped="no CUDA device (use --dry-run on a CPU)")
         return
     else:
-        device, dtype, implementations, tolerance = torch.device("cuda"), torch.bfloat16, ["flash_attention_2", "sdpa"], 0.1
+        device, dtype, implementations, tolerance = (
+            torch.device("cuda"),
+            torch.bfloat16,
+            ["flash_attention_2", "sdpa"],
+            0.1,
+        )
         lengths, seq = [300, 200, 150, 120, 90, 60, 40, 30, 20, 10], 512
     for implementation in implementations:
-        common = {"check": "packing", "attn_implementation": implementation, "dtype": str(dtype).removeprefix("torch.")}
+        common = {
+            "check": "packing",
+            "attn_implementation": implementation,
+            "dtype": str(dtype).removeprefix("torch."),
+        }
         if implementation.startswith("flash") and importlib.util.find_spec("flash_attn") is None:
-            emit(**common, skipped="flash-attn is not installed (pip install flash-attn --no-build-isolation)")
+            emit(
+                **common, skipped="flash-attn is not installed (pip install flash-attn --no-build-isolation)"
+            )
             continue
         result = packed_logits_gap(implementation, device, dtype, lengths, seq)
         isolated = result["max_abs_gap"] <= tolerance < result["leaky_control_gap"]
@@ -184,7 +224,9 @@ def four_bit(dry_run: bool) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("check", choices=["throughput", "packing", "four-bit"])
-    parser.add_argument("--dry-run", action="store_true", help="CPU, toy size: everything but the CUDA kernels")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="CPU, toy size: everything but the CUDA kernels"
+    )
     args = parser.parse_args(argv)
     if args.check == "throughput":
         throughput(args.dry_run)

@@ -62,7 +62,9 @@ class LoopMoELoRALinear(nn.Module):
         for expert in self.experts:
             nn.init.normal_(expert[1].weight, std=0.02)
         self.dropout = nn.Dropout(config.dropout)
-        self.router = Router(base.in_features, config.num_experts, config.top_k, RoutingRecord(), device=device)
+        self.router = Router(
+            base.in_features, config.num_experts, config.top_k, RoutingRecord(), device=device
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         result = self.base(x)
@@ -120,8 +122,10 @@ def build_variants(layer: MistralDecoderLayer, config: MoELoRAConfig) -> dict[st
         for name, module in base.items():
             setattr(attn, name, module)
 
-    inject_adapter_in_model(LoraConfig(r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout,
-                                       target_modules=TARGETS), layer)
+    inject_adapter_in_model(
+        LoraConfig(r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout, target_modules=TARGETS),
+        layer,
+    )
     peft = {name: getattr(attn, name) for name in TARGETS}
     for module in peft.values():
         module.lora_A.to(config.torch_adapter_dtype)  # the same adapter dtype as the mixture (PEFT may
@@ -242,17 +246,21 @@ def main(argv: list[str] | None = None) -> dict:
 
     memory_metric = "peak_allocated" if cuda else "saved_activations"
     dims = f"{model_config.hidden_size}/{model_config.intermediate_size}"
-    print(f"decoder layer {dims}, seq {args.seq_len} x batch {args.batch}, {device.type}, "
-          f"base {str(base_dtype).removeprefix('torch.')}, median of {args.repeats}")
+    print(
+        f"decoder layer {dims}, seq {args.seq_len} x batch {args.batch}, {device.type}, "
+        f"base {str(base_dtype).removeprefix('torch.')}, median of {args.repeats}"
+    )
     memory_column = f"{memory_metric} MiB"
     header = f"{'variant':8} {'time s':>9} {'vs lora':>8} {'vs peft':>8} {memory_column:>24} {'vs lora':>8}"
     print(f"{header} {'ops':>6} {'vs lora':>8} {'vs peft':>8}")
     lora, peft = results["lora"], results["peft"]
     for name, result in results.items():
-        print(f"{name:8} {result['time']:9.3f} {result['time'] / lora['time']:8.3f} "
-              f"{result['time'] / peft['time']:8.3f} {result['memory'] / 2**20:24.1f} "
-              f"{result['memory'] / lora['memory']:8.3f} {result['ops']:6d} {result['ops'] / lora['ops']:8.3f} "
-              f"{result['ops'] / peft['ops']:8.3f}")
+        print(
+            f"{name:8} {result['time']:9.3f} {result['time'] / lora['time']:8.3f} "
+            f"{result['time'] / peft['time']:8.3f} {result['memory'] / 2**20:24.1f} "
+            f"{result['memory'] / lora['memory']:8.3f} {result['ops']:6d} {result['ops'] / lora['ops']:8.3f} "
+            f"{result['ops'] / peft['ops']:8.3f}"
+        )
     if cuda:
         device_name = torch.cuda.get_device_name(device)
     else:

@@ -36,13 +36,13 @@ from typing import Any
 import torch
 from lightning.pytorch import Callback, LightningDataModule, Trainer
 from peft import LoraConfig, inject_adapter_in_model
-from torch import Tensor, nn
+from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from transformers import MistralConfig, MistralForCausalLM
 
-import moe.lightning_module as lightning_module
 from benchmarks.moe_overhead import PlainLoRALinear
 from datamodules.packing import Collate
+from moe import lightning_module
 from moe.base_model import load_tokenizer, pick_attention, wayfarer2_config
 from moe.config import MoELoRAConfig
 from moe.losses import lm_loss_sum, next_token_targets
@@ -116,7 +116,8 @@ class LoRAModule(lightning_module.MoELoRAModule):
             return
         h = self.hparams
         model = lightning_module.load_base_model(
-            h.base_model, dtype=lightning_module.DTYPES[h.dtype] if h.dtype else lightning_module.default_dtype()
+            h.base_model,
+            dtype=lightning_module.DTYPES[h.dtype] if h.dtype else lightning_module.default_dtype(),
         )
         if h.activation_checkpointing:
             model.activation_checkpointing_enable({"use_reentrant": False})
@@ -140,9 +141,13 @@ class LoRAModule(lightning_module.MoELoRAModule):
             input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False
         ).last_hidden_state
         targets = next_token_targets(batch["labels"], batch["position_ids"])
-        lm_sum, count = lm_loss_sum(hidden, self.model.get_output_embeddings(), targets, self.hparams.loss_chunk_tokens)
+        lm_sum, count = lm_loss_sum(
+            hidden, self.model.get_output_embeddings(), targets, self.hparams.loss_chunk_tokens
+        )
         zero = lm_sum.new_zeros(())
-        return lightning_module.Forward(lm_sum, count, dict.fromkeys(("balance", "z", "domain"), zero), zero, batch)
+        return lightning_module.Forward(
+            lm_sum, count, dict.fromkeys(("balance", "z", "domain"), zero), zero, batch
+        )
 
 
 class StepTimes(Callback):
@@ -195,7 +200,9 @@ def vocab_size(base_model: str) -> int:
 
 def run_variant(variant: str, args: argparse.Namespace, cuda: bool) -> dict[str, Any] | None:
     module = build_module(variant, args)
-    rows = PackedRows(args.micro_batch * (args.warmup + args.steps), args.seq_len, vocab_size(args.base_model), 4)
+    rows = PackedRows(
+        args.micro_batch * (args.warmup + args.steps), args.seq_len, vocab_size(args.base_model), 4
+    )
     times = StepTimes()
     trainer = Trainer(
         accelerator="gpu" if cuda else "cpu",
@@ -221,7 +228,9 @@ def run_variant(variant: str, args: argparse.Namespace, cuda: bool) -> dict[str,
         return None
     finally:
         config = module.model.config if module.model is not None else None
-        trainable = sum(p.numel() for p in module.model.parameters() if p.requires_grad) if module.model else None
+        trainable = (
+            sum(p.numel() for p in module.model.parameters() if p.requires_grad) if module.model else None
+        )
         del module, trainer
         gc.collect()  # the base of this variant must go before the next one is built
         if cuda:
@@ -229,7 +238,11 @@ def run_variant(variant: str, args: argparse.Namespace, cuda: bool) -> dict[str,
     measured = sorted(times.times[args.warmup :])
     step = measured[len(measured) // 2]
     tokens_per_second = args.micro_batch * args.seq_len / step
-    name = torch.cuda.get_device_name() if cuda else f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
+    name = (
+        torch.cuda.get_device_name()
+        if cuda
+        else f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
+    )
     peak = next((v for k, v in PEAK_FLOPS.items() if k in name), None) if cuda else None
     if cuda:
         peak_memory = torch.cuda.max_memory_allocated() / 2**30
@@ -251,7 +264,7 @@ def run_variant(variant: str, args: argparse.Namespace, cuda: bool) -> dict[str,
 def run_in_subprocess(variant: str, argv: list[str]) -> dict[str, Any] | None:
     """One variant in a fresh process (so its peak RSS is its own); its last stdout line is its JSON."""
     command = [sys.executable, "-m", "benchmarks.train_throughput", *argv, "--only", variant]
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         print(result.stderr[-3000:], file=sys.stderr)
         raise RuntimeError(f"variant {variant} failed (exit {result.returncode})")
@@ -275,7 +288,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args.seq_len = args.seq_len or (2048 if cuda else 256)
     if args.base_model == RANDOM_12B:
         if not cuda:
-            raise SystemExit(f"--base-model {RANDOM_12B} builds 12B random weights on the GPU: CUDA is needed")
+            raise SystemExit(
+                f"--base-model {RANDOM_12B} builds 12B random weights on the GPU: CUDA is needed"
+            )
         # The one substitution: random weights from the config numbers instead of a 24 GB download.
         lightning_module.load_base_model = random_12b
     if args.only:
@@ -287,8 +302,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     else:
         forwarded = [a for a in raw if a != "--variants" and a not in VARIANTS]
         variants = {name: run_in_subprocess(name, forwarded) for name in args.variants}
-    print(f"base {args.base_model}, seq {args.seq_len} x micro-batch {args.micro_batch}, "
-          f"activation checkpointing {args.activation_checkpointing}")
+    print(
+        f"base {args.base_model}, seq {args.seq_len} x micro-batch {args.micro_batch}, "
+        f"activation checkpointing {args.activation_checkpointing}"
+    )
     print(f"{'variant':8} {'tokens/s':>10} {'step s':>8} {'mfu':>6} {'peak GB':>8} {'trainable':>11}")
     for name, result in variants.items():
         if result is None:

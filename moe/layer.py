@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from moe.config import MoELoRAConfig
-from moe.router import RoutingRecord, Router
+from moe.router import Router, RoutingRecord
 
 
 def base_features(base: nn.Module) -> tuple[int, int]:
@@ -73,7 +73,11 @@ class AdapterGroup:
     """
 
     def __init__(
-        self, members: list[MoELoRALinear], config: MoELoRAConfig, record: RoutingRecord, parent: nn.Module | None
+        self,
+        members: list[MoELoRALinear],
+        config: MoELoRAConfig,
+        record: RoutingRecord,
+        parent: nn.Module | None,
     ):
         in_features = members[0].lora_A.shape[1]
         wrong = [m for m in members if m.lora_A.shape[1] != in_features]
@@ -88,7 +92,9 @@ class AdapterGroup:
         self.r = config.r
         self.scaling = config.scaling
         first = members[0]
-        first.router = Router(in_features, config.num_experts, config.top_k, record, device=first.lora_A.device)
+        first.router = Router(
+            in_features, config.num_experts, config.top_k, record, device=first.lora_A.device
+        )
         self.router = first.router
         self.pending: list[Tensor | None] = [None] * len(members)
         for index, member in enumerate(members):
@@ -98,7 +104,9 @@ class AdapterGroup:
         self._hook = None  # the parent's pre-hook handle; only attach() and detach() touch it
         if self.shared:
             if parent is None:
-                raise ValueError("a shared adapter group needs the parent module whose input its members read")
+                raise ValueError(
+                    "a shared adapter group needs the parent module whose input its members read"
+                )
             self.attach(parent)
 
     # -- the fused computation -------------------------------------------------------------------
@@ -117,7 +125,10 @@ class AdapterGroup:
         gates = self.router.route(logits.float()) * self.scaling  # [..., E] fp32
         hidden = nn.functional.dropout(hidden, self.dropout, training) if self.dropout else hidden
         # [..., M, E, r] * [..., 1, E, 1]: each expert's r units scaled by its gate, by broadcasting.
-        hidden = hidden.unflatten(-1, (len(self.members), experts, self.r)) * gates.to(hidden.dtype)[..., None, :, None]
+        hidden = (
+            hidden.unflatten(-1, (len(self.members), experts, self.r))
+            * gates.to(hidden.dtype)[..., None, :, None]
+        )
         return [
             nn.functional.linear(hidden[..., index, :, :].flatten(-2), member.lora_B.to(hidden.dtype))
             for index, member in enumerate(self.members)

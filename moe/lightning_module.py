@@ -20,10 +20,10 @@ from lightning.pytorch.callbacks import Timer
 from torch import Tensor
 from torch.optim.lr_scheduler import LambdaLR
 
+from datamodules.packing import flatten_rows, needs_flattening
 from moe.adapter_io import load_adapter
 from moe.base_model import default_dtype, load_base_model
 from moe.config import MoELoRAConfig
-from datamodules.packing import flatten_rows, needs_flattening
 from moe.losses import lm_loss_sum, next_token_targets, router_losses, routing_counts_per_domain
 from moe.model import attach_moe_lora, trainable_parameters
 from moe.router import record_routing
@@ -157,7 +157,11 @@ class MoELoRAModule(LightningModule):
         """
         if "cu_seq_lens" in batch and needs_flattening(self.model.config._attn_implementation):
             batch = flatten_rows(batch)
-        varlen = {k: batch[k] for k in ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k") if k in batch}
+        varlen = {
+            k: batch[k]
+            for k in ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k")
+            if k in batch
+        }
         with record_routing(self.model) as routing:
             hidden = self.model.base_model(
                 input_ids=batch["input_ids"],
@@ -177,7 +181,9 @@ class MoELoRAModule(LightningModule):
         c = self.moe_config
         progress = self.global_step / self.schedule.total_steps if self.schedule else 0.0
         domain_coef = c.domain_coef_at(progress)
-        router_total = c.balance_coef * router["balance"] + c.z_coef * router["z"] + domain_coef * router["domain"]
+        router_total = (
+            c.balance_coef * router["balance"] + c.z_coef * router["z"] + domain_coef * router["domain"]
+        )
         total = lm + router_total
         return total, domain_coef
 
@@ -338,8 +344,11 @@ class MoELoRAModule(LightningModule):
     def tokens_per_step(self) -> int:
         """Token slots per optimizer step (packed rows are full): rows x length x accumulation x devices."""
         data = self.trainer.datamodule
-        return data.micro_batch_size * data.max_seq_length * self.trainer.accumulate_grad_batches * (
-            self.trainer.world_size
+        return (
+            data.micro_batch_size
+            * data.max_seq_length
+            * self.trainer.accumulate_grad_batches
+            * (self.trainer.world_size)
         )
 
     def configure_optimizers(self) -> dict[str, Any]:

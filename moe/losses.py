@@ -32,7 +32,9 @@ def next_token_targets(labels: Tensor, position_ids: Tensor) -> Tensor:
 
 
 def _chunk_cross_entropy(head: nn.Module, hidden: Tensor, targets: Tensor) -> Tensor:
-    return nn.functional.cross_entropy(head(hidden).float(), targets, ignore_index=IGNORE_INDEX, reduction="sum")
+    return nn.functional.cross_entropy(
+        head(hidden).float(), targets, ignore_index=IGNORE_INDEX, reduction="sum"
+    )
 
 
 def _liger_loss() -> type | None:
@@ -43,7 +45,9 @@ def _liger_loss() -> type | None:
     return LigerFusedLinearCrossEntropyLoss
 
 
-def lm_loss_sum(hidden: Tensor, head: nn.Module, targets: Tensor, chunk_tokens: int | None) -> tuple[Tensor, Tensor]:
+def lm_loss_sum(
+    hidden: Tensor, head: nn.Module, targets: Tensor, chunk_tokens: int | None
+) -> tuple[Tensor, Tensor]:
     """(summed cross-entropy in fp32, number of scored tokens) of `head(hidden)` against `targets`.
 
     chunk_tokens: the vocabulary logits of at most this many tokens exist at once; each chunk's
@@ -64,7 +68,9 @@ def lm_loss_sum(hidden: Tensor, head: nn.Module, targets: Tensor, chunk_tokens: 
     total = hidden.new_zeros((), dtype=torch.float32)
     for start in range(0, hidden.shape[0], chunk_tokens):
         piece = slice(start, start + chunk_tokens)
-        total = total + checkpoint(partial(_chunk_cross_entropy, head), hidden[piece], targets[piece], use_reentrant=False)
+        total = total + checkpoint(
+            partial(_chunk_cross_entropy, head), hidden[piece], targets[piece], use_reentrant=False
+        )
     return total, count
 
 
@@ -97,7 +103,9 @@ def switch_balance_loss(logits: Tensor, top_k: int, weights: Tensor | None = Non
     return experts * (share * mean_prob).sum(dim=-1)
 
 
-def router_losses(logits: Tensor, domain_ids: Tensor, token_mask: Tensor, config: MoELoRAConfig) -> dict[str, Tensor]:
+def router_losses(
+    logits: Tensor, domain_ids: Tensor, token_mask: Tensor, config: MoELoRAConfig
+) -> dict[str, Tensor]:
     """Unweighted scalar losses `balance`, `z` and `domain` from stacked router logits [R, *tokens, E].
 
     balance: Switch load balancing over real tokens; z: mean squared logsumexp of the logits (keeps
@@ -150,7 +158,9 @@ def routing_counts_per_domain(
     return choices, gates, membership.sum(dim=0) * routers
 
 
-def expert_use_per_domain(logits: Tensor, domain_ids: Tensor, token_mask: Tensor, config: MoELoRAConfig) -> Tensor:
+def expert_use_per_domain(
+    logits: Tensor, domain_ids: Tensor, token_mask: Tensor, config: MoELoRAConfig
+) -> Tensor:
     """[num_domains, num_experts]: share of each domain's top-k choices that went to each expert in the
     recorded forward (rows sum to 1; a domain absent from the batch is a row of zeros)."""
     choices, _, tokens = routing_counts_per_domain(logits, domain_ids, token_mask, config)

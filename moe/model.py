@@ -30,7 +30,11 @@ def moe_layers(model: nn.Module) -> dict[str, MoELoRALinear]:
 def moe_routers(model: nn.Module) -> dict[str, Router]:
     """Every router once (a shared one counts once), by its name in `model`, in model order: the order
     in which a forward records their logits."""
-    return {f"{name}.router": layer.router for name, layer in moe_layers(model).items() if hasattr(layer, "router")}
+    return {
+        f"{name}.router": layer.router
+        for name, layer in moe_layers(model).items()
+        if hasattr(layer, "router")
+    }
 
 
 def attach_moe_lora(model: nn.Module, config: MoELoRAConfig) -> nn.Module:

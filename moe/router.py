@@ -40,7 +40,9 @@ class RoutingRecord:
     def take(self) -> Tensor:
         """[routers, ..., E] fp32: everything recorded since the last take, stacked; the record empties."""
         if not self.logits:
-            raise ValueError("no router logits recorded: run the model's forward inside record_routing(model)")
+            raise ValueError(
+                "no router logits recorded: run the model's forward inside record_routing(model)"
+            )
         logits, self.logits = self.logits, []
         return torch.stack(logits)
 
@@ -63,7 +65,12 @@ class Router(nn.Module):
     is the adapter's) and the top-k choice over those logits."""
 
     def __init__(
-        self, in_features: int, num_experts: int, top_k: int, record: RoutingRecord, device: torch.device | None = None
+        self,
+        in_features: int,
+        num_experts: int,
+        top_k: int,
+        record: RoutingRecord,
+        device: torch.device | None = None,
     ):
         super().__init__()
         self.top_k = top_k

@@ -114,7 +114,9 @@ def measure(
             config = loaded.model.moe_config
 
             def after_forward(batch: dict[str, torch.Tensor]) -> None:
-                counts = routing_counts_per_domain(routing.take(), batch["domain_ids"], batch["token_mask"], config)
+                counts = routing_counts_per_domain(
+                    routing.take(), batch["domain_ids"], batch["token_mask"], config
+                )
                 sums.append([c.cpu() for c in counts])
 
         heldout = heldout_figures(loaded.model, loader, sources, domains, after_forward) if sources else None

@@ -11,7 +11,6 @@ r, r+2, ...); each process writes OUT_DIR/rank<R>.json with its micro-batch loss
 import json
 import sys
 from pathlib import Path
-
 from unittest.mock import patch
 
 import torch
@@ -25,9 +24,9 @@ from torch.utils.data import DataLoader, Dataset
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from datamodules.packing import Collate  # noqa: E402
-from moe.config import MoELoRAConfig  # noqa: E402
-from moe.lightning_module import MoELoRAModule  # noqa: E402
+from datamodules.packing import Collate
+from moe.config import MoELoRAConfig
+from moe.lightning_module import MoELoRAModule
 
 SEQ, BATCHES = 32, 4
 
@@ -84,7 +83,9 @@ class Losses(Callback):
 def main(out_dir: str, devices: int) -> None:
     strategy: Strategy | str = "auto"
     if devices > 1:
-        node = yaml.safe_load((ROOT / ".lightning" / "strategies" / "fsdp.yaml").read_text())["trainer"]["strategy"]
+        node = yaml.safe_load((ROOT / ".lightning" / "strategies" / "fsdp.yaml").read_text())["trainer"][
+            "strategy"
+        ]
         assert node["class_path"] == "lightning.pytorch.strategies.FSDPStrategy"
         node["class_path"] = f"{__name__}.CPUFSDPStrategy"  # the shipped init_args, as they are
         parser = ArgumentParser(exit_on_error=False)
@@ -105,7 +106,9 @@ def main(out_dir: str, devices: int) -> None:
     trainer.fit(module, datamodule=Data())
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"rank{trainer.global_rank}.json").write_text(json.dumps({"losses": losses.losses, "world": trainer.world_size}))
+    (out / f"rank{trainer.global_rank}.json").write_text(
+        json.dumps({"losses": losses.losses, "world": trainer.world_size})
+    )
 
 
 if __name__ == "__main__":

@@ -4,12 +4,11 @@ timing compares like with like (the benchmark itself is run by hand: python -m b
 import json
 
 import torch
+from peft import LoraConfig, inject_adapter_in_model
 from torch import nn
 from transformers import MistralConfig
 
 import benchmarks.moe_overhead as bench
-from peft import LoraConfig, inject_adapter_in_model
-
 from benchmarks.moe_overhead import LoopMoELoRALinear, OpCounter, PlainLoRALinear
 from moe.config import MoELoRAConfig
 from moe.layer import AdapterGroup, MoELoRALinear
@@ -55,8 +54,15 @@ def test_efficient_plain_lora_equals_peft_lora_with_the_same_weights():
 
 
 def test_benchmark_runs_end_to_end_and_ends_with_the_json_summary(monkeypatch, capsys):
-    small = MistralConfig(hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2,
-                          head_dim=16, sliding_window=None, attn_implementation="sdpa")
+    small = MistralConfig(
+        hidden_size=64,
+        intermediate_size=128,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        sliding_window=None,
+        attn_implementation="sdpa",
+    )
     monkeypatch.setattr(bench, "wayfarer2_config", lambda: small)
     bench.main(["--seq-len", "16", "--repeats", "1", "--device", "cpu"])
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

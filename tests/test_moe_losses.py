@@ -60,7 +60,9 @@ def test_losses_ignore_padding_and_unlabelled_tokens():
     logits = run(model, input_ids, position_ids)
     losses = router_losses(logits, domains, token_mask, config)
     # Other tokens in the padding (causal attention: the real tokens do not see them) change nothing.
-    again = router_losses(run(model, input_ids.masked_fill(~token_mask, 7), position_ids), domains, token_mask, config)
+    again = router_losses(
+        run(model, input_ids.masked_fill(~token_mask, 7), position_ids), domains, token_mask, config
+    )
     assert all(torch.equal(value, again[key]) for key, value in losses.items())
     # The domain loss is the router cross-entropy over labelled real tokens only, averaged over routers
     # (one shared by q/k/v and one for o_proj in each of the two decoder layers).
@@ -161,4 +163,6 @@ def test_chunked_cross_entropy_equals_the_plain_loss_and_its_gradients():
 def test_packed_examples_never_predict_each_others_first_token():
     labels = torch.tensor([[10, 11, 12, 20, 21, IGNORE_INDEX]])
     position_ids = torch.tensor([[0, 1, 2, 0, 1, 0]])
-    assert next_token_targets(labels, position_ids).tolist() == [[11, 12, IGNORE_INDEX, 21, IGNORE_INDEX, IGNORE_INDEX]]
+    assert next_token_targets(labels, position_ids).tolist() == [
+        [11, 12, IGNORE_INDEX, 21, IGNORE_INDEX, IGNORE_INDEX]
+    ]

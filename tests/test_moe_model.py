@@ -6,7 +6,6 @@ from moe.base_model import TINY, load_base_model
 from moe.config import MoELoRAConfig
 from moe.layer import AdapterGroup, MoELoRALinear
 from moe.losses import router_losses
-from moe.router import RoutingRecord, record_routing
 from moe.model import (
     attach_moe_lora,
     detach_moe_lora,
@@ -15,6 +14,7 @@ from moe.model import (
     moe_routers,
     trainable_parameters,
 )
+from moe.router import RoutingRecord, record_routing
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
@@ -147,7 +147,9 @@ def gradients(checkpointing: bool) -> dict[str, torch.Tensor]:
     torch.manual_seed(1)  # the same dropout masks in both runs (checkpoint replays the RNG state)
     out, logits = recorded(model, data)
     losses = router_losses(logits, data["domain_ids"], data["token_mask"], config)
-    total = out.loss + config.balance_coef * losses["balance"] + config.z_coef * losses["z"] + losses["domain"]
+    total = (
+        out.loss + config.balance_coef * losses["balance"] + config.z_coef * losses["z"] + losses["domain"]
+    )
     total.backward()
     return {name: param.grad.clone() for name, param in trainable_parameters(model).items()}
 
@@ -194,7 +196,9 @@ def test_a_recompute_outside_the_record_block_records_nothing():
     model.activation_checkpointing_enable({"use_reentrant": False})
     out, logits = recorded(model, data)
     assert model.moe_routing.logits is None
-    (out.loss + sum(router_losses(logits, data["domain_ids"], data["token_mask"], config).values())).backward()
+    (
+        out.loss + sum(router_losses(logits, data["domain_ids"], data["token_mask"], config).values())
+    ).backward()
     assert model.moe_routing.logits is None  # the backward's recompute kept no graph alive
     with pytest.raises(ValueError, match="inside record_routing"):
         RoutingRecord().take()
@@ -227,9 +231,8 @@ def test_forced_gates_replace_routing_and_restore_on_exit():
     torch.testing.assert_close(forced, by_hand)
     torch.testing.assert_close(layer(hidden), routed, rtol=0, atol=0)
     assert not torch.allclose(forward(model, data).logits, logits)
-    with pytest.raises(ValueError, match=r"gates must have shape \(4,\)"):
-        with forced_gates(model, torch.ones(3)):
-            pass
+    with pytest.raises(ValueError, match=r"gates must have shape \(4,\)"), forced_gates(model, torch.ones(3)):
+        pass
 
 
 def test_bf16_base_keeps_fp32_adapters_and_bf16_output():
@@ -305,7 +308,8 @@ def test_q_k_v_are_one_fused_adapter_with_one_router_and_o_proj_has_its_own():
     assert list(moe_routers(model)) == owners
     keys = [name for name in trainable_parameters(model) if name.startswith(attn)]
     assert [name for name in keys if name.endswith("router.weight")] == [
-        f"{attn}.q_proj.router.weight", f"{attn}.o_proj.router.weight"
+        f"{attn}.q_proj.router.weight",
+        f"{attn}.o_proj.router.weight",
     ]
     matmuls = []
     original = q.group.updates
@@ -332,13 +336,17 @@ def test_fused_adapter_computes_what_separate_routers_with_equal_weights_compute
             layer.lora_A.copy_(source.lora_A)
             layer.lora_B.copy_(source.lora_B)
             layer.router.weight.copy_(source.group.router.weight)
-    torch.testing.assert_close(forward(separate, data).logits, forward(shared, data).logits, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(
+        forward(separate, data).logits, forward(shared, data).logits, rtol=1e-6, atol=1e-6
+    )
 
 
 def test_linears_of_different_input_sizes_cannot_share_a_router():
     block = torch.nn.Module()
     block.q_proj, block.o_proj = torch.nn.Linear(32, 16), torch.nn.Linear(16, 32)
-    config = MoELoRAConfig(target_modules=["q_proj", "o_proj"], shared_router_groups=[["q_proj", "o_proj"]], r=4)
+    config = MoELoRAConfig(
+        target_modules=["q_proj", "o_proj"], shared_router_groups=[["q_proj", "o_proj"]], r=4
+    )
     with pytest.raises(ValueError, match="must read inputs of one size"):
         attach_moe_lora(block, config)
 

@@ -2,6 +2,8 @@
 flash_attention_2 through transformers' own dispatch (integrations.flash_attention ->
 _flash_attention_forward), with only the CUDA kernel replaced by a reference varlen attention."""
 
+from itertools import pairwise
+
 import datasets
 import pytest
 import torch
@@ -31,8 +33,10 @@ def reference_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seql
     assert isinstance(max_seqlen_q, int) and isinstance(max_seqlen_k, int)
     assert cu_seqlens_q.dtype == torch.int32 and dropout_p == 0.0
     bounds = cu_seqlens_q.tolist()
-    assert bounds[-1] == q.shape[0] and max(b - a for a, b in zip(bounds, bounds[1:])) == max_seqlen_q
-    return torch.cat([_attend(q[a:b], k[a:b], v[a:b], causal, softmax_scale) for a, b in zip(bounds, bounds[1:])])
+    assert bounds[-1] == q.shape[0] and max(b - a for a, b in pairwise(bounds)) == max_seqlen_q
+    return torch.cat(
+        [_attend(q[a:b], k[a:b], v[a:b], causal, softmax_scale) for a, b in pairwise(bounds)]
+    )
 
 
 def reference_dense(q, k, v, dropout_p=0.0, softmax_scale=None, causal=False, window_size=(-1, -1),
@@ -106,7 +110,9 @@ def test_every_packed_example_gets_exactly_its_solo_logits(implementation, refer
         offset = 0
         for i in row:
             ids = torch.tensor([examples[i]["input_ids"]])
-            alone = logits(solo_model, {"input_ids": ids, "position_ids": torch.arange(ids.shape[1])[None]})[0]
+            alone = logits(solo_model, {"input_ids": ids, "position_ids": torch.arange(ids.shape[1])[None]})[
+                0
+            ]
             torch.testing.assert_close(packed[r, offset : offset + ids.shape[1]], alone, rtol=1e-5, atol=1e-5)
             offset += ids.shape[1]
     # flash went through transformers' flash dispatch (the patched import), the others never did.
@@ -131,7 +137,7 @@ def test_boundaries_mark_every_example_and_each_row_tail():
             starts.append(r * MAX + n)
         starts.append((r + 1) * MAX)
     assert batch["cu_seq_lens"].tolist() == starts and batch["cu_seq_lens"].dtype == torch.int32
-    assert batch["max_length"] == max(b - a for a, b in zip(starts, starts[1:]))
+    assert batch["max_length"] == max(b - a for a, b in pairwise(starts))
     flat = flatten_rows(batch)
     assert flat["input_ids"].shape == (1, len(plan) * MAX)
     assert flat["input_ids"].data_ptr() == batch["input_ids"].data_ptr()  # a view, no copy
