@@ -2,7 +2,9 @@
 (--dry-run: the same code at toy size), and without CUDA the real checks say skipped, never a figure."""
 
 import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -44,6 +46,7 @@ def test_gpu_check_script_dry_run_prints_one_json_line_per_figure():
     result = subprocess.run(
         ["bash", "benchmarks/gpu_check.sh", "--dry-run"],
         cwd=REPO_ROOT,
+        env={**os.environ, "PYTHON": sys.executable},  # the interpreter running the tests, not PATH's
         capture_output=True,
         text=True,
         timeout=900,
