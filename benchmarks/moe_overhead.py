@@ -1,20 +1,24 @@
 """What the mixture costs over a plain LoRA: one decoder layer at Wayfarer-2-12B's dimensions.
 
-    python -m benchmarks.moe_overhead [--seq-len 1024] [--repeats 3] [--device cpu|cuda]
+    python -m benchmarks.moe_overhead [--seq-len 2048] [--batch 4] [--repeats 3] [--device cpu|cuda]
 
 Side by side in one run, on the same frozen layer (random weights, nothing downloaded):
   base   the frozen layer alone
-  lora   PEFT LoRA r16 on q/k/v/o
-  moe    this package's MoE-LoRA, 4 experts, top-2 (stacked experts, two matmuls per linear, one router
-         shared by q/k/v and one for o_proj)
+  peft   PEFT LoRA r16 on q/k/v/o (casts the input to the adapter's fp32 and back, per linear)
+  lora   an efficient plain LoRA r16 on q/k/v/o: base(x) + s * B(dropout(A x)), the matmuls in the
+         input's (or autocast's) dtype, no fp32 copies: the strongest fair baseline
+  moe    this package's MoE-LoRA, 4 experts, top-2 (q/k/v one fused adapter: their A projections and
+         the router logits in one matmul; o_proj its own)
   loop   a naive loop over experts with token dispatch (MixLoRA's way), one router per linear, kept only
          here for comparison
+Defaults: 4 x 2048 tokens on CUDA (the training micro-batch); on CPU 1 x 512 (a 2-core machine).
 Forward + backward with the input requiring grad (a middle layer of the stack), dropout on (training).
 Times are medians of --repeats runs after a warm-up, variants interleaved so machine noise hits all.
 Memory: peak allocated on CUDA; on CPU (no allocator statistics) the bytes of activations saved for
 backward. Ops: aten operations dispatched in one forward + backward, views excluded (a CPU-measurable
-proxy for GPU kernel launches). CUDA runs the base in bf16 under bf16 autocast with fp32 adapters
-(Lightning's bf16-mixed); CPU runs fp32. The last line is one JSON object.
+proxy for GPU kernel launches). --precision bf16-mixed (the CUDA default) runs the base in bf16 under
+bf16 autocast with fp32 adapters (Lightning's bf16-mixed); CPU defaults to fp32. The last line is one
+JSON object.
 """
 
 from __future__ import annotations
@@ -35,8 +39,8 @@ from transformers.models.mistral.modeling_mistral import MistralDecoderLayer, Mi
 
 from moe.base_model import wayfarer2_config
 from moe.config import MoELoRAConfig
-from moe.model import attach_moe_lora, detach_moe_lora, moe_layers
-from moe.router import Router
+from moe.model import attach_moe_lora, moe_layers
+from moe.router import Router, RoutingRecord
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
@@ -58,7 +62,9 @@ class LoopMoELoRALinear(nn.Module):
         for expert in self.experts:
             nn.init.normal_(expert[1].weight, std=0.02)
         self.dropout = nn.Dropout(config.dropout)
-        self.router = Router(base.in_features, config.num_experts, config.top_k, device=device)
+        self.router = Router(
+            base.in_features, config.num_experts, config.top_k, RoutingRecord(), device=device
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         result = self.base(x)
@@ -71,6 +77,27 @@ class LoopMoELoRALinear(nn.Module):
             routed = expert(inputs[token]) * weights[token, slot, None] * self.scaling
             update = update.index_add(0, token, routed)
         return result + update.view(result.shape).to(result.dtype)
+
+
+class PlainLoRALinear(nn.Module):
+    """The efficient plain LoRA: y = base(x) + s * B(dropout(A x)). Dropout on the r-dim hidden (like
+    the mixture's), weights cast to the compute dtype (small), never the [N, in] input."""
+
+    def __init__(self, base: nn.Linear, config: MoELoRAConfig):
+        super().__init__()
+        dtype, device = config.torch_adapter_dtype, base.weight.device
+        self.base, self.scaling, self.dropout = base, config.scaling, config.dropout
+        self.lora_A = nn.Parameter(torch.empty(config.r, base.in_features, dtype=dtype, device=device))
+        self.lora_B = nn.Parameter(torch.empty(base.out_features, config.r, dtype=dtype, device=device))
+        nn.init.kaiming_uniform_(self.lora_A, a=5**0.5)
+        nn.init.normal_(self.lora_B, std=0.02)
+
+    def forward(self, x: Tensor) -> Tensor:
+        result = self.base(x)
+        autocast = torch.is_autocast_enabled(x.device.type)
+        a, b = (w if autocast else w.to(x.dtype) for w in (self.lora_A, self.lora_B))
+        hidden = nn.functional.dropout(nn.functional.linear(x, a), self.dropout, self.training)
+        return result + (nn.functional.linear(hidden, b) * self.scaling).to(result.dtype)
 
 
 class OpCounter(TorchDispatchMode):
@@ -95,10 +122,12 @@ def build_variants(layer: MistralDecoderLayer, config: MoELoRAConfig) -> dict[st
         for name, module in base.items():
             setattr(attn, name, module)
 
-    inject_adapter_in_model(LoraConfig(r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout,
-                                       target_modules=TARGETS), layer)
-    lora = {name: getattr(attn, name) for name in TARGETS}
-    for module in lora.values():
+    inject_adapter_in_model(
+        LoraConfig(r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout, target_modules=TARGETS),
+        layer,
+    )
+    peft = {name: getattr(attn, name) for name in TARGETS}
+    for module in peft.values():
         module.lora_A.to(config.torch_adapter_dtype)  # the same adapter dtype as the mixture (PEFT may
         module.lora_B.to(config.torch_adapter_dtype)  # have cast them to a bf16 base's dtype)
         nn.init.normal_(module.lora_B["default"].weight, std=0.02)  # as after some training
@@ -107,21 +136,28 @@ def build_variants(layer: MistralDecoderLayer, config: MoELoRAConfig) -> dict[st
     moe = {name.rsplit(".", 1)[-1]: module for name, module in moe_layers(layer).items()}
     for module in moe.values():
         nn.init.normal_(module.lora_B, std=0.02)
-    detach_moe_lora(layer)
+    restore()
+    lora = {name: PlainLoRALinear(module, config) for name, module in base.items()}
     loop = {name: LoopMoELoRALinear(module, config) for name, module in base.items()}
-    return {"base": base, "lora": lora, "moe": moe, "loop": loop}
+    return {"base": base, "peft": peft, "lora": lora, "moe": moe, "loop": loop}
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seq-len", type=int, default=1024)
-    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--seq-len", type=int, default=None, help="default 2048 on CUDA, 512 on CPU")
+    parser.add_argument("--batch", type=int, default=None, help="default 4 on CUDA, 1 on CPU")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--precision", choices=["bf16-mixed", "fp32"], default=None,
+                        help="bf16 base under bf16 autocast, fp32 adapters (training's setting; default on "
+                        "CUDA) or all fp32 (default on CPU, where bf16 matmuls are slow)")  # fmt: skip
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     cuda = device.type == "cuda"
-    base_dtype = torch.bfloat16 if cuda else torch.float32
+    mixed = (args.precision or ("bf16-mixed" if cuda else "fp32")) == "bf16-mixed"
+    args.seq_len = args.seq_len or (2048 if cuda else 512)
+    args.batch = args.batch or (4 if cuda else 1)
+    base_dtype = torch.bfloat16 if mixed else torch.float32
     torch.manual_seed(0)
 
     model_config = wayfarer2_config()
@@ -136,9 +172,16 @@ def main(argv: list[str] | None = None) -> dict:
     position_embeddings = MistralRotaryEmbedding(model_config).to(device)(hidden, position_ids)
     grad_out = torch.randn_like(hidden)
 
+    groups = {id(m.group): m.group for m in variants["moe"].values() if m.group.shared}.values()
+
     def use(name: str) -> list[nn.Parameter]:
         for target, module in variants[name].items():
             setattr(layer.self_attn, target, module)
+        for group in groups:  # q/k/v's fused adapter runs before the attention block, for "moe" only
+            if name == "moe":
+                group.attach(layer.self_attn)
+            else:
+                group.detach()
         params = [p for module in variants[name].values() for p in module.parameters() if p.requires_grad]
         for param in params:
             param.grad = None
@@ -146,7 +189,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     def step() -> None:
         x = hidden.detach().requires_grad_(True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=mixed):
             out = layer(x, position_embeddings=position_embeddings)
         out.backward(grad_out)
 
@@ -203,29 +246,45 @@ def main(argv: list[str] | None = None) -> dict:
 
     memory_metric = "peak_allocated" if cuda else "saved_activations"
     dims = f"{model_config.hidden_size}/{model_config.intermediate_size}"
-    print(f"decoder layer {dims}, seq {args.seq_len} x batch {args.batch}, {device.type}, "
-          f"base {str(base_dtype).removeprefix('torch.')}, median of {args.repeats}")
+    print(
+        f"decoder layer {dims}, seq {args.seq_len} x batch {args.batch}, {device.type}, "
+        f"base {str(base_dtype).removeprefix('torch.')}, median of {args.repeats}"
+    )
     memory_column = f"{memory_metric} MiB"
-    header = f"{'variant':8} {'time s':>9} {'vs lora':>8} {memory_column:>24} {'vs lora':>8}"
-    print(f"{header} {'ops':>6} {'vs lora':>8}")
-    lora = results["lora"]
+    header = f"{'variant':8} {'time s':>9} {'vs lora':>8} {'vs peft':>8} {memory_column:>24} {'vs lora':>8}"
+    print(f"{header} {'ops':>6} {'vs lora':>8} {'vs peft':>8}")
+    lora, peft = results["lora"], results["peft"]
     for name, result in results.items():
-        print(f"{name:8} {result['time']:9.3f} {result['time'] / lora['time']:8.3f} "
-              f"{result['memory'] / 2**20:24.1f} {result['memory'] / lora['memory']:8.3f} "
-              f"{result['ops']:6d} {result['ops'] / lora['ops']:8.3f}")
+        print(
+            f"{name:8} {result['time']:9.3f} {result['time'] / lora['time']:8.3f} "
+            f"{result['time'] / peft['time']:8.3f} {result['memory'] / 2**20:24.1f} "
+            f"{result['memory'] / lora['memory']:8.3f} {result['ops']:6d} {result['ops'] / lora['ops']:8.3f} "
+            f"{result['ops'] / peft['ops']:8.3f}"
+        )
     if cuda:
         device_name = torch.cuda.get_device_name(device)
     else:
         device_name = f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+    def ratio(a: str, b: str, key: str) -> float:
+        return round(results[a][key] / results[b][key], 4)
+
     summary = {
-        "moe_vs_lora_time": round(results["moe"]["time"] / lora["time"], 4),
-        "loop_vs_lora_time": round(results["loop"]["time"] / lora["time"], 4),
-        "moe_vs_lora_peak_memory": round(results["moe"]["memory"] / lora["memory"], 4),
-        "moe_vs_lora_ops": round(results["moe"]["ops"] / lora["ops"], 4),
-        "loop_vs_lora_ops": round(results["loop"]["ops"] / lora["ops"], 4),
-        "lora_vs_base_time": round(lora["time"] / results["base"]["time"], 4),
+        "moe_vs_lora_ops": ratio("moe", "lora", "ops"),
+        "moe_vs_lora_time": ratio("moe", "lora", "time"),
+        "moe_vs_lora_peak_memory": ratio("moe", "lora", "memory"),
+        "moe_vs_peft_ops": ratio("moe", "peft", "ops"),
+        "moe_vs_peft_time": ratio("moe", "peft", "time"),
+        "lora_vs_peft_time": ratio("lora", "peft", "time"),
+        "lora_vs_peft_ops": ratio("lora", "peft", "ops"),
+        "loop_vs_lora_ops": ratio("loop", "lora", "ops"),
+        "loop_vs_lora_time": ratio("loop", "lora", "time"),
+        "lora_vs_base_time": ratio("lora", "base", "time"),
+        "ops": {name: result["ops"] for name, result in results.items()},
+        "precision": "bf16-mixed" if mixed else "fp32",
         "memory_metric": memory_metric,
         "seq_len": args.seq_len,
+        "batch": args.batch,
         "device": device_name,
     }
     print(json.dumps(summary))

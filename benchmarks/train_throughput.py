@@ -1,18 +1,24 @@
-"""Training throughput of the real stage module: tokens/s, model FLOPs utilisation, peak memory.
+"""Training throughput of the real stage module against plain LoRA: tokens/s, peak memory, MFU, ratios.
 
-    python -m benchmarks.train_throughput [--steps 5] [--seq-len 2048] [--micro-batch 4]
+    python -m benchmarks.train_throughput [--base-model NAME] [--steps 3] [--seq-len 2048] [--micro-batch 4]
 
-On CUDA: the full Wayfarer-2-12B architecture (40 layers, 131,074-token head) built from its config
-numbers with random bf16 weights (nothing downloaded), bf16-mixed, fused AdamW; on CPU: the built-in
-tiny model in fp32. Both run MoELoRAModule through a Lightning Trainer on packed rows (4 examples
-per row, position ids restarting at each), with activation checkpointing on (the stage YAMLs'
-setting) and off, side by side in one run. A variant that runs out of memory is reported as null.
+Side by side in one run, each through a Lightning Trainer on the same packed rows (4 examples per
+row, position ids restarting at each) with the same loss code (chunked cross-entropy):
+  moe    MoELoRAModule as the stages train it: MoE-LoRA E4 top-2 on q/k/v/o, router losses
+  peft   PEFT LoRA r16 on q/k/v/o
+  lora   the efficient plain LoRA r16 (benchmarks.moe_overhead.PlainLoRALinear: no fp32 casts)
+--base-model: anything moe.base_model.load_base_model accepts (`tiny`, a local folder such as a
+SmolLM2-135M copy, a Hub id), or `wayfarer-2-12b-random` (the default on CUDA): the full
+Wayfarer-2-12B architecture (40 layers, 131,074-token head) built from its config numbers with random
+bf16 weights on the GPU, nothing downloaded. CUDA runs bf16-mixed with fused AdamW; CPU runs fp32.
+Activation checkpointing is on (the stage YAMLs' setting) unless --no-activation-checkpointing.
 
+Peak memory: on CUDA the allocator's peak during the variant; on CPU each variant runs in a fresh
+subprocess of this script and reports its peak resident set (ru_maxrss, includes the base model).
 MFU counts model FLOPs only (no recompute): 4 x parameters per token for the frozen linears
 (forward + input gradients; LoRA skips the base weight gradients) plus causal attention over the
-full row (what SDPA computes on packed rows), divided by the GPU's dense bf16 peak.
-The last line is one JSON object: tokens_per_second, mfu, peak_memory_gb, device, layers (those of
-the checkpointing variant) and the same figures for each variant.
+full row, divided by the GPU's dense bf16 peak. A variant that runs out of memory is reported as null.
+The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -21,22 +27,32 @@ import argparse
 import gc
 import json
 import platform
+import resource
+import subprocess
 import sys
 import time
 from typing import Any
 
 import torch
 from lightning.pytorch import Callback, LightningDataModule, Trainer
+from peft import LoraConfig, inject_adapter_in_model
+from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from transformers import MistralConfig, MistralForCausalLM
 
-import moe.lightning_module as lightning_module
-from moe.base_model import pick_attention, wayfarer2_config
+from benchmarks.moe_overhead import PlainLoRALinear
+from datamodules.packing import Collate
+from moe import lightning_module
+from moe.base_model import load_tokenizer, pick_attention, wayfarer2_config
 from moe.config import MoELoRAConfig
+from moe.losses import lm_loss_sum, next_token_targets
 
 # Dense bf16 tensor-core peaks (vendor datasheets, SXM parts).
 PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
 EXAMPLES_PER_ROW = 4
+RANDOM_12B = "wayfarer-2-12b-random"
+VARIANTS = ("moe", "peft", "lora")
+TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
 
 def random_12b(
@@ -83,7 +99,55 @@ class Rows(LightningDataModule):
         self.dataset, self.micro_batch_size, self.max_seq_length = dataset, micro_batch_size, max_seq_length
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.dataset, batch_size=self.micro_batch_size)
+        # The stages' collate: packed rows plus the flattened example boundaries flash-attn needs.
+        return DataLoader(self.dataset, batch_size=self.micro_batch_size, collate_fn=Collate(pad_token_id=0))
+
+
+class LoRAModule(lightning_module.MoELoRAModule):
+    """The stage module with a plain LoRA (PEFT's or the efficient one) instead of the mixture: the same
+    base loading, data path, chunked loss, optimizer and schedule; no routers, so no router losses."""
+
+    def __init__(self, kind: str, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.kind = kind
+
+    def configure_model(self) -> None:
+        if self.model is not None:
+            return
+        h = self.hparams
+        model = lightning_module.load_base_model(
+            h.base_model,
+            dtype=lightning_module.DTYPES[h.dtype] if h.dtype else lightning_module.default_dtype(),
+        )
+        if h.activation_checkpointing:
+            model.activation_checkpointing_enable({"use_reentrant": False})
+        config = self.moe_config
+        if self.kind == "peft":
+            # In place (the model stays a MistralForCausalLM); adapters in fp32 as the mixture's are.
+            inject_adapter_in_model(LoraConfig(r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout,
+                                               target_modules=TARGETS), model)  # fmt: skip
+            for name, param in model.named_parameters():
+                if "lora_" in name:
+                    param.data = param.data.float()
+        else:
+            for name, module in list(model.named_modules()):
+                if name.rsplit(".", 1)[-1] in TARGETS and isinstance(module, nn.Linear):
+                    parent, _, child = name.rpartition(".")
+                    setattr(model.get_submodule(parent), child, PlainLoRALinear(module, config))
+        self.model = model
+
+    def _forward(self, batch: dict[str, Any]) -> lightning_module.Forward:
+        hidden = self.model.base_model(
+            input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False
+        ).last_hidden_state
+        targets = next_token_targets(batch["labels"], batch["position_ids"])
+        lm_sum, count = lm_loss_sum(
+            hidden, self.model.get_output_embeddings(), targets, self.hparams.loss_chunk_tokens
+        )
+        zero = lm_sum.new_zeros(())
+        return lightning_module.Forward(
+            lm_sum, count, dict.fromkeys(("balance", "z", "domain"), zero), zero, batch
+        )
 
 
 class StepTimes(Callback):
@@ -118,17 +182,27 @@ def flops_per_token(config: MistralConfig, seq_len: int) -> float:
     return 4 * linear + attention
 
 
-def run_variant(checkpointing: bool, args: argparse.Namespace, cuda: bool) -> dict[str, Any] | None:
-    base_model = "wayfarer-2-12b-random" if cuda else "tiny"
-    module = lightning_module.MoELoRAModule(
-        base_model=base_model,
-        moe=MoELoRAConfig(),
-        warmup_steps=1,
-        activation_checkpointing=checkpointing,
+def build_module(variant: str, args: argparse.Namespace) -> lightning_module.MoELoRAModule:
+    common = {
+        "base_model": args.base_model,
+        "moe": MoELoRAConfig(),
+        "warmup_steps": 1,
+        "activation_checkpointing": args.activation_checkpointing,
+    }
+    if variant == "moe":
+        return lightning_module.MoELoRAModule(**common)
+    return LoRAModule(variant, **common)
+
+
+def vocab_size(base_model: str) -> int:
+    return wayfarer2_config().vocab_size if base_model == RANDOM_12B else len(load_tokenizer(base_model))
+
+
+def run_variant(variant: str, args: argparse.Namespace, cuda: bool) -> dict[str, Any] | None:
+    module = build_module(variant, args)
+    rows = PackedRows(
+        args.micro_batch * (args.warmup + args.steps), args.seq_len, vocab_size(args.base_model), 4
     )
-    config = wayfarer2_config() if cuda else None
-    vocab = config.vocab_size if cuda else 2048
-    rows = PackedRows(args.micro_batch * (args.warmup + args.steps), args.seq_len, vocab, 4)
     times = StepTimes()
     trainer = Trainer(
         accelerator="gpu" if cuda else "cpu",
@@ -150,65 +224,117 @@ def run_variant(checkpointing: bool, args: argparse.Namespace, cuda: bool) -> di
     try:
         trainer.fit(module, datamodule=Rows(rows, args.micro_batch, args.seq_len))
     except torch.OutOfMemoryError:
-        print(f"activation checkpointing {checkpointing}: out of memory", file=sys.stderr)
+        print(f"{variant}: out of memory", file=sys.stderr)
         return None
     finally:
-        layers = module.model.config.num_hidden_layers if module.model is not None else None
-        config = config or (module.model.config if module.model is not None else None)
+        config = module.model.config if module.model is not None else None
+        trainable = (
+            sum(p.numel() for p in module.model.parameters() if p.requires_grad) if module.model else None
+        )
         del module, trainer
-        gc.collect()  # the 24 GB base of this variant must go before the next one is built
+        gc.collect()  # the base of this variant must go before the next one is built
         if cuda:
             torch.cuda.empty_cache()
     measured = sorted(times.times[args.warmup :])
     step = measured[len(measured) // 2]
     tokens_per_second = args.micro_batch * args.seq_len / step
-    cpu = f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
-    name = torch.cuda.get_device_name() if cuda else cpu
+    name = (
+        torch.cuda.get_device_name()
+        if cuda
+        else f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
+    )
     peak = next((v for k, v in PEAK_FLOPS.items() if k in name), None) if cuda else None
+    if cuda:
+        peak_memory = torch.cuda.max_memory_allocated() / 2**30
+    else:
+        peak_memory = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB on Linux
     return {
-        "activation_checkpointing": checkpointing,
+        "variant": variant,
         "tokens_per_second": round(tokens_per_second, 1),
         "step_seconds": round(step, 4),
         "mfu": round(tokens_per_second * flops_per_token(config, args.seq_len) / peak, 4) if peak else None,
-        "peak_memory_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
+        "peak_memory_gb": round(peak_memory, 3),
+        "peak_memory_metric": "cuda_max_allocated" if cuda else "process_max_rss",
+        "trainable_parameters": trainable,
         "device": name,
-        "layers": layers,
+        "layers": config.num_hidden_layers,
     }
+
+
+def run_in_subprocess(variant: str, argv: list[str]) -> dict[str, Any] | None:
+    """One variant in a fresh process (so its peak RSS is its own); its last stdout line is its JSON."""
+    command = [sys.executable, "-m", "benchmarks.train_throughput", *argv, "--only", variant]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        print(result.stderr[-3000:], file=sys.stderr)
+        raise RuntimeError(f"variant {variant} failed (exit {result.returncode})")
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=5, help="measured optimizer steps (median reported)")
-    parser.add_argument("--warmup", type=int, default=2, help="unmeasured first steps")
+    parser.add_argument("--base-model", default=None, help=f"default {RANDOM_12B} on CUDA, tiny on CPU")
+    parser.add_argument("--steps", type=int, default=3, help="measured optimizer steps (median reported)")
+    parser.add_argument("--warmup", type=int, default=1, help="unmeasured first steps")
     parser.add_argument("--seq-len", type=int, default=None, help="default 2048 on CUDA, 256 on CPU")
     parser.add_argument("--micro-batch", type=int, default=4)
-    args = parser.parse_args(argv)
+    parser.add_argument("--activation-checkpointing", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    parser.add_argument("--only", choices=VARIANTS, help=argparse.SUPPRESS)  # one variant, in a subprocess
+    raw = sys.argv[1:] if argv is None else argv
+    args = parser.parse_args(raw)
     cuda = torch.cuda.is_available()
+    args.base_model = args.base_model or (RANDOM_12B if cuda else "tiny")
     args.seq_len = args.seq_len or (2048 if cuda else 256)
-    if cuda:
+    if args.base_model == RANDOM_12B:
+        if not cuda:
+            raise SystemExit(
+                f"--base-model {RANDOM_12B} builds 12B random weights on the GPU: CUDA is needed"
+            )
         # The one substitution: random weights from the config numbers instead of a 24 GB download.
         lightning_module.load_base_model = random_12b
-    variants = {flag: run_variant(flag, args, cuda) for flag in (True, False)}
-    print(f"{'checkpointing':14} {'tokens/s':>10} {'step s':>8} {'mfu':>6} {'peak GB':>8}")
-    for flag, result in variants.items():
+    if args.only:
+        result = run_variant(args.only, args, cuda)
+        print(json.dumps(result))
+        return result or {}
+    if cuda:
+        variants = {name: run_variant(name, args, cuda) for name in args.variants}
+    else:
+        forwarded = [a for a in raw if a != "--variants" and a not in VARIANTS]
+        variants = {name: run_in_subprocess(name, forwarded) for name in args.variants}
+    print(
+        f"base {args.base_model}, seq {args.seq_len} x micro-batch {args.micro_batch}, "
+        f"activation checkpointing {args.activation_checkpointing}"
+    )
+    print(f"{'variant':8} {'tokens/s':>10} {'step s':>8} {'mfu':>6} {'peak GB':>8} {'trainable':>11}")
+    for name, result in variants.items():
         if result is None:
-            print(f"{str(flag):14} {'out of memory':>10}")
+            print(f"{name:8} {'out of memory':>10}")
         else:
-            print(f"{str(flag):14} {result['tokens_per_second']:10.1f} {result['step_seconds']:8.3f} "
-                  f"{result['mfu'] if result['mfu'] is not None else '-':>6} "
-                  f"{result['peak_memory_gb'] if result['peak_memory_gb'] is not None else '-':>8}")  # fmt: skip
-    main_variant = variants[True]
+            print(f"{name:8} {result['tokens_per_second']:10.1f} {result['step_seconds']:8.3f} "
+                  f"{result['mfu'] if result['mfu'] is not None else '-':>6} {result['peak_memory_gb']:8.3f} "
+                  f"{result['trainable_parameters']:11d}")  # fmt: skip
+
+    def ratio(a: str, b: str, key: str) -> float | None:
+        x, y = variants.get(a), variants.get(b)
+        return round(x[key] / y[key], 4) if x and y else None
+
+    moe = variants.get("moe") or {}
     summary = {
-        **{k: main_variant[k] for k in ("tokens_per_second", "mfu", "peak_memory_gb", "device", "layers")},
+        "base_model": args.base_model,
+        "tokens_per_second": moe.get("tokens_per_second"),
+        "mfu": moe.get("mfu"),
+        "peak_memory_gb": moe.get("peak_memory_gb"),
+        "device": moe.get("device"),
+        "layers": moe.get("layers"),
         "seq_len": args.seq_len,
         "micro_batch": args.micro_batch,
-        "with_checkpointing": variants[True],
-        "without_checkpointing": variants[False],
-        "checkpointing_slowdown": (
-            round(variants[False]["tokens_per_second"] / main_variant["tokens_per_second"], 3)
-            if variants[False]
-            else None
-        ),
+        "activation_checkpointing": args.activation_checkpointing,
+        "moe_vs_lora_step_time": ratio("moe", "lora", "step_seconds"),
+        "moe_vs_peft_step_time": ratio("moe", "peft", "step_seconds"),
+        "lora_vs_peft_step_time": ratio("lora", "peft", "step_seconds"),
+        "moe_vs_lora_peak_memory": ratio("moe", "lora", "peak_memory_gb"),
+        "variants": variants,
     }
     print(json.dumps(summary))
     return summary

@@ -29,8 +29,9 @@ class MoELoRAConfig:
     alpha: float = 32.0
     dropout: float = 0.1
     target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
-    # Targeted linears of one parent module that read the very same input share one router (one
-    # forward, one set of gates): q/k/v of an attention block. Names outside target_modules are
+    # Targeted linears that their parent module calls once each on its own input (q/k/v of an
+    # attention block, whose forward takes hidden_states) form one fused adapter with one router: one
+    # matmul for their A projections and the router logits. Names outside target_modules are
     # ignored, so the default fits any targets; [] gives every adapted linear its own router.
     shared_router_groups: list[list[str]] = field(default_factory=lambda: [["q_proj", "k_proj", "v_proj"]])
     expert_domains: list[str] = field(

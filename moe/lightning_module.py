@@ -12,7 +12,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import torch
 from lightning.pytorch import LightningModule
@@ -20,11 +20,13 @@ from lightning.pytorch.callbacks import Timer
 from torch import Tensor
 from torch.optim.lr_scheduler import LambdaLR
 
+from datamodules.packing import flatten_rows, needs_flattening
 from moe.adapter_io import load_adapter
 from moe.base_model import default_dtype, load_base_model
 from moe.config import MoELoRAConfig
-from moe.losses import router_losses, routing_counts_per_domain
+from moe.losses import lm_loss_sum, next_token_targets, router_losses, routing_counts_per_domain
 from moe.model import attach_moe_lora, trainable_parameters
+from moe.router import record_routing
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,16 @@ class NonFiniteLossError(RuntimeError):
 
 class CheckpointMismatchError(ValueError):
     """A checkpoint's adapter keys are not exactly this model's trainable parameters."""
+
+
+class Forward(NamedTuple):
+    """What one micro-batch's forward gives the steps."""
+
+    lm_sum: Tensor  # summed next-token cross-entropy (fp32)
+    tokens: Tensor  # scored tokens
+    router: dict[str, Tensor]  # unweighted balance, z and domain losses
+    router_logits: Tensor  # [routers, *tokens, E], detached, for routing statistics
+    batch: dict[str, Any]  # the batch as the model saw it (flattened for flash-attn)
 
 
 @dataclass(frozen=True)
@@ -69,7 +81,9 @@ class MoELoRAModule(LightningModule):
     bf16 on CUDA, fp32 on CPU. init_adapter: an adapter folder (a previous stage's checkpoint-final)
     to start from; stages.fit sets it from `run.init_from` after checking it fits. throughput_tokens_per_s:
     a measured training throughput; with Trainer(max_time) it tells how many steps fit in the time cap,
-    so warmup and the cosine horizon follow those steps instead of the plan's epochs.
+    so warmup and the cosine horizon follow those steps instead of the plan's epochs. loss_chunk_tokens:
+    the LM head's vocabulary logits exist for at most this many tokens at once (moe.losses.lm_loss_sum);
+    null computes them all at once.
     """
 
     def __init__(
@@ -88,6 +102,7 @@ class MoELoRAModule(LightningModule):
         activation_checkpointing: bool = False,
         trust_remote_code: bool = False,
         init_adapter: str | None = None,
+        loss_chunk_tokens: int | None = 1024,
     ) -> None:
         super().__init__()
         self.moe_config = replace(moe)
@@ -97,7 +112,11 @@ class MoELoRAModule(LightningModule):
         self.strict_loading = False
         self.model: torch.nn.Module | None = None
         self.schedule: Schedule | None = None
-        self._tokens_since_step = 0
+        self._tokens_since_step: Tensor | int = 0
+        # Non-finite training losses seen since the last check, counted on the device (a check reads it
+        # back: at logging steps and before any checkpoint is written, never per micro-batch).
+        self._nonfinite: Tensor | None = None
+        self._first_nonfinite: Tensor | None = None
         self._last_step_time: float | None = None
         self.observed_routing: dict[str, Any] = {}
 
@@ -128,37 +147,52 @@ class MoELoRAModule(LightningModule):
         return {f"model.{name}" for name in trainable_parameters(self.model)}
 
     # -- steps -----------------------------------------------------------------------------------
-    def _forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-        # use_cache=False always; attention_mask only in padding mode (packed rows isolate examples
-        # through position_ids alone, FACTS.md).
-        out = self.model(
-            input_ids=batch["input_ids"],
-            position_ids=batch["position_ids"],
-            attention_mask=batch.get("attention_mask"),
-            labels=batch["labels"],
-            use_cache=False,
-        )
-        return out.loss, router_losses(self.model, batch["domain_ids"], batch["token_mask"], self.moe_config)
+    def _forward(self, batch: dict[str, Any]) -> Forward:
+        """The losses of one micro-batch.
+
+        use_cache=False always; attention_mask only in padding mode (packed rows isolate examples
+        through position_ids; for flash-attn the micro-batch is flattened into one row with its
+        example boundaries, datamodules.packing.flatten_rows). The LM loss is computed from the
+        decoder's hidden states in chunks (moe.losses.lm_loss_sum), never from full logits.
+        """
+        if "cu_seq_lens" in batch and needs_flattening(self.model.config._attn_implementation):
+            batch = flatten_rows(batch)
+        varlen = {
+            k: batch[k]
+            for k in ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k")
+            if k in batch
+        }
+        with record_routing(self.model) as routing:
+            hidden = self.model.base_model(
+                input_ids=batch["input_ids"],
+                position_ids=batch["position_ids"],
+                attention_mask=batch.get("attention_mask"),
+                use_cache=False,
+                **varlen,
+            ).last_hidden_state
+            logits = routing.take()
+        targets = next_token_targets(batch["labels"], batch["position_ids"])
+        head = self.model.get_output_embeddings()
+        lm_sum, count = lm_loss_sum(hidden, head, targets, self.hparams.loss_chunk_tokens)
+        router = router_losses(logits, batch["domain_ids"], batch["token_mask"], self.moe_config)
+        return Forward(lm_sum, count, router, logits.detach(), batch)
 
     def _weighted(self, lm: Tensor, router: dict[str, Tensor]) -> tuple[Tensor, float]:
         c = self.moe_config
         progress = self.global_step / self.schedule.total_steps if self.schedule else 0.0
         domain_coef = c.domain_coef_at(progress)
-        router_total = c.balance_coef * router["balance"] + c.z_coef * router["z"] + domain_coef * router["domain"]
+        router_total = (
+            c.balance_coef * router["balance"] + c.z_coef * router["z"] + domain_coef * router["domain"]
+        )
         total = lm + router_total
         return total, domain_coef
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        lm, router = self._forward(batch)
+        out = self._forward(batch)
+        lm, router = out.lm_sum / out.tokens.clamp(min=1), out.router
         total, domain_coef = self._weighted(lm, router)
-        # Every rank raises together: one rank stopping alone would leave the others waiting in the
-        # gradient all-reduce.
-        if self.trainer.strategy.reduce_boolean_decision(not bool(torch.isfinite(total)), all=False):
-            raise NonFiniteLossError(
-                f"training loss is {total.item()} (LM loss {lm.item()}) at global step {self.global_step}, "
-                f"epoch {self.current_epoch}, batch {batch_idx}: stopped before this step was taken"
-            )
-        self._tokens_since_step += int(batch["token_mask"].sum())
+        self._count_nonfinite(total.detach(), lm.detach())
+        self._tokens_since_step = self._tokens_since_step + batch["token_mask"].sum()
         self.log_dict(
             {
                 "train_loss": lm,
@@ -173,8 +207,46 @@ class MoELoRAModule(LightningModule):
         )
         return total
 
+    # -- non-finite losses, checked without a host sync per micro-batch ----------------------------
+    def _count_nonfinite(self, total: Tensor, lm: Tensor) -> None:
+        """Count non-finite losses on the device; keep (step, total, LM loss) of the first one."""
+        bad = ~torch.isfinite(total)
+        if self._nonfinite is None:
+            self._nonfinite = torch.zeros((), dtype=torch.int64, device=total.device)
+            self._first_nonfinite = torch.zeros(3, dtype=torch.float64, device=total.device)
+        first = bad & (self._nonfinite == 0)
+        step = total.new_full((), float(self.global_step), dtype=torch.float64)  # a fill, not a host copy
+        now = torch.stack([step, total.double(), lm.double()])
+        self._first_nonfinite = torch.where(first, now, self._first_nonfinite)
+        self._nonfinite = self._nonfinite + bad.to(torch.int64)
+
+    def check_finite(self) -> None:
+        """Raise NonFiniteLossError if any training loss so far was NaN or infinite (one read-back;
+        called before the optimizer step of a logging step and before any checkpoint is saved)."""
+        bad = self._nonfinite is not None and int(self._nonfinite) > 0
+        # Every rank decides together: one rank raising alone would leave the others waiting in the
+        # gradient all-reduce until the job's time runs out.
+        if not self.trainer.strategy.reduce_boolean_decision(bad, all=False):
+            return
+        if not bad:
+            raise NonFiniteLossError(
+                f"another rank's training loss was NaN or infinite before global step {self.global_step}: "
+                "stopped with it"
+            )
+        step, total, lm = self._first_nonfinite.tolist()
+        raise NonFiniteLossError(
+            f"training loss is {total} (LM loss {lm}) at global step {int(step)}, epoch "
+            f"{self.current_epoch} ({int(self._nonfinite)} non-finite micro-batch loss(es) so far): "
+            "stopped before the next optimizer step; nothing after that step was saved"
+        )
+
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        """Once per optimizer step, before clipping: gradient norm and tokens/s since the last step."""
+        """Once per optimizer step, before clipping: at logging steps the non-finite check (the only
+        host read-back of a step, as Lightning's own logging syncs there too); gradient norm and
+        tokens/s since the last step, logged as device tensors."""
+        every = self.trainer.log_every_n_steps
+        if every and self.global_step % every == 0:
+            self.check_finite()
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
         if grads:
             norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
@@ -200,17 +272,17 @@ class MoELoRAModule(LightningModule):
         }
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        lm, router = self._forward(batch)
-        # Token-weighted mean over the whole validation set (HF's loss is a per-batch mean).
-        label_tokens = (batch["labels"][:, 1:] != -100).sum()
+        out = self._forward(batch)
+        router = out.router
+        # Token-weighted mean over the whole validation set.
         v = self._val
-        v["loss_sum"] += lm.double() * label_tokens
-        v["label_tokens"] += label_tokens
+        v["loss_sum"] += out.lm_sum.double()
+        v["label_tokens"] += out.tokens
         for name in ("balance", "z", "domain"):
             v[name] += router[name].double()
         v["batches"] += 1
         choices, gates, tokens = routing_counts_per_domain(
-            self.model, batch["domain_ids"], batch["token_mask"], self.moe_config
+            out.router_logits, out.batch["domain_ids"], out.batch["token_mask"], self.moe_config
         )
         v["choices"] += choices
         v["gates"] += gates
@@ -281,8 +353,11 @@ class MoELoRAModule(LightningModule):
     def tokens_per_step(self) -> int:
         """Token slots per optimizer step (packed rows are full): rows x length x accumulation x devices."""
         data = self.trainer.datamodule
-        return data.micro_batch_size * data.max_seq_length * self.trainer.accumulate_grad_batches * (
-            self.trainer.world_size
+        return (
+            data.micro_batch_size
+            * data.max_seq_length
+            * self.trainer.accumulate_grad_batches
+            * (self.trainer.world_size)
         )
 
     def configure_optimizers(self) -> dict[str, Any]:
@@ -303,6 +378,7 @@ class MoELoRAModule(LightningModule):
 
     # -- checkpoints: trainable weights only -------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.check_finite()  # never save weights that a non-finite step may have touched
         keep = self.trainable_state_keys()
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
 

@@ -3,9 +3,10 @@
 Only the linear layers named in `config.target_modules` change (MistralForCausalLM, the Llama family
 and any model whose attention projections are nn.Linear or a bitsandbytes subclass of it). Every base
 parameter is frozen; the adapters and routers are the only trainable parameters. Targeted linears of one
-parent module listed together in `config.shared_router_groups` (q/k/v) share one router, registered
-under the first of them in model order (`...self_attn.q_proj.router`): that is its one name in
-`trainable_parameters` and adapter files.
+parent module listed together in `config.shared_router_groups` (q/k/v) form one fused `AdapterGroup`
+with one router, registered under the first of them in model order (`...self_attn.q_proj.router`):
+that is its one name in `trainable_parameters` and adapter files. The model gets one `RoutingRecord`
+(`model.moe_routing`) that every router writes to inside `moe.router.record_routing`.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import torch
 from torch import Tensor, nn
 
 from moe.config import MoELoRAConfig
-from moe.layer import MoELoRALinear
-from moe.router import Router
+from moe.layer import AdapterGroup, MoELoRALinear
+from moe.router import Router, RoutingRecord
 
 
 def moe_layers(model: nn.Module) -> dict[str, MoELoRALinear]:
@@ -27,14 +28,13 @@ def moe_layers(model: nn.Module) -> dict[str, MoELoRALinear]:
 
 
 def moe_routers(model: nn.Module) -> dict[str, Router]:
-    """Every router once (a shared one counts once), by its name in `model`, in model order."""
-    routers: dict[str, Router] = {}
-    seen: set[int] = set()
-    for name, layer in moe_layers(model).items():
-        if id(layer.router) not in seen:
-            routers[f"{name}.router"] = layer.router
-            seen.add(id(layer.router))
-    return routers
+    """Every router once (a shared one counts once), by its name in `model`, in model order: the order
+    in which a forward records their logits."""
+    return {
+        f"{name}.router": layer.router
+        for name, layer in moe_layers(model).items()
+        if hasattr(layer, "router")
+    }
 
 
 def attach_moe_lora(model: nn.Module, config: MoELoRAConfig) -> nn.Module:
@@ -55,42 +55,44 @@ def attach_moe_lora(model: nn.Module, config: MoELoRAConfig) -> nn.Module:
         for name, module in model.named_modules()
         if isinstance(module, nn.Linear) and name.rsplit(".", 1)[-1] in config.target_modules
     ]
-    targeted = {(parent, child) for parent, _, child in (name.rpartition(".") for name in targets)}
-    shared: dict[tuple[str, str], Router] = {}  # (parent, child) -> the router of the child's group
+    record = RoutingRecord()
+    groups: dict[tuple[str, str], list[MoELoRALinear]] = {}  # (parent, first member) -> members
     for name in targets:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name)
-        layer = MoELoRALinear(getattr(parent, child), config, router=shared.get((parent_name, child)))
-        members = [(parent_name, m) for m in config.router_group(child) if (parent_name, m) in targeted]
-        layer.router.sharers = len(members)
-        shared.update(dict.fromkeys(members, layer.router))
+        layer = MoELoRALinear(getattr(parent, child), config)
         setattr(parent, child, layer)
+        present = [m for m in config.router_group(child) if f"{parent_name}.{m}".lstrip(".") in targets]
+        groups.setdefault((parent_name, present[0]), []).append(layer)
+    for (parent_name, _), members in groups.items():
+        AdapterGroup(members, config, record, model.get_submodule(parent_name))
     model.moe_config = config
+    model.moe_routing = record
     return model
 
 
 def detach_moe_lora(model: nn.Module) -> nn.Module:
     """Put every wrapped linear back (the base weights were never touched); returns `model`."""
-    for name in moe_layers(model):
+    for name, layer in moe_layers(model).items():
+        layer.group.detach()
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name)
         setattr(parent, child, getattr(parent, child).base)
-    if hasattr(model, "moe_config"):
-        del model.moe_config
+    for attribute in ("moe_config", "moe_routing"):
+        if hasattr(model, attribute):
+            delattr(model, attribute)
     return model
 
 
 def trainable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
     """Adapter and router parameters by their full name in `model` (what an adapter file stores); a
     shared router once, under the first layer that holds it."""
-    params: dict[str, nn.Parameter] = {}
-    seen: set[int] = set()
-    for layer_name, layer in moe_layers(model).items():
-        for name, param in layer.named_parameters():
-            if not name.startswith("base.") and id(param) not in seen:
-                params[f"{layer_name}.{name}"] = param
-                seen.add(id(param))
-    return params
+    return {
+        f"{layer_name}.{name}": param
+        for layer_name, layer in moe_layers(model).items()
+        for name, param in layer.named_parameters()
+        if not name.startswith("base.")
+    }
 
 
 @contextmanager

@@ -22,6 +22,7 @@ import argparse
 import gc
 import logging
 import sys
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 
@@ -43,6 +44,7 @@ from evals.settings import DEFAULT_SETTINGS, EvalSettings, load_settings
 from evals.suites import load_suites
 from evals.voice import VoiceClassifier, train_voice_classifier
 from moe.losses import routing_counts_per_domain
+from moe.router import record_routing
 from stages.fit import parse_stage_config
 
 log = logging.getLogger("stages.evaluate")
@@ -106,14 +108,18 @@ def measure(
 ) -> ModelResult:
     """Held-out figures (with expert use for a mixture) and replies to every probe."""
     after_forward, sums = None, []
-    if loaded.kind == MIXTURE:
-        config = loaded.model.moe_config
+    mixture = loaded.kind == MIXTURE
+    with record_routing(loaded.model) if mixture else nullcontext() as routing:
+        if mixture:
+            config = loaded.model.moe_config
 
-        def after_forward(batch: dict[str, torch.Tensor]) -> None:
-            counts = routing_counts_per_domain(loaded.model, batch["domain_ids"], batch["token_mask"], config)
-            sums.append([c.cpu() for c in counts])
+            def after_forward(batch: dict[str, torch.Tensor]) -> None:
+                counts = routing_counts_per_domain(
+                    routing.take(), batch["domain_ids"], batch["token_mask"], config
+                )
+                sums.append([c.cpu() for c in counts])
 
-    heldout = heldout_figures(loaded.model, loader, sources, domains, after_forward) if sources else None
+        heldout = heldout_figures(loaded.model, loader, sources, domains, after_forward) if sources else None
     expert_use = None
     if sums:
         choices, gates, tokens = (sum(parts) for parts in zip(*sums, strict=True))

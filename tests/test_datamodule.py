@@ -87,7 +87,15 @@ def test_setup_reports_and_batches_follow_the_contract(built):
     assert dm.report["train_tokens_per_domain"]["mental_health"] == splits["train"]["tokens"]
     assert dm.report["train_tokens_per_domain"]["bias_detection"] == 0
     batch = next(iter(dm.train_dataloader()))
-    assert set(batch) == {"input_ids", "labels", "position_ids", "domain_ids", "token_mask"}
+    assert set(batch) == {
+        "input_ids",
+        "labels",
+        "position_ids",
+        "domain_ids",
+        "token_mask",
+        "cu_seq_lens",
+        "max_length",
+    }
     assert batch["input_ids"].shape == (2, 128)
     real = batch["token_mask"]
     assert (batch["domain_ids"][real] == DOMAINS.index("mental_health")).all()

@@ -118,3 +118,28 @@ def test_a_stop_seen_by_one_rank_stops_both(tmp_path, what, code):
         assert not state["loops"]["fit_loop"]["epoch_loop.batch_progress"]["is_last_batch"]
     else:
         assert not last.exists() and "training loss is nan" in result.stderr
+
+
+def probe_losses(out: Path, devices: int) -> list[list[float]]:
+    """Each process's micro-batch losses from tests/fsdp_probe.py (per rank, in step order)."""
+    command = [sys.executable, str(Path(__file__).parent / "fsdp_probe.py"), str(out), str(devices)]
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return [json.loads((out / f"rank{r}.json").read_text())["losses"] for r in range(devices)]
+
+
+@pytest.mark.slow
+def test_fsdp_trains_two_steps_on_two_cpu_processes_to_the_single_process_losses(tmp_path):
+    """fsdp.yaml's strategy (FULL_SHARD, its wrap policy) on two gloo processes with a bf16 base, fp32
+    adapters and bf16-mixed (FSDP casts the gathered adapters to bf16): both optimizer steps run, and
+    every micro-batch loss equals the one-process run that accumulates the same two micro-batches per
+    step. Step 2's losses come after step 1's update, so the sharded update is the same update."""
+    (single,) = probe_losses(tmp_path / "single", 1)
+    ranks = probe_losses(tmp_path / "fsdp", 2)
+    # One process: Lightning reports each accumulated micro-batch loss divided by the 2 micro-batches.
+    single = [2 * loss for loss in single]
+    for step in range(2):
+        sharded = sorted(rank[step] for rank in ranks)
+        alone = sorted(single[2 * step : 2 * step + 2])
+        assert sharded == pytest.approx(alone, rel=2e-3), (step, sharded, alone)
+    assert ranks[0][1] != pytest.approx(ranks[0][0], rel=1e-4)  # the losses moved: a real update

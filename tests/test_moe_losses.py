@@ -5,8 +5,17 @@ import torch
 
 from moe.base_model import TINY, load_base_model
 from moe.config import MoELoRAConfig
-from moe.losses import expert_use_per_domain, router_losses, routing_counts_per_domain, switch_balance_loss
-from moe.model import attach_moe_lora, moe_routers, trainable_parameters
+from moe.losses import (
+    IGNORE_INDEX,
+    expert_use_per_domain,
+    lm_loss_sum,
+    next_token_targets,
+    router_losses,
+    routing_counts_per_domain,
+    switch_balance_loss,
+)
+from moe.model import attach_moe_lora, trainable_parameters
+from moe.router import record_routing
 
 
 def test_balance_loss_equals_the_switch_formula_on_a_hand_computed_case():
@@ -34,7 +43,10 @@ def packed_batch(seed: int, rows: int = 4, segments: int = 4, segment: int = 6):
 
 
 def run(model, input_ids, position_ids):
-    return model(input_ids=input_ids, position_ids=position_ids, use_cache=False)
+    """The stacked router logits [routers, B, T, E] of one forward."""
+    with record_routing(model) as record:
+        model(input_ids=input_ids, position_ids=position_ids, use_cache=False)
+        return record.take()
 
 
 def test_losses_ignore_padding_and_unlabelled_tokens():
@@ -45,33 +57,29 @@ def test_losses_ignore_padding_and_unlabelled_tokens():
     token_mask[:, -5:] = False
     domains[:, -5:] = -1
     domains[0, :3] = -1
-    run(model, input_ids, position_ids)
-    losses = router_losses(model, domains, token_mask, config)
+    logits = run(model, input_ids, position_ids)
+    losses = router_losses(logits, domains, token_mask, config)
     # Other tokens in the padding (causal attention: the real tokens do not see them) change nothing.
-    run(model, input_ids.masked_fill(~token_mask, 7), position_ids)
-    again = router_losses(model, domains, token_mask, config)
+    again = router_losses(
+        run(model, input_ids.masked_fill(~token_mask, 7), position_ids), domains, token_mask, config
+    )
     assert all(torch.equal(value, again[key]) for key, value in losses.items())
     # The domain loss is the router cross-entropy over labelled real tokens only, averaged over routers
     # (one shared by q/k/v and one for o_proj in each of the two decoder layers).
-    routers = moe_routers(model).values()
-    assert len(routers) == 4
+    assert len(logits) == 4
     labelled = domains >= 0
     by_hand = torch.stack(
-        [
-            torch.nn.functional.cross_entropy(router.logits[labelled], domains[labelled])
-            for router in routers
-        ]
+        [torch.nn.functional.cross_entropy(router[labelled], domains[labelled]) for router in logits]
     ).mean()
     torch.testing.assert_close(losses["domain"], by_hand)
-    z_by_hand = torch.stack(
-        [
-            router.logits[token_mask].logsumexp(-1).square().mean()
-            for router in routers
-        ]
-    ).mean()
+    z_by_hand = torch.stack([router[token_mask].logsumexp(-1).square().mean() for router in logits]).mean()
     torch.testing.assert_close(losses["z"], z_by_hand)
+    balance_by_hand = torch.stack(
+        [switch_balance_loss(router.flatten(0, 1), 2, token_mask.flatten().float()) for router in logits]
+    ).mean()
+    torch.testing.assert_close(losses["balance"], balance_by_hand)
     # Counting the padding would change them.
-    unmasked = router_losses(model, domains, torch.ones_like(token_mask), config)
+    unmasked = router_losses(logits, domains, torch.ones_like(token_mask), config)
     assert not torch.equal(unmasked["balance"], losses["balance"])
 
 
@@ -79,14 +87,14 @@ def test_a_batch_without_labels_gives_a_zero_domain_loss_and_a_wrong_shape_is_re
     config = MoELoRAConfig()
     model = attach_moe_lora(load_base_model(TINY), config).train()
     input_ids, position_ids, domains = packed_batch(1)
-    run(model, input_ids, position_ids)
+    logits = run(model, input_ids, position_ids)
     mask = torch.ones_like(input_ids, dtype=torch.bool)
-    assert router_losses(model, torch.full_like(domains, -1), mask, config)["domain"].item() == 0.0
-    padding_only = router_losses(model, domains, torch.zeros_like(mask), config)
+    assert router_losses(logits, torch.full_like(domains, -1), mask, config)["domain"].item() == 0.0
+    padding_only = router_losses(logits, domains, torch.zeros_like(mask), config)
     assert all(value.item() == 0.0 for value in padding_only.values())
     message = r"router logits are for tokens of shape \(4, 24\) but the batch is \(4, 23\)"
     with pytest.raises(ValueError, match=message):
-        router_losses(model, domains[:, 1:], mask[:, 1:], config)
+        router_losses(logits, domains[:, 1:], mask[:, 1:], config)
 
 
 def test_training_only_the_router_on_labelled_tokens_routes_each_domain_to_its_expert():
@@ -100,14 +108,13 @@ def test_training_only_the_router_on_labelled_tokens_routes_each_domain_to_its_e
 
     def domain_loss() -> float:
         with torch.no_grad():
-            run(model, *held_out[:2])
-            return router_losses(model, held_out[2], mask, config)["domain"].item()
+            return router_losses(run(model, *held_out[:2]), held_out[2], mask, config)["domain"].item()
 
     before = domain_loss()
-    for step in range(30):
+    for step in range(40):
         input_ids, position_ids, domains = packed_batch(step)
-        run(model, input_ids, position_ids)
-        loss = router_losses(model, domains, torch.ones_like(domains, dtype=torch.bool), config)["domain"]
+        logits = run(model, input_ids, position_ids)
+        loss = router_losses(logits, domains, torch.ones_like(domains, dtype=torch.bool), config)["domain"]
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -115,13 +122,47 @@ def test_training_only_the_router_on_labelled_tokens_routes_each_domain_to_its_e
     assert after < 0.1 * before, (before, after)
 
     with torch.no_grad():
-        run(model, *held_out[:2])
-    use = expert_use_per_domain(model, held_out[2], mask, config)
+        logits = run(model, *held_out[:2])
+    use = expert_use_per_domain(logits, held_out[2], mask, config)
     assert use.shape == (4, 4)
     torch.testing.assert_close(use.sum(-1), torch.ones(4))
     # Top-2: the domain's own expert is in nearly every token's pair of choices (at most half the choices).
     assert (use.diagonal() > 0.45).all(), use
-    _, gates, tokens = routing_counts_per_domain(model, held_out[2], mask, config)
+    _, gates, tokens = routing_counts_per_domain(logits, held_out[2], mask, config)
     observed = gates / tokens.unsqueeze(-1)
     assert torch.equal(observed.argmax(-1), torch.arange(4)), observed
     assert (observed.diagonal() > 0.6).all(), observed
+
+
+def test_chunked_cross_entropy_equals_the_plain_loss_and_its_gradients():
+    torch.manual_seed(0)
+    head = torch.nn.Linear(16, 50, bias=False)
+    hidden = torch.randn(2, 13, 16, requires_grad=True)
+    targets = torch.randint(0, 50, (2, 13))
+    targets[0, :4] = IGNORE_INDEX
+
+    def run(chunk):
+        hidden.grad, head.weight.grad = None, None
+        total, count = lm_loss_sum(hidden, head, targets, chunk)
+        total.backward()
+        return total.detach(), count, hidden.grad.clone(), head.weight.grad.clone()
+
+    plain = torch.nn.functional.cross_entropy(
+        head(hidden).flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
+    )
+    whole = run(None)
+    torch.testing.assert_close(whole[0], plain.detach())
+    assert whole[1] == 22
+    for chunk in (5, 8):  # chunks that do not divide the 26 tokens evenly
+        chunked = run(chunk)
+        assert chunked[1] == whole[1]
+        for index in (0, 2, 3):  # the loss, the gradients of the hidden states and of the head
+            torch.testing.assert_close(chunked[index], whole[index], rtol=1e-5, atol=1e-6)
+
+
+def test_packed_examples_never_predict_each_others_first_token():
+    labels = torch.tensor([[10, 11, 12, 20, 21, IGNORE_INDEX]])
+    position_ids = torch.tensor([[0, 1, 2, 0, 1, 0]])
+    assert next_token_targets(labels, position_ids).tolist() == [
+        [11, 12, IGNORE_INDEX, 21, IGNORE_INDEX, IGNORE_INDEX]
+    ]

@@ -4,7 +4,7 @@ from peft import LoraConfig, get_peft_model
 
 from moe.base_model import TINY, load_base_model
 from moe.config import MoELoRAConfig
-from moe.layer import MoELoRALinear
+from moe.layer import AdapterGroup, MoELoRALinear
 from moe.losses import router_losses
 from moe.model import (
     attach_moe_lora,
@@ -14,6 +14,7 @@ from moe.model import (
     moe_routers,
     trainable_parameters,
 )
+from moe.router import RoutingRecord, record_routing
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
@@ -40,6 +41,13 @@ def forward(model, data):
     return model(
         input_ids=data["input_ids"], position_ids=data["position_ids"], labels=data["labels"], use_cache=False
     )
+
+
+def recorded(model, data):
+    """(output, stacked router logits) of one forward."""
+    with record_routing(model) as record:
+        out = forward(model, data)
+        return out, record.take()
 
 
 def randomize_b(model, seed: int = 0) -> None:
@@ -80,14 +88,16 @@ def test_attach_wraps_only_targets_freezes_base_and_detach_restores():
 
 def test_router_gives_exactly_k_nonzero_gates_summing_to_one():
     model = attach_moe_lora(load_base_model(TINY), MoELoRAConfig(top_k=2))
-    layer = moe_layers(model)["model.layers.1.self_attn.v_proj"]
+    router = moe_routers(model)["model.layers.1.self_attn.q_proj.router"]
     hidden = torch.randn(3, 7, 64)
-    gates = layer.router(hidden)
+    with record_routing(model) as record:
+        gates = router(hidden)
+        logits = record.take()[0]
     assert gates.shape == (3, 7, 4) and gates.dtype == torch.float32
     assert ((gates > 0).sum(-1) == 2).all()
     torch.testing.assert_close(gates.sum(-1), torch.ones(3, 7))
     # The chosen experts are the two most probable ones, in the proportion of their probabilities.
-    probs = layer.router.logits.softmax(-1)
+    probs = logits.softmax(-1)
     top = probs.topk(2, dim=-1)
     torch.testing.assert_close(gates.gather(-1, top.indices), top.values / top.values.sum(-1, keepdim=True))
 
@@ -115,9 +125,9 @@ def test_gradients_reach_only_adapter_and_router_parameters():
     config = MoELoRAConfig()
     model = attach_moe_lora(load_base_model(TINY), config).train()
     randomize_b(model)
-    loss = forward(model, data).loss
-    losses = router_losses(model, data["domain_ids"], data["token_mask"], config)
-    (loss + sum(losses.values())).backward()
+    out, logits = recorded(model, data)
+    losses = router_losses(logits, data["domain_ids"], data["token_mask"], config)
+    (out.loss + sum(losses.values())).backward()
     trainable = trainable_parameters(model)
     for name, param in model.named_parameters():
         if name in trainable:
@@ -135,9 +145,11 @@ def gradients(checkpointing: bool) -> dict[str, torch.Tensor]:
     if checkpointing:
         model.activation_checkpointing_enable({"use_reentrant": False})
     torch.manual_seed(1)  # the same dropout masks in both runs (checkpoint replays the RNG state)
-    loss = forward(model, data).loss
-    losses = router_losses(model, data["domain_ids"], data["token_mask"], config)
-    total = loss + config.balance_coef * losses["balance"] + config.z_coef * losses["z"] + losses["domain"]
+    out, logits = recorded(model, data)
+    losses = router_losses(logits, data["domain_ids"], data["token_mask"], config)
+    total = (
+        out.loss + config.balance_coef * losses["balance"] + config.z_coef * losses["z"] + losses["domain"]
+    )
     total.backward()
     return {name: param.grad.clone() for name, param in trainable_parameters(model).items()}
 
@@ -159,17 +171,15 @@ def test_router_loss_gradients_identical_under_checkpointing():
             model.activation_checkpointing_enable({"use_reentrant": False})
         router = moe_layers(model)["model.layers.0.self_attn.q_proj"].router
         calls = []
-        router.register_forward_hook(lambda *_: calls.append(1))
+        original = router.route
+        router.route = lambda logits: calls.append(1) or original(logits)
         torch.manual_seed(1)
-        forward(model, data)
-        logits = router.logits
-        losses = router_losses(model, data["domain_ids"], data["token_mask"], config)
+        _, logits = recorded(model, data)
+        losses = router_losses(logits, data["domain_ids"], data["token_mask"], config)
         sum(losses.values()).backward()
-        # Checkpointing really recomputed the router during backward (once: this router is shared by
-        # q/k/v, whose recompute takes q's gates too), and that recompute did not replace the logits the
-        # losses were read from.
+        # Checkpointing really recomputed the router during backward (once for q/k/v: one fused
+        # adapter); the losses read the forward's own logits.
         assert len(calls) == (2 if checkpointing else 1)
-        assert router.logits is logits
         params = trainable_parameters(model).items()
         return {name: p.grad.clone() for name, p in params if name.endswith("router.weight")}
 
@@ -179,21 +189,36 @@ def test_router_loss_gradients_identical_under_checkpointing():
         torch.testing.assert_close(checkpointed[name], plain[name], rtol=0, atol=0, msg=name)
 
 
+def test_a_recompute_outside_the_record_block_records_nothing():
+    data = batch()
+    config = MoELoRAConfig()
+    model = attach_moe_lora(load_base_model(TINY), config).train()
+    model.activation_checkpointing_enable({"use_reentrant": False})
+    out, logits = recorded(model, data)
+    assert model.moe_routing.logits is None
+    (
+        out.loss + sum(router_losses(logits, data["domain_ids"], data["token_mask"], config).values())
+    ).backward()
+    assert model.moe_routing.logits is None  # the backward's recompute kept no graph alive
+    with pytest.raises(ValueError, match="inside record_routing"):
+        RoutingRecord().take()
+
+
 def test_reentrant_checkpointing_is_refused_with_a_clear_message():
     data = batch()
     config = MoELoRAConfig()
     model = attach_moe_lora(load_base_model(TINY), config).train()
     model.activation_checkpointing_enable({"use_reentrant": True})
-    forward(model, data)
+    _, logits = recorded(model, data)
     with pytest.raises(RuntimeError, match="use_reentrant': False"):
-        router_losses(model, data["domain_ids"], data["token_mask"], config)
+        router_losses(logits, data["domain_ids"], data["token_mask"], config)
 
 
 def test_forced_gates_replace_routing_and_restore_on_exit():
     data = batch()
     model = attach_moe_lora(load_base_model(TINY), MoELoRAConfig(dropout=0.0)).eval()
     randomize_b(model)
-    layer: MoELoRALinear = moe_layers(model)["model.layers.0.self_attn.q_proj"]
+    layer: MoELoRALinear = moe_layers(model)["model.layers.0.self_attn.o_proj"]  # its own router
     hidden = torch.randn(5, 64)
     routed = layer(hidden)
     one_hot = torch.tensor([0.0, 0.0, 1.0, 0.0])
@@ -206,18 +231,21 @@ def test_forced_gates_replace_routing_and_restore_on_exit():
     torch.testing.assert_close(forced, by_hand)
     torch.testing.assert_close(layer(hidden), routed, rtol=0, atol=0)
     assert not torch.allclose(forward(model, data).logits, logits)
-    with pytest.raises(ValueError, match=r"gates must have shape \(4,\)"):
-        with forced_gates(model, torch.ones(3)):
-            pass
+    with pytest.raises(ValueError, match=r"gates must have shape \(4,\)"), forced_gates(model, torch.ones(3)):
+        pass
 
 
 def test_bf16_base_keeps_fp32_adapters_and_bf16_output():
     model = attach_moe_lora(load_base_model(TINY, dtype=torch.bfloat16), MoELoRAConfig())
-    layer = moe_layers(model)["model.layers.0.self_attn.k_proj"]
+    layer = moe_layers(model)["model.layers.0.self_attn.o_proj"]
     assert layer.lora_A.dtype == layer.lora_B.dtype == torch.float32
-    out = layer(torch.randn(2, 3, 64, dtype=torch.bfloat16))
-    assert out.dtype == torch.bfloat16 and layer.router.logits.dtype == torch.float32
+    with record_routing(model) as record:
+        out = layer(torch.randn(2, 3, 64, dtype=torch.bfloat16))
+        assert out.dtype == torch.bfloat16 and record.take().dtype == torch.float32
     assert layer.base.weight.dtype == torch.bfloat16
+    # The whole model runs with a bf16 base and fp32 adapters, no autocast (no dtype mismatch).
+    _, logits = recorded(model, batch())
+    assert logits.dtype == torch.float32 and torch.isfinite(logits).all()
 
 
 class PackedLinear(torch.nn.Linear):
@@ -243,54 +271,59 @@ def test_linear_subclasses_with_packed_weights_are_wrapped_by_their_features():
     assert torch.equal(block.q_proj(x), expected)
 
 
+def single(base: torch.nn.Linear, config: MoELoRAConfig) -> MoELoRALinear:
+    layer = MoELoRALinear(base, config)
+    AdapterGroup([layer], config, RoutingRecord(), parent=None)
+    return layer
+
+
 def test_under_bf16_autocast_the_adapter_matmuls_run_in_bf16_with_fp32_master_weights():
     torch.manual_seed(0)
     base = torch.nn.Linear(32, 24, bias=False).requires_grad_(False)
-    layer = MoELoRALinear(base, MoELoRAConfig(dropout=0.0, r=4))
+    layer = single(base, MoELoRAConfig(dropout=0.0, r=4))
     with torch.no_grad():
         layer.lora_B.normal_()
     x = torch.randn(6, 32)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = layer(x)
-    gates = layer.router(x) * layer.scaling  # router: fp32 even under autocast
     bf16 = torch.bfloat16
-    hidden = (x.to(bf16) @ layer.lora_A.to(bf16).T).unflatten(-1, (4, 4)) * gates.unsqueeze(-1).to(bf16)
+    # One bf16 matmul gives the A projection and the router logits; routing itself runs in fp32.
+    fused = x.to(bf16) @ torch.cat([layer.lora_A, layer.router.weight]).to(bf16).T
+    gates = layer.router.route(fused[:, -4:].float()) * layer.scaling
+    hidden = fused[:, :-4].unflatten(-1, (4, 4)) * gates.to(bf16).unsqueeze(-1)
     expected = x.to(bf16) @ layer.base.weight.to(bf16).T + hidden.flatten(-2) @ layer.lora_B.to(bf16).T
     assert out.dtype == bf16 and layer.lora_A.dtype == torch.float32
     torch.testing.assert_close(out, expected, rtol=0, atol=0)
 
 
-def test_q_k_v_share_one_router_forward_and_o_proj_has_its_own():
+def test_q_k_v_are_one_fused_adapter_with_one_router_and_o_proj_has_its_own():
     data = batch()
     model = attach_moe_lora(load_base_model(TINY), MoELoRAConfig()).train()
     layers = moe_layers(model)
     attn = "model.layers.0.self_attn"
-    router = layers[f"{attn}.q_proj"].router
-    assert layers[f"{attn}.k_proj"].router is router and layers[f"{attn}.v_proj"].router is router
-    assert layers[f"{attn}.o_proj"].router is not router and router.sharers == 3
+    q, k, v, o = (layers[f"{attn}.{p}_proj"] for p in "qkvo")
+    assert q.group is k.group is v.group and o.group is not q.group
+    assert not hasattr(k, "router") and not hasattr(v, "router") and o.router is not q.router
     owners = [f"model.layers.{i}.self_attn.{p}_proj.router" for i in (0, 1) for p in "qo"]
     assert list(moe_routers(model)) == owners
     keys = [name for name in trainable_parameters(model) if name.startswith(attn)]
     assert [name for name in keys if name.endswith("router.weight")] == [
-        f"{attn}.q_proj.router.weight", f"{attn}.o_proj.router.weight"
+        f"{attn}.q_proj.router.weight",
+        f"{attn}.o_proj.router.weight",
     ]
-    calls, handed = [], {}
-    router.register_forward_hook(lambda *_: calls.append(1))
-    original = router.gates_for
-
-    def recording(member, x, scale, dtype):
-        handed[member] = original(member, x, scale, dtype)
-        return handed[member]
-
-    router.gates_for = recording
+    matmuls = []
+    original = q.group.updates
+    q.group.updates = lambda x, training: matmuls.append(x) or original(x, training)
     forward(model, data).loss.backward()
-    assert len(calls) == 1  # one router forward for the three projections
-    q, k, v = (handed[layers[f"{attn}.{p}"]] for p in ("q_proj", "k_proj", "v_proj"))
-    assert k is q and v is q
-    assert router._shared is None  # every member took its gates: nothing kept past the forward
+    forward(model, data)
+    assert len(matmuls) == 2  # one fused computation per forward of the attention block
+    assert q.group.pending == [None, None, None]  # every member took its update: nothing kept
+    # A member of a shared group called on its own is refused with the reason.
+    with pytest.raises(RuntimeError, match="outside its parent's forward"):
+        k(torch.randn(3, 64))
 
 
-def test_sharing_computes_what_separate_routers_with_equal_weights_compute():
+def test_fused_adapter_computes_what_separate_routers_with_equal_weights_compute():
     data = batch()
     torch.manual_seed(0)
     shared = attach_moe_lora(load_base_model(TINY), MoELoRAConfig(dropout=0.0))
@@ -302,47 +335,47 @@ def test_sharing_computes_what_separate_routers_with_equal_weights_compute():
             source = moe_layers(shared)[name]
             layer.lora_A.copy_(source.lora_A)
             layer.lora_B.copy_(source.lora_B)
-            layer.router.weight.copy_(source.router.weight)
-    torch.testing.assert_close(forward(separate, data).logits, forward(shared, data).logits, rtol=0, atol=0)
+            layer.router.weight.copy_(source.group.router.weight)
+    torch.testing.assert_close(
+        forward(separate, data).logits, forward(shared, data).logits, rtol=1e-6, atol=1e-6
+    )
 
 
-def test_shared_gates_never_outlive_one_forward():
-    torch.manual_seed(0)
-    model = attach_moe_lora(load_base_model(TINY), MoELoRAConfig(dropout=0.0))
-    randomize_b(model)
-    q, k = (moe_layers(model)[f"model.layers.0.self_attn.{p}"] for p in ("q_proj", "k_proj"))
-    calls = []
-    q.router.register_forward_hook(lambda *_: calls.append(1))
-    x = torch.randn(3, 64)
-    # The same layer twice on one input: each call is a forward of its own, with its own graph.
-    for _ in range(2):
-        q(x).sum().backward()
-    assert len(calls) == 2
-    # Gates made without autograd are not handed to a forward that needs their gradient.
-    with torch.no_grad():
-        q(x)
-    q.router.weight.grad = None
-    k(x).sum().backward()
-    assert len(calls) == 4 and q.router.weight.grad.abs().sum() > 0
-    # An input changed in place since q saw it (its version counter moved) gets fresh gates.
-    q(x)
-    x.add_(1.0)
-    gates = q.router(x) * q.scaling
-    update = ((x @ k.lora_A.T).unflatten(-1, (4, 16)) * gates.unsqueeze(-1)).flatten(-2) @ k.lora_B.T
-    torch.testing.assert_close(k(x), k.base(x) + update)
+def test_linears_of_different_input_sizes_cannot_share_a_router():
+    block = torch.nn.Module()
+    block.q_proj, block.o_proj = torch.nn.Linear(32, 16), torch.nn.Linear(16, 32)
+    config = MoELoRAConfig(
+        target_modules=["q_proj", "o_proj"], shared_router_groups=[["q_proj", "o_proj"]], r=4
+    )
+    with pytest.raises(ValueError, match="must read inputs of one size"):
+        attach_moe_lora(block, config)
 
 
-def test_a_group_of_linears_that_read_different_inputs_is_refused():
-    model = attach_moe_lora(load_base_model(TINY), MoELoRAConfig(shared_router_groups=[["q_proj", "o_proj"]]))
-    with pytest.raises(RuntimeError, match="shared by 2 adapted linears got two different inputs"):
-        forward(model, batch())
-
-
-def test_shared_router_under_inference_mode_gives_the_no_grad_output():
+def test_under_inference_mode_gives_the_no_grad_output():
     data = batch()
     model = attach_moe_lora(load_base_model(TINY), MoELoRAConfig()).eval()
     randomize_b(model)
     with torch.no_grad():
         expected = forward(model, data).logits
-    with torch.inference_mode():  # inference tensors carry no version counter: no sharing, same result
+    with torch.inference_mode():
         assert torch.equal(forward(model, data).logits, expected)
+
+
+def test_compiled_tiny_model_has_no_graph_break_inside_moe():
+    """torch._dynamo.explain over a training forward + the router record: every break it reports is
+    named with its source location, and none lies in moe/."""
+    import torch._dynamo
+
+    data = batch()
+    model = attach_moe_lora(load_base_model(TINY), MoELoRAConfig()).train()
+
+    def step(input_ids, position_ids):
+        return model(input_ids=input_ids, position_ids=position_ids, use_cache=False).logits
+
+    torch._dynamo.reset()
+    with record_routing(model) as record:
+        explanation = torch._dynamo.explain(step)(data["input_ids"], data["position_ids"])
+        assert len(record.take()) == 4  # the compiled forward still recorded every router
+    in_moe = [str(reason) for reason in explanation.break_reasons if "/moe/" in str(reason)]
+    assert in_moe == [], in_moe
+    assert explanation.graph_break_count == 0, [str(r) for r in explanation.break_reasons]

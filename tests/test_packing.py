@@ -41,7 +41,7 @@ def test_packed_rows_follow_the_batch_contract():
     plan = plan_rows([len(x) for x in data["input_ids"]], MAX)
     rows = RowDataset(data, plan, MAX, pad_token_id=3)
     batch = Collate(pad_token_id=3)([rows[i] for i in range(len(rows))])
-    assert set(batch) == {"input_ids", "labels", "position_ids", "domain_ids", "token_mask"}
+    assert set(batch) == {"input_ids", "labels", "position_ids", "domain_ids", "token_mask", "cu_seq_lens", "max_length"}
     assert batch["input_ids"].shape == (len(plan), MAX) and batch["token_mask"].dtype == torch.bool
     for r, row in enumerate(plan):
         real = sum(len(data[i]["input_ids"]) for i in row)
