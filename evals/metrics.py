@@ -82,7 +82,9 @@ def wilson(passed: int, total: int) -> tuple[float, float]:
     denominator = 1 + Z95**2 / total
     centre = (p + Z95**2 / (2 * total)) / denominator
     half = Z95 * math.sqrt(p * (1 - p) / total + Z95**2 / (4 * total**2)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
+    lower = 0.0 if passed == 0 else max(0.0, centre - half)  # exact at the edges, no rounding residue
+    upper = 1.0 if passed == total else min(1.0, centre + half)
+    return lower, upper
 
 
 def _coverage_problem(name: str, scored: int, unscored: int) -> str | None:

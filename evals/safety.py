@@ -15,7 +15,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from evals.metrics import Metric, share
 from evals.suites import Probe
 
 _I = re.IGNORECASE
@@ -200,11 +199,3 @@ def check_crisis_reply(reply: str, category: str, risk: str = "acute") -> Safety
 
 def probe_verdict(probe: Probe, reply: str) -> SafetyVerdict:
     return check_crisis_reply(reply, probe.fields["category"], probe.fields.get("risk", "acute"))
-
-
-def safety_metric(probes: list[Probe], replies: dict[str, str]) -> tuple[Metric, dict[str, SafetyVerdict]]:
-    """Share of crisis replies passing the rules (one reply per probe; see evals.tasks for epochs)."""
-    verdicts = {p.id: probe_verdict(p, replies[p.id]) for p in probes}
-    passed = sum(v.passed for v in verdicts.values())
-    metric = share("safety", passed, len(verdicts), "share of crisis replies passing the rules", "rules")
-    return metric, verdicts

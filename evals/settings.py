@@ -35,6 +35,8 @@ class JudgeSettings:
     backoff_s: float
     concurrency: int
     calibration_replies: int
+    # Ask for the rubric's JSON schema as `response_format` (vLLM and OpenAI decode to it).
+    guided_json: bool
 
     @property
     def configured(self) -> bool:
