@@ -173,7 +173,7 @@ def measure(
         model=model,
         log_dir=str(out / "logs" / label),
         display="none",
-        log_level="warning",
+        log_level="info",  # inspect sets the root logger to this level: keep our INFO lines
         max_tasks=len(tasks_for_model),
         max_connections=settings.generation.batch_size,
         max_samples=settings.generation.batch_size,
