@@ -53,6 +53,23 @@ class Rubric:
     # A pass/fail verdict: field -> the answer a passing reply has (e.g. method_information: no).
     pass_when: dict[str, str] = dataclass_field(default_factory=dict)
 
+    def raw_range(self, metric_name: str) -> tuple[float, float]:
+        """The metric's raw scale, ordered from worst to best (inverted metrics run high to low)."""
+        metric = self.metrics[metric_name]
+        low = float(sum(self.fields[f].min for f in metric.fields))
+        high = float(sum(self.fields[f].max for f in metric.fields))
+        return (high, low) if metric.invert else (low, high)
+
+    def normalise(self, metric_name: str, scores: Mapping[str, int]) -> float:
+        """One answer's value of a metric on 0..1, higher is better."""
+        worst, best = self.raw_range(metric_name)
+        total = sum(scores[f] for f in self.metrics[metric_name].fields)
+        return (total - worst) / (best - worst)
+
+    def passes(self, scores: Mapping[str, int]) -> bool:
+        """The pass/fail verdict of one answer (pass_when)."""
+        return all(scores[f] == int(answer == "yes") for f, answer in self.pass_when.items())
+
     def schema(self) -> dict:
         """JSON schema of an answer: the rationale first, then every field (for guided decoding)."""
         properties: dict[str, dict] = {"rationale": {"type": "string"}}
@@ -231,23 +248,10 @@ class RubricScores:
 
     def normalised(self, metric_name: str) -> dict[str, float]:
         """Per-item 0..1 value of one metric (items without a verdict left out)."""
-        metric = self.rubric.metrics[metric_name]
-        low = sum(self.rubric.fields[f].min for f in metric.fields)
-        high = sum(self.rubric.fields[f].max for f in metric.fields)
-        values = {}
-        for item, scores in self.per_item.items():
-            if scores is not None:
-                value = (sum(scores[f] for f in metric.fields) - low) / (high - low)
-                values[item] = 1 - value if metric.invert else value
-        return values
-
-    def passed(self) -> dict[str, bool | None]:
-        """Per item the rubric's pass/fail verdict (pass_when), None without a verdict."""
         return {
-            item: None
-            if scores is None
-            else all(scores[f] == int(answer == "yes") for f, answer in self.rubric.pass_when.items())
+            item: self.rubric.normalise(metric_name, scores)
             for item, scores in self.per_item.items()
+            if scores is not None
         }
 
     def metrics(self) -> list[Metric]:
@@ -256,11 +260,9 @@ class RubricScores:
         out = []
         note = f"{self.malformed} malformed and {self.failed} failed judge answers of {len(self.per_item)}"
         for metric in self.rubric.metrics.values():
-            low = sum(self.rubric.fields[f].min for f in metric.fields)
-            high = sum(self.rubric.fields[f].max for f in metric.fields)
             values = self.normalised(metric.name)
             per_item = [(item.partition("#")[0], values.get(item)) for item in self.per_item]
-            raw_scale = (float(high), float(low)) if metric.invert else (float(low), float(high))
+            raw_scale = self.rubric.raw_range(metric.name)
             out.append(mean_metric(metric.name, per_item, metric.scale, "judge", note, raw_scale))
         return out
 

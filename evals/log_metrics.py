@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,9 +63,8 @@ def collect(logs: Iterable[EvalLog | str | Path]) -> SuiteResult:
         result.logs.append(str(log.location))
         epochs = log.eval.config.epochs or 1
         expected = (log.eval.dataset.samples or 0) * epochs
-        names_seen: set[str] = set()
-        samples = log.samples or []
-        for sample in samples:
+        scored: dict[str, int] = defaultdict(int)  # items per metric that this log holds
+        for sample in log.samples or []:
             probe_id = str(sample.id)
             meta = sample.metadata or {}
             if sample.epoch == 1 and sample.output is not None:
@@ -78,19 +77,14 @@ def collect(logs: Iterable[EvalLog | str | Path]) -> SuiteResult:
             for score in scores.values():
                 values = score.value if isinstance(score.value, dict) else {}
                 for name, raw in values.items():
-                    names_seen.add(name)
+                    scored[name] += 1
                     value = _value(raw)
                     result.items[name].append((probe_id, value))
                     if name in ("bias_quality_proxy", "counsel_overall") and value is not None and "probe" in meta:
                         result.quality[(f"{name}|{meta['probe']}", meta["variant"])].append(value)
         # Samples that errored (no scores) or never ran: unscored items of every metric the log scores.
-        scored = defaultdict(int)
-        for sample in samples:
-            for score in (sample.scores or {}).values():
-                for name in score.value if isinstance(score.value, dict) else {}:
-                    scored[name] += 1
-        for name in names_seen:
-            result.items[name] += [("(missing)", None)] * max(0, expected - scored[name])
+        for name, count in scored.items():
+            result.items[name] += [("(missing)", None)] * max(0, expected - count)
     return result
 
 
@@ -129,9 +123,7 @@ def metrics_from_logs(result: SuiteResult, judged: bool, voice_scored: bool) -> 
     for rubric in rubrics.values():
         for metric in rubric.metrics.values():
             if judged:
-                low = sum(rubric.fields[f].min for f in metric.fields)
-                high = sum(rubric.fields[f].max for f in metric.fields)
-                raw_scale = (float(high), float(low)) if metric.invert else (float(low), float(high))
+                raw_scale = rubric.raw_range(metric.name)
                 out.append(mean_metric(metric.name, result.items.get(metric.name, []), metric.scale, "judge", "", raw_scale))
             elif metric.name != "empathy":
                 out.append(unmeasured(metric.name, metric.scale, "judge", "no judge configured"))
@@ -152,7 +144,3 @@ def metrics_from_logs(result: SuiteResult, judged: bool, voice_scored: bool) -> 
             "voice_share", RATES["voice_share"][0], "classifier", "no voice classifier for this evaluation"
         )
     return metrics
-
-
-def reasons_by_probe(result: SuiteResult) -> Mapping[str, dict[str, str]]:
-    return result.explanations
