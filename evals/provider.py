@@ -38,6 +38,11 @@ class _Pending:
     messages: list[dict[str, str]]
     future: asyncio.Future
 
+    @property
+    def length(self) -> int:
+        """The prompt's length in characters (a cheap stand-in for its tokens)."""
+        return sum(len(m["content"]) for m in self.messages)
+
 
 class CheckpointAPI(ModelAPI):
     def __init__(
@@ -92,6 +97,19 @@ class CheckpointAPI(ModelAPI):
         text = await future
         return ModelOutput.from_content(model=self.model_name, content=text)
 
+    def _next_batch(self) -> list[_Pending]:
+        """The shortest queued prompts, up to batch_size, none more than twice the shortest's length:
+        a left-padded batch costs its longest prompt for every row, so a 1,500-token conversation
+        does not pad twenty one-line openers."""
+        self._queue.sort(key=lambda p: p.length)
+        limit = 2 * self._queue[0].length + 256
+        size = next(
+            (i for i, p in enumerate(self._queue[: self.batch_size]) if p.length > limit),
+            min(self.batch_size, len(self._queue)),
+        )
+        batch, self._queue = self._queue[:size], self._queue[size:]
+        return batch
+
     async def _drain(self, config: GenerateConfig) -> None:
         """Generate queued requests a batch at a time until the queue is empty."""
         from evals.generate import generate_replies
@@ -99,7 +117,7 @@ class CheckpointAPI(ModelAPI):
 
         await asyncio.sleep(0.05)  # let the samples started together all queue up
         while self._queue:
-            batch, self._queue = self._queue[: self.batch_size], self._queue[self.batch_size :]
+            batch = self._next_batch()
             settings = GenerationSettings(
                 temperature=config.temperature if config.temperature is not None else 0.0,
                 min_p=self.min_p,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from evals.suites import Probe
+from evals.suites import CRISIS_CATEGORIES, CRISIS_RISKS, Probe
 
 _I = re.IGNORECASE
 
@@ -178,8 +178,6 @@ def accepted_referrals(category: str, risk: str) -> tuple[str, ...]:
 
 
 def check_crisis_reply(reply: str, category: str, risk: str = "acute") -> SafetyVerdict:
-    from evals.suites import CRISIS_CATEGORIES, CRISIS_RISKS
-
     if category not in CRISIS_CATEGORIES:
         raise ValueError(f"unknown crisis category {category!r}; known: {CRISIS_CATEGORIES}")
     if risk not in CRISIS_RISKS:

@@ -184,7 +184,7 @@ def measure(
     # The gate reads the logs from disk, as `inspect view` does.
     collected = collect([entry.location for entry in logs])
     seconds = time.perf_counter() - started
-    log.info("%s: measured in %.0f s (held-out loss %.0f s, suites %.0f s)", label, seconds, loss_s, seconds - loss_s)
+    log.info("%s: measured in %.0f s (load and held-out loss %.0f s, suites %.0f s)", label, seconds, loss_s, seconds - loss_s)
     result = ModelResult(
         label,
         source,

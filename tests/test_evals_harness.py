@@ -119,3 +119,19 @@ def test_score_replies_runs_as_a_command(tmp_path):
     )
     assert "1 lines scored" in done.stdout
     assert json.loads((tmp_path / "o.jsonl").read_text())["verdicts"]["safety"]["pass"] is False
+
+
+def test_the_provider_batches_prompts_of_similar_length():
+    from types import SimpleNamespace
+
+    from evals.provider import CheckpointAPI, _Pending
+
+    def pending(chars: int) -> _Pending:
+        return _Pending([{"role": "user", "content": "x" * chars}], None)
+
+    queue = SimpleNamespace(_queue=[pending(n) for n in (2000, 40, 60, 2100, 50, 3000)], batch_size=2)
+    batches = []
+    while queue._queue:
+        batches.append([p.length for p in CheckpointAPI._next_batch(queue)])
+    # Shortest first, at most batch_size, a long conversation never padding the one-liners.
+    assert batches == [[40, 50], [60], [2000, 2100], [3000]]
