@@ -120,7 +120,7 @@ def test_heldout_loss_ratio_and_forgetting_gates():
 def test_the_demo_gate_does_not_proceed_on_a_loss_that_barely_moved():
     gate = load_settings(DEMO_SETTINGS).gate
     assert decide(1, {}, None, gate, heldout_loss_ratio=0.9998).decision == RETRAIN  # a 0.02% change
-    assert decide(1, {}, None, gate, heldout_loss_ratio=0.95).decision == PROCEED
+    assert decide(1, {}, None, gate, heldout_loss_ratio=0.9960).decision == PROCEED  # SmolLM2 stage 3
     assert decide(2, {}, None, gate, 0.95, {"stage 1's test split vs the previous stage": 1.10}).decision == RETRAIN
     assert decide(2, {}, None, gate, 0.95, {"stage 1's test split vs the previous stage": 1.01}).decision == PROCEED
 
