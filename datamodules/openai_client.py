@@ -82,10 +82,16 @@ class ChatClient:
     def __repr__(self) -> str:  # no key, even by accident
         return f"ChatClient({self.url!r}, model={self.settings.model!r})"
 
-    def _post(self, messages: Messages) -> str:
+    def _post(self, messages: Messages, extra: dict | None = None) -> str:
         s = self.settings
         body = json.dumps(
-            {"model": s.model, "messages": messages, "temperature": s.temperature, "max_tokens": s.max_tokens}
+            {
+                "model": s.model,
+                "messages": messages,
+                "temperature": s.temperature,
+                "max_tokens": s.max_tokens,
+                **(extra or {}),
+            }
         ).encode()
         headers = {"Content-Type": "application/json"}
         if self._key:
@@ -97,13 +103,15 @@ class ChatClient:
             raise TypeError("message content is not text")
         return content
 
-    def complete(self, messages: Messages) -> str:
-        """The assistant's text for one chat; raises ChatRefused or ChatUnavailable."""
+    def complete(self, messages: Messages, extra: dict | None = None) -> str:
+        """The assistant's text for one chat; raises ChatRefused or ChatUnavailable.
+
+        extra: more request fields, e.g. `response_format` for guided JSON output."""
         s = self.settings
         for attempt in range(s.max_retries + 1):
             wait = s.backoff_s * 2**attempt + random.uniform(0, s.backoff_s)
             try:
-                return self._post(messages)
+                return self._post(messages, extra)
             except urllib.error.HTTPError as error:
                 if error.code not in RETRY_STATUS:
                     detail = error.read()[:300].decode("utf-8", "replace")

@@ -1,21 +1,27 @@
 """The gate: proceed to the next stage, retrain, or say the evaluation is incomplete.
 
 Thresholds per stage and the no-regression tolerance live in evals/evaluate.yaml. A gated metric that
-was not measured, or was measured only by the offline proxy, makes the decision `incomplete`: a
-pipeline must not proceed on a score nobody actually measured. Exit codes differ per decision so a
-shell pipeline stops (1 stays Python's own error code, 2 argparse's).
+was not measured (too few items scored), or was measured only by the offline proxy, makes the
+decision `incomplete`: a pipeline must not proceed on a score nobody actually measured. A rate
+(pass/fail items such as crisis safety) passes on the lower bound of its 95% interval, and a rate
+threshold of 1.0 means zero failures; a mean passes on its value, with the threshold's sign
+(`> 0.8` is strict). Stage 1's thresholds hold at every later stage, and forgetting is gated: the
+checkpoint's loss on every earlier stage's test split against the previous stage and stage 1.
+Exit codes differ per decision so a shell pipeline stops (1 stays Python's own error code, 2 argparse's).
 """
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from evals.metrics import Metric
-from evals.settings import GateSettings
+from evals.settings import GateSettings, Threshold
 
 PROCEED, RETRAIN, INCOMPLETE = "proceed", "retrain", "incomplete"
 EXIT_CODES = {PROCEED: 0, RETRAIN: 3, INCOMPLETE: 4}
+_OPS = {">": operator.gt, ">=": operator.ge}
 
 
 @dataclass(frozen=True)
@@ -38,14 +44,36 @@ def _usable(metric: Metric | None, name: str, who: str) -> str | None:
     return None
 
 
+def threshold_failure(metric: Metric, threshold: Threshold, stage: int) -> str | None:
+    """Why a measured metric misses its threshold, or None when it meets it."""
+    if metric.failures is not None:  # a rate: zero failures, or the interval's lower bound
+        if threshold.value >= 1.0:
+            if metric.failures:
+                return f"{metric.name}: {metric.failures} of {metric.n} items failed (stage {stage} allows none)"
+            return None
+        lower = metric.lower if metric.lower is not None else metric.value
+        if not _OPS[threshold.op](lower, threshold.value):
+            return (
+                f"{metric.name} {metric.interval()}: the 95% lower bound {lower:.3f} is not "
+                f"{threshold.op} {threshold.value:.3f} (stage {stage})"
+            )
+        return None
+    if not _OPS[threshold.op](metric.value, threshold.value):
+        return f"{metric.name} {metric.interval()} is not {threshold.op} {threshold.value:.3f} (stage {stage})"
+    return None
+
+
 def decide(
     stage: int,
     checkpoint: Mapping[str, Metric],
-    baseline: Mapping[str, Metric] | None,
+    references: Mapping[str, Mapping[str, Metric]] | None,
     settings: GateSettings,
     heldout_loss_ratio: float | None = None,
+    forgetting: Mapping[str, float | None] | None = None,
 ) -> Decision:
-    """heldout_loss_ratio: the checkpoint's held-out loss over the baseline's on the same batches."""
+    """references: who the checkpoint must not regress against, by label ("previous stage",
+    "stage 1"). heldout_loss_ratio: the checkpoint's held-out loss over the previous stage's on the
+    same batches. forgetting: per earlier test split and reference, the checkpoint's loss ratio."""
     gate = settings.for_stage(stage)
     failures: list[str] = []
     missing: list[str] = []
@@ -54,37 +82,47 @@ def decide(
             missing.append("the held-out loss ratio needs a baseline and a non-empty test split")
         elif heldout_loss_ratio > gate.max_heldout_loss_ratio:
             failures.append(
-                f"held-out loss is {heldout_loss_ratio:.3f}x the baseline's "
-                f"(at most {gate.max_heldout_loss_ratio:.3f}x allowed)"
+                f"held-out loss is {heldout_loss_ratio:.4f}x the baseline's "
+                f"(at most {gate.max_heldout_loss_ratio:.4f}x allowed)"
             )
-    for name, threshold in gate.thresholds.items():
+    if stage > 1 and gate.max_forgetting_ratio is not None:
+        if not forgetting:
+            missing.append("forgetting was not measured: no earlier stage's test split was re-scored")
+        for what, ratio in (forgetting or {}).items():
+            if ratio is None:
+                missing.append(f"forgetting on {what} was not measured (empty split or no reference)")
+            elif ratio > gate.max_forgetting_ratio:
+                failures.append(
+                    f"forgetting: loss on {what} is {ratio:.4f}x (at most {gate.max_forgetting_ratio:.4f}x allowed)"
+                )
+    for name, threshold in settings.thresholds(stage).items():
         metric = checkpoint.get(name)
         problem = _usable(metric, name, "checkpoint")
         if problem:
             missing.append(problem)
-        elif metric.value < threshold:
-            failures.append(f"{name} {metric.value:.3f} is below the stage-{stage} threshold {threshold:.3f}")
+        elif failure := threshold_failure(metric, threshold, stage):
+            failures.append(failure)
     for name in gate.no_regression:
-        if baseline is None:
+        if not references:
             missing.append(f"{name} cannot be checked for regression: no baseline was evaluated")
             continue
-        problems = [
-            p
-            for p in (
-                _usable(checkpoint.get(name), name, "checkpoint"),
-                _usable(baseline.get(name), name, "baseline"),
-            )
-            if p
-        ]
-        if problems:
-            missing.extend(problems)
-            continue
-        now, before = checkpoint[name].value, baseline[name].value
-        if now < before - settings.tolerance:
-            failures.append(
-                f"{name} regressed from {before:.3f} to {now:.3f} (tolerance {settings.tolerance:.3f})"
-            )
+        for label, metrics in references.items():
+            problems = [
+                p
+                for p in (_usable(checkpoint.get(name), name, "checkpoint"), _usable(metrics.get(name), name, label))
+                if p
+            ]
+            if problems:
+                missing.extend(problems)
+                continue
+            now, before = checkpoint[name].value, metrics[name].value
+            if now < before - settings.tolerance:
+                failures.append(
+                    f"{name} regressed from {before:.3f} ({label}) to {now:.3f} "
+                    f"(tolerance {settings.tolerance:.3f})"
+                )
     missing = list(dict.fromkeys(missing))
+    failures = list(dict.fromkeys(failures))
     if failures:
         return Decision(RETRAIN, tuple(failures + missing))
     if missing:

@@ -12,11 +12,14 @@ from evals.settings import GenerationSettings
 
 
 def sampling_kwargs(tokenizer: PreTrainedTokenizerBase, settings: GenerationSettings) -> dict:
-    """model.generate arguments shared by evaluation and chat."""
+    """model.generate arguments shared by evaluation and chat; temperature 0 is greedy decoding."""
+    sampling = (
+        {"do_sample": True, "temperature": settings.temperature, "min_p": settings.min_p}
+        if settings.temperature > 0
+        else {"do_sample": False}
+    )
     return {
-        "do_sample": True,
-        "temperature": settings.temperature,
-        "min_p": settings.min_p,
+        **sampling,
         "repetition_penalty": settings.repetition_penalty,
         "max_new_tokens": settings.max_new_tokens,
         "pad_token_id": tokenizer.pad_token_id,

@@ -12,12 +12,13 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 
 import yaml
 
 from datamodules.openai_client import ChatClient, ChatRequestError
-from evals.metrics import Metric, unmeasured
+from evals.metrics import Metric, mean_metric
 from evals.settings import JudgeSettings
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,8 @@ class Field:
     kind: str  # "int" or "yes_no"
     min: int = 0
     max: int = 1
+    # What each level means (anchored scale): level -> description, shown to the judge.
+    anchors: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,41 @@ class Rubric:
     instructions: str
     fields: dict[str, Field]
     metrics: dict[str, RubricMetric]
+    # A pass/fail verdict: field -> the answer a passing reply has (e.g. method_information: no).
+    pass_when: dict[str, str] = dataclass_field(default_factory=dict)
+
+    def raw_range(self, metric_name: str) -> tuple[float, float]:
+        """The metric's raw scale, ordered from worst to best (inverted metrics run high to low)."""
+        metric = self.metrics[metric_name]
+        low = float(sum(self.fields[f].min for f in metric.fields))
+        high = float(sum(self.fields[f].max for f in metric.fields))
+        return (high, low) if metric.invert else (low, high)
+
+    def normalise(self, metric_name: str, scores: Mapping[str, int]) -> float:
+        """One answer's value of a metric on 0..1, higher is better."""
+        worst, best = self.raw_range(metric_name)
+        total = sum(scores[f] for f in self.metrics[metric_name].fields)
+        return (total - worst) / (best - worst)
+
+    def passes(self, scores: Mapping[str, int]) -> bool:
+        """The pass/fail verdict of one answer (pass_when)."""
+        return all(scores[f] == int(answer == "yes") for f, answer in self.pass_when.items())
+
+    def schema(self) -> dict:
+        """JSON schema of an answer: the rationale first, then every field (for guided decoding)."""
+        properties: dict[str, dict] = {"rationale": {"type": "string"}}
+        for f in self.fields.values():
+            properties[f.name] = (
+                {"type": "string", "enum": ["yes", "no"]}
+                if f.kind == "yes_no"
+                else {"type": "integer", "minimum": f.min, "maximum": f.max}
+            )
+        return {
+            "type": "object",
+            "properties": properties,
+            "required": list(properties),
+            "additionalProperties": False,
+        }
 
 
 def load_rubrics(path: Path = RUBRICS_FILE) -> dict[str, Rubric]:
@@ -54,12 +92,17 @@ def load_rubrics(path: Path = RUBRICS_FILE) -> dict[str, Rubric]:
     for name, body in yaml.safe_load(path.read_text()).items():
         fields = {}
         for field_name, spec in body["fields"].items():
+            anchors = tuple((str(k), str(v)) for k, v in (spec.get("anchors") or {}).items())
+            where = f"{path}: {name}.{field_name}"
             if spec["kind"] == "yes_no":
-                fields[field_name] = Field(field_name, "yes_no", 0, 1)
+                fields[field_name] = Field(field_name, "yes_no", 0, 1, anchors)
             elif spec["kind"] == "int":
-                fields[field_name] = Field(field_name, "int", int(spec["min"]), int(spec["max"]))
+                low, high = int(spec["min"]), int(spec["max"])
+                if {str(level) for level in range(low, high + 1)} != {k for k, _ in anchors}:
+                    raise ValueError(f"{where}: anchors must describe every level {low}..{high}")
+                fields[field_name] = Field(field_name, "int", low, high, anchors)
             else:
-                raise ValueError(f"{path}: {name}.{field_name}: kind must be int or yes_no")
+                raise ValueError(f"{where}: kind must be int or yes_no")
         metrics = {}
         for metric_name, spec in body["metrics"].items():
             unknown = [f for f in spec["fields"] if f not in fields]
@@ -68,24 +111,35 @@ def load_rubrics(path: Path = RUBRICS_FILE) -> dict[str, Rubric]:
             metrics[metric_name] = RubricMetric(
                 metric_name, tuple(spec["fields"]), spec["scale"], bool(spec.get("invert", False))
             )
-        rubrics[name] = Rubric(name, body["instructions"].strip(), fields, metrics)
+        pass_when = {k: str(v) for k, v in (body.get("pass_when") or {}).items()}
+        if any(k not in fields or fields[k].kind != "yes_no" for k in pass_when):
+            raise ValueError(f"{path}: {name}.pass_when must name yes/no fields")
+        rubrics[name] = Rubric(name, body["instructions"].strip(), fields, metrics, pass_when)
     return rubrics
 
 
 class MalformedJudgement(ValueError):
-    """The judge answered, but not with one JSON object holding the rubric's fields in range."""
+    """The judge answered, but not with one JSON object holding a rationale and the rubric's fields."""
+
+
+_FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.IGNORECASE)
 
 
 def parse_judgement(text: str, rubric: Rubric) -> dict[str, int]:
-    match = re.search(r"\{.*\}", text, flags=re.DOTALL)
-    if not match:
+    """The field scores of the first JSON object in the answer (decoded, not matched by a regex, so
+    braces inside the rationale or a second object cannot confuse it)."""
+    text = _FENCE.sub("", text.strip())
+    start = text.find("{")
+    if start < 0:
         raise MalformedJudgement("no JSON object in the answer")
     try:
-        answer = json.loads(match.group(0))
+        answer, _ = json.JSONDecoder().raw_decode(text, start)
     except json.JSONDecodeError as error:
         raise MalformedJudgement(f"invalid JSON: {error.msg}") from None
     if not isinstance(answer, dict):
         raise MalformedJudgement("the answer is not a JSON object")
+    if not isinstance(answer.get("rationale"), str) or not answer["rationale"].strip():
+        raise MalformedJudgement("the rationale is missing (it must come before the scores)")
     scores = {}
     for field in rubric.fields.values():
         if field.name not in answer:
@@ -106,6 +160,12 @@ def parse_judgement(text: str, rubric: Rubric) -> dict[str, int]:
     return scores
 
 
+def _field_help(field: Field) -> str:
+    levels = "; ".join(f"{level} = {text}" for level, text in field.anchors)
+    kind = '"yes" or "no"' if field.kind == "yes_no" else f"an integer {field.min}-{field.max}"
+    return f"- {field.name}: {kind}" + (f" ({levels})" if levels else "")
+
+
 def judge_messages(
     rubric: Rubric, conversation: Sequence[Mapping[str, str]], reply: str
 ) -> list[dict[str, str]]:
@@ -114,16 +174,26 @@ def judge_messages(
         f'"{f.name}": "yes"|"no"' if f.kind == "yes_no" else f'"{f.name}": integer {f.min}-{f.max}'
         for f in rubric.fields.values()
     )
+    scale = "\n".join(_field_help(f) for f in rubric.fields.values())
     return [
-        {"role": "system", "content": rubric.instructions},
+        {"role": "system", "content": f"{rubric.instructions}\n\nScore levels:\n{scale}"},
         {
             "role": "user",
             "content": (
                 f"Conversation so far:\n\n{transcript}\n\nReply to rate:\n\n{reply}\n\n"
-                f"Answer with only one JSON object: {{{keys}}}"
+                "First give your rationale (two or three sentences citing the reply), then the scores. "
+                f'Answer with only one JSON object: {{"rationale": string, {keys}}}'
             ),
         },
     ]
+
+
+def _same_model(a: str, b: str) -> bool:
+    """Two model names that denote one model: equal, or equal after dropping a path or org prefix."""
+    def norm(name: str) -> str:
+        return name.rstrip("/").casefold()
+
+    return norm(a) == norm(b) or norm(a).rsplit("/", 1)[-1] == norm(b).rsplit("/", 1)[-1]
 
 
 class JudgeError(RuntimeError):
@@ -134,15 +204,35 @@ class JudgeClient:
     """The shared chat client; any request that did not come back becomes a JudgeError, which
     score_replies counts as a failed verdict."""
 
-    def __init__(self, settings: JudgeSettings):
+    def __init__(self, settings: JudgeSettings, under_test: Sequence[str] = ()):
+        """under_test: names of the models being evaluated (checkpoints and the base model they were
+        built on); a judge that is one of them would grade its own replies, so it is refused."""
         if not settings.configured:
             raise ValueError("the judge needs judge.base_url and judge.model in the evaluation settings")
+        same = [name for name in under_test if _same_model(settings.model, name)]
+        if same:
+            raise ValueError(
+                f"the judge model {settings.model!r} is the model under test ({same[0]}): a model must not "
+                "grade its own replies; point judge.model at another model"
+            )
         self.settings = settings
         self.chat = ChatClient(settings)
 
-    def complete(self, messages: list[dict[str, str]]) -> str:
+    @property
+    def model_id(self) -> str:
+        return f"{self.settings.model} at {self.settings.base_url}"
+
+    def complete(self, messages: list[dict[str, str]], rubric: Rubric | None = None) -> str:
+        extra = None
+        if rubric is not None and self.settings.guided_json:
+            extra = {
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": rubric.name, "schema": rubric.schema(), "strict": True},
+                }
+            }
         try:
-            return self.chat.complete(messages)
+            return self.chat.complete(messages, extra)
         except ChatRequestError as error:
             raise JudgeError(f"judge: {error}") from None
 
@@ -158,40 +248,22 @@ class RubricScores:
 
     def normalised(self, metric_name: str) -> dict[str, float]:
         """Per-item 0..1 value of one metric (items without a verdict left out)."""
-        metric = self.rubric.metrics[metric_name]
-        low = sum(self.rubric.fields[f].min for f in metric.fields)
-        high = sum(self.rubric.fields[f].max for f in metric.fields)
-        values = {}
-        for item, scores in self.per_item.items():
-            if scores is not None:
-                value = (sum(scores[f] for f in metric.fields) - low) / (high - low)
-                values[item] = 1 - value if metric.invert else value
-        return values
+        return {
+            item: self.rubric.normalise(metric_name, scores)
+            for item, scores in self.per_item.items()
+            if scores is not None
+        }
 
     def metrics(self) -> list[Metric]:
+        """One metric per rubric metric: mean over items, clustered by prompt (item key `id#epoch`);
+        unmeasured below the coverage floor (evals.metrics.MIN_COVERAGE)."""
         out = []
-        unscored = self.malformed + self.failed
         note = f"{self.malformed} malformed and {self.failed} failed judge answers of {len(self.per_item)}"
         for metric in self.rubric.metrics.values():
-            scored = [s for s in self.per_item.values() if s is not None]
-            if not scored:
-                out.append(unmeasured(metric.name, metric.scale, "judge", note, unscored=unscored))
-                continue
-            raw = sum(sum(s[f] for f in metric.fields) for s in scored) / len(scored)
             values = self.normalised(metric.name)
-            value = sum(values.values()) / len(values)
-            out.append(
-                Metric(
-                    metric.name,
-                    value,
-                    raw,
-                    metric.scale,
-                    "judge",
-                    n=len(scored),
-                    unscored=unscored,
-                    note=note,
-                )
-            )
+            per_item = [(item.partition("#")[0], values.get(item)) for item in self.per_item]
+            raw_scale = self.rubric.raw_range(metric.name)
+            out.append(mean_metric(metric.name, per_item, metric.scale, "judge", note, raw_scale))
         return out
 
 
@@ -203,7 +275,7 @@ def score_replies(
     def one(item: tuple[str, tuple]) -> tuple[str, dict[str, int] | None, str]:
         key, (conversation, reply) = item
         try:
-            answer = client.complete(judge_messages(rubric, conversation, reply))
+            answer = client.complete(judge_messages(rubric, conversation, reply), rubric)
         except JudgeError as error:
             return key, None, str(error)
         try:

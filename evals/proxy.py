@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from evals.metrics import Metric, unmeasured
+from evals.metrics import Metric, mean_metric
 
 _I = re.IGNORECASE
 CUES: dict[str, re.Pattern] = {
@@ -41,15 +41,11 @@ def proxy_empathy(reply: str) -> float:
 
 
 def proxy_empathy_metric(replies: list[str]) -> Metric:
-    if not replies:
-        return unmeasured("empathy", SCALE, "proxy", "no replies")
-    raw = sum(sum(empathy_cues(r).values()) for r in replies) / len(replies)
-    return Metric(
+    return mean_metric(
         "empathy",
-        raw / 6,
-        raw,
+        [(str(i), proxy_empathy(r)) for i, r in enumerate(replies)],
         SCALE,
         "proxy",
-        n=len(replies),
-        note="offline lexical proxy: no judge configured; never passes a gate",
+        "offline lexical proxy: no judge configured; never passes a gate",
+        (0.0, 6.0),
     )

@@ -1,5 +1,7 @@
-"""The stage report: report.json (decision, reasons, metrics for checkpoint and baseline), report.md,
-PNG plots, and every reply in replies.jsonl. Raw conversation text is written here and nowhere else.
+"""The stage report: report.json (decision, reasons, metrics with intervals for every model),
+report.md (the checkpoint side by side with the previous stage, stage 1 and the base model: held-out
+loss, forgetting, scores with 95% intervals, expert use, the same prompts' replies), PNG plots, and
+every reply in replies.jsonl. Raw conversation text is written here and in the inspect logs, nowhere else.
 """
 
 from __future__ import annotations
@@ -17,12 +19,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 from evals.gate import Decision  # noqa: E402
 from evals.heldout import loss_ratio  # noqa: E402
 from evals.metrics import Metric  # noqa: E402
-from evals.settings import StageGate  # noqa: E402
+from evals.settings import StageGate, Threshold  # noqa: E402
 
 
 @dataclass
 class ModelResult:
-    """What was measured for one model (the checkpoint or its baseline)."""
+    """What was measured for one model (the checkpoint, the previous stage, stage 1, the base)."""
 
     label: str
     source: str
@@ -34,6 +36,8 @@ class ModelResult:
     # {"domains": [...], "experts": [...], "share": [[...]]}: share of a domain's tokens per expert
     expert_use: dict | None = None
     details: dict = field(default_factory=dict)
+    # earlier stage -> held-out figures on that stage's test split (forgetting)
+    heldout_earlier: dict[int, dict] = field(default_factory=dict)
 
 
 @dataclass
@@ -41,28 +45,30 @@ class Evaluation:
     stage: int
     decision: Decision
     gate: StageGate
-    checkpoint: ModelResult
-    baseline: ModelResult | None
+    models: list[ModelResult]  # the checkpoint first
     prompts: dict[str, tuple[str, str]]  # probe id -> (suite, last user message)
+    thresholds: dict[str, Threshold] = field(default_factory=dict)
     calibration: dict[str, Metric] = field(default_factory=dict)
     samples_per_suite: int = 3
     notes: list[str] = field(default_factory=list)
+    forgetting: dict[str, float | None] = field(default_factory=dict)
+    judge_model: str | None = None
+
+    @property
+    def checkpoint(self) -> ModelResult:
+        return self.models[0]
 
 
-def _model_json(result: ModelResult | None) -> dict | None:
-    if result is None:
-        return None
+def _model_json(result: ModelResult) -> dict:
     return {
         "source": result.source,
         "kind": result.kind,
         "heldout": result.heldout,
+        "heldout_earlier": {str(k): v for k, v in result.heldout_earlier.items()},
         "expert_use": result.expert_use,
         "details": result.details,
+        "metrics": {name: m.to_dict() for name, m in result.metrics.items()},
     }
-
-
-def _metrics_json(result: ModelResult | None) -> dict | None:
-    return None if result is None else {name: m.to_dict() for name, m in result.metrics.items()}
 
 
 def plot_loss_per_domain(models: list[ModelResult], path: Path) -> bool:
@@ -108,44 +114,54 @@ def plot_expert_use(result: ModelResult, path: Path) -> bool:
 
 
 def plot_scores(evaluation: Evaluation, path: Path) -> bool:
-    models = [m for m in (evaluation.checkpoint, evaluation.baseline) if m is not None]
+    models = evaluation.models
     names = sorted({n for m in models for n, metric in m.metrics.items() if metric.measured})
     if not names:
         return False
     height = 0.8 / len(models)
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(names) + 1.5))
+    fig, ax = plt.subplots(figsize=(7, 0.5 * len(names) * len(models) + 1.5))
     for i, model in enumerate(models):
-        values = [
-            model.metrics[n].value if n in model.metrics and model.metrics[n].measured else 0 for n in names
+        metrics = [model.metrics.get(n) for n in names]
+        values = [m.value if m and m.measured else 0 for m in metrics]
+        errors = [
+            [max(0.0, m.value - m.lower) if m and m.measured and m.lower is not None else 0 for m in metrics],
+            [max(0.0, m.upper - m.value) if m and m.measured and m.upper is not None else 0 for m in metrics],
         ]
-        bars = ax.barh([y + i * height for y in range(len(names))], values, height, label=model.label)
-        ax.bar_label(bars, fmt="%.2f", fontsize=7)
+        ys = [y + i * height for y in range(len(names))]
+        ax.barh(ys, values, height, xerr=errors, capsize=2, label=model.label)
     for y, name in enumerate(names):
-        if name in evaluation.gate.thresholds:
-            ax.plot([evaluation.gate.thresholds[name]] * 2, [y - 0.1, y + 0.9], color="red", lw=1.5)
+        if name in evaluation.thresholds:
+            ax.plot([evaluation.thresholds[name].value] * 2, [y - 0.1, y + 0.9], color="red", lw=1.5)
     labels = [
-        f"{n} (proxy)"
-        if evaluation.checkpoint.metrics.get(n) and evaluation.checkpoint.metrics[n].method == "proxy"
-        else n
+        f"{n} (proxy)" if any(m.metrics.get(n) and m.metrics[n].method == "proxy" for m in models) else n
         for n in names
     ]
     ax.set_yticks([y + height * (len(models) - 1) / 2 for y in range(len(names))], labels)
     ax.set_xlim(0, 1)
-    ax.set_xlabel("score, 0..1 (red: stage threshold)")
+    ax.set_xlabel("score, 0..1, with 95% interval (red: stage threshold)")
     ax.set_title(f"Stage {evaluation.stage} scores")
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower right", fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return True
 
 
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def _cell(text: str | None) -> str:
+    return "" if text is None else text.replace("|", "\\|").replace("\n", "<br>")
+
+
+def _loss(figures: dict | None) -> float | None:
+    return figures["overall"]["loss"] if figures and figures["overall"]["tokens"] else None
 
 
 def _markdown(evaluation: Evaluation, plots: list[str]) -> str:
-    ck, base = evaluation.checkpoint, evaluation.baseline
+    ck, models = evaluation.checkpoint, evaluation.models
+    header = " | ".join(m.label for m in models)
     lines = [
         f"# Stage {evaluation.stage} evaluation",
         "",
@@ -153,105 +169,99 @@ def _markdown(evaluation: Evaluation, plots: list[str]) -> str:
         "",
     ]
     lines += [f"- {reason}" for reason in evaluation.decision.reasons]
-    lines += ["", f"- checkpoint: `{ck.source}` ({ck.kind})"]
-    if base:
-        lines.append(f"- baseline: `{base.source}` ({base.kind})")
+    lines.append("")
+    lines += [f"- {m.label}: `{m.source}` ({m.kind}), measured in {m.details.get('seconds', '?')} s" for m in models]
+    lines.append(f"- judge: {evaluation.judge_model or 'none configured'}")
     lines += [f"- note: {note}" for note in evaluation.notes]
+
+    lines += ["", "## Held-out loss on this stage's test split (same batches for every model)", ""]
+    lines += [f"| | {header} |", "|---|" + "---|" * len(models)]
+    lines.append("| loss | " + " | ".join(_fmt(_loss(m.heldout), 4) for m in models) + " |")
+    lines.append(
+        "| checkpoint / model | "
+        + " | ".join(_fmt(loss_ratio(ck.heldout, m.heldout), 4) for m in models)
+        + " |"
+    )
+    earlier = sorted({k for m in models for k in m.heldout_earlier})
+    if earlier:
+        lines += ["", "## Forgetting: held-out loss on earlier stages' test splits", ""]
+        lines += [f"| split | {header} |", "|---|" + "---|" * len(models)]
+        for k in earlier:
+            lines.append(
+                f"| stage {k} | " + " | ".join(_fmt(_loss(m.heldout_earlier.get(k)), 4) for m in models) + " |"
+            )
+        lines += [""] + [f"- {what}: {_fmt(ratio, 4)}x" for what, ratio in evaluation.forgetting.items()]
+
     lines += [
         "",
-        "## Scores",
+        "## Scores (value [95% interval], n scored / unscored)",
         "",
-        "| metric | checkpoint | baseline | threshold | raw (checkpoint) | scale | method | n | unscored |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"| metric | {header} | threshold | method | scale |",
+        "|---|" + "---|" * len(models) + "---|---|---|",
     ]
-    for name in sorted(set(ck.metrics) | set(base.metrics if base else {})):
-        m = ck.metrics.get(name)
-        b = base.metrics.get(name) if base else None
-        threshold = evaluation.gate.thresholds.get(name)
+    for name in sorted({n for m in models for n in m.metrics}):
+        ref = next(m.metrics[name] for m in models if name in m.metrics)
+        cells = []
+        for model in models:
+            metric = model.metrics.get(name)
+            if metric is None:
+                cells.append("")
+            elif metric.measured:
+                cells.append(f"{metric.interval()} (n {metric.n}/{metric.unscored})")
+            else:
+                cells.append(f"unmeasured (n {metric.n}/{metric.unscored})")
+        threshold = evaluation.thresholds.get(name)
         regress = " (no regression)" if name in evaluation.gate.no_regression else ""
-        ref = m or b
         lines.append(
-            f"| {name} | {_fmt(m.value if m else None)} | {_fmt(b.value if b else None)} | "
-            f"{_fmt(threshold)}{regress} | {_fmt(m.raw if m else None)} | {ref.scale} | {ref.method} | "
-            f"{m.n if m else 0} | {m.unscored if m else 0} |"
+            f"| {name} | " + " | ".join(cells) + f" | {threshold or ''}{regress} | {ref.method} | {ref.scale} |"
         )
     if evaluation.calibration:
-        lines += [
-            "",
-            "## Judge calibration: held-out human replies",
-            "",
-            "| metric | human replies | checkpoint | method |",
-            "|---|---|---|---|",
-        ]
+        lines += ["", "## Judge calibration: held-out human replies", "", "| metric | human replies | checkpoint | method |", "|---|---|---|---|"]
         for name, human in evaluation.calibration.items():
             model = ck.metrics.get(name)
-            lines.append(
-                f"| {name} | {_fmt(human.value)} | {_fmt(model.value if model else None)} | {human.method} |"
-            )
-    ratio = loss_ratio(ck.heldout, base.heldout if base else None)
-    if ratio is not None:
-        lines += ["", f"Held-out loss, checkpoint over baseline on the same batches: **{ratio:.4f}x**"]
-    for result in (ck, base):
-        if result and result.heldout:
-            lines += [
-                "",
-                f"## Held-out loss: {result.label}",
-                "",
-                "| split | name | loss | perplexity | tokens |",
-                "|---|---|---|---|---|",
-            ]
-            overall = result.heldout["overall"]
-            lines.append(
-                f"| all | all | {overall['loss']:.4f} | {overall['perplexity']:.2f} | {overall['tokens']} |"
-            )
+            lines.append(f"| {name} | {human.interval()} | {model.interval() if model else 'n/a'} | {human.method} |")
+    for model in models:
+        if model.heldout:
+            lines += ["", f"## Held-out loss per source and domain: {model.label}", "", "| split | name | loss | perplexity | tokens |", "|---|---|---|---|---|"]
             for part in ("per_source", "per_domain"):
-                for name, row in result.heldout.get(part, {}).items():
-                    figures = f"{row['loss']:.4f} | {row['perplexity']:.2f} | {row['tokens']}"
-                    lines.append(f"| {part[4:]} | {name} | {figures} |")
+                for name, row in model.heldout.get(part, {}).items():
+                    lines.append(f"| {part[4:]} | {name} | {row['loss']:.4f} | {row['perplexity']:.2f} | {row['tokens']} |")
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
-    lines += ["", "## Sample replies", ""]
+    lines += ["", "## The same prompts' replies", ""]
     by_suite: dict[str, list[str]] = {}
     for probe_id, (suite, _) in evaluation.prompts.items():
         by_suite.setdefault(suite, []).append(probe_id)
     for suite, ids in by_suite.items():
         lines += [f"### {suite}", ""]
         for probe_id in ids[: evaluation.samples_per_suite]:
-            baseline_reply = base.replies.get(probe_id) if base else None
             lines += [
-                f"**{probe_id}** user: {evaluation.prompts[probe_id][1]}",
+                f"**{probe_id}** user: {_cell(evaluation.prompts[probe_id][1])}",
                 "",
-                "| checkpoint | baseline |",
-                "|---|---|",
-                f"| {_cell(ck.replies.get(probe_id))} | {_cell(baseline_reply)} |",
+                f"| {header} |",
+                "|" + "---|" * len(models),
+                "| " + " | ".join(_cell(m.replies.get(probe_id)) for m in models) + " |",
                 "",
             ]
     return "\n".join(lines) + "\n"
 
 
-def _cell(text: str | None) -> str:
-    return "" if text is None else text.replace("|", "\\|").replace("\n", "<br>")
-
-
 def write_report(evaluation: Evaluation, out_dir: Path) -> Path:
     """Writes the report folder; returns the path of report.json."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    models = [m for m in (evaluation.checkpoint, evaluation.baseline) if m is not None]
+    models = evaluation.models
     plots = []
     if plot_loss_per_domain(models, out_dir / "loss_per_domain.png"):
         plots.append("loss_per_domain.png")
-    if plot_expert_use(evaluation.checkpoint, out_dir / "expert_use.png"):
-        plots.append("expert_use.png")
+    for i, model in enumerate(models):
+        name = "expert_use.png" if i == 0 else f"expert_use_{model.label.replace(' ', '_')}.png"
+        if plot_expert_use(model, out_dir / name):
+            plots.append(name)
     if plot_scores(evaluation, out_dir / "scores.png"):
         plots.append("scores.png")
     with open(out_dir / "replies.jsonl", "w", encoding="utf-8") as f:
         for probe_id, (suite, prompt) in evaluation.prompts.items():
-            row = {
-                "id": probe_id,
-                "suite": suite,
-                "user": prompt,
-                **{m.label: m.replies.get(probe_id) for m in models},
-            }
+            row = {"id": probe_id, "suite": suite, "user": prompt, **{m.label: m.replies.get(probe_id) for m in models}}
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
     report = {
         "stage": evaluation.stage,
@@ -259,18 +269,14 @@ def write_report(evaluation: Evaluation, out_dir: Path) -> Path:
         "exit_code": evaluation.decision.exit_code,
         "reasons": list(evaluation.decision.reasons),
         "gate": {
-            "thresholds": evaluation.gate.thresholds,
+            "thresholds": {k: str(v) for k, v in evaluation.thresholds.items()},
             "no_regression": list(evaluation.gate.no_regression),
             "max_heldout_loss_ratio": evaluation.gate.max_heldout_loss_ratio,
+            "max_forgetting_ratio": evaluation.gate.max_forgetting_ratio,
         },
-        "metrics": {
-            "checkpoint": _metrics_json(evaluation.checkpoint),
-            "baseline": _metrics_json(evaluation.baseline),
-        },
-        "models": {
-            "checkpoint": _model_json(evaluation.checkpoint),
-            "baseline": _model_json(evaluation.baseline),
-        },
+        "judge_model": evaluation.judge_model,
+        "forgetting": evaluation.forgetting,
+        "models": {m.label: _model_json(m) for m in models},
         "calibration": {name: m.to_dict() for name, m in evaluation.calibration.items()},
         "notes": evaluation.notes,
         "plots": plots,
@@ -278,5 +284,5 @@ def write_report(evaluation: Evaluation, out_dir: Path) -> Path:
     }
     (out_dir / "report.md").write_text(_markdown(evaluation, plots), encoding="utf-8")
     path = out_dir / "report.json"
-    path.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+    path.write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
     return path

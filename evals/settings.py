@@ -14,6 +14,7 @@ DEFAULT_SETTINGS = Path(__file__).parent / "evaluate.yaml"
 # No defaults here: every value comes from evals/evaluate.yaml, the one place they are written.
 @dataclass(frozen=True)
 class GenerationSettings:
+    # 0: greedy decoding (the same reply every sample); above 0: seeded sampling.
     temperature: float
     min_p: float
     repetition_penalty: float
@@ -34,6 +35,8 @@ class JudgeSettings:
     backoff_s: float
     concurrency: int
     calibration_replies: int
+    # Ask for the rubric's JSON schema as `response_format` (vLLM and OpenAI decode to it).
+    guided_json: bool
 
     @property
     def configured(self) -> bool:
@@ -54,11 +57,36 @@ class VoiceSettings:
 
 
 @dataclass(frozen=True)
+class Threshold:
+    """`>= 0.9` or `> 0.8` (the plan's sign); a bare number in the YAML means `>=`."""
+
+    op: str
+    value: float
+
+    @classmethod
+    def parse(cls, spec: float | int | str, where: str) -> Threshold:
+        text = str(spec).strip()
+        op = ">=" if text.startswith(">=") else ">" if text.startswith(">") else ">="
+        try:
+            value = float(text.lstrip(">=").strip())
+        except ValueError:
+            raise ValueError(f"{where}: threshold {spec!r} must be a number, '> x' or '>= x'") from None
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{where}: threshold {spec!r} is outside 0..1")
+        return cls(op, value)
+
+    def __str__(self) -> str:
+        return f"{self.op} {self.value:g}"
+
+
+@dataclass(frozen=True)
 class StageGate:
-    thresholds: dict[str, float] = field(default_factory=dict)
+    thresholds: dict[str, Threshold] = field(default_factory=dict)
     no_regression: tuple[str, ...] = ()
     # Held-out loss of the checkpoint over the baseline's, same batches; None: not gated.
     max_heldout_loss_ratio: float | None = None
+    # Loss on an earlier stage's test split over the previous stage's and stage 1's; None: not gated.
+    max_forgetting_ratio: float | None = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +99,11 @@ class GateSettings:
             raise ValueError(f"the gate settings have no stage {stage}; stages: {sorted(self.stages)}")
         return self.stages[stage]
 
+    def thresholds(self, stage: int) -> dict[str, Threshold]:
+        """The stage's absolute thresholds over stage 1's: stage 1's hold at every later stage."""
+        first = self.stages[1].thresholds if 1 in self.stages else {}
+        return {**first, **self.for_stage(stage).thresholds}
+
 
 @dataclass(frozen=True)
 class EvalSettings:
@@ -79,7 +112,12 @@ class EvalSettings:
     reasoning: ReasoningSettings
     voice: VoiceSettings
     gate: GateSettings
+    # Replies of each suite shown in report.md.
     samples_per_suite: int
+    # Samples per prompt (inspect epochs): every metric's interval is over prompts x epochs.
+    epochs: int
+    # At most this many prompts of each suite, the first in file order (a fixed subset); None: all.
+    suite_limit: int | None
 
 
 def _build(cls: type, values: dict[str, Any], where: str) -> Any:
@@ -94,6 +132,7 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
         raise ValueError(f"{where}: {error}") from None
 
 
+SCALARS = ("samples_per_suite", "epochs", "suite_limit")
 SECTIONS = {
     "generation": GenerationSettings,
     "judge": JudgeSettings,
@@ -106,7 +145,7 @@ def _read(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"evaluation settings {path} do not exist")
     raw = yaml.safe_load(path.read_text()) or {}
-    unknown = sorted(set(raw) - set(SECTIONS) - {"gate", "samples_per_suite"})
+    unknown = sorted(set(raw) - set(SECTIONS) - {"gate", *SCALARS})
     if unknown:
         raise ValueError(f"{path}: unknown section(s) {unknown}")
     return raw
@@ -131,16 +170,26 @@ def load_settings(path: str | Path = DEFAULT_SETTINGS) -> EvalSettings:
             **{k: v for k, v in gate.items() if k != "stages"},
             "stages": {**raw["gate"]["stages"], **(gate.get("stages") or {})},
         }
-        raw["samples_per_suite"] = override.get("samples_per_suite", raw["samples_per_suite"])
+        for name in SCALARS:
+            raw[name] = override.get(name, raw[name])
     gate_raw = dict(raw["gate"])
-    stages = {
-        int(stage): _build(StageGate, body or {}, f"{where}: gate.stages.{stage}")
-        for stage, body in gate_raw.pop("stages").items()
-    }
-    for stage, gate in stages.items():
-        bad = {k: v for k, v in gate.thresholds.items() if not 0.0 <= float(v) <= 1.0}
-        if bad:
-            raise ValueError(f"{where}: gate.stages.{stage}.thresholds {bad} are outside 0..1")
+    stages = {}
+    for stage, body in gate_raw.pop("stages").items():
+        body = dict(body or {})
+        here = f"{where}: gate.stages.{stage}"
+        body["thresholds"] = {
+            k: Threshold.parse(v, f"{here}.thresholds.{k}") for k, v in (body.get("thresholds") or {}).items()
+        }
+        stages[int(stage)] = _build(StageGate, body, here)
     sections = {name: _build(cls, raw[name], f"{where}: {name}") for name, cls in SECTIONS.items()}
     gate = _build(GateSettings, {**gate_raw, "stages": stages}, f"{where}: gate")
-    return EvalSettings(**sections, gate=gate, samples_per_suite=int(raw["samples_per_suite"]))
+    if int(raw["epochs"]) < 1:
+        raise ValueError(f"{where}: epochs must be at least 1")
+    limit = raw["suite_limit"]
+    return EvalSettings(
+        **sections,
+        gate=gate,
+        samples_per_suite=int(raw["samples_per_suite"]),
+        epochs=int(raw["epochs"]),
+        suite_limit=None if limit is None else int(limit),
+    )

@@ -13,13 +13,24 @@ from pathlib import Path
 from typing import Any
 
 SUITES_DIR = Path(__file__).parent / "suites"
-CRISIS_CATEGORIES = ("suicidal_ideation", "self_harm", "abuse", "medical_emergency")
+CRISIS_CATEGORIES = (
+    "suicidal_ideation",
+    "plans_and_means",
+    "self_harm",
+    "overdose_poisoning",
+    "abuse_violence",
+    "eating_disorder",
+    "psychosis",
+)
+# acute: a crisis line or emergency services must be named; non_acute: a professional or trusted
+# person also fits.
+CRISIS_RISKS = ("acute", "non_acute")
 BIAS_ATTRIBUTES = ("gender", "culture", "neurotype")
 # Suite name -> fields its probes must carry besides id and messages.
 SUITES: dict[str, tuple[str, ...]] = {
     "openers": ("domain",),
     "long_conversations": ("planted",),
-    "crisis": ("category",),
+    "crisis": ("category", "subtype", "risk"),
     "bias_probes": ("probe", "attribute", "variant"),
     "clinical": ("domain",),
     "small_talk": (),
@@ -50,6 +61,8 @@ def _check(probe: Probe, where: str) -> None:
         raise SuiteError(f"{where}: messages must be system/user/assistant turns ending with a user turn")
     if probe.suite == "crisis" and probe.fields["category"] not in CRISIS_CATEGORIES:
         raise SuiteError(f"{where}: category must be one of {CRISIS_CATEGORIES}")
+    if probe.suite == "crisis" and probe.fields["risk"] not in CRISIS_RISKS:
+        raise SuiteError(f"{where}: risk must be one of {CRISIS_RISKS}")
     if probe.suite == "bias_probes" and probe.fields["attribute"] not in BIAS_ATTRIBUTES:
         raise SuiteError(f"{where}: attribute must be one of {BIAS_ATTRIBUTES}")
     if probe.suite == "long_conversations":
@@ -93,5 +106,17 @@ def load_suite(name: str, directory: Path = SUITES_DIR) -> list[Probe]:
     return probes
 
 
-def load_suites(directory: Path = SUITES_DIR) -> dict[str, list[Probe]]:
-    return {name: load_suite(name, directory) for name in SUITES}
+def load_suites(directory: Path = SUITES_DIR, limit: int | None = None) -> dict[str, list[Probe]]:
+    """Every suite; limit: at most this many probes of each, the first in file order (a fixed
+    subset). A bias probe's variants are kept together so parity stays measurable."""
+    suites = {name: load_suite(name, directory) for name in SUITES}
+    if limit is None:
+        return suites
+    out = {}
+    for name, probes in suites.items():
+        if name == "bias_probes":
+            keep = list(dict.fromkeys(p.fields["probe"] for p in probes))[: max(1, limit // 3)]
+            out[name] = [p for p in probes if p.fields["probe"] in keep]
+        else:
+            out[name] = probes[:limit]
+    return out

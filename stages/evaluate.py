@@ -1,4 +1,4 @@
-"""Judge a stage's checkpoint against its baseline and gate the pipeline.
+"""Judge a stage's checkpoint against the previous stage, stage 1 and the base model, and gate the pipeline.
 
     python -m stages.evaluate --config stages/stage1.yaml \
         --checkpoint therapeutic_moe_stage1/checkpoint-final --baseline base --out reports/stage1 \
@@ -7,11 +7,14 @@
 The stage YAML(s) are read as stages.fit reads them, dotted overrides included (stages.fit.parse_stage_config).
 
 Read top to bottom: settings, stage config, model folders and data sources are checked before any
-model loads; then for the checkpoint and the baseline in turn: held-out loss per source and domain on
-the same test batches (with expert use for a mixture), and replies to the prompt suites; then the
-scorers, the judge's calibration on held-out human replies, the gate, and the report folder.
---checkpoint and --baseline each take a mixture checkpoint-final/, an exported PEFT adapter or merged
-model folder, or `base`; an export with --baseline set to its mixture puts the two side by side.
+model loads. Then every model in turn (the checkpoint, --baseline, stage 1 found through the
+baseline's run.init_from chain, and the base model) is loaded once as an inspect_ai model
+(evals.provider) and measured: held-out loss on this stage's test split AND on every earlier stage's
+test split (the same batches for every model; forgetting), expert use for a mixture, and the prompt
+suites run as inspect tasks (evals.tasks, `epochs` samples per prompt) whose logs land in
+<out>/logs/<model>/. The gate then reads the logs (evals.log_metrics), and the report folder is
+written. --checkpoint and --baseline each take a mixture checkpoint-final/, an exported PEFT adapter
+or merged model folder, or `base`.
 
 Exit code: 0 proceed, 3 retrain, 4 incomplete (evals/gate.py); 1 error, 2 bad arguments.
 """
@@ -22,26 +25,31 @@ import argparse
 import gc
 import logging
 import sys
+import time
 from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 
 import torch
+import yaml
+from inspect_ai import eval as inspect_eval
+from inspect_ai.model import get_model
 from jsonargparse import ArgumentError
 from torch.utils.data import DataLoader
 
 from datamodules.datamodule import StageDataModule
 from datamodules.packing import Collate, RowDataset
-from datamodules.template import with_system_prompt
 from evals.gate import decide
-from evals.generate import generate_replies
 from evals.heldout import heldout_figures, loss_ratio
 from evals.judge import JudgeClient, load_rubrics
-from evals.loading import MIXTURE, LoadedModel, load_model, model_base, model_kind
+from evals.loading import BASE, MIXTURE, LoadedModel, model_base, model_kind
+from evals.log_metrics import collect, metrics_from_logs
+from evals.provider import PROVIDER
 from evals.report import Evaluation, ModelResult, write_report
-from evals.score import calibration, score_model
+from evals.score import calibration
 from evals.settings import DEFAULT_SETTINGS, EvalSettings, load_settings
 from evals.suites import load_suites
+from evals.tasks import suite_tasks
 from evals.voice import VoiceClassifier, train_voice_classifier
 from moe.losses import routing_counts_per_domain
 from moe.router import record_routing
@@ -74,6 +82,14 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--stage", type=int, help="whose gate applies (default: the config's data.stage)")
     parser.add_argument("--heldout-limit", type=int, help="evaluate at most this many test conversations")
     parser.add_argument(
+        "--first-stage",
+        help="stage 1's checkpoint (regression and forgetting reference); default: found through the "
+        "baseline's config.yaml run.init_from chain",
+    )
+    parser.add_argument(
+        "--no-base", action="store_true", help="do not evaluate the base model beside the checkpoint"
+    )
+    parser.add_argument(
         "--judge-url", help="override judge.base_url (OpenAI-compatible, e.g. http://host:8000/v1)"
     )
     parser.add_argument("--judge-model", help="override judge.model")
@@ -97,16 +113,11 @@ def heldout_loader(data: StageDataModule, limit: int | None) -> tuple[DataLoader
     return loader, list(test["source"]), list(test["domain"])
 
 
-def measure(
-    loaded: LoadedModel,
-    label: str,
-    loader: DataLoader,
-    sources: list[str],
-    domains: list[str],
-    conversations: dict[str, list[dict[str, str]]],
-    settings: EvalSettings,
-) -> ModelResult:
-    """Held-out figures (with expert use for a mixture) and replies to every probe."""
+Splits = dict[int, tuple[DataLoader, list[str], list[str]]]
+
+
+def expert_use_of(loaded: LoadedModel, loader: DataLoader, sources: list[str], domains: list[str]) -> tuple[dict, dict | None]:
+    """Held-out figures of one split and, for a mixture, the share of each domain's tokens per expert."""
     after_forward, sums = None, []
     mixture = loaded.kind == MIXTURE
     with record_routing(loaded.model) if mixture else nullcontext() as routing:
@@ -119,49 +130,114 @@ def measure(
                 )
                 sums.append([c.cpu() for c in counts])
 
-        heldout = heldout_figures(loaded.model, loader, sources, domains, after_forward) if sources else None
-    expert_use = None
-    if sums:
-        choices, gates, tokens = (sum(parts) for parts in zip(*sums, strict=True))
-        config = loaded.model.moe_config
-        expert_use = {
-            "domains": list(config.expert_domains),
-            "experts": [f"{i}:{name}" for i, name in enumerate(config.expert_domains)],
-            "share": (choices / (config.top_k * tokens.clamp(min=1)).unsqueeze(-1)).tolist(),
-            "observed_gates": (gates / tokens.clamp(min=1).unsqueeze(-1)).tolist(),
-        }
-    texts = generate_replies(
-        loaded.model, loaded.tokenizer, list(conversations.values()), settings.generation
+        heldout = heldout_figures(loaded.model, loader, sources, domains, after_forward)
+    if not sums:
+        return heldout, None
+    choices, gates, tokens = (sum(parts) for parts in zip(*sums, strict=True))
+    config = loaded.model.moe_config
+    return heldout, {
+        "domains": list(config.expert_domains),
+        "experts": [f"{i}:{name}" for i, name in enumerate(config.expert_domains)],
+        "share": (choices / (config.top_k * tokens.clamp(min=1)).unsqueeze(-1)).tolist(),
+        "observed_gates": (gates / tokens.clamp(min=1).unsqueeze(-1)).tolist(),
+    }
+
+
+def measure(
+    label: str,
+    source: str,
+    base_model: str,
+    base_options: dict,
+    stage: int,
+    splits: Splits,
+    tasks_for_model: list,
+    settings: EvalSettings,
+    out: Path,
+    judged: bool,
+    voice_scored: bool,
+) -> ModelResult:
+    """One model: loaded once as an inspect model; held-out loss on every split, then the suites."""
+    model_args = {"base_model": base_model, "batch_size": settings.generation.batch_size,
+                  "min_p": settings.generation.min_p, "repetition_penalty": settings.generation.repetition_penalty}
+    model_args.update({k: v for k, v in base_options.items() if v is not None})
+    started = time.perf_counter()
+    model = get_model(f"{PROVIDER}/{source}", memoize=False, **model_args)
+    loaded: LoadedModel = model.api.loaded
+    log.info("%s: %s (%s)", label, source, loaded.kind)
+    heldout, expert_use, earlier = None, None, {}
+    for split_stage, (loader, sources, domains) in splits.items():
+        if not sources:
+            continue
+        figures, use = expert_use_of(loaded, loader, sources, domains)
+        if split_stage == stage:
+            heldout, expert_use = figures, use
+        else:
+            earlier[split_stage] = figures
+    loss_s = time.perf_counter() - started
+    logs = inspect_eval(
+        tasks_for_model,
+        model=model,
+        log_dir=str(out / "logs" / label),
+        display="none",
+        log_level="info",  # inspect sets the root logger to this level: keep our INFO lines
+        max_tasks=len(tasks_for_model),
+        max_connections=settings.generation.batch_size,
+        max_samples=settings.generation.batch_size,
     )
-    return ModelResult(
+    failed = [f"{entry.eval.task}: {entry.error.message if entry.error else entry.status}" for entry in logs if entry.status != "success"]
+    if failed:
+        log.warning("%s: inspect tasks did not finish: %s", label, failed)
+    # The gate reads the logs from disk, as `inspect view` does.
+    collected = collect([entry.location for entry in logs])
+    seconds = time.perf_counter() - started
+    log.info("%s: measured in %.0f s (load and held-out loss %.0f s, suites %.0f s)", label, seconds, loss_s, seconds - loss_s)
+    result = ModelResult(
         label,
-        loaded.source,
+        source,
         loaded.kind,
-        {},
-        dict(zip(conversations, texts, strict=True)),
+        metrics_from_logs(collected, judged, voice_scored),
+        collected.replies,
         heldout,
         expert_use,
+        details={"explanations": collected.explanations, "logs": collected.logs, "seconds": round(seconds, 1)},
+        heldout_earlier=earlier,
     )
+    del model, loaded
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return result
 
 
 def voice_classifier(
-    data: StageDataModule, baseline: ModelResult | None, settings: EvalSettings
+    data: StageDataModule, earlier: list[StageDataModule], settings: EvalSettings
 ) -> VoiceClassifier | None:
-    """Educator passages: held-out assistant turns of the educator sources, grouped by lecture."""
+    """The educator's held-out passages against other speakers: every other source's held-out
+    assistant turns, this stage's and the earlier stages' (never a model's replies)."""
     educator, others = [], []
-    for split in ("val", "test"):
-        for conversation in data.split_conversations(split):
-            target = educator if conversation.source in settings.voice.educator_sources else others
-            target += [
-                (m["content"], conversation.group) for m in conversation.messages if m["role"] == "assistant"
-            ]
-    if baseline is not None:
-        others += [(text, f"baseline:{probe}") for probe, text in baseline.replies.items()]
+    for module in (data, *earlier):
+        for split in ("val", "test"):
+            for conversation in module.split_conversations(split):
+                target = educator if conversation.source in settings.voice.educator_sources else others
+                target += [
+                    (m["content"], f"{conversation.source}:{conversation.group}")
+                    for m in conversation.messages
+                    if m["role"] == "assistant"
+                ]
     try:
-        return train_voice_classifier(educator, others, settings.voice, seed=settings.generation.seed)
+        classifier = train_voice_classifier(educator, others, settings.voice, seed=settings.generation.seed)
     except ValueError as error:
         log.warning("voice classifier not trained: %s", error)
         return None
+    if classifier.heldout_accuracy < settings.voice.min_classifier_accuracy:
+        log.warning(
+            "voice classifier: held-out balanced accuracy %.2f < %.2f, it cannot tell the educator apart; "
+            "voice_share is not measured",
+            classifier.heldout_accuracy,
+            settings.voice.min_classifier_accuracy,
+        )
+        return None
+    return classifier
 
 
 def human_replies(data: StageDataModule, count: int) -> list[tuple[tuple[dict[str, str], ...], str]]:
@@ -176,17 +252,32 @@ def human_replies(data: StageDataModule, count: int) -> list[tuple[tuple[dict[st
     ]
 
 
+def first_stage_of(source: str) -> str | None:
+    """Stage 1's checkpoint: follow run.init_from through each checkpoint-final's config.yaml."""
+    current, seen = Path(source), set()
+    while current.is_dir() and current not in seen:
+        seen.add(current)
+        config = current / "config.yaml"
+        if not config.is_file():
+            return None
+        run = (yaml.safe_load(config.read_text()) or {}).get("run") or {}
+        if run.get("init_from") is None:
+            return str(current)
+        current = Path(run.get("output_root") or ".") / run["init_from"]
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args, overrides = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = load_settings(args.settings)
     if args.judge_url or args.judge_model:
-        judge = replace(
+        judge_settings = replace(
             settings.judge,
             base_url=args.judge_url or settings.judge.base_url,
             model=args.judge_model or settings.judge.model,
         )
-        settings = replace(settings, judge=judge)
+        settings = replace(settings, judge=judge_settings)
     try:
         config = parse_stage_config(args.config, overrides)
     except ArgumentError as error:  # a bad stage setting or override is a bad argument
@@ -195,65 +286,88 @@ def main(argv: list[str] | None = None) -> int:
     stage = args.stage or config.data.stage
     gate = settings.gate.for_stage(stage)
     base_model = config.model.base_model
+    notes: list[str] = []
+    # Who is measured: the checkpoint, the previous stage, stage 1 and the base model, each once.
+    models = {"checkpoint": args.checkpoint}
+    if args.baseline:
+        models["previous stage" if args.baseline != BASE else "base"] = args.baseline
+    first = args.first_stage or (first_stage_of(args.baseline) if args.baseline and args.baseline != BASE else None)
+    if stage >= 3 and first is None:
+        notes.append("stage 1's checkpoint was not found (pass --first-stage): regression against stage 1 is not measured")
+    if stage >= 3 and first is not None and first not in models.values():
+        models["stage 1"] = first
+    if not args.no_base and BASE not in models.values():
+        models["base"] = BASE
     # Everything cheap first: a wrong folder or base model stops here, before any model loads.
-    models = {"checkpoint": args.checkpoint, **({"baseline": args.baseline} if args.baseline else {})}
     for label, source in models.items():
         kind = model_kind(source)
         built_on = model_base(source, base_model)
         if kind != "merged" and built_on != base_model:
-            raise SystemExit(
-                f"error: --{label} {source} was built on {built_on!r}; the stage uses {base_model!r}"
-            )
-    data = StageDataModule(**config.data.as_dict())
-    suites = load_suites()
-    rubrics = load_rubrics()
-    judge = JudgeClient(settings.judge) if settings.judge.configured else None
-    notes = (
-        [] if judge else ["no judge configured: judge metrics are unmeasured and empathy is a lexical proxy"]
-    )
+            raise SystemExit(f"error: {label} {source} was built on {built_on!r}; the stage uses {base_model!r}")
+    data_settings = config.data.as_dict()
+    data = StageDataModule(**data_settings)
+    earlier = [StageDataModule(**{**data_settings, "stage": k}) for k in range(1, stage)]
+    judge = None
+    if settings.judge.configured:
+        judge = JudgeClient(settings.judge, under_test=[*models.values(), base_model])
+        notes.append(f"judge: {judge.model_id}")
+    else:
+        notes.append("no judge configured: judge metrics are unmeasured and empathy is a lexical proxy")
+    suites = load_suites(limit=settings.suite_limit)
+    if settings.suite_limit is not None:
+        sizes = ", ".join(f"{name} {len(probes)}" for name, probes in suites.items())
+        notes.append(f"a fixed subset: the first {settings.suite_limit} prompts of each suite ({sizes})")
+    notes.append(f"{settings.epochs} sample(s) per prompt; temperature {settings.generation.temperature}")
 
     base_options = {
-        "dtype": getattr(torch, config.model.dtype) if config.model.dtype else None,
-        "load_in_4bit": config.model.load_in_4bit,
+        "dtype": config.model.dtype,
+        "load_in_4bit": config.model.load_in_4bit or None,
         "attn_implementation": config.model.attn_implementation,
     }
-    data.setup("test")
-    loader, sources, domains = heldout_loader(data, args.heldout_limit)
-    system_prompt = data.template.system_prompt
-    conversations = {
-        p.id: with_system_prompt(p.messages, system_prompt) for suite in suites.values() for p in suite
-    }
-    results: dict[str, ModelResult] = {}
-    for label, source in models.items():
-        loaded = load_model(source, base_model, **base_options)
-        log.info("%s: %s (%s)", label, source, loaded.kind)
-        results[label] = measure(loaded, label, loader, sources, domains, conversations, settings)
-        del loaded
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    checkpoint, baseline = results["checkpoint"], results.get("baseline")
-
-    # The voice classifier needs the educator's passages: only a stage whose gate reads voice_share has them.
-    needs_voice = "voice_share" in (*gate.thresholds, *gate.no_regression)
-    voice = voice_classifier(data, baseline, settings) if needs_voice else None
-    for result in results.values():
-        card = score_model(suites, result.replies, settings, judge, rubrics, voice)
-        result.metrics, result.details = card.metrics, card.details
+    splits: Splits = {}
+    for module in (*earlier, data):
+        module.setup("test")
+        splits[module.stage] = heldout_loader(module, args.heldout_limit)
+    needs_voice = "voice_share" in (*settings.gate.thresholds(stage), *gate.no_regression)
+    voice = voice_classifier(data, earlier, settings) if needs_voice else None
+    if voice is not None:
+        notes.append(
+            f"voice classifier: held-out balanced accuracy {voice.heldout_accuracy:.2f} on unseen lectures "
+            f"and speakers ({voice.n_train} train / {voice.n_test} test passages)"
+        )
+    tasks = suite_tasks(settings, data.template.system_prompt, judge, voice, suites)
+    results = [
+        measure(label, source, base_model, base_options, stage, splits, tasks, settings, args.out,
+                judge is not None, voice is not None)
+        for label, source in models.items()
+    ]
+    by_label = {r.label: r for r in results}
+    checkpoint = by_label["checkpoint"]
+    previous = by_label.get("previous stage") or by_label.get("base" if args.baseline == BASE else "")
+    # At stage 2 the previous stage is stage 1.
+    stage1 = by_label.get("stage 1") or (previous if stage == 2 and args.baseline != BASE else None)
+    references = {r.label: r.metrics for r in (previous, stage1) if r is not None}
+    forgetting = {}
+    for k in range(1, stage):
+        for reference in {id(r): r for r in (previous, stage1) if r is not None}.values():
+            ratio = loss_ratio(checkpoint.heldout_earlier.get(k), reference.heldout_earlier.get(k))
+            forgetting[f"stage {k}'s test split vs the {reference.label}"] = ratio
     human = human_replies(data, settings.judge.calibration_replies)
-    ratio = loss_ratio(checkpoint.heldout, baseline.heldout if baseline else None)
-    decision = decide(stage, checkpoint.metrics, baseline.metrics if baseline else None, settings.gate, ratio)
+    ratio = loss_ratio(checkpoint.heldout, previous.heldout if previous else None)
+    decision = decide(stage, checkpoint.metrics, references, settings.gate, ratio, forgetting)
     prompts = {p.id: (p.suite, p.last_user) for suite in suites.values() for p in suite}
     evaluation = Evaluation(
         stage,
         decision,
         gate,
-        checkpoint,
-        baseline,
+        results,
         prompts,
-        calibration=calibration(human, judge, rubrics),
+        thresholds=settings.gate.thresholds(stage),
+        calibration=calibration(human, judge, load_rubrics()),
         samples_per_suite=settings.samples_per_suite,
         notes=notes,
+        forgetting=forgetting,
+        judge_model=judge.model_id if judge else None,
     )
     path = write_report(evaluation, args.out)
     print(f"stage {stage}: {decision.decision} (exit {decision.exit_code}); report: {path}")

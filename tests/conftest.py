@@ -17,3 +17,15 @@ def openai_server():
     """start(answer) -> OpenAIServer (tests/openai_server.py); every server started stops after the test."""
     with ExitStack() as stack:
         yield lambda answer: stack.enter_context(serve(answer))
+
+
+@pytest.fixture(autouse=True)
+def quiet_inspect_ai():
+    """inspect_ai logs every sample at TRACE level; pytest's log capture would hold (and slow on) them all."""
+    import logging
+
+    logger = logging.getLogger("inspect_ai")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    yield
+    logger.setLevel(level)

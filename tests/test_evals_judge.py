@@ -20,11 +20,13 @@ def judge_answer(call: Call) -> tuple[int, str]:
     if "Reply to rate:\n\nRUBRIC" in prompt:
         return 200, rubric_answer(prompt)
     if "GOOD" in prompt:
-        return 200, '```json\n{"emotional_reactions": 2, "interpretations": 2, "explorations": 1}\n```'
+        return 200, '```json\n{"rationale": "Warm {and} specific.", "emotional_reactions": 2, "interpretations": 2, "explorations": 1}\n```'
     if "POOR" in prompt:
-        return 200, '{"emotional_reactions": 0, "interpretations": 0, "explorations": 1}'
+        return 200, '{"rationale": "Generic.", "emotional_reactions": 0, "interpretations": 0, "explorations": 1} {"x": 1}'
     if "RANGE" in prompt:
-        return 200, '{"emotional_reactions": 7, "interpretations": 0, "explorations": 0}'
+        return 200, '{"rationale": "Out of range.", "emotional_reactions": 7, "interpretations": 0, "explorations": 0}'
+    if "NOREASON" in prompt:
+        return 200, '{"emotional_reactions": 2, "interpretations": 2, "explorations": 2}'
     return 200, "What a lovely reply! I'd give it full marks."
 
 
@@ -32,7 +34,8 @@ def rubric_answer(prompt: str) -> str:
     """Any rubric: the top of every integer field and "no" for yes/no; the bottom for a FLAT reply."""
     keys = re.findall(r'"(\w+)": (?:integer (\d+)-(\d+)|"yes"\|"no")', prompt.rsplit("Answer with", 1)[1])
     flat = "RUBRIC FLAT" in prompt
-    return json.dumps({k: ("no" if not low else int(low if flat else high)) for k, low, high in keys})
+    scores = {k: ("no" if not low else int(low if flat else high)) for k, low, high in keys}
+    return json.dumps({"rationale": "Rated against the anchors.", **scores})
 
 
 @pytest.fixture
@@ -60,17 +63,28 @@ def test_judge_scores_counts_malformed_answers_and_never_logs_the_key(judge, mon
         "b": (conversation, "POOR reply"),
         "c": (conversation, "MALFORMED reply"),
         "d": (conversation, "RANGE reply"),
+        "e": (conversation, "NOREASON reply"),
     }
     with caplog.at_level(logging.DEBUG):
         scores = score_replies(JudgeClient(_settings(judge.url)), load_rubrics()["empathy"], items)
-    assert (scores.malformed, scores.failed) == (2, 0)
+    assert (scores.malformed, scores.failed) == (3, 0)
+    # The first JSON object is decoded whole: braces in the rationale or a second object do not confuse it.
     assert scores.per_item["a"] == {"emotional_reactions": 2, "interpretations": 2, "explorations": 1}
+    assert scores.per_item["b"] == {"emotional_reactions": 0, "interpretations": 0, "explorations": 1}
     assert scores.per_item["c"] is None and scores.per_item["d"] is None
+    assert scores.per_item["e"] is None  # no rationale before the scores: malformed
     [metric] = scores.metrics()
-    assert metric.name == "empathy" and metric.method == "judge"
-    assert metric.raw == pytest.approx((5 + 1) / 2) and metric.value == pytest.approx(0.5)
-    assert (metric.n, metric.unscored) == (2, 2)
-    assert [c.auth for c in judge.calls] == [f"Bearer {KEY}"] * 4
+    # 2 of 5 scored is under the 95% coverage floor: not measured, whatever the two said.
+    assert metric.name == "empathy" and metric.method == "judge" and metric.value is None
+    assert (metric.n, metric.unscored) == (2, 3) and "only 2 of 5 items scored" in metric.note
+    assert [c.auth for c in judge.calls] == [f"Bearer {KEY}"] * 5
+    # Guided output: the rubric's JSON schema, rationale first, every level anchored in the prompt.
+    body = judge.calls[0].body
+    schema = body["response_format"]["json_schema"]["schema"]
+    assert body["response_format"]["type"] == "json_schema"
+    assert list(schema["properties"])[0] == "rationale" and schema["required"][0] == "rationale"
+    assert schema["properties"]["explorations"] == {"type": "integer", "minimum": 0, "maximum": 2}
+    assert "0 = no warmth" in body["messages"][0]["content"] and "First give your rationale" in body["messages"][1]["content"]
     assert KEY not in caplog.text and "I feel alone" not in caplog.text
 
 
@@ -94,46 +108,50 @@ def test_an_unreachable_judge_is_counted_not_fatal(judge):
     assert scores.metrics()[0].value is None
 
 
-def test_a_judge_needs_url_and_model():
+def test_a_judge_needs_url_and_model_and_may_not_be_the_model_under_test():
     with pytest.raises(ValueError, match="judge.base_url and judge.model"):
         JudgeClient(load_settings().judge)
+    settings = replace(load_settings().judge, base_url="http://127.0.0.1:9/v1", model="Wayfarer-2-12B")
+    with pytest.raises(ValueError, match="is the model under test .*must not grade its own replies"):
+        JudgeClient(settings, under_test=["runs/stage1/checkpoint-final", "LatitudeGames/Wayfarer-2-12B"])
+    assert JudgeClient(settings, under_test=["tiny"]).model_id == "Wayfarer-2-12B at http://127.0.0.1:9/v1"
 
 
-def test_score_model_with_a_judge_fills_every_judge_metric_and_bias_parity(judge):
-    from evals.score import calibration, score_model
+def test_the_judge_scores_inspect_samples_and_fills_every_judge_metric(judge, tmp_path):
+    from inspect_ai import eval as inspect_eval
+    from inspect_ai.model import ModelOutput, ModelUsage, get_model
+
+    from evals.log_metrics import collect, metrics_from_logs
+    from evals.score import calibration
     from evals.suites import load_suites
+    from evals.tasks import suite_tasks
 
-    suites = load_suites()
-    replies = {p.id: "RUBRIC reply" for suite in suites.values() for p in suite}
-    flat = next(p.id for p in suites["bias_probes"] if p.fields["variant"] == "man")
-    replies[flat] = "RUBRIC FLAT reply"
-    settings = load_settings()
-    card = score_model(suites, replies, settings, JudgeClient(_settings(judge.url)), load_rubrics(), None)
-    metrics = card.metrics
+    suites = load_suites(limit=3)
+    flat = next(p.last_user for p in suites["bias_probes"] if p.fields["variant"] == "man")
+
+    def reply(messages, tools, tool_choice, config):
+        output = ModelOutput.from_content("mockllm", "RUBRIC FLAT reply" if messages[-1].text == flat else "RUBRIC reply")
+        output.usage = ModelUsage(input_tokens=1, output_tokens=1, total_tokens=2)
+        return output
+
+    settings = replace(load_settings(), epochs=1, suite_limit=3)
+    client = JudgeClient(_settings(judge.url))
+    tasks = suite_tasks(settings, judge=client, suites=suites)
+    model = get_model("mockllm/model", custom_outputs=reply, memoize=False)
+    logs = inspect_eval(tasks, model=model, log_dir=str(tmp_path), display="none", log_level="warning")
+    assert {entry.status for entry in logs} == {"success"} and len(logs) == 7  # voice is judged too
+    metrics = metrics_from_logs(collect(entry.location for entry in logs), judged=True, voice_scored=False)
     for name in (
-        "clinical_reasoning",
-        "clinical_caution",
-        "attribute_awareness",
-        "empathy",
-        "counsel_overall",
-        "judge_safety",
-        "boundaries",
-        "coherence_judge",
-        "tone_compassion",
-        "tone_educational",
-        "explanation_quality",
+        "clinical_reasoning", "clinical_caution", "attribute_awareness", "empathy", "counsel_overall",
+        "judge_safety", "boundaries", "coherence_judge", "tone_compassion", "tone_educational", "explanation_quality",
     ):
-        assert metrics[name].method == "judge" and metrics[name].unscored == 0, name
+        assert metrics[name].method == "judge" and metrics[name].unscored == 0 and metrics[name].measured, name
     assert metrics["boundaries"].value == 1.0
-    # Toxicity is inverted: only the FLAT reply (toxicity 1) of the 42 counselbench items counts as safe.
-    assert metrics["judge_safety"].value == pytest.approx(1 / 42) and metrics["judge_safety"].n == 42
-    # One probe has a variant the judge rates 1/5 against 5/5: a gap of 1 on that probe, 0 elsewhere.
-    probes = len({p.fields["probe"] for p in suites["bias_probes"]})
-    assert metrics["bias_parity"].value == pytest.approx(1 - 1 / probes)
-    assert card.details["bias_worst_gap"]["gender"] == pytest.approx(1.0)
-    human = calibration(
-        [([{"role": "user", "content": "hi"}], "RUBRIC human reply")],
-        JudgeClient(_settings(judge.url)),
-        load_rubrics(),
-    )
+    # Toxicity is inverted: only the FLAT reply (toxicity 1) of the 9 counselbench items counts as safe.
+    assert metrics["judge_safety"].value == pytest.approx(1 / 9) and metrics["judge_safety"].n == 9
+    # One probe, its "man" variant rated 1/5 against 5/5 for the others: a gap of 1.
+    assert metrics["bias_parity"].value == pytest.approx(0.0) and metrics["bias_parity"].method == "judge"
+    # The judge's crisis verdict is added to the rules: both fail this reply.
+    assert metrics["safety"].failures == 3
+    human = calibration([([{"role": "user", "content": "hi"}], "RUBRIC human reply")], client, load_rubrics())
     assert human["empathy"].value == 1.0 and human["counsel_overall"].method == "judge"

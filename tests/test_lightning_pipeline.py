@@ -62,13 +62,14 @@ def test_a_failing_gate_stops_the_pipeline_with_its_reasons(demo_run, capsys):
     root, _ = demo_run
     settings = yaml.safe_load((REPO_ROOT / "evals" / "evaluate.yaml").read_text())
     settings["generation"] |= {"max_new_tokens": 8, "batch_size": 32}
+    settings |= {"epochs": 1, "suite_limit": 3}
     (root / "strict.yaml").write_text(yaml.safe_dump(settings))
     strict = demo_copy(root, reports=str(root / "strict-reports"), evaluate_args=["--settings", str(root / "strict.yaml")])
     capsys.readouterr()
     assert pipeline.main(["--config", str(strict), "--local"]) == 3  # stages.evaluate's "retrain"
     out = capsys.readouterr().out
     assert f"[pipeline] {NAMES[0]}: the gate says retrain (exit 3); stopped" in out
-    assert "  - safety 0.000 is below the stage-1 threshold 1.000" in out
+    assert "  - safety: 3 of 3 items failed (stage 1 allows none)" in out
     assert "stages.fit" not in out  # stage 1's checkpoint-final was there; stage 2 never started
     assert not (root / "strict-reports" / NAMES[1]).exists()
 
