@@ -160,7 +160,7 @@ def greedy(model, tokenizer, prompt: str, new_tokens: int = 40) -> list[int]:
 
 @pytest.fixture(scope="session")
 def stage1(converted, tmp_path_factory):
-    """The README demo's stage 1 on smollm2 (stages/demo_smollm2.yaml), shortened to 16 optimizer steps
+    """The README demo's stage 1 on smollm2 (stages/demo_smollm2.yaml) with half its token slots: 16 steps
     of 2 x 512 token slots (about one epoch of the samples; the demo runs three), run once; held-out
     figures and greedy replies of the base model and the checkpoint on the same test batches."""
     root = tmp_path_factory.mktemp("smollm2_stage1")
@@ -212,8 +212,13 @@ def test_exports_of_a_smollm2_checkpoint_reply_like_the_mixture(stage1, tmp_path
     assert export.main(["--checkpoint", str(final), "--out", str(tmp_path / "merged"), *flags]) == 0
     merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged").eval()
     assert merged.config.tie_word_embeddings  # the tied head survives the merge
+    ids = torch.tensor([prompt_ids(mixture.tokenizer, [{"role": "user", "content": PROMPTS[0]}])])
+    with torch.no_grad(), forced_gates(mixture.model, gates):
+        mixed = mixture.model(input_ids=ids, use_cache=False).logits
+        alone = merged(input_ids=ids, use_cache=False).logits
+    # B A added into W in fp32 rounds differently from W x + B (A x): equal to within float error.
+    torch.testing.assert_close(alone, mixed, rtol=0, atol=1e-3)
     reply_ids = greedy(merged, load_tokenizer(str(tmp_path / "merged")), PROMPTS[0])
-    assert reply_ids == expected
     reply = mixture.tokenizer.decode(reply_ids, skip_special_tokens=True)
     assert len(ENGLISH.findall(reply)) >= 3, reply
 
