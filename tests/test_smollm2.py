@@ -161,7 +161,7 @@ def greedy(model, tokenizer, prompt: str, new_tokens: int = 40) -> list[int]:
 @pytest.fixture(scope="session")
 def stage1(converted, tmp_path_factory):
     """The README demo's stage 1 on smollm2 (stages/demo_smollm2.yaml) with half its token slots: 16 steps
-    of 2 x 512 token slots (about one epoch of the samples; the demo runs three), run once; held-out
+    of 2 x 512 token slots (about one epoch of the samples; the demo runs two), run once; held-out
     figures and greedy replies of the base model and the checkpoint on the same test batches."""
     root = tmp_path_factory.mktemp("smollm2_stage1")
     overrides = [f"--data.cache_dir={root / 'cache'}", f"--run.output_root={root / 'out'}"]
