@@ -30,6 +30,9 @@ from stages.evaluate import heldout_loader
 from stages.fit import main as fit, parse_stage_config
 
 REPO = Path(__file__).resolve().parents[1]
+# The first case to use the shared fixtures pays for the conversion and the fit (a few minutes on 2
+# free cores); pyproject's 600 s per test is too short for that on a loaded machine.
+SHARED_FIT = pytest.mark.timeout(1800)
 SAMPLES = REPO / "datamodules" / "samples"
 PROMPTS = [
     "I can't sleep because my mind keeps racing about work.",
@@ -113,6 +116,7 @@ def converted(tmp_path_factory):
 
 
 @pytest.mark.slow
+@SHARED_FIT
 def test_conversion_runs_once_and_later_loads_never_touch_the_gguf(converted, monkeypatch):
     folder, records = converted
     assert records == [f"converting SmolLM2-135M-Instruct once from {smollm2.gguf_path()} to {folder}"]
@@ -183,6 +187,7 @@ def stage1(converted, tmp_path_factory):
 
 
 @pytest.mark.slow
+@SHARED_FIT
 def test_stage1_on_the_samples_lowers_heldout_loss_and_changes_the_replies(stage1):
     final, figures, replies = stage1
     tokenizer = load_tokenizer(SMOLLM2)
@@ -196,6 +201,7 @@ def test_stage1_on_the_samples_lowers_heldout_loss_and_changes_the_replies(stage
 
 
 @pytest.mark.slow
+@SHARED_FIT
 def test_exports_of_a_smollm2_checkpoint_reply_like_the_mixture(stage1, tmp_path, capsys):
     final, _, _ = stage1
     mixture = load_model(str(final), SMOLLM2)
@@ -224,6 +230,7 @@ def test_exports_of_a_smollm2_checkpoint_reply_like_the_mixture(stage1, tmp_path
 
 
 @pytest.mark.slow
+@SHARED_FIT
 def test_chat_prompt_streams_an_english_reply(stage1, capsys):
     final, _, _ = stage1
     assert chat.main(["--checkpoint", str(final), "--prompt", PROMPTS[1], "--max-new-tokens", "24"]) == 0
