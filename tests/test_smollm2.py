@@ -6,7 +6,6 @@ The slow cases share one conversion (a fresh cache for this session) and one sta
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from pathlib import Path
