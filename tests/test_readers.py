@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from datamodules.registry import load_registry, stage_sources
-from datamodules.samples import build_parquet
+from datamodules.samples import build_parquet, write_samples
 from datamodules.sources import ReadOptions, read_sources
 
 SAMPLES = Path(__file__).resolve().parents[1] / "datamodules" / "samples"
@@ -34,7 +34,8 @@ def test_amod_json_lines_behind_a_json_extension():
         ("user", 'My partner and I argue every day, "about nothing" as she says.'),
         ("assistant", "Daily arguments wear anyone down.\nWhat happens just before an argument starts?"),
     ]
-    assert (report.read, report.kept) == (6, 3)
+    # The first six lines are the hand-written quirks; the rest is datamodules/samples/write_samples.py.
+    assert (report.read, report.kept) == (86, 83)
     assert report.skipped == {"malformed JSON": 1, "empty reply": 1, "missing field 'Response'": 1}
     assert report.examples[0].endswith("combined_dataset.json:4: malformed JSON")
     assert {c.domain for c in conversations} == {"mental_health"}
@@ -123,7 +124,8 @@ def test_counsel_chat_top_answer_only():
 
 def test_llama3_parquet_header_token_text():
     conversations, report = read("llama3_counseling")
-    assert pairs(conversations[3]) == [
+    # After the re-rendering of Amod's 83 readable rows comes the sample's own hand-written row.
+    assert pairs(conversations[83]) == [
         ("system", build_parquet.SYSTEM),
         ("user", "I moved to a new city and I feel invisible."),
         (
@@ -138,6 +140,12 @@ def test_llama3_parquet_header_token_text():
 def test_llama3_sample_is_exactly_what_its_generator_writes(tmp_path):
     built = build_parquet.build(tmp_path / "train.parquet")
     assert pq.read_table(built).equals(pq.read_table(build_parquet.OUT))
+
+
+def test_samples_are_exactly_what_their_generator_writes(tmp_path):
+    write_samples.main(tmp_path)
+    for rel in write_samples.KEPT:
+        assert (tmp_path / rel).read_bytes() == (SAMPLES / rel).read_bytes(), rel
 
 
 def test_therapist_sft_markers_in_any_case_inline_or_on_lines():
@@ -196,7 +204,9 @@ def test_psych8k_instruction_becomes_the_system_turn():
 
 def test_priority_roles_and_quality_filter():
     conversations, report = read("priority_1")
-    assert [c.group for c in conversations] == ["priority_1:p1-0001", "priority_1:p1-0003"]  # 0.75 is kept
+    groups = [c.group for c in conversations]
+    assert groups[:2] == ["priority_1:p1-0001", "priority_1:p1-0003"]  # 0.75 is kept
+    assert "priority_1:p1-0002" not in groups and len(groups) == 9
     assert pairs(conversations[0])[2:] == [
         ("user", "The deadlines. They never stop."),
         (
@@ -206,9 +216,9 @@ def test_priority_roles_and_quality_filter():
     ]
     assert report.skipped == {"quality_score below 0.75": 1}
     all_kept, report = read("priority_1", options={"min_quality": None})
-    assert len(all_kept) == 3 and not report.skipped
+    assert len(all_kept) == 10 and not report.skipped
     _, report = read("priority_3")
-    assert report.skipped == {"missing field 'metadata.quality_score'": 1}
+    assert report.skipped == {"missing field 'metadata.quality_score'": 1, "quality_score below 0.75": 1}
 
 
 @pytest.mark.parametrize(
@@ -241,7 +251,7 @@ def test_cot_layouts(layout, expected):
 
 def test_cot_record_without_metadata_is_counted():
     _, report = read("cot_clinical_diagnosis")
-    assert (report.read, report.kept, report.skipped) == (3, 2, {"missing field 'metadata.reasoning'": 1})
+    assert (report.read, report.kept, report.skipped) == (35, 34, {"missing field 'metadata.reasoning'": 1})
 
 
 def test_voice_file_per_record_domains_and_lecture_groups():
@@ -263,7 +273,7 @@ def test_voice_file_per_record_domains_and_lecture_groups():
     assert report.kept == 36
 
 
-@pytest.mark.parametrize("stage, kept", [(1, 28), (2, 14), (3, 36)])
+@pytest.mark.parametrize("stage, kept", [(1, 286), (2, 100), (3, 36)])
 def test_every_stage_reads_from_the_samples(stage, kept):
     specs = stage_sources(load_registry({"voice": {"root": str(SAMPLES)}}), stage)
     result = read_sources(specs, SAMPLES, ReadOptions(expert_domains=DOMAINS, progress=False))

@@ -1,8 +1,9 @@
 """Writes the one parquet sample, LLAMA3_Mental_Counseling_Data/data/train-00000-of-00001.parquet.
 
 That source probably re-renders Amod's rows as Llama-3 prompt text, so this sample does exactly
-that with the readable rows of the Amod sample (a cross-source duplicate for dedup to find), plus
-one row of its own and one row without header tokens. Run from the repository root:
+that with the readable rows of the Amod sample (cross-source duplicates for dedup to find), plus
+rows of its own (one hand-written, then one per topic of dialogue_parts.py, composed from client
+details no other sample opens with) and one row without header tokens. Run from the repository root:
 `python -m datamodules.samples.build_parquet`; a test checks the committed file matches it.
 """
 
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from datamodules.samples.dialogue_parts import TOPICS
 
 SAMPLES = Path(__file__).parent
 AMOD = SAMPLES / "mental_health_counseling_conversations" / "combined_dataset.json"
@@ -42,7 +45,8 @@ def table() -> pa.Table:
             continue
         if row.get("Context") and row.get("Response"):
             pairs.append((row["Context"], row["Response"]))
-    texts = [llama3_text(c, r) for c, r in [*pairs, OWN_ROW]]
+    own = [(t["details"][2], f"{t['reflections'][2]} {t['questions'][0]}") for t in TOPICS.values()]
+    texts = [llama3_text(c, r) for c, r in [*pairs, OWN_ROW, *own]]
     texts.append("Counsellor notes without any chat markup.")
     return pa.table({"text": texts})
 
