@@ -93,7 +93,9 @@ def test_tiny_fit_writes_checkpoint_final_and_adapter_only_checkpoints(stage1):
     rows = (folder / "csv_logs" / "version_0" / "metrics.csv").read_text().splitlines()
     column = rows[0].split(",").index("val_loss")
     checks = [float(r.split(",")[column]) for r in rows[1:] if r.split(",")[column]]
-    assert len(checks) == 2 and metrics["val_loss"] == pytest.approx(min(checks), abs=1e-6)
+    # The two checks of the fit, then checkpoint-final's own validation of the best checkpoint.
+    assert len(checks) == 3 and metrics["val_loss"] == pytest.approx(min(checks[:2]), abs=1e-6)
+    assert checks[2] == pytest.approx(metrics["val_loss"], abs=1e-6)
     # Checkpoints: adapter and router weights only, plus optimizer, scheduler, loop and RNG state.
     last = ckpt(folder / "checkpoints" / "last.ckpt")
     keys = set(last["state_dict"])
@@ -194,8 +196,9 @@ def test_timed_checkpoint_fires_at_its_interval(tmp_path, cache, monkeypatch):
         return real_save(obj, f, *args, **kwargs)
 
     monkeypatch.setattr(torch, "save", spy)
-    # One micro-batch per step: 3 batches per epoch.
-    args = ["--trainer.max_steps", "4", "--run.val_every_n_steps", "100", "--trainer.accumulate_grad_batches", "1"]
+    # One micro-batch per step: 3 batches per epoch (limit_train_batches, whatever the samples hold).
+    args = ["--trainer.max_steps", "4", "--run.val_every_n_steps", "100", "--trainer.accumulate_grad_batches", "1",
+            "--trainer.limit_train_batches", "3"]  # fmt: skip
     main(demo_args(tmp_path / "slow", cache, 1, *args))  # 30-minute interval: last.ckpt only at the end
     assert [s for s in saved if s[0] == "last.ckpt"] == [("last.ckpt", 4)]
     saved.clear()
@@ -278,7 +281,8 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path, cache, monkeypat
 def test_sigkill_mid_epoch_resumes_to_the_same_adapter_as_an_uninterrupted_run(tmp_path, cache, caplog):
     # Demo stage 1 with one micro-batch per step: 3 shuffled batches per epoch, dropout 0.1.
     args = ["--trainer.max_steps", "8", "--trainer.accumulate_grad_batches", "1",
-            "--run.checkpoint_every_minutes", "0", "--run.val_every_n_steps", "3"]  # fmt: skip
+            "--run.checkpoint_every_minutes", "0", "--run.val_every_n_steps", "3",
+            "--trainer.limit_train_batches", "3"]  # fmt: skip
     main(demo_args(tmp_path / "whole", cache, 1, *args))
     out = tmp_path / "killed"
     # A forked child (no second start-up of torch and Lightning) SIGKILLs itself at the start of step 6:
