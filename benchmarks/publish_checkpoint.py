@@ -12,27 +12,18 @@ mirror, how long the training thread is blocked by starting the publish (the cop
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import tempfile
 import time
 from pathlib import Path
 
 from lightning_app import checkpoints
-from lightning_app.transfer import CHUNK_BYTES
+from lightning_app.transfer import CHUNK_BYTES, sha256_file
 
 
 def io_counters() -> tuple[int, int]:
     fields = dict(line.split(": ") for line in Path("/proc/self/io").read_text().splitlines())
     return int(fields["rchar"]), int(fields["wchar"])
-
-
-def _sha(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _append_from(src: Path, dst: Path, offset: int) -> None:
@@ -48,14 +39,14 @@ def previous_publish(src: Path, dst: Path) -> None:
     """The copy publishing used before (kept here only as the baseline): hash src; a same-size dst
     is taken for a finished partial copy, opened r+b, hashed, found different, rewritten from 0 and
     hashed again."""
-    expected = _sha(src)
+    expected = sha256_file(src)
     size = src.stat().st_size
     partial = dst.stat().st_size if dst.exists() else 0
     offset = partial if partial <= size else 0
     _append_from(src, dst, offset)
-    if _sha(dst) != expected and offset:
+    if sha256_file(dst) != expected and offset:
         _append_from(src, dst, 0)
-        assert _sha(dst) == expected
+        assert sha256_file(dst) == expected
 
 
 def measure(label: str, fn) -> dict:
