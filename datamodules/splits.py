@@ -48,8 +48,11 @@ def split_by_group(
 
 def merge_groups(conversations: Sequence[Conversation]) -> list[Conversation]:
     """The conversations with `group` set to their component's name: conversations sharing any
-    key are joined (union-find), and a component is named by its smallest key, so a group keeps
-    its name, and its split, as long as new data does not join it to another."""
+    key are joined (union-find), and a component is named by the smallest primary key (a record's
+    own group key: its lecture, conversation or question id) among its members, so a group keeps
+    the name its source gives it, and its split, as long as new data does not join it to another.
+    A shared question-text key joins twins but never names the group: then a lecture's split would
+    hang on whichever of its single-exchange conversations hashed lowest."""
     parent: dict[str, str] = {}
 
     def root(key: str) -> str:
@@ -67,7 +70,12 @@ def merge_groups(conversations: Sequence[Conversation]) -> list[Conversation]:
             if other != first:
                 first, other = min(first, other), max(first, other)
                 parent[other] = first
-    named = ((c, root((c.keys or (c.group,))[0])) for c in conversations)
+    names: dict[str, str] = {}
+    for conversation in conversations:
+        primary = (conversation.keys or (conversation.group,))[0]
+        component = root(primary)
+        names[component] = min(names.get(component, primary), primary)
+    named = ((c, names[root((c.keys or (c.group,))[0])]) for c in conversations)
     return [c if name == c.group else replace(c, group=name) for c, name in named]
 
 

@@ -168,3 +168,16 @@ def test_conversations_sharing_any_key_are_one_group():
     groups = [c.group for c in merge_groups(rows)]
     assert groups[0] == groups[1] == groups[2] == min("text:q1", "cc:7", "text:q1-other-wording")
     assert groups[3] == "x:1"
+
+
+def test_a_lecture_group_is_named_by_its_lecture_not_by_a_question_text_key():
+    """A lecture's single-exchange conversation also carries its question's text key, which sorts
+    before `voice:...`: the group (and so its split) must still follow the lecture id."""
+    from datamodules.splits import merge_groups
+
+    rows = [
+        Conversation((), "mental_health", "voice", "voice:shame", "v:1", ("voice:shame",)),
+        Conversation((), "mental_health", "voice", "voice:shame", "v:2", ("voice:shame", "text:0abc")),
+    ]
+    assert [c.group for c in merge_groups(rows)] == ["voice:shame", "voice:shame"]
+

@@ -324,3 +324,14 @@ def test_generic_schemas_for_the_users_own_files_added_without_code():
         "sharegpt:sg-1",
         "sharegpt:sg-2",
     ]
+
+
+@pytest.mark.parametrize("stage", [1, 2, 3])
+def test_every_demo_stage_has_a_test_split(stage):
+    """The demo gates read each stage's held-out loss: an empty test split makes it `incomplete`
+    (stage 3's lectures are its groups: they must keep their lecture names to spread over splits)."""
+    from datamodules.splits import split_by_group
+
+    specs = stage_sources(load_registry({"voice": {"root": str(SAMPLES)}}), stage)
+    result = read_sources(specs, SAMPLES, ReadOptions(expert_domains=DOMAINS, progress=False))
+    assert split_by_group(result.conversations, 0.2, 0.2)["test"]
