@@ -2,7 +2,7 @@
 
 Packed mode: rows of exactly max_seq_length filled with whole examples by best-fit decreasing;
 position ids restart at 0 for each example, and the model is called with attention_mask=None and
-use_cache=False, which is what makes transformers keep packed examples apart (FACTS.md). The
+use_cache=False, which is what makes transformers keep packed examples apart. The
 unused tail of a row is padding: its own position run, labels -100, domain -1, token_mask False.
 
 flash-attn is the exception: transformers reads restarting position ids as packing only for a batch

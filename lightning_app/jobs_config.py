@@ -14,7 +14,7 @@ STRATEGIES = JOBS_YAML.parent / "strategies"
 @dataclass(frozen=True)
 class JobSettings:
     """One stage's job. `hours` is the hard limit of the fit (lightning_app.fit_job), not the platform's
-    `max_runtime`, which only reserves some machines (FACTS.md)."""
+    `max_runtime`, which only reserves some machines."""
 
     machine: str = "H100"
     hours: float = 12.0

@@ -56,7 +56,7 @@ def tiny_config(vocab_size: int) -> MistralConfig:
 
 
 def wayfarer2_config() -> MistralConfig:
-    """LatitudeGames/Wayfarer-2-12B's architecture (FACTS.md), for the benchmarks at the real size with
+    """LatitudeGames/Wayfarer-2-12B's architecture, for the benchmarks at the real size with
     random weights and no download. Training never uses it: a real run reads the model's config.json."""
     return MistralConfig(
         vocab_size=131074,

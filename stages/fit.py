@@ -99,7 +99,7 @@ class StageCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_class_arguments(RunConfig, "run")
-        # LightningCLI(run=False) has no ckpt_path (FACTS.md). "last": this stage's last.ckpt when it
+        # LightningCLI(run=False) has no ckpt_path. "last": this stage's last.ckpt when it
         # exists, else a fresh start; null: always fresh; or a path.
         parser.add_argument("--ckpt_path", type=str | None, default="last", help="checkpoint to resume")
         parser.link_arguments("model.base_model", "data.base_model")
@@ -116,7 +116,7 @@ class StageCLI(LightningCLI):
             c.model.init_adapter = str(check_previous_stage(run.previous_stage(), c.model))
         if run.val_every_n_steps is not None:
             # Integer val_check_interval counts micro-batches, and across epochs only without
-            # check_val_every_n_epoch (FACTS.md).
+            # check_val_every_n_epoch.
             c.trainer.val_check_interval = run.val_every_n_steps * c.trainer.accumulate_grad_batches
             c.trainer.check_val_every_n_epoch = None
         c.trainer.default_root_dir = str(run.stage_dir)

@@ -60,7 +60,7 @@ def test_fsdp_units_hold_one_dtype_each(bf16_base_with_fp32_adapters):
 
 
 def test_wrapping_decoder_layers_alone_would_mix_dtypes(bf16_base_with_fp32_adapters):
-    """The check above can fail: FSDP1 refuses exactly this layout (FACTS.md)."""
+    """The check above can fail: FSDP1 refuses exactly this layout."""
     units = fsdp_unit_dtypes(bf16_base_with_fp32_adapters, {MistralDecoderLayer})
     assert any(len(dtypes) > 1 for dtypes in units.values())
 
