@@ -84,6 +84,26 @@ def small_mistral(vocab: int = 1024) -> MistralConfig:
     )  # fmt: skip
 
 
+def random_packed_batch(
+    lengths: list[int], seq: int, token_ids: tuple[int, int], pad_token_id: int, seed: int
+) -> tuple[datasets.Dataset, list[list[int]], dict]:
+    """Random examples of `lengths` (token ids drawn from [low, high)), packed into rows of `seq` and
+    collated as the training loader does: the examples, the row plan and the batch."""
+    generator = torch.Generator().manual_seed(seed)
+    examples = datasets.Dataset.from_list(
+        [
+            {
+                "input_ids": torch.randint(*token_ids, (n,), generator=generator).tolist(),
+                "labels": [IGNORE_INDEX] * n,
+                "domain_id": 0,
+            }
+            for n in lengths
+        ]
+    )
+    plan = plan_rows(lengths, seq)
+    rows = RowDataset(examples, plan, seq, pad_token_id=pad_token_id)
+    return examples, plan, Collate(pad_token_id=pad_token_id)([rows[i] for i in range(len(rows))])
+
 def packed_logits_gap(
     implementation: str, device: torch.device, dtype: torch.dtype, lengths: list[int], seq: int
 ) -> dict:
@@ -93,20 +113,7 @@ def packed_logits_gap(
     torch.manual_seed(0)
     model = MistralForCausalLM._from_config(small_mistral(), attn_implementation=implementation, dtype=dtype)
     model = model.to(device).eval()
-    generator = torch.Generator().manual_seed(1)
-    examples = datasets.Dataset.from_list(
-        [
-            {
-                "input_ids": torch.randint(3, 1000, (n,), generator=generator).tolist(),
-                "labels": [IGNORE_INDEX] * n,
-                "domain_id": 0,
-            }
-            for n in lengths
-        ]
-    )
-    plan = plan_rows(lengths, seq)
-    rows = RowDataset(examples, plan, seq, pad_token_id=0)
-    batch = Collate(pad_token_id=0)([rows[i] for i in range(len(rows))])
+    examples, plan, batch = random_packed_batch(lengths, seq, token_ids=(3, 1000), pad_token_id=0, seed=1)
     batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
     def run(model_batch: dict) -> torch.Tensor:

@@ -4,12 +4,12 @@ _flash_attention_forward), with only the CUDA kernel replaced by a reference var
 
 from itertools import pairwise
 
-import datasets
 import pytest
 import torch
 import transformers.modeling_flash_attention_utils as flash_utils
 
-from datamodules.packing import Collate, RowDataset, flatten_rows, needs_flattening, plan_rows
+from benchmarks.gpu_checks import random_packed_batch
+from datamodules.packing import flatten_rows, needs_flattening
 from datamodules.template import IGNORE_INDEX
 from moe.base_model import load_base_model
 
@@ -62,21 +62,9 @@ def reference_flash_kernel(monkeypatch):
 
 def packed_batch(seed: int = 3):
     lengths = [23, 17, 9, 12, 30, 7, 40]
-    generator = torch.Generator().manual_seed(seed)
-    examples = datasets.Dataset.from_list(
-        [
-            {
-                "input_ids": torch.randint(6, 2000, (n,), generator=generator).tolist(),
-                "labels": [IGNORE_INDEX] * n,
-                "domain_id": 0,
-            }
-            for n in lengths
-        ]
-    )
-    plan = plan_rows(lengths, MAX)
+    examples, plan, batch = random_packed_batch(lengths, MAX, token_ids=(6, 2000), pad_token_id=3, seed=seed)
     assert len(plan) > 1 and any(len(row) > 1 for row in plan)
-    rows = RowDataset(examples, plan, MAX, pad_token_id=3)
-    return examples, plan, Collate(pad_token_id=3)([rows[i] for i in range(len(rows))])
+    return examples, plan, batch
 
 
 def tiny(implementation: str):
