@@ -1,0 +1,143 @@
+"""The stage's training step measured on fake tensors: peak memory by category and FLOPs per token,
+without a GPU (moe.plan says how).
+
+    python -m benchmarks.step_on_paper --config stages/stage1.yaml [--config ...]
+        [--micro-batch N] [--seq-len N] [--activation-checkpointing true|false|N] [--precision P]
+        [--loss-chunk-tokens N|none] [--load-in-4bit] [--base-model NAME] [--shallow]
+        [--plan [--gpu H100 | --budget-gib G]]
+
+The config resolves as training resolves it (stages/common.yaml, then each --config); the options
+override what it says. `--activation-checkpointing N` checkpoints every N-th layer. The step runs at
+the model's full depth (about a minute for the 12B on 2 cores); --shallow extrapolates from two shallow
+copies as the planner does. --plan measures the candidates of the `auto` setting (micro-batches that
+keep the optimizer step's rows, checkpointing periods) for one GPU and prints the choice with its
+estimated tokens/s at a stated share of the GPU's peak (a target, not a measurement).
+Prints a table; the last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import sys
+import time
+from typing import Any
+
+import torch
+
+from moe import plan
+from moe.config import MoELoRAConfig
+from stages.fit import parse_stage_config
+
+
+def checkpointing_option(value: str) -> int | None:
+    if value.lower() in ("true", "full"):
+        return 1
+    if value.lower() in ("false", "none"):
+        return None
+    if value.isdigit() and int(value) >= 1:
+        return int(value)
+    raise argparse.ArgumentTypeError(f"{value!r}: expected true, false or N (every N-th layer)")
+
+
+def chunk_option(value: str) -> int | None:
+    return None if value.lower() in ("none", "null") else int(value)
+
+
+def resolved(args: argparse.Namespace) -> tuple[Any, plan.StepSettings, dict[str, Any], int]:
+    """(base config, settings, module arguments, rows per optimizer step) from the stage config."""
+    config = parse_stage_config(args.config)
+    model, data = config.model, config.data
+    if args.activation_checkpointing is not None:
+        every = args.activation_checkpointing
+    elif model.activation_checkpointing == "auto":
+        every = 1  # what --plan decides; measured here as full checkpointing
+    else:
+        every = plan.checkpoint_every(model.activation_checkpointing)
+    settings = plan.StepSettings(
+        micro_batch=args.micro_batch or data.micro_batch_size,
+        seq_len=args.seq_len or data.max_seq_length,
+        checkpointing=every,
+        precision=args.precision or str(config.trainer.precision),
+        loss_chunk_tokens=args.loss_chunk_tokens if args.loss_chunk_tokens != "config" else model.loss_chunk_tokens,
+        load_in_4bit=args.load_in_4bit or bool(model.load_in_4bit),
+    )
+    kwargs = {"moe": MoELoRAConfig(**dict(model.moe)), "lr": model.lr, "betas": tuple(model.betas),
+              "weight_decay": model.weight_decay}  # fmt: skip
+    rows_per_step = data.micro_batch_size * int(config.trainer.accumulate_grad_batches or 1)
+    base = plan.base_config_for(args.base_model or model.base_model, bool(model.trust_remote_code))
+    return base, settings, kwargs, rows_per_step
+
+
+def table(figures: dict[str, Any]) -> str:
+    s = figures["settings"]
+    lines = [
+        f"{figures['layers']} layers, micro-batch {s['micro_batch']} x {s['seq_len']}, {s['precision']}, "
+        f"checkpointing {s['checkpointing']}, loss chunks {s['loss_chunk_tokens']}"
+        + (", frozen linears in 4-bit" if s["load_in_4bit"] else ""),
+        f"{'peak live tensors':<34}{figures['peak_gib']:>9.2f} GiB",
+    ]
+    lines += [f"  {name.replace('_', ' '):<32}{gib:>9.2f} GiB" for name, gib in figures["memory_gib"].items()]
+    lines += [
+        f"{'trainable parameters':<34}{figures['trainable_params']:>13,}",
+        f"{'GFLOP/token, model (no recompute)':<34}{figures['model_gflop_per_token']:>9.2f}",
+        f"{'GFLOP/token, executed (hardware)':<34}{figures['hardware_gflop_per_token']:>9.2f}",
+        f"{'fp32 [tokens, hidden|vocab] from moe/':<34}{len(figures['wide_fp32_from_moe']):>9}",
+    ]
+    return "\n".join(lines)
+
+
+def micro_batches(rows_per_step: int, largest: int = 16) -> list[int]:
+    """Micro-batches that divide the optimizer step's rows (so tokens per step stay the same)."""
+    return [n for n in range(1, min(rows_per_step, largest) + 1) if rows_per_step % n == 0]
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", action="append", required=True, help="stage YAML (repeatable)")
+    parser.add_argument("--base-model", help="override model.base_model (e.g. tiny)")
+    parser.add_argument("--micro-batch", type=int)
+    parser.add_argument("--seq-len", type=int)
+    parser.add_argument("--activation-checkpointing", type=checkpointing_option)
+    parser.add_argument("--precision", choices=sorted(plan.PRECISIONS))
+    parser.add_argument("--loss-chunk-tokens", type=chunk_option, default="config")
+    parser.add_argument("--load-in-4bit", action="store_true")
+    parser.add_argument("--shallow", action="store_true", help="extrapolate from two shallow copies")
+    parser.add_argument("--plan", action="store_true", help="choose micro-batch and checkpointing for a GPU")
+    parser.add_argument("--gpu", default="H100", choices=sorted(plan.GPU_MEMORY_GIB))
+    parser.add_argument("--budget-gib", type=float, help=f"default {plan.DEFAULT_BUDGET_SHARE:.0%} of --gpu's memory")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    base, settings, kwargs, rows_per_step = resolved(args)
+    started = time.perf_counter()
+    machine = f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
+    if args.plan:
+        budget = args.budget_gib or plan.DEFAULT_BUDGET_SHARE * plan.GPU_MEMORY_GIB[args.gpu]
+        chosen = plan.cached_choice(base, settings, budget, micro_batches(rows_per_step), kwargs)
+        print(f"{'micro-batch':>11} {'checkpointing':<18}{'peak GiB':>9}{'GFLOP/token':>12}  fits {budget:.1f} GiB")
+        for t in chosen.tried:
+            print(f"{t['micro_batch']:>11} {t['checkpointing']:<18}{t['peak_gib']:>9.2f}"
+                  f"{t['hardware_gflop_per_token']:>12.2f}  {'yes' if t['fits'] else 'no'}")  # fmt: skip
+        tokens_per_s = chosen.tokens_per_s(plan.PEAK_FLOPS[args.gpu])
+        print(f"plan for one {args.gpu}: {chosen.describe()}; accumulation {rows_per_step // chosen.micro_batch}")
+        print(f"estimated {tokens_per_s:,.0f} tokens/s at {plan.TARGET_PEAK_SHARE:.0%} of the {args.gpu}'s dense "
+              "bf16 peak (a target share, not measured)")  # fmt: skip
+        result = {**chosen.figures, "plan": {"gpu": args.gpu, "budget_gib": round(budget, 2),
+                  "micro_batch": chosen.micro_batch, "accumulate_grad_batches": rows_per_step // chosen.micro_batch,
+                  "checkpointing": plan.checkpointing_name(chosen.checkpointing),
+                  "tokens_per_s_at_target_share": round(tokens_per_s), "target_peak_share": plan.TARGET_PEAK_SHARE,
+                  "tried": chosen.tried}}  # fmt: skip
+    else:
+        measure = plan.extrapolated if args.shallow else plan.measure_step
+        result = measure(base, settings, kwargs).summary()
+        print(table(result))
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    result["machine"] = machine
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
