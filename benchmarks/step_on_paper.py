@@ -42,8 +42,9 @@ def checkpointing_option(value: str) -> int | None:
     raise argparse.ArgumentTypeError(f"{value!r}: expected true, false or N (every N-th layer)")
 
 
-def chunk_option(value: str) -> int | None:
-    return None if value.lower() in ("none", "null") else int(value)
+def chunk_option(value: str) -> int:
+    """Tokens per loss chunk; none (0 here) computes the whole micro-batch's logits at once."""
+    return 0 if value.lower() in ("none", "null") else int(value)
 
 
 def resolved(args: argparse.Namespace) -> tuple[Any, plan.StepSettings, dict[str, Any], int]:
@@ -61,7 +62,7 @@ def resolved(args: argparse.Namespace) -> tuple[Any, plan.StepSettings, dict[str
         seq_len=args.seq_len or data.max_seq_length,
         checkpointing=every,
         precision=args.precision or str(config.trainer.precision),
-        loss_chunk_tokens=args.loss_chunk_tokens if args.loss_chunk_tokens != "config" else model.loss_chunk_tokens,
+        loss_chunk_tokens=model.loss_chunk_tokens if args.loss_chunk_tokens is None else args.loss_chunk_tokens or None,
         load_in_4bit=args.load_in_4bit or bool(model.load_in_4bit),
     )
     kwargs = {"moe": MoELoRAConfig(**dict(model.moe)), "lr": model.lr, "betas": tuple(model.betas),
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seq-len", type=int)
     parser.add_argument("--activation-checkpointing", type=checkpointing_option)
     parser.add_argument("--precision", choices=sorted(plan.PRECISIONS))
-    parser.add_argument("--loss-chunk-tokens", type=chunk_option, default="config")
+    parser.add_argument("--loss-chunk-tokens", type=chunk_option, help="none: unchunked")
     parser.add_argument("--load-in-4bit", action="store_true")
     parser.add_argument("--shallow", action="store_true", help="extrapolate from two shallow copies")
     parser.add_argument("--plan", action="store_true", help="choose micro-batch and checkpointing for a GPU")
