@@ -32,11 +32,12 @@ from moe.config import MoELoRAConfig
 from stages.fit import parse_stage_config
 
 
-def checkpointing_option(value: str) -> int | None:
+def checkpointing_option(value: str) -> int:
+    """The checkpointing period; false (0 here) is none."""
     if value.lower() in ("true", "full"):
         return 1
     if value.lower() in ("false", "none"):
-        return None
+        return 0
     if value.isdigit() and int(value) >= 1:
         return int(value)
     raise argparse.ArgumentTypeError(f"{value!r}: expected true, false or N (every N-th layer)")
@@ -52,7 +53,7 @@ def resolved(args: argparse.Namespace) -> tuple[Any, plan.StepSettings, dict[str
     config = parse_stage_config(args.config)
     model, data = config.model, config.data
     if args.activation_checkpointing is not None:
-        every = args.activation_checkpointing
+        every = args.activation_checkpointing or None
     elif model.activation_checkpointing == "auto":
         every = 1  # what --plan decides; measured here as full checkpointing
     else:

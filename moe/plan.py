@@ -50,7 +50,8 @@ for _op, _formula in (
 ):
     flop_registry.setdefault(_op, _formula)
 
-MOE_DIR = str(Path(__file__).resolve().parent)
+MOE_DIR = str(Path(__file__).parent)
+TORCH_DIR = str(Path(torch.__file__).parent)
 GIB = 2**30
 # Dense bf16 tensor-core peaks from the vendors' datasheets (SXM parts), by a name fragment of
 # torch.cuda.get_device_name(); and their memory, for planning a GPU that is not here.
@@ -149,8 +150,12 @@ class StepMeter(TorchDispatchMode):
     def _check_wide(self, func: Any, tensor: torch.Tensor) -> None:
         if tensor.dim() < 2 or tensor.shape[-1] not in self.wide or tensor.numel() != self.tokens * tensor.shape[-1]:
             return
-        frames = [f for f in traceback.extract_stack() if f.filename.startswith(MOE_DIR)]
-        if frames and not frames[-1].filename.endswith("plan.py"):
+        # The innermost caller outside torch and this meter made it: count it if that is moe/ code.
+        frames = [
+            f for f in traceback.extract_stack()
+            if not f.filename.startswith((TORCH_DIR, __file__)) and f.filename != "<string>"
+        ]  # fmt: skip
+        if frames and frames[-1].filename.startswith(MOE_DIR):
             where = f"{Path(frames[-1].filename).name}:{frames[-1].lineno}"
             self.wide_fp32.append({"op": str(func), "shape": list(tensor.shape), "where": where})
 
@@ -190,10 +195,12 @@ class StepFigures:
         """JSON-ready: GiB and GFLOP per token."""
         return {
             "peak_gib": round(self.peak_gib, 2),
+            "peak_bytes": self.peak_bytes,
             "memory_gib": {k: round(v / GIB, 2) for k, v in self.memory_bytes.items()},
             "trainable_params": self.trainable_params,
             "model_gflop_per_token": round(self.model_flops_per_token / 1e9, 2),
             "hardware_gflop_per_token": round(self.hardware_flops_per_token / 1e9, 2),
+            "hardware_flops_per_token": self.hardware_flops_per_token,
             "layers": self.layers,
             "settings": {**asdict(self.settings), "checkpointing": checkpointing_name(self.settings.checkpointing)},
             "wide_fp32_from_moe": self.wide_fp32,
@@ -383,7 +390,7 @@ class Plan:
 
     def tokens_per_s(self, peak_flops: float, share: float = TARGET_PEAK_SHARE) -> float:
         """Token slots per second if the GPU executes the plan's FLOPs at `share` of its dense peak."""
-        return share * peak_flops / (self.figures["hardware_gflop_per_token"] * 1e9)
+        return share * peak_flops / self.figures["hardware_flops_per_token"]
 
     def describe(self) -> str:
         f = self.figures
