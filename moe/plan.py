@@ -34,7 +34,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import flop_registry, sdpa_backward_flop, sdpa_flop
-from transformers import MistralForCausalLM, PretrainedConfig
+from transformers import AutoModelForCausalLM, PretrainedConfig
 
 log = logging.getLogger(__name__)
 
@@ -210,6 +210,8 @@ class StepFigures:
 PRECISIONS = {
     "bf16-mixed": (torch.bfloat16, torch.bfloat16),  # (frozen base dtype, autocast dtype)
     "16-mixed": (torch.float16, torch.float16),
+    "bf16-true": (torch.bfloat16, None),
+    "16-true": (torch.float16, None),
     "32-true": (torch.float32, None),
     "32": (torch.float32, None),
 }
@@ -248,7 +250,7 @@ def _module_class() -> type:
             self._base_config, self._base_dtype = base_config, dtype
 
         def load_base(self) -> torch.nn.Module:
-            model = MistralForCausalLM._from_config(
+            model = AutoModelForCausalLM.from_config(
                 self._base_config, dtype=self._base_dtype, attn_implementation="sdpa"
             )
             return model.requires_grad_(False)
@@ -265,9 +267,11 @@ def measure_step(
 
     if settings.precision not in PRECISIONS:
         raise ValueError(f"precision {settings.precision!r}: expected one of {sorted(PRECISIONS)}")
-    config = base_config
+    # A copy without the loaded model's quantisation (4-bit is counted by quantization_saving).
+    fields = {k: v for k, v in base_config.to_dict().items() if k != "quantization_config"}
     if settings.layers is not None:
-        config = type(base_config).from_dict({**base_config.to_dict(), "num_hidden_layers": settings.layers})
+        fields["num_hidden_layers"] = settings.layers
+    config = type(base_config).from_dict(fields)
     dtype, autocast = PRECISIONS[settings.precision]
     kwargs = {k: v for k, v in (module_kwargs or {}).items() if k not in ("activation_checkpointing", "dtype")}
     kwargs["loss_chunk_tokens"] = settings.loss_chunk_tokens

@@ -126,3 +126,19 @@ def test_the_shipped_12b_step_fits_one_h100_with_no_wide_fp32_from_moe():
     assert result["peak_gib"] < plan.DEFAULT_BUDGET_SHARE * plan.GPU_MEMORY_GIB["H100"]
     assert result["wide_fp32_from_moe"] == []
     assert result["hardware_gflop_per_token"] >= result["model_gflop_per_token"] > 40
+
+
+@pytest.mark.slow
+def test_the_shipped_configs_follow_the_plan_for_one_h100(tmp_path, monkeypatch):
+    from stages.fit import parse_stage_config
+
+    monkeypatch.setenv("THERAPEUTIC_MOE_CACHE", str(tmp_path))
+    result = step_on_paper.main(["--config", "stages/stage1.yaml", "--plan", "--gpu", "H100"])
+    config = parse_stage_config(["stages/stage1.yaml"])
+    chosen = result["plan"]
+    assert config.model.activation_checkpointing == "auto"
+    assert (config.data.micro_batch_size, config.trainer.accumulate_grad_batches) == (
+        chosen["micro_batch"], chosen["accumulate_grad_batches"]
+    )
+    assert config.model.throughput_tokens_per_s == pytest.approx(chosen["tokens_per_s_at_target_share"], abs=50)
+    assert result["peak_gib"] <= chosen["budget_gib"]
