@@ -23,12 +23,12 @@ import logging
 import platform
 import sys
 import time
+from dataclasses import replace
 from typing import Any
 
 import torch
 
 from moe import plan
-from moe.config import MoELoRAConfig
 from stages.fit import parse_stage_config
 
 
@@ -48,29 +48,22 @@ def chunk_option(value: str) -> int:
     return 0 if value.lower() in ("none", "null") else int(value)
 
 
-def resolved(args: argparse.Namespace) -> tuple[Any, plan.StepSettings, dict[str, Any], int]:
-    """(base config, settings, module arguments, rows per optimizer step) from the stage config."""
+def resolved(args: argparse.Namespace) -> plan.StageStep:
+    """The stage config's step, with the command line's options over it."""
     config = parse_stage_config(args.config)
-    model, data = config.model, config.data
-    if args.activation_checkpointing is not None:
-        every = args.activation_checkpointing or None
-    elif model.activation_checkpointing == "auto":
-        every = 1  # what --plan decides; measured here as full checkpointing
-    else:
-        every = plan.checkpoint_every(model.activation_checkpointing)
-    settings = plan.StepSettings(
-        micro_batch=args.micro_batch or data.micro_batch_size,
-        seq_len=args.seq_len or data.max_seq_length,
-        checkpointing=every,
-        precision=args.precision or str(config.trainer.precision),
-        loss_chunk_tokens=model.loss_chunk_tokens if args.loss_chunk_tokens is None else args.loss_chunk_tokens or None,
-        load_in_4bit=args.load_in_4bit or bool(model.load_in_4bit),
-    )
-    kwargs = {"moe": MoELoRAConfig(**dict(model.moe)), "lr": model.lr, "betas": tuple(model.betas),
-              "weight_decay": model.weight_decay}  # fmt: skip
-    rows_per_step = data.micro_batch_size * int(config.trainer.accumulate_grad_batches or 1)
-    base = plan.base_config_for(args.base_model or model.base_model, bool(model.trust_remote_code))
-    return base, settings, kwargs, rows_per_step
+    if args.base_model:
+        config.model.base_model = args.base_model
+    stage = plan.stage_step(config.model, config.data, config.trainer)
+    given: dict[str, Any] = {"load_in_4bit": True} if args.load_in_4bit else {}
+    for setting in ("micro_batch", "seq_len", "precision"):
+        if getattr(args, setting):
+            given[setting] = getattr(args, setting)
+    if args.activation_checkpointing is not None:  # 0: none
+        given["checkpointing"] = args.activation_checkpointing or None
+    if args.loss_chunk_tokens is not None:  # 0: unchunked
+        given["loss_chunk_tokens"] = args.loss_chunk_tokens or None
+    stage.settings = replace(stage.settings, **given)
+    return stage
 
 
 def table(figures: dict[str, Any]) -> str:
@@ -91,11 +84,6 @@ def table(figures: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def micro_batches(rows_per_step: int, largest: int = 16) -> list[int]:
-    """Micro-batches that divide the optimizer step's rows (so tokens per step stay the same)."""
-    return [n for n in range(1, min(rows_per_step, largest) + 1) if rows_per_step % n == 0]
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", action="append", required=True, help="stage YAML (repeatable)")
@@ -112,25 +100,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--budget-gib", type=float, help=f"default {plan.DEFAULT_BUDGET_SHARE:.0%} of --gpu's memory")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    base, settings, kwargs, rows_per_step = resolved(args)
+    stage = resolved(args)
+    base, settings, kwargs, rows_per_step = stage.base_config, stage.settings, stage.module_kwargs, stage.rows_per_step
     started = time.perf_counter()
     machine = f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
     if args.plan:
-        budget = args.budget_gib or plan.DEFAULT_BUDGET_SHARE * plan.GPU_MEMORY_GIB[args.gpu]
-        chosen = plan.cached_choice(base, settings, budget, micro_batches(rows_per_step), kwargs)
-        print(f"{'micro-batch':>11} {'checkpointing':<18}{'peak GiB':>9}{'GFLOP/token':>12}  fits {budget:.1f} GiB")
-        for t in chosen.tried:
+        gpu_plan = plan.plan_for(base, settings, rows_per_step, args.gpu, args.budget_gib, kwargs)
+        print(f"{'micro-batch':>11} {'checkpointing':<18}{'peak GiB':>9}{'GFLOP/token':>12}  "
+              f"fits {gpu_plan.plan.budget_gib:.1f} GiB")  # fmt: skip
+        for t in gpu_plan.plan.tried:
             print(f"{t['micro_batch']:>11} {t['checkpointing']:<18}{t['peak_gib']:>9.2f}"
                   f"{t['hardware_gflop_per_token']:>12.2f}  {'yes' if t['fits'] else 'no'}")  # fmt: skip
-        tokens_per_s = chosen.tokens_per_s(plan.PEAK_FLOPS[args.gpu])
-        print(f"plan for one {args.gpu}: {chosen.describe()}; accumulation {rows_per_step // chosen.micro_batch}")
-        print(f"estimated {tokens_per_s:,.0f} tokens/s at {plan.TARGET_PEAK_SHARE:.0%} of the {args.gpu}'s dense "
-              "bf16 peak (a target share, not measured)")  # fmt: skip
-        result = {**chosen.figures, "plan": {"gpu": args.gpu, "budget_gib": round(budget, 2),
-                  "micro_batch": chosen.micro_batch, "accumulate_grad_batches": rows_per_step // chosen.micro_batch,
-                  "checkpointing": plan.checkpointing_name(chosen.checkpointing),
-                  "tokens_per_s_at_target_share": round(tokens_per_s), "target_peak_share": plan.TARGET_PEAK_SHARE,
-                  "tried": chosen.tried}}  # fmt: skip
+        print(gpu_plan.describe())
+        result = {**gpu_plan.plan.figures, "plan": gpu_plan.summary()}
     else:
         measure = plan.extrapolated if args.shallow else plan.measure_step
         result = measure(base, settings, kwargs).summary()

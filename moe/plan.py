@@ -498,6 +498,94 @@ def plan_for_gpu(
     return cached_choice(base_config, settings, gpu_budget_gib(budget_gib), None, {"moe": moe})
 
 
+def micro_batches(rows_per_step: int, largest: int = 16) -> list[int]:
+    """Micro-batches that divide the optimizer step's rows (so tokens per step stay the same)."""
+    return [n for n in range(1, min(rows_per_step, largest) + 1) if rows_per_step % n == 0]
+
+
+@dataclass
+class GpuPlan:
+    """The plan of a stage for one GPU that is not here, with its throughput at the target share."""
+
+    gpu: str
+    plan: Plan
+    rows_per_step: int
+
+    @property
+    def accumulate_grad_batches(self) -> int:
+        return self.rows_per_step // self.plan.micro_batch
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.plan.tokens_per_s(PEAK_FLOPS[self.gpu])
+
+    def describe(self) -> str:
+        return (
+            f"plan for one {self.gpu}: {self.plan.describe()}; accumulation {self.accumulate_grad_batches}; "
+            f"~{self.tokens_per_s:,.0f} tokens/s at {TARGET_PEAK_SHARE:.0%} of its dense bf16 peak "
+            "(a target share, not measured)"
+        )
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "gpu": self.gpu, "budget_gib": round(self.plan.budget_gib, 2), "micro_batch": self.plan.micro_batch,
+            "accumulate_grad_batches": self.accumulate_grad_batches,
+            "checkpointing": checkpointing_name(self.plan.checkpointing),
+            "peak_gib": self.plan.figures["peak_gib"],
+            "hardware_gflop_per_token": self.plan.figures["hardware_gflop_per_token"],
+            "tokens_per_s_at_target_share": round(self.tokens_per_s), "target_peak_share": TARGET_PEAK_SHARE,
+            "tried": self.plan.tried,
+        }  # fmt: skip
+
+
+def plan_for(
+    base_config: PretrainedConfig,
+    settings: StepSettings,
+    rows_per_step: int,
+    gpu: str = "H100",
+    budget_gib: float | None = None,
+    module_kwargs: dict[str, Any] | None = None,
+) -> GpuPlan:
+    """The micro-batch (a divisor of the step's rows) and checkpointing for one `gpu` (default budget
+    85% of its memory), cached."""
+    if gpu not in GPU_MEMORY_GIB:
+        raise ValueError(f"GPU {gpu!r}: expected one of {sorted(GPU_MEMORY_GIB)} (or give a budget in GiB)")
+    budget = budget_gib or DEFAULT_BUDGET_SHARE * GPU_MEMORY_GIB[gpu]
+    chosen = cached_choice(base_config, settings, budget, micro_batches(rows_per_step), module_kwargs)
+    return GpuPlan(gpu, chosen, rows_per_step)
+
+
+@dataclass
+class StageStep:
+    """What a stage config says about its step: the architecture, the step's settings, the module's
+    arguments and the rows per optimizer step."""
+
+    base_config: PretrainedConfig
+    settings: StepSettings
+    module_kwargs: dict[str, Any]
+    rows_per_step: int
+
+
+def stage_step(model: Any, data: Any, trainer: Any) -> StageStep:
+    """From a resolved stage config's model, data and trainer sections (`auto` measured as full
+    checkpointing: what the plan then improves on)."""
+    from moe.config import MoELoRAConfig
+
+    setting = model.activation_checkpointing
+    settings = StepSettings(
+        micro_batch=data.micro_batch_size,
+        seq_len=data.max_seq_length,
+        checkpointing=1 if setting == "auto" else checkpoint_every(setting),
+        precision=str(trainer.precision),
+        loss_chunk_tokens=model.loss_chunk_tokens,
+        load_in_4bit=bool(model.load_in_4bit),
+    )
+    kwargs = {"moe": MoELoRAConfig(**dict(model.moe)), "lr": model.lr, "betas": tuple(model.betas),
+              "weight_decay": model.weight_decay}  # fmt: skip
+    rows = data.micro_batch_size * int(trainer.accumulate_grad_batches or 1)
+    return StageStep(base_config_for(model.base_model, bool(model.trust_remote_code)), settings, kwargs, rows)
+
+
 def base_config_for(base_model: str, trust_remote_code: bool = False) -> PretrainedConfig:
     """The architecture a `model.base_model` setting names, without its weights: tiny's and
     Wayfarer-2-12B's from their numbers, anything else from its config.json."""
