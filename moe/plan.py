@@ -194,12 +194,12 @@ class StepFigures:
     def summary(self) -> dict[str, Any]:
         """JSON-ready: GiB and GFLOP per token."""
         return {
-            "peak_gib": round(self.peak_gib, 2),
+            "peak_gib": round(self.peak_gib, 3),
             "peak_bytes": self.peak_bytes,
-            "memory_gib": {k: round(v / GIB, 2) for k, v in self.memory_bytes.items()},
+            "memory_gib": {k: round(v / GIB, 3) for k, v in self.memory_bytes.items()},
             "trainable_params": self.trainable_params,
-            "model_gflop_per_token": round(self.model_flops_per_token / 1e9, 2),
-            "hardware_gflop_per_token": round(self.hardware_flops_per_token / 1e9, 2),
+            "model_gflop_per_token": round(self.model_flops_per_token / 1e9, 4),
+            "hardware_gflop_per_token": round(self.hardware_flops_per_token / 1e9, 4),
             "hardware_flops_per_token": self.hardware_flops_per_token,
             "layers": self.layers,
             "settings": {**asdict(self.settings), "checkpointing": checkpointing_name(self.settings.checkpointing)},
