@@ -13,10 +13,16 @@ from evals.settings import HumanReviewGate, load_settings
 from evals.suites import load_suites
 
 LABELS = ("checkpoint", "previous stage", "base")
+# Replies that do not name their model, so a page showing one gives nothing away.
+OPENINGS = {
+    "checkpoint": "That sounds like a lot to carry.",
+    "previous stage": "Thank you for telling me this.",
+    "base": "Here is some general information.",
+}
 
 
 def reply_of(label: str, probe_id: str) -> str:
-    return f"[{probe_id}] a full reply by model {LABELS.index(label)}.\n\nIt has a second paragraph."
+    return f"[{probe_id}] {OPENINGS[label]}\n\nA second paragraph, so the reply is shown in full."
 
 
 def write_stage_report(out: Path, stage: int = 2, per_suite: int = 2) -> list[str]:
