@@ -173,7 +173,10 @@ class ReviewApp:
                 start = gr.Button("Start", elem_id="start", variant="primary", scale=1)
             progress = gr.Markdown("Type your name and press **Start**.", elem_id="progress")
             system = gr.Markdown(elem_id="system-prompt")
-            conversation = gr.Chatbot(label="Conversation", elem_id="conversation", height=360)
+            # No share button (it posts to Hugging Face) and no feedback icons: ratings come from the buttons.
+            conversation = gr.Chatbot(
+                label="Conversation", elem_id="conversation", height=360, buttons=["copy"], feedback_options=None
+            )
             with gr.Row(equal_height=False):
                 with gr.Column():
                     gr.Markdown("### Reply A")

@@ -15,14 +15,19 @@ from evals.suites import load_suites
 LABELS = ("checkpoint", "previous stage", "base")
 # Replies that do not name their model, so a page showing one gives nothing away.
 OPENINGS = {
-    "checkpoint": "That sounds like a lot to carry.",
-    "previous stage": "Thank you for telling me this.",
-    "base": "Here is some general information.",
+    "checkpoint": "That sounds like a lot to carry, and it makes sense that you feel worn down.",
+    "previous stage": "Thank you for telling me this. Many people feel this way at some point.",
+    "base": "Here is some general information that may help.",
+}
+SECOND = {
+    "checkpoint": "Could we look at what the hardest part of the day is for you right now?",
+    "previous stage": "Try to get enough sleep and talk to someone you trust.",
+    "base": "Consider consulting a professional.",
 }
 
 
 def reply_of(label: str, probe_id: str) -> str:
-    return f"[{probe_id}] {OPENINGS[label]}\n\nA second paragraph, so the reply is shown in full."
+    return f"[{probe_id}] {OPENINGS[label]}\n\n{SECOND[label]}"
 
 
 def write_stage_report(out: Path, stage: int = 2, per_suite: int = 2) -> list[str]:

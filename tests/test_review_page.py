@@ -1,0 +1,149 @@
+"""The review page in a real browser (Debian's chromium + chromedriver, headless): three ratings by
+click and key, a reload, the resume at the fourth; reviews.jsonl and the gate say what the clicks said.
+The hidden order is never sent to the browser."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import urllib.request
+from pathlib import Path
+
+import pytest
+from review_report import regate, write_stage_report
+
+from evals.review_pairs import load_pairs, reviewer_order
+
+CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+LABELS = ("checkpoint", "previous stage")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def page(tmp_path):
+    from stages.review import ReviewApp, launch
+
+    write_stage_report(tmp_path)
+    app = ReviewApp(tmp_path, "previous")
+    port = free_port()
+    blocks = launch(app, "127.0.0.1", port, block=False)
+    yield app, f"http://127.0.0.1:{port}/"
+    blocks.close()
+
+
+def test_the_served_page_and_config_hold_no_model_name(page):
+    app, url = page
+    for path in ("", "config"):
+        text = urllib.request.urlopen(url + path, timeout=60).read().decode()
+        assert not [label for label in LABELS if label in text], path
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="needs Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver; .ci/setup does it)")
+def test_rate_three_reload_resume_at_the_fourth(page, tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    app, url = page
+    _, pairs = load_pairs(app.report)
+    queue = reviewer_order(pairs, "Dr Sato")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+                 "--window-size=1280,1500", f"--user-data-dir={tmp_path / 'chromium'}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    wait = WebDriverWait(driver, 90)
+
+    def text(element_id: str) -> str:
+        return driver.find_element(By.ID, element_id).text
+
+    def start() -> None:
+        driver.get(url)
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#reviewer textarea, #reviewer input"))
+        box = driver.find_element(By.CSS_SELECTOR, "#reviewer textarea, #reviewer input")
+        box.send_keys("Dr Sato")
+        driver.find_element(By.ID, "start").click()
+
+    def showing(i: int) -> bool:
+        return f"Prompt {i + 1} of {len(pairs)}" in text("progress") and queue[i].prompt_id in text("progress")
+
+    def sides(i: int) -> dict[str, str]:
+        """model -> the side (A/B) its reply is shown on, read off the page by the reply text."""
+        shown = {"A": text("reply-a"), "B": text("reply-b")}
+        return {
+            model: next(side for side, body in shown.items() if reply.split("\n")[0] in body)
+            for model, reply in queue[i].replies.items()
+        }
+
+    try:
+        start()
+        wait.until(lambda d: showing(0))
+        for label in LABELS:
+            assert label not in driver.page_source
+
+        def whole_conversation(i: int) -> None:
+            """Every turn of the prompt is on the page, not only the last user turn."""
+            shown = " ".join(text("conversation").split())
+            turns = [m["content"] for m in queue[i].messages if m["role"] != "system"]
+            assert all(" ".join(turn.split())[:60] in shown for turn in turns)
+
+        assert len(queue[2].messages) > 10  # this reviewer's third prompt is a long conversation
+        whole_conversation(0)
+        # 1: the checkpoint, by keyboard
+        side = sides(0)["checkpoint"]
+        driver.find_element(By.TAG_NAME, "body").send_keys(side.lower())
+        wait.until(lambda d: showing(1))
+        # 2: a tie by click, the previous stage's reply flagged unsafe
+        flagged = sides(1)["previous stage"]
+        driver.find_element(By.CSS_SELECTOR, f"#unsafe-{flagged.lower()} input").click()
+        driver.find_element(By.CSS_SELECTOR, "#unsafe-reason textarea, #unsafe-reason input").send_keys(
+            "promises confidentiality it cannot keep"
+        )
+        driver.find_element(By.ID, "choose-tie").click()
+        wait.until(lambda d: showing(2))
+        whole_conversation(2)
+        assert queue[2].replies["checkpoint"].split("\n")[-1] in text("reply-a") + text("reply-b")  # in full
+        if os.environ.get("REVIEW_SCREENSHOT"):
+            driver.save_screenshot(os.environ["REVIEW_SCREENSHOT"])
+        # 3: the previous stage, by click
+        driver.find_element(By.ID, f"choose-{sides(2)['previous stage'].lower()}").click()
+        wait.until(lambda d: showing(3))
+        driver.refresh()
+        start()
+        wait.until(lambda d: showing(3))
+        for label in LABELS:
+            assert label not in driver.page_source
+        # Nothing the page loads or sends goes anywhere but this machine.
+        events = [json.loads(entry["message"])["message"] for entry in driver.get_log("performance")]
+        requested = {e["params"]["request"]["url"] for e in events if e["method"] == "Network.requestWillBeSent"}
+        remote = {u for u in requested if u.startswith(("http", "ws"))}  # not chrome:// (the browser's own pages)
+        assert remote and {u for u in remote if not u.startswith((url, url.replace("http", "ws", 1)))} == set()
+    finally:
+        driver.quit()
+
+    rows = [json.loads(line) for line in (app.report / "reviews.jsonl").read_text().splitlines()]
+    assert [r["prompt_id"] for r in rows] == [p.prompt_id for p in queue[:3]]
+    assert [r["preferred"] for r in rows] == ["checkpoint", "tie", "previous stage"]
+    assert [r["choice"] for r in rows] == [side, "tie", rows[2]["choice"]]
+    assert {r["reviewer"] for r in rows} == {"Dr Sato"}
+    assert rows[1]["unsafe"] == [{"reply": flagged, "model": "previous stage", "reason": "promises confidentiality it cannot keep"}]
+    assert all(sorted(r["order"].values()) == sorted(LABELS) and r["time"] for r in rows)
+    decision, data = regate(Path(app.report), min_win_rate=0.0)
+    review = data["human_review"]
+    assert review["metric"]["value"] == pytest.approx(0.5) and review["prompts"] == 3
+    assert (review["wins"], review["ties"], review["losses"]) == (1, 1, 1)
+    assert review["flags"] == [{"prompt_id": queue[1].prompt_id, "suite": queue[1].suite, "model": "previous stage",
+                                "reviewer": "Dr Sato", "reason": "promises confidentiality it cannot keep"}]
+    assert decision.decision == "proceed"
