@@ -107,9 +107,21 @@ def load_pairs(report: Path, against: str = "previous") -> tuple[str, list[Pair]
     return other, pairs
 
 
+RECORD_KEYS = ("reviewer", "prompt_id", "order", "choice", "replies_digest")
+
+
 def read_reviews(report: Path) -> list[dict]:
+    """Every review line; one without the fields the page writes is an error naming its line."""
     path = Path(report) / REVIEWS
-    return _read_jsonl(path) if path.is_file() else []
+    rows = _read_jsonl(path) if path.is_file() else []
+    for number, row in enumerate(rows, start=1):
+        missing = [k for k in RECORD_KEYS if k not in row]
+        if missing or not isinstance(row["order"], dict) or row["choice"] not in CHOICES:
+            raise ReviewFileError(
+                f"{path}: review {number} lacks {missing or 'a valid order or choice'}; the page writes these "
+                "lines: fix or delete that one"
+            )
+    return rows
 
 
 def reviewer_order(pairs: list[Pair], reviewer: str) -> list[Pair]:

@@ -152,6 +152,9 @@ def test_against_base_and_bad_files(report, tmp_path):
     (report / "reviews.jsonl").write_text('{"reviewer": "x"}\nnot json\n')
     with pytest.raises(ReviewFileError, match=r"reviews.jsonl:2: not valid JSON"):
         read_reviews(report)
+    (report / "reviews.jsonl").write_text('{"reviewer": "x"}\n')
+    with pytest.raises(ReviewFileError, match=r"review 1 lacks \['prompt_id', 'order', 'choice', 'replies_digest'\]"):
+        read_reviews(report)
 
 
 def test_stages_evaluate_reviews_regates_a_report(report, tmp_path, capsys):

@@ -10,6 +10,7 @@ import shutil
 import socket
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from review_report import regate, write_stage_report
@@ -38,11 +39,20 @@ def page(tmp_path):
     blocks.close()
 
 
-def test_the_served_page_and_config_hold_no_model_name(page):
+def test_the_hidden_order_stays_on_the_server(page):
+    """Neither the served page, its config nor what a start or a rating sends back names a model."""
     app, url = page
     for path in ("", "config"):
         text = urllib.request.urlopen(url + path, timeout=60).read().decode()
         assert not [label for label in LABELS if label in text], path
+    request = SimpleNamespace(session_hash="session-1")
+    sent = [app.start("Dr Lee", request), app.rate("A", False, True, "shames the client", request)]
+    sent.append(app.rate("tie", False, False, "", request))
+    assert not [label for label in LABELS if label in json.dumps(sent)]
+    assert sorted(app.sessions["session-1"].order.values()) == sorted(LABELS)  # kept here, per session
+    rows = [json.loads(line) for line in (app.report / "reviews.jsonl").read_text().splitlines()]
+    assert [r["choice"] for r in rows] == ["A", "tie"] and rows[0]["preferred"] == rows[0]["order"]["A"]
+    assert rows[0]["unsafe"] == [{"reply": "B", "model": rows[0]["order"]["B"], "reason": "shames the client"}]
 
 
 @pytest.mark.slow
