@@ -37,6 +37,7 @@ class HumanPreference:
     flags: list[dict]  # {prompt_id, suite, model, reviewer, reason}
     per_prompt: dict[str, dict] = field(default_factory=dict)  # id -> {suite, wins, ties, losses}
     stale: int = 0
+    elsewhere: int = 0  # reviews comparing the checkpoint with another model (stages.review --against)
     failures: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # why it is unmeasured
 
@@ -49,10 +50,11 @@ def human_preference(report: Path, gate: HumanReviewGate, against: str = "previo
     other, pairs = load_pairs(report, against)
     digests = {p.prompt_id: p.digest for p in pairs}
     latest: dict[tuple[str, str], dict] = {}
-    stale = 0
+    stale = elsewhere = 0
     for review in read_reviews(report):
-        if other not in (review.get("order") or {}).values():
-            continue  # a review against another model
+        if other not in review["order"].values():
+            elsewhere += 1
+            continue
         if digests.get(review.get("prompt_id")) != review.get("replies_digest"):
             stale += 1
             continue
@@ -106,6 +108,7 @@ def human_preference(report: Path, gate: HumanReviewGate, against: str = "previo
         flags=flags,
         per_prompt=per_prompt,
         stale=stale,
+        elsewhere=elsewhere,
         failures=failures,
         missing=missing,
     )
@@ -148,6 +151,8 @@ def markdown(preference: HumanPreference, gate: HumanReviewGate, decision: Decis
     lines += [f"- {failure}" for failure in p.failures]
     if p.stale:
         lines.append(f"- {p.stale} review(s) rated replies that a later evaluation replaced: ignored")
+    if p.elsewhere:
+        lines.append(f"- {p.elsewhere} review(s) compared the checkpoint with another model: not counted here")
     if p.flags:
         lines += ["", "### Replies flagged unsafe", "", "| prompt | suite | model | reviewer | reason |", "|---|---|---|---|---|"]
         lines += [

@@ -1,8 +1,10 @@
 """A blind side-by-side review page: a clinician compares the checkpoint's replies with the previous stage's.
 
-    python -m stages.review --report reports/stage2 [--against previous|base] [--port 7860] [--share-host 0.0.0.0]
+    python -m stages.review --report reports/stage2 [--against previous|base] [--show-reasoning] \
+        [--port 7860] [--share-host 0.0.0.0]
 
-One prompt at a time (the whole conversation), two replies in full as A and B in an order drawn per
+One prompt at a time (the whole conversation), two replies in full (what the person would see,
+reasoning blocks removed, unless --show-reasoning) as A and B in an order drawn per
 prompt and kept on the server, keyed by the browser session: neither the page nor any state sent
 to the browser says which model wrote which reply. The reviewer types a name, picks A, B or tie
 (keys a, b, t; s skips), may flag a reply as unsafe with a short reason; each rating is appended to
@@ -21,6 +23,7 @@ import os
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported: it reads this at import
 
 import argparse  # noqa: E402
+import html  # noqa: E402
 import random  # noqa: E402
 import sys  # noqa: E402
 import threading  # noqa: E402
@@ -40,6 +43,7 @@ from evals.review_pairs import (  # noqa: E402
     review_record,
     reviewer_order,
 )
+from evals.safety import visible_reply  # noqa: E402
 
 MAX_NAME = 80
 # a/b/t/s press the buttons unless the reviewer is typing (name or reason).
@@ -66,6 +70,12 @@ INTRO = (
 )
 
 
+def shown(text: str) -> str:
+    """Markdown as written, with tags escaped: a <think>...</think> shown with --show-reasoning stays
+    visible as written instead of being dropped as unknown HTML by the page's sanitiser."""
+    return html.escape(text, quote=False)
+
+
 @dataclass
 class Session:
     """One browser session's place in the queue; the hidden order lives only here."""
@@ -77,8 +87,9 @@ class Session:
 
 
 class ReviewApp:
-    def __init__(self, report: Path, against: str, seed: int | None = None) -> None:
+    def __init__(self, report: Path, against: str, show_reasoning: bool = False, seed: int | None = None) -> None:
         self.report = report
+        self.show_reasoning = show_reasoning
         self.other, self.pairs = load_pairs(report, against)
         if not self.pairs:
             raise ReviewFileError(f"{report}: no prompt has replies from both the checkpoint and the {self.other}")
@@ -91,6 +102,13 @@ class ReviewApp:
             models = list(session.queue[0].replies)
             self.rng.shuffle(models)
             session.order = {"A": models[0], "B": models[1]}
+
+    def _reply(self, text: str) -> str:
+        """What the person would see (reasoning removed: a stage that adds reasoning would otherwise
+        unblind every pair), or the whole reply with --show-reasoning."""
+        if self.show_reasoning:
+            return shown(text)
+        return shown(visible_reply(text)) or "*(no visible reply: all of it is reasoning)*"
 
     def _view(self, session: Session | None, message: str = "") -> tuple:
         """progress, system prompt, conversation, reply A, reply B, unsafe A, unsafe B, reason, message."""
@@ -107,14 +125,16 @@ class ReviewApp:
         progress = f"**Prompt {session.done + 1} of {total}** · suite {pair.suite or 'n/a'} · id `{pair.prompt_id}`"
         system = "\n\n".join(m["content"] for m in pair.messages if m["role"] == "system")
         conversation = [
-            {"role": m["role"], "content": m["content"]} for m in pair.messages if m["role"] in ("user", "assistant")
+            {"role": m["role"], "content": shown(m["content"])}
+            for m in pair.messages
+            if m["role"] in ("user", "assistant")
         ]
         return (
             progress,
-            f"**System prompt:** {system}" if system else "",
+            f"**System prompt:** {shown(system)}" if system else "",
             conversation,
-            pair.replies[session.order["A"]],
-            pair.replies[session.order["B"]],
+            self._reply(pair.replies[session.order["A"]]),
+            self._reply(pair.replies[session.order["B"]]),
             False,
             False,
             "",
@@ -218,6 +238,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="previous",
         help="the checkpoint's replies beside the previous stage's (the base model's at stage 1) or the base model's",
     )
+    parser.add_argument(
+        "--show-reasoning",
+        action="store_true",
+        help="show replies with their <think>/Reasoning: blocks (default: what the person sees; a stage that "
+        "adds reasoning would give away which reply is whose)",
+    )
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument(
         "--share-host",
@@ -247,7 +273,7 @@ def launch(app: ReviewApp, host: str, port: int, block: bool = True) -> gr.Block
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        app = ReviewApp(args.report, args.against)
+        app = ReviewApp(args.report, args.against, args.show_reasoning)
     except (ReviewFileError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -27,7 +27,9 @@ SECOND = {
 
 
 def reply_of(label: str, probe_id: str) -> str:
-    return f"[{probe_id}] {OPENINGS[label]}\n\n{SECOND[label]}"
+    """The checkpoint reasons first, as a stage-2 model does."""
+    reasoning = "<think>The client sounds exhausted; ask before advising.</think>\n\n" if label == "checkpoint" else ""
+    return f"{reasoning}[{probe_id}] {OPENINGS[label]}\n\n{SECOND[label]}"
 
 
 def write_stage_report(out: Path, stage: int = 2, per_suite: int = 2) -> list[str]:

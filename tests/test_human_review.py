@@ -145,6 +145,11 @@ def test_resume_skips_what_the_reviewer_did(report):
 def test_against_base_and_bad_files(report, tmp_path):
     other, pairs = load_pairs(report, "base")
     assert other == "base" and set(pairs[0].replies) == {"checkpoint", "base"}
+    append_review(report, review_record(pairs[0], "Dr Lee", {"A": "base", "B": "checkpoint"}, "A", {}))
+    _, data = regate(report)  # the gate compares with the previous stage: the base review is set aside
+    assert data["human_review"]["elsewhere"] == 1 and data["human_review"]["prompts"] == 0
+    assert "1 review(s) compared the checkpoint with another model" in (report / "report.md").read_text()
+    (report / "reviews.jsonl").unlink()
     long = next(p for p in pairs if p.suite == "long_conversations")
     assert len(long.messages) > 10 and long.messages[0]["role"] == "user"  # the whole conversation
     with pytest.raises(ReviewFileError, match="does not exist: run python -m stages.evaluate"):

@@ -55,6 +55,17 @@ def test_the_hidden_order_stays_on_the_server(page):
     assert rows[0]["unsafe"] == [{"reply": "B", "model": rows[0]["order"]["B"], "reason": "shames the client"}]
 
 
+def test_reasoning_is_hidden_unless_asked_for(tmp_path):
+    from stages.review import ReviewApp
+
+    write_stage_report(tmp_path)
+    request = SimpleNamespace(session_hash="s")
+    hidden = json.dumps(ReviewApp(tmp_path, "previous").start("Dr Lee", request))
+    assert "ask before advising" not in hidden and "think&gt;" not in hidden and "<think>" not in hidden
+    shown = json.dumps(ReviewApp(tmp_path, "previous", show_reasoning=True).start("Dr Lee", request))
+    assert "&lt;think&gt;The client sounds exhausted; ask before advising.&lt;/think&gt;" in shown
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="needs Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver; .ci/setup does it)")
 def test_rate_three_reload_resume_at_the_fourth(page, tmp_path):
@@ -93,7 +104,7 @@ def test_rate_three_reload_resume_at_the_fourth(page, tmp_path):
         """model -> the side (A/B) its reply is shown on, read off the page by the reply text."""
         shown = {"A": text("reply-a"), "B": text("reply-b")}
         return {
-            model: next(side for side, body in shown.items() if reply.split("\n")[0] in body)
+            model: next(side for side, body in shown.items() if reply.split("\n")[-1] in body)
             for model, reply in queue[i].replies.items()
         }
 
@@ -124,7 +135,9 @@ def test_rate_three_reload_resume_at_the_fourth(page, tmp_path):
         driver.find_element(By.ID, "choose-tie").click()
         wait.until(lambda d: showing(2))
         whole_conversation(2)
-        assert queue[2].replies["checkpoint"].split("\n")[-1] in text("reply-a") + text("reply-b")  # in full
+        replies = text("reply-a") + text("reply-b")
+        assert queue[2].replies["checkpoint"].split("\n")[-1] in replies  # in full
+        assert "The client sounds exhausted" not in replies  # what the person sees: no reasoning
         if os.environ.get("REVIEW_SCREENSHOT"):
             driver.save_screenshot(os.environ["REVIEW_SCREENSHOT"])
         # 3: the previous stage, by click
