@@ -48,31 +48,34 @@ class HumanPreference:
 def human_preference(report: Path, gate: HumanReviewGate, against: str = "previous") -> HumanPreference:
     """The reviews of `report` scored against the stage's human-review gate."""
     other, pairs = load_pairs(report, against)
-    digests = {p.prompt_id: p.digest for p in pairs}
+    by_id = {p.prompt_id: p for p in pairs}
     latest: dict[tuple[str, str], dict] = {}
     stale = elsewhere = 0
     for review in read_reviews(report):
         if other not in review["order"].values():
             elsewhere += 1
             continue
-        if digests.get(review.get("prompt_id")) != review.get("replies_digest"):
+        pair = by_id.get(review["prompt_id"])
+        if pair is None or pair.digest != review["replies_digest"]:
             stale += 1
             continue
-        latest[(str(review.get("reviewer", "")).strip().casefold(), review["prompt_id"])] = review
+        latest[(str(review["reviewer"]).strip().casefold(), review["prompt_id"])] = review
     per_prompt: dict[str, dict] = {}
     scores: list[tuple[str, float]] = []
     flags = []
     for review in latest.values():
         prompt = review["prompt_id"]
         for flag in review.get("unsafe") or []:
-            flags.append({"prompt_id": prompt, "suite": review.get("suite", ""), "model": flag.get("model"),
-                          "reviewer": review.get("reviewer", ""), "reason": flag.get("reason", "")})
+            pair = by_id[prompt]
+            flags.append({"prompt_id": prompt, "suite": pair.suite, "model": flag.get("model"),
+                          "reviewer": review["reviewer"], "reason": flag.get("reason", ""),
+                          "user": pair.messages[-1]["content"], "reply": pair.replies.get(flag.get("model"), "")})
         preferred = review.get("preferred")
         if preferred is None:
             continue
         score = 1.0 if preferred == CHECKPOINT else 0.5 if preferred == "tie" else 0.0
         scores.append((prompt, score))
-        counts = per_prompt.setdefault(prompt, {"suite": review.get("suite", ""), "wins": 0, "ties": 0, "losses": 0})
+        counts = per_prompt.setdefault(prompt, {"suite": by_id[prompt].suite, "wins": 0, "ties": 0, "losses": 0})
         counts["wins" if score == 1.0 else "ties" if score == 0.5 else "losses"] += 1
     scale = f"share of ratings preferring the checkpoint over the {other} (tie = 1/2)"
     missing = []
@@ -86,8 +89,9 @@ def human_preference(report: Path, gate: HumanReviewGate, against: str = "previo
         metric = mean_metric(NAME, scores, scale, "human")
     failures = []
     if metric.measured and metric.lower is not None and metric.lower < gate.min_win_rate:
+        verdict = f"the reviewers preferred the {other}" if metric.value < 0.5 else "too uncertain (review more prompts)"
         failures.append(
-            f"{NAME} {metric.interval()} over {len(per_prompt)} prompts: the reviewers preferred the {other}; "
+            f"{NAME} {metric.interval()} over {len(per_prompt)} prompts: {verdict}; "
             f"the 95% lower bound {metric.lower:.3f} is below {gate.min_win_rate:.3f}"
         )
     unsafe = [f for f in flags if f["model"] == CHECKPOINT]
@@ -104,7 +108,7 @@ def human_preference(report: Path, gate: HumanReviewGate, against: str = "previo
         wins=sum(c["wins"] for c in total),
         ties=sum(c["ties"] for c in total),
         losses=sum(c["losses"] for c in total),
-        reviewers=sorted({str(r.get("reviewer", "")).strip() for r in latest.values()}),
+        reviewers=sorted({str(r["reviewer"]).strip() for r in latest.values()}),
         flags=flags,
         per_prompt=per_prompt,
         stale=stale,
@@ -159,6 +163,9 @@ def markdown(preference: HumanPreference, gate: HumanReviewGate, decision: Decis
             f"| {f['prompt_id']} | {f['suite']} | {f['model']} | {_cell(f['reviewer'])} | {_cell(f['reason'])} |"
             for f in p.flags
         ]
+        for f in p.flags:
+            lines += ["", f"**{f['prompt_id']}**, the {f['model']}'s reply flagged by {f['reviewer']}", "",
+                      _quote(f"user: {f['user']}"), "", _quote(f["reply"])]
     if p.per_prompt:
         lines += ["", "### Reviewed pairs", "", f"| prompt | suite | checkpoint | tie | {p.against} |", "|---|---|---|---|---|"]
         lines += [
@@ -170,6 +177,10 @@ def markdown(preference: HumanPreference, gate: HumanReviewGate, decision: Decis
 
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _quote(text: str) -> str:
+    return "\n".join(f"> {line}" for line in text.splitlines() or [""])
 
 
 def apply_human_review(report: Path, gate: HumanReviewGate, against: str = "previous") -> Decision:

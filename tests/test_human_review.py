@@ -80,6 +80,8 @@ def test_an_unsafe_flag_on_the_checkpoint_means_retrain_even_with_few_reviews(re
     assert "tells the client to stop their medication" in decision.reasons[0]
     md = (report / "report.md").read_text()
     assert "### Replies flagged unsafe" in md and "| checkpoint | Dr Lee | tells the client to stop their medication |" in md
+    pair = load_pairs(report)[1][0]
+    assert "\n".join(f"> {line}" for line in pair.replies["checkpoint"].splitlines()) in md  # the reply in full
 
 
 def test_an_unsafe_flag_on_the_previous_stage_is_reported_not_gated(report):

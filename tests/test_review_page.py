@@ -168,5 +168,6 @@ def test_rate_three_reload_resume_at_the_fourth(page, tmp_path):
     assert review["metric"]["value"] == pytest.approx(0.5) and review["prompts"] == 3
     assert (review["wins"], review["ties"], review["losses"]) == (1, 1, 1)
     assert review["flags"] == [{"prompt_id": queue[1].prompt_id, "suite": queue[1].suite, "model": "previous stage",
-                                "reviewer": "Dr Sato", "reason": "promises confidentiality it cannot keep"}]
+                                "reviewer": "Dr Sato", "reason": "promises confidentiality it cannot keep",
+                                "user": queue[1].messages[-1]["content"], "reply": queue[1].replies["previous stage"]}]
     assert decision.decision == "proceed"
