@@ -54,6 +54,7 @@ from evals.loading import BASE, MIXTURE, LoadedModel, model_base, model_kind
 from evals.log_metrics import collect, metrics_from_logs
 from evals.provider import PROVIDER
 from evals.report import Evaluation, ModelResult, write_report
+from evals.review_pairs import ReviewFileError
 from evals.score import calibration
 from evals.settings import DEFAULT_SETTINGS, EvalSettings, load_settings
 from evals.suites import load_suites
@@ -287,7 +288,11 @@ def regate_with_reviews(report: Path, settings: EvalSettings) -> int:
         print(f"error: {path} does not exist: evaluate first (python -m stages.evaluate --out {report})", file=sys.stderr)
         return 2
     stage = json.loads(path.read_text(encoding="utf-8"))["stage"]
-    decision = apply_human_review(report, settings.review_gate(stage))
+    try:
+        decision = apply_human_review(report, settings.review_gate(stage))
+    except ReviewFileError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     print(f"stage {stage} with the blind review: {decision.decision} (exit {decision.exit_code}); report: {path}")
     for reason in decision.reasons:
         print(f"  - {reason}")

@@ -175,5 +175,9 @@ def test_stages_evaluate_reviews_regates_a_report(report, tmp_path, capsys):
     assert evaluate.main(["--reviews", str(report), "--settings", str(settings)]) == 3
     out = capsys.readouterr().out
     assert "stage 2 with the blind review: retrain (exit 3)" in out and "preferred the previous stage" in out
+    with open(report / "reviews.jsonl", "a") as f:
+        f.write("{broken\n")
+    assert evaluate.main(["--reviews", str(report)]) == 1
+    assert "reviews.jsonl:5: not valid JSON" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         evaluate.main(["--out", str(report)])
