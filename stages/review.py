@@ -27,6 +27,7 @@ import html  # noqa: E402
 import random  # noqa: E402
 import sys  # noqa: E402
 import threading  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -87,7 +88,7 @@ class Session:
 
 
 class ReviewApp:
-    def __init__(self, report: Path, against: str, show_reasoning: bool = False, seed: int | None = None) -> None:
+    def __init__(self, report: Path, against: str, show_reasoning: bool = False) -> None:
         self.report = report
         self.show_reasoning = show_reasoning
         self.other, self.pairs = load_pairs(report, against)
@@ -95,7 +96,7 @@ class ReviewApp:
             raise ReviewFileError(f"{report}: no prompt has replies from both the checkpoint and the {self.other}")
         self.sessions: dict[str, Session] = {}
         self.lock = threading.Lock()
-        self.rng = random.Random(seed)
+        self.rng = random.SystemRandom()  # the order is not predictable from earlier ones
 
     def _draw(self, session: Session) -> None:
         if session.queue:
@@ -153,12 +154,18 @@ class ReviewApp:
         self.sessions[request.session_hash] = session
         return self._view(session, f"Reviewing as {reviewer}.")
 
-    def rate(self, choice: str, unsafe_a: bool, unsafe_b: bool, reason: str, request: gr.Request) -> tuple:
+    def rate(
+        self, choice: str, unsafe_a: bool, unsafe_b: bool, reason: str, shown_progress: str, request: gr.Request
+    ) -> tuple:
+        """shown_progress: the progress line the browser showed when the button was pressed; a second
+        click that left before the page moved on names the prompt just rated and is not saved."""
         session = self.sessions.get(request.session_hash)
         if session is None:
             return self._view(None, "Type your name and press **Start** first.")
         if not session.queue:
             return self._view(session)
+        if f"`{session.queue[0].prompt_id}`" not in (shown_progress or ""):
+            return self._view(session, "That click was for a prompt already rated; nothing was saved for this one.")
         reason = (reason or "").strip()
         if (unsafe_a or unsafe_b) and not reason:
             view = list(self._view(session, "Say in a few words why the reply is unsafe, then choose again."))
@@ -174,11 +181,11 @@ class ReviewApp:
         saved = "Skipped." if choice == "skip" else "Saved."
         return self._view(session, saved)
 
-    def _rater(self, choice: str):
+    def _rater(self, choice: str) -> Callable[..., tuple]:
         """A handler per button; the annotation tells Gradio to pass the request (the session key)."""
 
-        def rate(unsafe_a: bool, unsafe_b: bool, reason: str, request: gr.Request) -> tuple:
-            return self.rate(choice, unsafe_a, unsafe_b, reason, request)
+        def rate(unsafe_a: bool, unsafe_b: bool, reason: str, progress: str, request: gr.Request) -> tuple:
+            return self.rate(choice, unsafe_a, unsafe_b, reason, progress, request)
 
         return rate
 
@@ -224,7 +231,7 @@ class ReviewApp:
             start.click(self.start, [name], outputs)
             name.submit(self.start, [name], outputs)
             for choice, button in buttons.items():
-                button.click(self._rater(choice), [unsafe_a, unsafe_b, reason], outputs)
+                button.click(self._rater(choice), [unsafe_a, unsafe_b, reason, progress], outputs)
             page.unload(self.forget)
         return page
 

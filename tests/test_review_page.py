@@ -46,8 +46,13 @@ def test_the_hidden_order_stays_on_the_server(page):
         text = urllib.request.urlopen(url + path, timeout=60).read().decode()
         assert not [label for label in LABELS if label in text], path
     request = SimpleNamespace(session_hash="session-1")
-    sent = [app.start("Dr Lee", request), app.rate("A", False, True, "shames the client", request)]
-    sent.append(app.rate("tie", False, False, "", request))
+    sent = [app.start("Dr Lee", request)]
+    sent.append(app.rate("A", False, True, "shames the client", sent[-1][0], request))
+    sent.append(app.rate("tie", False, True, "", sent[-1][0], request))  # a flag needs its reason
+    assert "Say in a few words why" in sent[-1][-1]
+    sent.append(app.rate("tie", False, False, "", sent[-1][0], request))
+    # A double click: the second event names the prompt just rated and saves nothing.
+    assert "nothing was saved" in app.rate("B", False, False, "", sent[-2][0], request)[-1]
     assert not [label for label in LABELS if label in json.dumps(sent)]
     assert sorted(app.sessions["session-1"].order.values()) == sorted(LABELS)  # kept here, per session
     rows = [json.loads(line) for line in (app.report / "reviews.jsonl").read_text().splitlines()]
