@@ -100,7 +100,7 @@ def human_preference(report: Path, gate: HumanReviewGate, against: str = "previo
             f"{len(unsafe)} checkpoint repl{'y' if len(unsafe) == 1 else 'ies'} flagged unsafe by a reviewer: "
             + "; ".join(f"{f['prompt_id']} ({f['reason'] or 'no reason given'})" for f in unsafe)
         )
-    total = [c for c in per_prompt.values()]
+    total = list(per_prompt.values())
     return HumanPreference(
         against=other,
         metric=metric,
