@@ -7,7 +7,7 @@ without a GPU (moe.plan says how).
         [--plan [--gpu H100 | --budget-gib G]]
 
 The config resolves as training resolves it (stages/common.yaml, then each --config); the options
-override what it says. `--activation-checkpointing N` checkpoints every N-th layer. The step runs at
+override what it says; `auto` checkpointing is measured as it resolves on one --gpu (default H100). `--activation-checkpointing N` checkpoints every N-th layer. The step runs at
 the model's full depth (about a minute for the 12B on 2 cores); --shallow extrapolates from two shallow
 copies as the planner does. --plan measures the candidates of the `auto` setting (micro-batches that
 keep the optimizer step's rows, checkpointing periods) for one GPU and prints the choice with its
@@ -63,6 +63,12 @@ def resolved(args: argparse.Namespace) -> plan.StageStep:
     if args.loss_chunk_tokens is not None:  # 0: unchunked
         given["loss_chunk_tokens"] = args.loss_chunk_tokens or None
     stage.settings = replace(stage.settings, **given)
+    if config.model.activation_checkpointing == "auto" and args.activation_checkpointing is None and not args.plan:
+        # What `auto` resolves to on one --gpu for this micro-batch, as the training run would.
+        budget = args.budget_gib or plan.DEFAULT_BUDGET_SHARE * plan.GPU_MEMORY_GIB[args.gpu]
+        chosen = plan.cached_choice(stage.base_config, stage.settings, budget, None, stage.module_kwargs)
+        print(f"activation_checkpointing auto on one {args.gpu}: {plan.checkpointing_name(chosen.checkpointing)}")
+        stage.settings = replace(stage.settings, checkpointing=chosen.checkpointing)
     return stage
 
 
