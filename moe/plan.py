@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import traceback
 import weakref
 from collections.abc import Iterator
@@ -469,7 +470,9 @@ def cached_choice(
         return Plan(**json.loads(path.read_text()))
     plan = choose(base_config, settings, budget_gib, micro_batches, module_kwargs)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(asdict(plan)))
+    partial = path.with_suffix(f".{os.getpid()}.tmp")  # every rank of a job may plan at once
+    partial.write_text(json.dumps(asdict(plan)))
+    partial.replace(path)
     return plan
 
 

@@ -6,7 +6,6 @@ import json
 import logging
 
 import pytest
-import torch
 
 from benchmarks import step_on_paper
 from moe import plan
