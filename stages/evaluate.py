@@ -27,7 +27,6 @@ import logging
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -47,7 +46,7 @@ from evals.log_metrics import collect, metrics_from_logs
 from evals.provider import PROVIDER
 from evals.report import Evaluation, ModelResult, write_report
 from evals.score import calibration
-from evals.settings import DEFAULT_SETTINGS, EvalSettings, load_settings
+from evals.settings import DEFAULT_SETTINGS, EvalSettings, add_judge_arguments, load_settings, with_judge_arguments
 from evals.suites import load_suites
 from evals.tasks import suite_tasks
 from evals.voice import VoiceClassifier, train_voice_classifier
@@ -89,10 +88,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument(
         "--no-base", action="store_true", help="do not evaluate the base model beside the checkpoint"
     )
-    parser.add_argument(
-        "--judge-url", help="override judge.base_url (OpenAI-compatible, e.g. http://host:8000/v1)"
-    )
-    parser.add_argument("--judge-model", help="override judge.model")
+    add_judge_arguments(parser)
     return parser.parse_known_args(argv)
 
 
@@ -270,14 +266,7 @@ def first_stage_of(source: str) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     args, overrides = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    settings = load_settings(args.settings)
-    if args.judge_url or args.judge_model:
-        judge_settings = replace(
-            settings.judge,
-            base_url=args.judge_url or settings.judge.base_url,
-            model=args.judge_model or settings.judge.model,
-        )
-        settings = replace(settings, judge=judge_settings)
+    settings = with_judge_arguments(load_settings(args.settings), args)
     try:
         config = parse_stage_config(args.config, overrides)
     except ArgumentError as error:  # a bad stage setting or override is a bad argument
