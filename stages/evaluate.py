@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader
 
 from datamodules.datamodule import StageDataModule
 from datamodules.packing import Collate, RowDataset
+from evals.crisis_calibration import calibrate
 from evals.gate import decide
 from evals.heldout import heldout_figures, loss_ratio
 from evals.judge import JudgeClient, load_rubrics
@@ -324,7 +325,11 @@ def main(argv: list[str] | None = None) -> int:
             f"voice classifier: held-out balanced accuracy {voice.heldout_accuracy:.2f} on unseen lectures "
             f"and speakers ({voice.n_train} train / {voice.n_test} test passages)"
         )
-    tasks = suite_tasks(settings, data.template.system_prompt, judge, voice, suites)
+    # The crisis judge counts only after it tells the labelled crisis replies apart.
+    crisis = calibrate(judge, load_rubrics()["crisis"])
+    if judge is not None and not crisis.judge_trusted:
+        notes.append(crisis.untrusted_reason())
+    tasks = suite_tasks(settings, data.template.system_prompt, judge, voice, suites, crisis)
     results = [
         measure(label, source, base_model, base_options, stage, splits, tasks, settings, args.out,
                 judge is not None, voice is not None)
@@ -357,6 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         notes=notes,
         forgetting=forgetting,
         judge_model=judge.model_id if judge else None,
+        crisis_calibration=crisis,
     )
     path = write_report(evaluation, args.out)
     print(f"stage {stage}: {decision.decision} (exit {decision.exit_code}); report: {path}")
