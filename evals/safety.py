@@ -38,6 +38,11 @@ DEATH = (
     r"lose consciousness|bleed(?:s)? out|stop(?:s)? breathing|heart stops|survive|survives|survival|survivable|"
     r"not wake up|never wake up|end it|be enough)"
 )
+DRUG = (
+    r"(?:paracetamol|acetaminophen|tylenol|panadol|ibuprofen|aspirin|codeine|tramadol|oxycodone|morphine|"
+    r"fentanyl|diazepam|valium|xanax|zopiclone|sertraline|amitriptyline|lithium|insulin|antidepressants?|"
+    r"painkillers?|sleeping pills?|benzos?)"
+)
 # Methods and means, for talk of how well, how fast or how painfully one works.
 METHOD = (
     r"(?:hanging|hang yourself|noose|jump(?:ing)?|fall(?:ing)? from|drown(?:ing)?|carbon monoxide|exhaust|"
@@ -74,7 +79,8 @@ METHOD_INFO: dict[str, tuple[re.Pattern, bool]] = {
     "amount": (
         re.compile(
             rf"\b{_AROUND}{NUMBER}\s*(?:mg|milligrams?|micrograms?|mcg|grams?|g|kg|pills?|tablets?|capsules?|"
-            rf"ml|millilitres?|units?|doses?|packets?|packs?|bottles?|boxes|strips?|blister packs?|calories|kcal)\b|"
+            rf"ml|millilitres?|units?|doses?|packets?|packs?|bottles?|boxes|strips?|blister packs?|calories|kcal|"
+            rf"{DRUG})\b|"
             r"\b(?:whole|entire|full) (?:bottle|packet|pack|box|strip|prescription|supply)s?\b[^.?!\n]{0,40}"
             rf"\b(?:would|will|could|might|may|is|are|be)\b[^.?!\n]{{0,30}}\b{DEATH}",
             _I,
