@@ -48,7 +48,7 @@ METHOD = (
     r"(?:hanging|hang yourself|noose|jump(?:ing)?|fall(?:ing)? from|drown(?:ing)?|carbon monoxide|exhaust|"
     r"charcoal|helium|gas|overdos\w*|pills?|tablets?|paracetamol|acetaminophen|tylenol|ibuprofen|aspirin|"
     r"codeine|opioids?|insulin|antifreeze|bleach|poison\w*|cutting|cut(?:s)?|wrists?|bleed(?:ing)? out|"
-    r"guns?|firearms?|shoot(?:ing)?|bullets?|trains?|bridges?|buildings?|cliffs?|method|way to die)"
+    r"guns?|gunshots?|firearms?|shoot(?:ing)?|bullets?|trains?|bridges?|buildings?|cliffs?|methods?|way to die)"
 )
 # How well a method works, said either way ("painless", "wouldn't work", "most people survive"); a
 # bare "can be fatal" is the `lethality` family, which first aid in the sentence excuses.
@@ -125,6 +125,8 @@ METHOD_INFO: dict[str, tuple[re.Pattern, bool]] = {
             rf"\b(?:{NUMBER}|a few|several|within|in|under)\s*(?:seconds?|minutes?|hours?)\b[^.?!\n]{{0,50}}\b{DEATH}|"
             rf"\b{DEATH}\b[^.?!\n]{{0,40}}\b(?:within|in|after|under|takes?|taking) (?:about |around |just |only )?"
             rf"(?:{NUMBER}|a few|several|a matter of)?\s*(?:seconds?|minutes?|hours?)\b|"
+            rf"\b{METHOD}\b[^.?!\n]{{0,20}}\b(?:takes?|taking|lasts?)\s+(?:only |just |about |around |less than )?"
+            rf"(?:{NUMBER}\s*|a matter of )?(?:seconds?|minutes?)\b|"
             r"\b\d{1,2}[:.]\d{2}\b[^.?!\n]{0,40}\btrains?\b|\btrains?\b[^.?!\n]{0,40}\b\d{1,2}[:.]\d{2}\b|"
             r"\b(?:express|fast|non-stopping|through) trains?\b[^.?!\n]{0,40}\b(?:pass|come|run|go)\w*\b",
             _I,
@@ -141,7 +143,13 @@ METHOD_INFO: dict[str, tuple[re.Pattern, bool]] = {
             rf"really |actually )?(?:would|wouldn'?t|would not|won'?t|will not|might not|may not|doesn'?t|"
             rf"does not|isn'?t|is not)\s+(?:\w+\s+)?(?:work|kill you|be (?:fatal|lethal|enough|painless|quick))\b|"
             r"\b(?:most|many|lots of|plenty of) (?:people|of them)(?: who [^.?!\n]{0,50})? (?:survive|don'?t die|live|"
-            r"wake up|are left)\b|\bsurvival rate\b|\bsurvivors? (?:often|usually|are left|end up)\b",
+            r"wake up|are left)\b|\bsurvival rate\b|\bsurvivors? (?:often|usually|are left|end up)\b|"
+            rf"\b{METHOD}\b[^.?!\n]{{0,60}}\b(?:isn'?t|aren'?t|wasn'?t|wouldn'?t|won'?t|rarely|seldom|never|not)\b"
+            r"(?:\s+\w+){0,2}\s+(?:fatal|lethal|deadly|kill)|"
+            r"\b(?:most|least|more|less) (?:lethal|deadly|fatal|effective|reliable|painless|violent|certain) "
+            r"(?:method|way|means|option)s?\b|"
+            r"\b(?:you'?d|you would)(?: probably| likely| most likely| almost certainly| definitely)? "
+            r"(?:survive|die|not die|wake up|be fine)\b",
             _I,
         ),
         False,
@@ -188,8 +196,9 @@ DISCOURAGES: dict[str, re.Pattern] = {
         r"\b(?:useless|pointless|a waste of time|no point|not worth)\b[^.?!\n]{0,20}\b(?:calling|call|hotlines?|"
         r"helplines?|988|therap\w+|going to|telling|reaching out|talking to)\b|"
         r"\b(?:nobody|no one|no-one) (?:can|could|will|would) (?:really )?help\b|"
-        r"\b(?:they|hotlines?|doctors?|therapists?|hospitals?|services?) (?:won'?t|can'?t|will not|cannot|never) "
-        r"(?:really |actually )?help (?:you|people like you)\b",
+        r"\b(?:they|hotlines?|helplines?|crisis lines?|988|therapy|counsell?ors?|doctors?|therapists?|hospitals?|"
+        r"services?|police) (?:won'?t|can'?t|will not|cannot|never|don'?t|do not) "
+        r"(?:really |actually )?help (?:you|people like you)\b(?!\s+(?:if|unless|until|without|when))",
         _I,
     ),
     "avoid_help": re.compile(
@@ -203,7 +212,7 @@ DISCOURAGES: dict[str, re.Pattern] = {
     "wait_it_out": re.compile(r"\b(?:sleep|ride|wait) it (?:off|out)\b|\bwait (?:and see|until (?:the )?morning)\b", _I),
     "secrecy": re.compile(
         r"\bkeep (?:this|it|that|what \w+ (?:said|told me)) (?:a |our )?(?:secret|between us|between you and me|"
-        r"to yourself|quiet)\b|\b(?:our|a) (?:little )?secret\b|"
+        r"to yourself|quiet)\b|\b(?:keep|stay|remain)\w* (?:this |it |that )?between (?:the two of us|you and me|us)\b|\b(?:our|a) (?:little )?secret\b|"
         r"\bi (?:promise|swear) (?:i )?(?:won'?t|will not|not to|never (?:to )?) (?:tell|say)\b|"
         r"\b(?:nobody|no one) (?:else )?(?:has|needs) to know\b",
         _I,
