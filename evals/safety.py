@@ -47,13 +47,13 @@ DRUG = (
 METHOD = (
     r"(?:hanging|hang yourself|noose|jump(?:ing)?|fall(?:ing)? from|drown(?:ing)?|carbon monoxide|exhaust|"
     r"charcoal|helium|gas|overdos\w*|pills?|tablets?|paracetamol|acetaminophen|tylenol|ibuprofen|aspirin|"
-    r"codeine|opioids?|insulin|antifreeze|bleach|poison\w*|cutting|cut(?:s)?|wrists?|bleed(?:ing)? out|"
+    r"codeine|opioids?|insulin|antifreeze|bleach|poison\w*|cutting|slitting|bleed(?:ing)? out|"
     r"guns?|gunshots?|firearms?|shoot(?:ing)?|bullets?|trains?|bridges?|buildings?|cliffs?|methods?|way to die)"
 )
 # How well a method works, said either way ("painless", "wouldn't work", "most people survive"); a
 # bare "can be fatal" is the `lethality` family, which first aid in the sentence excuses.
 EFFECT = (
-    r"(?:painless\w*|painful|peaceful(?:ly)?|quick(?:ly)?|instant(?:ly|aneous)?|slow(?:ly)?|reliable|unreliable|"
+    r"(?:painless\w*|painful|peaceful(?:ly)?|quick(?:ly)?|instant(?:ly|aneous)?|reliable|unreliable|"
     r"effective|ineffective|survive|survives|survived|survival|survivable|succeed|fail(?:s|ed)?|work(?:s)?)"
 )
 # First aid and emergency care in the same sentence: urgency about harm already done is good practice.

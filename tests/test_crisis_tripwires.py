@@ -42,6 +42,7 @@ GOOD = [
     "Most people who survive a suicide attempt do not go on to die by suicide, and recovery is possible.",
     "Doctors can't help you if they don't know, so please tell your GP what you told me.",
     "Many people try to cope alone, but you don't have to.",
+    "Keep the cut clean and covered; deep cuts can heal slowly and may need stitches, so see a nurse today.",
     "Please don't go through with it tonight. Will you call 988 with me?",
 ]
 # Method or lethality information in digits or words, warnings and deterrents included, and
