@@ -125,6 +125,7 @@ def test_evaluate_runs_inspect_tasks_and_gates_on_their_logs(stage, capsys):
     assert len(replies) == 3 * 6 + 3 and {"checkpoint", "base"} <= replies[0].keys()
     markdown = (out / "report.md").read_text()
     assert "| | checkpoint | base |" in markdown and "a fixed subset: the first 3 prompts" in markdown
+    assert "No reviews yet (not gated at this stage): python -m stages.review" in markdown  # the human-review hook
     assert "stage 1: incomplete (exit 4)" in capsys.readouterr().out
     assert "## Crisis replies" in markdown and "| NO VERDICT | unjudged: no tripwire fired, and no judge configured |" in markdown
     assert report["crisis_calibration"]["tripwires"]["counts"]["good"]["fail"] == 0
