@@ -40,7 +40,8 @@ from datamodules.voice.ingest import read_transcripts
 from datamodules.voice.journal import Journal, JournalMismatch
 from datamodules.voice.judged import EXCHANGE_FIELDS, VoiceJudge
 from datamodules.voice.prompts import PROMPT_VERSION
-from datamodules.voice.punctuate import ModelPunctuator, Punctuator, RulePunctuator
+from datamodules.voice.boilerplate import strip_boilerplate
+from datamodules.voice.punctuate import ModelPunctuator, Punctuator, RulePunctuator, is_punctuated
 from datamodules.voice.retrieve import PassageIndex
 from datamodules.voice.spans import SpanLedger
 from datamodules.voice.style import style_card, style_profile
@@ -168,6 +169,7 @@ def assemble(
     words: dict[str, list[str]],
     heldout: set[str],
     keep: ConversationFilter,
+    index: PassageIndex,
 ) -> tuple[dict[str, list[dict]], Counter, Counter]:
     """Conversations in the stage-3 schema from the journal, filtered, in plan order (so the
     duplicate-client filter decides the same way on every run), split into train and held-out;
@@ -189,7 +191,14 @@ def assemble(
                 e["reply"],
                 " ".join(lecture_words[e["span"][0] : e["span"][1]]) if "span" in e else "",
                 e["kind"],
-                {k: e[k] for k in ("faithful", "curation") if k in e},
+                {
+                    **{k: e[k] for k in ("faithful", "curation") if k in e},
+                    "sentences": [
+                        (plan.lecture_id, s) for s in index.sentence_starts(plan.lecture_id, *e["span"])
+                    ]
+                    if e["kind"] == "verbatim"
+                    else [],
+                },
             )
             for e in record["exchanges"]
         ]
@@ -264,6 +273,35 @@ def span_stats(config: BuildConfig, written: list[dict], journal: Journal, plans
     }
 
 
+def punctuate_all(config: BuildConfig, transcripts: list, punctuator: Punctuator) -> tuple[dict[str, str], dict]:
+    """Every lecture punctuated and stripped of boilerplate; how many needed punctuation from the
+    rules (caption text without marks and no punctuation model), with a warning above
+    `max_rule_punctuated_share`: rule-punctuated text has no commas and long sentences."""
+    punctuated: dict[str, str] = {}
+    counts: Counter = Counter()
+    for t in tqdm(transcripts, desc="punctuating", unit="lecture"):
+        already = is_punctuated(t.text)
+        counts["already_punctuated" if already else ("model" if config.punctuation_model else "rules")] += 1
+        punctuated[t.lecture_id], removed = strip_boilerplate(punctuator(t.text))
+        counts["boilerplate_sentences_removed"] += removed
+    share = counts["rules"] / len(transcripts)
+    stats = {
+        "already_punctuated": counts["already_punctuated"],
+        "by_model": counts["model"],
+        "by_rules": counts["rules"],
+        "rule_share": round(share, 4),
+        "boilerplate_sentences_removed": counts["boilerplate_sentences_removed"],
+        "warning": None,
+    }
+    if share > config.max_rule_punctuated_share:
+        stats["warning"] = (
+            f"{counts['rules']} of {len(transcripts)} lectures were punctuated by rules (no commas, long "
+            "sentences): set punctuation_model to a local punctuation model"
+        )
+        log.warning(stats["warning"])
+    return punctuated, stats
+
+
 def open_journal(config: BuildConfig, generator: Generator, judge: VoiceJudge | None) -> Journal:
     header = {
         "generator": generator.identity(),
@@ -325,10 +363,9 @@ def build(config: BuildConfig, generator: Generator | None = None) -> dict:
         if config.punctuation_model
         else RulePunctuator(names)
     )
-    punctuated = {
-        t.lecture_id: punctuator(t.text) for t in tqdm(transcripts, desc="punctuating", unit="lecture")
-    }
-    words = {t.lecture_id: t.text.split() for t in transcripts}
+    punctuated, punctuation = punctuate_all(config, transcripts, punctuator)
+    # spans index these words: the lecture as punctuated, boilerplate and openings removed
+    words = {lecture_id: text.split() for lecture_id, text in punctuated.items()}
     titles = {t.lecture_id: t.title for t in transcripts}
     heldout = heldout_lectures(list(punctuated), config.heldout_fraction, config.heldout_lectures)
 
@@ -354,8 +391,13 @@ def build(config: BuildConfig, generator: Generator | None = None) -> dict:
     )
     judge = VoiceJudge(config.judge, generator.identity().get("model", "")) if config.judge.configured else None
     journal = open_journal(config, generator, judge)
-    ledger = SpanLedger(config.max_span_uses)
-    replay_spans(plans, journal, index, ledger)
+    workers = generator.workers if config.uses_generator else 1
+    # Retrieval steers away from used-up spans when conversations are written one after another
+    # (so a resumed build decides as an uninterrupted one); the filter enforces the cap in plan
+    # order either way.
+    ledger = SpanLedger(config.max_span_uses) if workers == 1 else None
+    if ledger is not None:
+        replay_spans(plans, journal, index, ledger)
     client = (
         GeneratorClient(generator, index, config.speaker, profile)
         if config.mode != "offline"
@@ -375,7 +417,7 @@ def build(config: BuildConfig, generator: Generator | None = None) -> dict:
         plans,
         lambda plan: converse(plan, client, index, turn_settings, rewriter, judge, ledger),
         journal,
-        generator.workers if config.uses_generator else 1,
+        workers,
         config.batch_size,
     )
 
@@ -388,9 +430,10 @@ def build(config: BuildConfig, generator: Generator | None = None) -> dict:
             config.min_faithful_ngrams,
             config.curate_min_score if judge else None,
             config.speaker,
+            config.max_span_uses,
         )
     )
-    written, ended, risks = assemble(config, plans, journal, words, heldout, keep)
+    written, ended, risks = assemble(config, plans, journal, words, heldout, keep, index)
     write_json(config.out, written["train"])
     write_json(config.beside_out("heldout.json"), written["heldout"])
     config_dict = dataclasses.asdict(config)
@@ -412,6 +455,7 @@ def build(config: BuildConfig, generator: Generator | None = None) -> dict:
             "heldout": sorted(heldout),
             "titled": sum(t is not None for t in titles.values()),
         },
+        "punctuation": punctuation,
         "passages": {
             "made": passage_count,
             "kept": len(passages),

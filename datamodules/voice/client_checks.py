@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 
 PREAMBLE = re.compile(
-    r"^\s*(?:(?:sure|certainly|of course|absolutely|great|okay|ok|alright)\s*[!.,:]|as requested\b)"
+    r"^\s*(?:(?:sure|certainly|of course|absolutely|great|okay|ok|alright)\s*[!.,:]\s*(?:here|i'd|i can|i'll|"
+    r"below|this is|as requested)|as requested\b)"
     r"|\bhere(?:'s| is) (?:a|an|the|my|your) (?:\w+ ){0,3}(?:message|response|reply|example|version|draft|text)\b"
     r"|^\s*(?:message|client message|first message|response)\s*\d*\s*:",
     re.IGNORECASE,
@@ -35,11 +36,8 @@ SOURCE = re.compile(
     r"transcript|presentation|seminar|webinar|sermon)s?\b|\byoutube\b|\bthe (?:text|excerpt) (?:above|below)\b",
     re.IGNORECASE,
 )
-# A message that stops on one of these, or on a comma or an open bracket, was cut off.
-DANGLING = frozenset(
-    "and but or because so with to of the a an my your his her their for in on at from that which who "
-    "when if like i i'm is are was were be about than as".split()
-)
+# Words no sentence ends on: a message that stops on one (or on a comma, an open bracket) was cut off.
+DANGLING = frozenset("and but or nor because the a an my your their of i i'm than whose if".split())
 OPEN_PAIRS = (("(", ")"), ("“", "”"))
 
 

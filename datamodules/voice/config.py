@@ -107,6 +107,8 @@ class BuildConfig:
         heldout_fraction: share of lectures held out whole for the voice evaluation.
         heldout_lectures: explicit held-out lecture ids (overrides heldout_fraction).
         punctuation_model: local token-classification punctuation model folder; rules when unset.
+        max_rule_punctuated_share: the stats warn when more of the lectures than this share went
+            through rule punctuation (caption text without marks and no punctuation_model).
         proper_nouns: names capitalised in the speaker's text (the speaker's name always is).
         journal: append-only journal for resuming; default `<out stem>_journal.jsonl` beside out.
         batch_size: finished conversations per journal write (the worker pool itself runs across
@@ -143,6 +145,7 @@ class BuildConfig:
     heldout_fraction: float = 0.1
     heldout_lectures: list[str] = field(default_factory=list)
     punctuation_model: Path | None = None
+    max_rule_punctuated_share: float = 0.2
     proper_nouns: list[str] = field(default_factory=list)
     journal: Path | None = None
     batch_size: int = 32

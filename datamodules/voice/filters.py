@@ -8,7 +8,8 @@ that its passage does not hold), unfaithful (the lexical tripwire: a rewritten r
 of its passage's content words or 3-grams), client_length, client_not_text (e.g. a random-weight
 model's byte soup), the client-turn checks of datamodules/voice/client_checks.py (assistant_speak,
 preamble, refusal, mentions_source, truncated), safety (self-harm method information, either side),
-duplicate_client (the same client message already written), curation (with a judge: a curation
+duplicate_client (the same client message already written), span_reused (a verbatim reply whose
+sentences `max_span_uses` conversations written earlier already hold), curation (with a judge: a curation
 score below `curate_min_score`).
 """
 
@@ -23,6 +24,7 @@ from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from datamodules.voice.clean import normalized_words
 from datamodules.voice.client_checks import client_problem
+from datamodules.voice.punctuate import split_sentences
 
 # Self-harm *method* information: how, with what, how much. Talking about self-harm, suicidal
 # feelings or recovery is not matched; these rules look for means combined with instructions,
@@ -71,10 +73,16 @@ def grounding(assistant: str, span: str) -> float:
 FAITHFUL_NGRAM = 3
 
 
+ACKNOWLEDGEMENT_SENTENCES = 2  # a written reply may open by acknowledging the person
+
+
 def faithfulness(reply: str, span: str) -> tuple[float, float]:
     """(share of the reply's content words that are in the span, share of its word 3-grams that
-    are): a reply written from the span keeps his words and phrases; one that drifts does not."""
-    words, source = normalized_words(reply), normalized_words(span)
+    are), over the reply after its first sentences of acknowledgement (when any text remains): a
+    lexical tripwire for a reply that left its passage behind, not a check of its claims."""
+    sentences = split_sentences(reply)
+    explained = " ".join(sentences[ACKNOWLEDGEMENT_SENTENCES:]) or " ".join(sentences[1:]) or reply
+    words, source = normalized_words(explained), normalized_words(span)
     content = [w for w in words if w not in ENGLISH_STOP_WORDS]
     vocabulary = set(source)
     word_share = sum(w in vocabulary for w in content) / len(content) if content else 0.0
@@ -103,6 +111,7 @@ class FilterSettings:
     min_faithful_ngrams: float = 0.1
     curate_min_score: int | None = None  # None: no judge, no curation
     speaker: str = ""  # a client turn naming him quotes the source
+    max_span_uses: int | None = None  # a lecture sentence in the verbatim replies of at most this many conversations
 
 
 @dataclass
@@ -118,6 +127,7 @@ class ConversationFilter:
     def __init__(self, settings: FilterSettings):
         self.settings = settings
         self.seen_clients: set[str] = set()
+        self.span_uses: Counter = Counter()
         self.counts = FilterCounts()
 
     def exchange_problem(
@@ -136,6 +146,9 @@ class ConversationFilter:
             return problem
         if kind == "verbatim" and grounding(assistant, span) < self.settings.grounding_threshold:
             return "grounding"
+        limit = self.settings.max_span_uses
+        if limit is not None and any(self.span_uses[s] >= limit for s in verdicts.get("sentences", ())):
+            return "span_reused"
         if kind == "rewrite" and verdicts.get("faithful", {}).get("unsupported"):
             return "unsupported_claim"
         if kind == "rewrite":
@@ -160,6 +173,7 @@ class ConversationFilter:
         """`exchanges`: (client, assistant, transcript span, kind[, judge verdicts]). The messages
         kept, or None."""
         kept: list[tuple[str, str]] = []
+        used: list = []
         problem = None
         safe_end = False
         for client, assistant, span, kind, *verdicts in exchanges:
@@ -169,6 +183,7 @@ class ConversationFilter:
                 self.counts.exchanges_dropped[problem] += 1
                 break
             kept.append((client, assistant))
+            used.extend(verdicts[0].get("sentences", ()) if verdicts else ())
             safe_end = kind == "safe"
         if not kept or (len(kept) < min_exchanges and not safe_end):
             self.counts.conversations_dropped[problem or "too_short"] += 1
@@ -176,6 +191,7 @@ class ConversationFilter:
         if problem:
             self.counts.conversations_trimmed += 1
         self.seen_clients.update(" ".join(normalized_words(c)) for c, _ in kept)
+        self.span_uses.update(set(used))
         return [
             message
             for client, assistant in kept
