@@ -119,6 +119,12 @@ def test_a_client_turn_about_x_gets_a_reply_that_acknowledges_it_and_explains_x_
     assert curation["kept_share"] == round(1 - dropped["curation"] / curation["judged_exchanges"], 4)
     assert not any("lately" in c["messages"][0]["content"] for c in conversations)
     assert stats["purpose"].startswith("stage-3 voice data")
+    # client turns are asked for in many personas and ways of writing
+    systems = [c.body["messages"][0]["content"] for c in server.calls]
+    writers = [text for text in systems if text.startswith("You write realistic messages")]
+    for way in ("sceptical", "under 15 words", "text message", "spelling mistakes"):
+        assert any(way in text for text in writers), way
+    assert len({text.split(" You are ")[1].split(".")[0] for text in writers}) >= 10
 
 
 def test_offline_spans_stand_alone_and_are_reused_at_most_twice(tmp_path):

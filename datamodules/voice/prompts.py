@@ -4,22 +4,28 @@ far, never the reply it will get: the reply is retrieved afterwards for what the
 
 from __future__ import annotations
 
-PROMPT_VERSION = 3
+PROMPT_VERSION = 3  # 3: replies from the conversation, the passage and the style card; more styles
 
 SYSTEM = (
     "You write realistic messages from one person talking to {speaker}, an educator on complex trauma "
     "and recovery. You are {persona}. You live with the effects of your own history (shame, "
     "people-pleasing, anxiety, relationships). Write only the person's message: first person, "
-    "plain words, 1 to 3 sentences, no greeting, no names, no quotation marks. Never mention a "
-    "lecture, a passage, a video or {speaker}'s words. {style}"
+    "plain words, 1 to 3 sentences, no greeting, no names, no quotation marks, no preamble (never "
+    "\"Sure\" or \"Here's a message\"), nothing an assistant would say. Never mention a lecture, "
+    "a passage, a video or {speaker}. {style}"
 )
+# How the person writes: one per conversation turn, so the data holds the ways people really type.
 STYLES = (
     "Open with what happened to you recently.",
     "Ask a direct question.",
     "Start with how you feel right now.",
-    "Sound a little sceptical.",
-    "Be brief.",
+    "Sound sceptical: you doubt that understanding your past will change anything, and say so.",
+    "Be brief: one short sentence, under 15 words.",
     "Describe a situation with someone close to you.",
+    "Write like a text message: all lower case, little punctuation, an abbreviation or two (idk, tbh).",
+    "Type fast and make one or two small spelling mistakes, as people do on a phone.",
+    "Ramble a little: two or three run-on sentences, the way people write when upset.",
+    "Be guarded: say only part of what is going on, and ask cautiously.",
 )
 
 
