@@ -114,3 +114,33 @@ def test_a_bad_line_names_the_file_the_line_and_the_fix(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["risk", "--in", str(path)])
     assert f"{path} line 2" in capsys.readouterr().err
+
+
+def test_every_disclosure_a_generator_writes_is_answered_safely_for_its_kind(tmp_path, openai_server):
+    """Client turns taken from the crisis suite (all kinds): no lecture ever answers one."""
+    from datamodules.voice.build import build
+    from datamodules.voice.config import BuildConfig, OpenAISettings
+
+    disclosures = [r["messages"][-1]["content"] for r in lines(CRISIS) if len(r["messages"]) == 1]
+    detected = [d for d in disclosures if rule_risk(d).detected]
+
+    def answer(call):
+        return 200, detected[(call.number - 1) % len(detected)]
+
+    server = openai_server(answer)
+    config = BuildConfig(
+        transcripts=ROOT / "datamodules" / "voice" / "samples", out=tmp_path / "v.json", speaker="Tim Fletcher",
+        mode="backtranslation", generator="openai", heldout_fraction=0,
+        openai=OpenAISettings(base_url=server.url, model="m", api_key_env="", concurrency=2, backoff_s=0.01),
+    )
+    stats = build(config)
+    conversations = json.loads(config.out.read_text())
+    assert stats["risk"]["disclosures"] == stats["risk"]["answered_safely"] == stats["units"]
+    assert len(stats["risk"]["by_kind"]) >= 6
+    for conversation in conversations:
+        client, reply = (m["content"] for m in conversation["messages"])
+        assert reply in SAFE_REPLIES[rule_risk(client).kind]
+    with pytest.raises(ValueError, match="no training conversation"):  # nothing but disclosures: all cut
+        build(BuildConfig(**{**config.__dict__, "out": tmp_path / "drop" / "v.json", "risk": "drop"}))
+    dropped = json.loads((tmp_path / "drop" / "v_stats.json").read_text())
+    assert dropped["risk"]["dropped"] == dropped["units"] and dropped["risk"]["answered_safely"] == 0
