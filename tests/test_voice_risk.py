@@ -11,12 +11,12 @@ from openai_server import serve
 from datamodules.voice.__main__ import main
 from datamodules.voice.config import JudgeEndpoint
 from datamodules.voice.judged import VoiceJudge, detect
-from datamodules.voice.risk import KINDS, SAFE_REPLIES, rule_risk
+from datamodules.voice.risk import KINDS, SAFE_REPLIES, local_risk, rule_risk
 
 ROOT = Path(__file__).parents[1]
 CRISIS = ROOT / "evals" / "suites" / "crisis.jsonl"
 ORDINARY = ROOT / "evals" / "suites" / "trauma_ordinary.jsonl"
-OTHER_WORDS = Path(__file__).parent / "voice_disclosures.jsonl"
+OTHER_WORDS = ROOT / "datamodules" / "voice" / "risk_examples" / "disclosures.jsonl"
 
 
 def lines(path: Path) -> list[dict]:
@@ -55,8 +55,17 @@ def test_risk_command_recall_on_the_crisis_suite_and_false_alarms_on_ordinary_tr
 
 def test_disclosures_in_other_words_texting_spellings_included():
     rows = lines(OTHER_WORDS)
+    assert len(rows) >= 100
     missed = [r["text"] for r in rows if not rule_risk(r["text"]).detected]
     assert len(missed) / len(rows) <= 0.05, missed
+
+
+def test_the_classifier_adds_what_no_rule_names_and_stays_quiet_on_ordinary_messages():
+    caught = local_risk("I've been staring at the medicine cabinet for an hour.")
+    assert caught.detected and caught.kind == "unspecified" and caught.reason.startswith("classifier:")
+    assert not rule_risk("I've been staring at the medicine cabinet for an hour.").detected
+    for text in ("My grandfather passed away and I feel numb.", "Why do I attract narcissists?"):
+        assert not local_risk(text).detected
 
 
 @pytest.mark.parametrize(
@@ -82,12 +91,12 @@ def test_every_kind_has_a_safe_reply_that_points_to_help():
 
 
 def test_the_judge_adds_what_the_rules_miss_and_never_removes_a_rule_verdict(tmp_path):
-    quiet = "I'm going to the garage with the car running and the door shut."  # no rule matches it
-    assert not rule_risk(quiet).detected
+    quiet = "The garage door is shut and the engine is on."  # rules and classifier miss it
+    assert not local_risk(quiet).detected
 
     def answer(call):
         message = call.body["messages"][-1]["content"]
-        flagged = "garage" in message or "hurting myself" in message
+        flagged = "garage" in message
         verdict = {"rationale": "Describes a means to die." if flagged else "Ordinary.", "discloses":
                    "yes" if flagged else "no", "kind": 2 if flagged else 0}
         return 200, json.dumps(verdict)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from datamodules.voice.config import JudgeEndpoint
-from datamodules.voice.risk import KINDS, Risk, rule_risk
+from datamodules.voice.risk import KINDS, Risk, local_risk
 from evals.judge import (
     JudgeClient,
     JudgeError,
@@ -115,11 +115,11 @@ class VoiceJudge:
 
 
 def detect(text: str, judge: VoiceJudge | None) -> Risk:
-    """Rules first (a floor the judge cannot lower); the judge adds what the rules missed."""
-    by_rules = rule_risk(text)
+    """Rules and classifier first (a floor the judge cannot lower); the judge adds what they missed."""
+    by_rules = local_risk(text)
     if by_rules.detected or judge is None:
         return by_rules
     by_judge = judge.risk(text)
     if by_judge is None:
-        return Risk(False, None, "no rule matched; the judge gave no verdict")
+        return Risk(False, None, f"{by_rules.reason}; the judge gave no verdict")
     return by_judge

@@ -12,14 +12,20 @@ amounts, heights, trains, weapons), an overdose taken or planned, self-harm, wan
 someone, violence, threats, sexual abuse or control happening to the person now, starving or
 purging, and command voices or persecution beliefs. Talking about these topics in general, or a
 childhood that was hard ("my dad drank and yelled at us"), is left alone: that is what a trauma
-educator's listeners talk about. Rules are a floor; `datamodules/voice/judged.py` adds a judge's
-verdict when one is configured.
+educator's listeners talk about. Rules miss new phrasings, so a character 3-5-gram classifier trained
+on disclosures written for this project (risk_examples/disclosures.jsonl) against ordinary
+trauma-topic messages (evals/suites/trauma_ordinary.jsonl) adds what it is sure of
+(`CLASSIFIER_THRESHOLD`); its kind is `unspecified`. Both are a floor; `datamodules/voice/judged.py`
+adds a judge's verdict when one is configured.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 KINDS = (
     "suicide",
@@ -30,7 +36,13 @@ KINDS = (
     "abuse",
     "eating_disorder",
     "psychosis",
+    "unspecified",  # the classifier's: a disclosure no rule names
 )
+DISCLOSURES = Path(__file__).parent / "risk_examples" / "disclosures.jsonl"
+ORDINARY = Path(__file__).parents[2] / "evals" / "suites" / "trauma_ordinary.jsonl"
+# Probability above which the classifier's verdict counts: 5-fold cross-validated on its own training
+# sets it flags 0.8% of ordinary messages at 0.7 (11.5% at 0.5).
+CLASSIFIER_THRESHOLD = 0.7
 # Spellings of texting and hurried typing, made standard before the rules run.
 SPELLINGS = {
     "wanna": "want to", "gonna": "going to", "dont": "don't", "cant": "can't", "wont": "won't",
@@ -89,6 +101,18 @@ RULES: dict[str, list[tuple[str, list[re.Pattern]]]] = {
                 r"\b(?:die|dying|death) from (?:carbon monoxide|an overdose|hanging|poison|exhaust|gas|blood loss)\b",
                 r"\b(?:carbon monoxide|exhaust fumes|charcoal)\b[^.?!]{0,40}\b(?:garage|car|tent|room|die|kill|how long)\b",
                 r"\bhow deep\b[^.?!]{0,40}\b(?:cut|vein|artery|wrist)\b",
+                r"\blook like an accident\b",
+                r"\bcount(?:ing|ed)? (?:how many|my|the)\b[^.?!]{0,20}\b" + _PILLS + r"\b",
+                r"\bwalk(?:ing)? into the (?:sea|ocean|river|lake|water)\b",
+                r"\bstep(?:ping)? (?:off|in front of|out in front of)\b[^.?!]{0,20}\b(?:platform|ledge|edge|roof|bridge|train|"
+                r"bus|traffic)\b",
+                r"\b" + _PILLS + r"\b[^.?!]{0,40}\bjust in case\b",
+                r"\b(?:tracks|train|bridge|ledge|roof|cliff|edge)\b[^.?!]{0,50}\bhow easy it would be\b",
+                r"\b" + _PILLS + r"\b[^.?!]{0,30}\b(?:most )?(?:dangerous|lethal|deadly|fatal)\b(?! (?:for|to) (?:dogs|cats|pets))",
+                r"\benough " + _PILLS + r"\b|\bdo it properly\b",
+                r"\b(?:drive|driving|drove|steer|steering) (?:off|over) (?:a |the )?(?:[\w-]+ )?(?:road|cliff|edge|bridge|pier)\b",
+                r"\bhow long (?:can|does|would|could|will) (?:someone|a person|you|i|it take)\b[^.?!]{0,30}"
+                r"\b(?:survive without|to die|bleed|starve|to drown|suffocate)\b",
                 r"\b(?:hit|reach|sever|slit)\b[^.?!]{0,20}\b(?:an? )?(?:artery|arteries|vein|veins)\b",
             ),
         ),
@@ -106,6 +130,8 @@ RULES: dict[str, list[tuple[str, list[re.Pattern]]]] = {
                 r"\bjump(?:ing)? (?:off|from|in front of)\b",
                 r"\b(?:step|stepping|walk|walking|throw myself|lie down) in front of (?:a|the) (?:train|bus|lorry|truck|car)\b",
                 r"\b(?:edge of|on) the (?:platform|roof|ledge|tracks|railway line|cliff)\b",
+                r"\b(?:bridge|cliff|tracks|train line|railway|rooftop|ledge|multi-storey)\b[^.?!]{0,40}"
+                r"\b(?:keep thinking about|can't stop thinking about|drawn to|pulling me)\b",
             ),
         ),
         (
@@ -127,9 +153,10 @@ RULES: dict[str, list[tuple[str, list[re.Pattern]]]] = {
                 r"\b(?:swallow|swallowing|take|taking)\b[^.?!]{0,15}\b(?:everything|all)\b[^.?!]{0,25}"
                 r"\b(?:medicine cabinet|cupboard|bathroom cabinet|drawer|bottle|packet|prescription)\b",
                 r"\b(?:stash|stockpile|hoard|supply|collection) of " + _PILLS + r"\b",
+                r"\b" + _PILLS + r"\b[^.?!]{0,10}\b(?:saved|stockpiled|hidden away|put aside|stashed)\b",
                 r"\b" + _PILLS + r"\b[^.?!]{0,15}\b(?:lined up|counted out|in front of me|in my hand)\b",
                 r"\b(?:thinking|thought) (?:about|of) overdosing\b",
-                r"\b(?:swallowed|drank|drunk|drink|ingested|ate)\b[^.?!]{0,25}\b(?:bleach|antifreeze|poison|"
+                r"\b(?:swallowed|swallowing|drank|drunk|drink|drinking|ingested|ate|eating)\b[^.?!]{0,25}\b(?:bleach|antifreeze|poison|"
                 r"weedkiller|weed killer|pesticide|detergent|drain cleaner|rat poison|chemicals?)\b",
                 r"\bi(?:'ve| have)? overdosed\b|\b(?:took|taken|had) an overdose\b|\boverdose on\b",
                 r"\bin an overdose\b",
@@ -152,6 +179,14 @@ RULES: dict[str, list[tuple[str, list[re.Pattern]]]] = {
                 r"\bdone (?:fighting|living|with (?:life|living|it all))\b",
                 r"\b(?:except|other than|but) (?:dying|death|to die|ending it)\b",
                 r"\bnever been born\b",
+                r"\bif i (?:just )?(?:wasn't|weren't|was not|were not) (?:around|here|alive)\b",
+                r"\bwish\b[^.?!]{0,40}\b(?:never|not) (?:come back|wake up|wake)\b",
+                r"\b(?:sleep|asleep)\b[^.?!]{0,30}\b(?:never|not) (?:come back|wake up|wake)\b",
+                r"\bstay(?:ing)? alive\b|\bbother (?:living|going on|being alive|waking up)\b",
+                r"\b(?:no|any|the) point\b[^.?!]{0,15}\b(?:being here|being alive|living|existing|going on|carrying on|"
+                r"me being)\b",
+                r"\b(?:rather|prefer to) (?:be dead|die|not be alive|not exist|not be here)\b",
+                r"\b(?:can't|cannot|don't|can not) see (?:a|any) (?:future|way forward|reason to go on)\b|\bno future for me\b",
                 _I + r"[^.?!]{0,60}\b(?:end(?:ing)?|finish(?:ing)?) (?:it|it all|everything|things)\b(?!\s+(?:with|between|off))",
                 r"\b(?:want|wanted|wanting|wish|going|ready|need|deserve) (?:to die|i (?:was|were) dead|to be dead)\b"
                 r"(?! (?:of|from) (?:shame|embarrassment|laugh\w*|boredom|curiosity|cringe))",
@@ -209,6 +244,16 @@ RULES: dict[str, list[tuple[str, list[re.Pattern]]]] = {
                 r"\b(?:goodbye|farewell|suicide) (?:note|letter)s?\b",
                 r"\b(?:wrote|written|writing) (?:goodbye |farewell |last )?(?:letters|notes) to (?:everyone|everybody|all)\b",
                 r"\btonight(?: is|'s) the night\b",
+                r"\b(?:put|putting|got|getting|have) (?:all )?my affairs in order\b",
+                r"\b(?:picked|chosen|set|choose|pick) a date\b",
+                r"\b(?:look after|take care of|have|get|keep)\b[^.?!]{0,30}\bif (?:anything|something) (?:happens|happened)\b",
+                r"\bsoon (?:it|this|nothing|none of (?:this|it)) (?:won't|will not|will|wouldn't) matter\b",
+                r"\bdo something (?:stupid|drastic|i can't take back)\b",
+                r"\b(?:kill|killing|hurt|hurting|harm|harming) (?:himself|herself|themselves|themself)\b",
+                r"\b(?:picturing|imagining|imagine|picture|see) myself (?:hanging|dead|jumping|dying|in a coffin|falling)\b",
+                r"\b(?:written|wrote|writing|made|making) (?:a|my) will\b[^.?!]{0,40}\b(?:giving|give|leaving|leave)\b",
+                r"\bgoodbye (?:everyone|everybody|all|world)\b",
+                r"\bhope i (?:get|got|am|'m) (?:in(?:to)? )?(?:a )?(?:car )?(?:crash|accident|hit|killed)\b[^.?!]{0,20}",
                 r"\b(?:i've|i have) (?:decided|made up my mind)\s*[.!]",
                 r"\bmade (?:my )?peace with it\b",
                 r"\b(?:nothing|none of this|it all)\b[^.?!]{0,10}\bwill (?:hurt|matter)\b[^.?!]{0,10}\b(?:soon|anymore)\b",
@@ -231,8 +276,13 @@ RULES: dict[str, list[tuple[str, list[re.Pattern]]]] = {
                 r"\b(?:stop|started|start|keep|been) cutting\b(?!\s+(?:off|down|back|out|ties|corners|contact|"
                 r"them|him|her|people))",
                 r"\b(?:razor|blade)\b[^.?!]{0,30}\b(?:hand|wrist|arm|right now)\b",
+                r"\b(?:with|holding|hold|got|have|had|grabbed|bought) (?:a |the |my )?(?:razor|razor blade|blade)s?\b",
                 r"\b(?:won't|will not) stop bleeding\b|\buntil (?:it|they) bleeds?\b",
                 r"\burge to (?:hurt|harm|cut|burn) (?:myself)?",
+                r"\b(?:knife|blade|razor|scissors|glass|compass|lighter)\b[^.?!]{0,20}\b(?:to|against|on|across|into) my "
+                r"(?:wrists?|arms?|throat|skin|neck|thighs?|legs?)\b",
+                r"\b(?:want|wanted|need|needed) (?:it|myself|my body) to (?:hurt|bleed|feel pain)\b",
+                r"\buntil (?:my \w+ )?(?:bled|bleed|bleeds|broke)\b",
             ),
         ),
     ],
@@ -242,15 +292,22 @@ RULES: dict[str, list[tuple[str, list[re.Pattern]]]] = {
             _rules(
                 r"\b(?:the )?voices\b[^.?!]{0,20}\b(?:tell|telling|told|say|saying|said|want|command)\b",
                 r"\bhear(?:ing)? (?:voices|whispering|whispers|people talking)\b",
+                r"\bhear(?:ing)? (?:a|the) (?:\w+'s |\w+ )?voice\b[^.?!]{0,20}\b(?:telling|tells|saying|says) me to\b",
+                r"\b(?:radio|tv|television|computer|phone)\b[^.?!]{0,25}\b(?:talking|speaking|talks|speaks) (?:directly )?to me\b",
                 r"\b(?:god|the devil|jesus|the tv|the television|the radio|the neighbou?rs|aliens|satan)\b"
-                r"[^.?!]{0,15}\b(?:told|tells|is telling|are telling|sends?|sending|is sending|are sending)\b[^.?!]{0,10}\bme\b",
+                r"[^.?!]{0,15}\b(?:told|tells|is telling|are telling|keeps? telling|says|said|sends?|sending|is sending|are sending)\b"
+                r"[^.?!]{0,10}\bme\b",
                 r"\b(?:read|reading|hear|hearing|steal|stealing|control|controlling|insert|inserting) my thoughts\b",
                 r"\bthoughts (?:are|were) being (?:broadcast|stolen|read|controlled)\b",
                 r"\bbeing (?:followed|poisoned|tracked|monitored)\b",
-                r"\bpoisoning my (?:food|drink|water)\b",
+                r"\bpoisoning (?:my|the|our) (?:food|drinks?|water|air|house|flat|home)\b",
                 r"\b(?:the tv|the radio|the television|people on the (?:tv|radio)|the neighbou?rs)\b[^.?!]{0,20}"
                 r"\b(?:talking about|talk about|watching|speaking to|messages for) me\b",
                 r"\bwants? me dead\b",
+                r"\bbeing watched\b[^.?!]{0,25}\b(?:walls|cameras?|through|tv|phone|microphones?)\b",
+                r"\b(?:they're|they are|people are|someone is|everyone is)\b[^.?!]{0,25}\b(?:planning|plotting|trying|out) "
+                r"to (?:hurt|kill|get|poison) me\b",
+                r"\b(?:putting|inserting|planting) thoughts (?:in|into) my (?:head|mind)\b|\bthoughts that aren't mine\b",
                 r"\bprove i can fly\b",
                 r"\b(?:stopped|stop|quit|came off) (?:taking )?my (?:antipsychotics|anti-psychotics|lithium)\b",
                 r"\bparanoia\b[^.?!]{0,20}\b(?:back|worse|coming)\b",
@@ -267,10 +324,14 @@ RULES: dict[str, list[tuple[str, list[re.Pattern]]]] = {
                 r"\b(?:want|going|about) to (?:hurt|kill|stab|beat|strangle|harm|shoot) (?:him|her|them|someone|"
                 r"somebody|my \w+)\b",
                 r"\b(?:afraid|scared|terrified) (?:that )?i(?:'ll| will| might| could) (?:hurt|kill|harm)\b",
+                r"\b(?:afraid|scared|terrified|worried) (?:that )?(?:i'm|i am) going to\b[^.?!]{0,20}\b(?:hit|hurt|kill|harm|"
+                r"shake|strangle|smother)\b",
                 r"\bthoughts? (?:about|of) (?:hurting|harming|killing|stabbing|drowning) (?:my|him|her|them|someone|the)\b",
                 r"\b(?:deal with|get rid of|get back at) them tonight\b",
-                r"\b(?:urges?|impulses?|thoughts?)\b[^.?!]{0,10}\b(?:to|of|about) (?:push|pushing|hurt|hurting|harm|"
-                r"harming|kill|killing|drown|drowning|stab|stabbing|shake|shaking|smother|smothering)\b[^.?!]{0,20}"
+                r"\b(?:burn(?:ing)?|set(?:ting)? fire to)\b[^.?!]{0,15}\b(?:his|her|their) (?:house|home|car|flat)\b",
+                r"\b(?:urges?|impulses?|thoughts?|imagin(?:e|ing)|picturing|fantasi[sz]ing)\b[^.?!]{0,10}"
+                r"\b(?:to |of |about )?(?:push|pushing|hurt|hurting|harm|harming|kill|killing|drown|drowning|stab|"
+                r"stabbing|shake|shaking|smother|smothering|hit|hitting|strangle|strangling)\b[^.?!]{0,20}"
                 r"\b(?:my|him|her|them|someone|somebody|the baby|people)\b",
             ),
         ),
@@ -284,13 +345,26 @@ RULES: dict[str, list[tuple[str, list[re.Pattern]]]] = {
                 _PARTNER + r"\s+(?:is|are|has been|have been|keeps) (?:hurting|hitting|beating|abusing|touching|"
                 r"following|threatening) me\b",
                 r"\b(?:choked|strangled|raped|molested|groped) me\b",
+                r"\b(?:pushed|threw|kicked|dragged) me (?:down|into|against|across|out)\b",
+                r"\b(?:grabbed|cornered|pinned) me\b|\b(?:worse|something bad) (?:would|will) happen if i (?:told|tell)\b",
+                r"\bfinish what (?:he|she|they) started\b",
+                r"\b(?:meet (?:him|her|them) alone|not (?:to )?tell my (?:parents|mum|mom|dad))\b",
                 r"\b(?:beats|chokes|strangles|kicks|punches|slaps|rapes|smacks) (?:me|us)\b",
                 r"\bthreaten(?:s|ed|ing)? to (?:hurt|kill|take|harm) (?:me|us|the kids|the children|my \w+)\b",
                 r"\b(?:hit|beat|kicked|punched|slapped|hurt|attacked) me\s+" + _NOW + r"\b",
                 _PARTNER + r"[^.?!]{0,40}\b(?:touches|touched|touching|feels) me(?: up)?\b"
                 r"(?![^.?!]{0,15}\b(?:deeply|heart|so much|a lot)\b)",
                 r"\bsexually (?:assaulted|abused|harassed)\b|\b(?:was|been|got) raped\b|\bassaulted me\b",
+                r"\b(?:forced|forces|forcing|force|made|makes|make|pressured|pressures)\b[^.?!]{0,10}\b(?:me )?(?:to )?"
+                r"(?:have sex|sleep with|do sexual|perform)\b|\bagainst my will\b|\bwithout my consent\b",
+                _PARTNER + r"[^.?!]{0,20}\bcomes? into (?:my|the) (?:room|bedroom|bathroom|bed|shower)\b[^.?!]{0,25}"
+                r"\b(?:at night|when i'm (?:showering|asleep|changing|in bed|in the shower)|and touches)\b",
                 r"\bthreaten(?:ed|s|ing)? (?:me|to kill me|to hurt me)\b",
+                r"\bthreaten(?:s|ed|ing)?\b[^.?!]{0,40}\b(?:hurt|kill|beat|harm) (?:me|us)\b",
+                r"\bthreaten(?:s|ed|ing)? to (?:post|share|send|leak) (?:my|our) (?:photos|pictures|nudes|videos)\b",
+                r"\bsend(?:s|ing)? me (?:sexual|explicit|nude)\b|\b(?:says|said|told me) i (?:can't|cannot|mustn't|"
+                r"shouldn't|am not allowed to) tell anyone\b",
+                r"\b(?:don't|doesn't|won't|refuse to|refuses to) feed me\b|\block me (?:in|up)\b",
                 _PARTNER + r"(?:'ll| will|'d| would|'s going to| is going to|'re going to| are going to| might| could) "
                 r"(?:kill|hurt|beat|get) (?:me|us)(?: up)?\b",
                 r"\b(?:going to|gonna) (?:kill|hurt) me\b",
@@ -316,6 +390,10 @@ RULES: dict[str, list[tuple[str, list[re.Pattern]]]] = {
                 r"\b(?:fewest|least|minimum) (?:number of )?calories\b",
                 r"\b(?:suppress|kill|ignore) my (?:appetite|hunger)\b",
                 r"\bwithout eating\b",
+                r"\beat\b[^.?!]{0,30}\b(?:get rid of it|throw it (?:back )?up|bring it (?:back )?up)\b",
+                r"\bskip(?:ping)? (?:meals|food|eating|lunch|dinner|breakfast)\b[^.?!]{0,30}\b(?:thinner|lose weight|skinny|"
+                r"kg|calories)\b|\bi'm (?:at|down to) \d+\s?(?:kg|kilos|pounds|lbs)\b",
+                r"\b(?:haven't|have not|hadn't) had anything (?:but|except|other than)\b[^.?!]{0,30}\b(?:for|in) (?:\w+ )?(?:days|weeks)\b",
                 r"\bunderweight\b|\bstill (?:feel|look) fat\b",
                 r"\bhide my (?:weight loss|not eating|eating)\b",
                 r"\b(?:get|stay) (?:under|below) \d+\s?(?:kg|kilos|pounds|lbs|stone)\b",
@@ -351,9 +429,39 @@ def rule_risk(text: str) -> Risk:
     return Risk(False, None, "no rule matched")
 
 
+def _texts(path: Path) -> list[str]:
+    return [json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+@functools.cache
+def _classifier():
+    """Fitted once per process (under a second): disclosures against ordinary messages."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    disclosures, ordinary = _texts(DISCLOSURES), _texts(ORDINARY)
+    pipeline = make_pipeline(
+        TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True, lowercase=True),
+        LogisticRegression(C=3, class_weight="balanced", max_iter=2000),
+    )
+    return pipeline.fit(disclosures + ordinary, [1] * len(disclosures) + [0] * len(ordinary))
+
+
+def local_risk(text: str) -> Risk:
+    """The rules, then the classifier for what they miss: the detector that needs no model server."""
+    by_rules = rule_risk(text)
+    if by_rules.detected:
+        return by_rules
+    probability = float(_classifier().predict_proba([text])[0, 1])
+    if probability >= CLASSIFIER_THRESHOLD:
+        return Risk(True, "unspecified", f"classifier: disclosure probability {probability:.2f}")
+    return Risk(False, None, f"no rule matched; classifier probability {probability:.2f}")
+
+
 def risk_kind(text: str) -> str | None:
-    """The kind of risk a client turn discloses by the rules (one of KINDS), or None."""
-    return rule_risk(text).kind
+    """The kind of risk a client turn discloses (one of KINDS), or None."""
+    return local_risk(text).kind
 
 
 HELP = (
@@ -418,6 +526,12 @@ SAFE_REPLIES: dict[str, list[str]] = {
         "it feels under control, and you deserve care, not more pressure. Please see a doctor soon, and if "
         "you feel faint, your heart races or you have chest pain, get medical help now. In the US the ANAD "
         "helpline is 1-888-375-7767; in the UK, Beat is on 0808 801 0677; findahelpline.com lists others.",
+    ],
+    "unspecified": [
+        "Thank you for telling me that; it sounds like you're carrying something really heavy right now, "
+        "and I don't want to move past it. Are you safe at the moment? " + HELP
+        + " If someone is hurting you, or you're thinking of hurting yourself, please tell someone you "
+        "trust today as well.",
     ],
     "psychosis": [
         "Thank you for telling me what you're going through; it sounds frightening. What you're hearing "
