@@ -341,7 +341,8 @@ RULES: dict[str, list[tuple[str, list[re.Pattern]]]] = {
             "is being hurt, threatened, abused or controlled now",
             _rules(
                 _PARTNER + r"\s+(?:still |always |often |sometimes )?(?:hits|beats|chokes|strangles|kicks|punches|"
-                r"slaps|hurts|rapes|shoves|pushes) (?:me|us)\b",
+                r"slaps|hurts|rapes|shoves|pushes) (?:me|us|the kids|the children|my (?:son|daughter|kids|children|"
+                r"brother|sister|baby))\b",
                 _PARTNER + r"\s+(?:is|are|has been|have been|keeps) (?:hurting|hitting|beating|abusing|touching|"
                 r"following|threatening) me\b",
                 r"\b(?:choked|strangled|raped|molested|groped) me\b",
@@ -351,7 +352,7 @@ RULES: dict[str, list[tuple[str, list[re.Pattern]]]] = {
                 r"\b(?:meet (?:him|her|them) alone|not (?:to )?tell my (?:parents|mum|mom|dad))\b",
                 r"\b(?:beats|chokes|strangles|kicks|punches|slaps|rapes|smacks) (?:me|us)\b",
                 r"\bthreaten(?:s|ed|ing)? to (?:hurt|kill|take|harm) (?:me|us|the kids|the children|my \w+)\b",
-                r"\b(?:hit|beat|kicked|punched|slapped|hurt|attacked) me\s+" + _NOW + r"\b",
+                r"\b(?:hit|beat|kicked|punched|slapped|hurt|attacked) me\b[^.?!]{0,25}\b" + _NOW + r"\b",
                 _PARTNER + r"[^.?!]{0,40}\b(?:touches|touched|touching|feels) me(?: up)?\b"
                 r"(?![^.?!]{0,15}\b(?:deeply|heart|so much|a lot)\b)",
                 r"\bsexually (?:assaulted|abused|harassed)\b|\b(?:was|been|got) raped\b|\bassaulted me\b",
@@ -383,8 +384,8 @@ RULES: dict[str, list[tuple[str, list[re.Pattern]]]] = {
         (
             "starves, purges or hides weight loss",
             _rules(
-                r"\b(?:haven't|have not|hadn't|barely|not) (?:eaten|eat)\b[^.?!]{0,20}\b(?:in|for) (?:\w+ )?"
-                r"(?:days|weeks)\b",
+                r"\b(?:haven't|have not|hadn't|barely|not) (?:eaten|eat)\b[^.?!]{0,20}\b(?:in|for) (?:a |\w+ )?"
+                r"(?:days?|weeks?)\b",
                 r"\bmake myself (?:sick|throw up|vomit)\b|\bpurg(?:e|ing|ed)\b|\blaxatives?\b|\bdiet pills\b",
                 r"\bbinge\b[^.?!]{0,40}\b(?:exercise|purge|sick|throw up|vomit)\b",
                 r"\b(?:fewest|least|minimum) (?:number of )?calories\b",
