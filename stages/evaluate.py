@@ -59,7 +59,7 @@ from evals.score import calibration
 from evals.settings import DEFAULT_SETTINGS, EvalSettings, add_judge_arguments, load_settings, with_judge_arguments
 from evals.suites import load_suites
 from evals.tasks import suite_tasks
-from evals.voice import VoiceClassifier, train_voice_classifier
+from evals.voice import VoiceClassifier, other_speakers, train_voice_classifier
 from moe.losses import routing_counts_per_domain
 from moe.router import record_routing
 from stages.fit import parse_stage_config
@@ -224,7 +224,8 @@ def voice_classifier(
     data: StageDataModule, earlier: list[StageDataModule], settings: EvalSettings
 ) -> VoiceClassifier | None:
     """The educator's held-out passages against other speakers: every other source's held-out
-    assistant turns, this stage's and the earlier stages' (never a model's replies)."""
+    assistant turns, this stage's and the earlier stages', and other speakers' text on his topics
+    (never a model's replies)."""
     educator, others = [], []
     for module in (data, *earlier):
         for split in ("val", "test"):
@@ -235,6 +236,8 @@ def voice_classifier(
                     for m in conversation.messages
                     if m["role"] == "assistant"
                 ]
+    if educator:
+        others += other_speakers()  # the same topics in other voices: the classifier cannot key on topic
     try:
         classifier = train_voice_classifier(educator, others, settings.voice, seed=settings.generation.seed)
     except ValueError as error:
