@@ -32,13 +32,12 @@ from transformers import PreTrainedTokenizerBase
 
 from datamodules.conversation import Conversation
 from datamodules.dedup import deduplicate
-from datamodules.packing import Collate, RowDataset, plan_rows
+from datamodules.packing import RowDataset, plan_rows
 from datamodules.registry import DEFAULT_DATA_ROOT, SourceSpec, load_registry, stage_sources
 from datamodules.replay import ReplayPlan, choose_replay, replay_pool
 from datamodules.sources import ReadOptions, SourceError, check_sources, read_sources
 from datamodules.splits import SPLITS, apply_weights, split_by_group
 from datamodules.template import (
-    IGNORE_INDEX,
     TOO_LONG,
     TRUNCATED,
     WINDOW,
@@ -48,6 +47,7 @@ from datamodules.template import (
     encode_batch,
 )
 from moe.base_model import load_tokenizer
+from moe.batch import IGNORE_INDEX, Collate
 
 log = logging.getLogger(__name__)
 

@@ -22,10 +22,10 @@ from typing import Literal
 from transformers import PreTrainedTokenizerBase
 
 from datamodules.conversation import Conversation
+from moe.batch import IGNORE_INDEX
 
 log = logging.getLogger(__name__)
 
-IGNORE_INDEX = -100
 AssistantTurns = Literal["all", "last"]
 Overflow = Literal["window", "truncate", "drop"]
 OVERFLOWS = ("window", "truncate", "drop")

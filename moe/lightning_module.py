@@ -20,9 +20,9 @@ from lightning.pytorch.callbacks import Timer
 from torch import Tensor
 from torch.optim.lr_scheduler import LambdaLR
 
-from datamodules.packing import flatten_rows, needs_flattening
 from moe.adapter_io import load_adapter
 from moe.base_model import default_dtype, load_base_model
+from moe.batch import flatten_rows, needs_flattening
 from moe.config import MoELoRAConfig
 from moe.losses import lm_loss_sum, next_token_targets, router_losses, routing_counts_per_domain
 from moe.model import attach_moe_lora, trainable_parameters
@@ -152,7 +152,7 @@ class MoELoRAModule(LightningModule):
 
         use_cache=False always; attention_mask only in padding mode (packed rows isolate examples
         through position_ids; for flash-attn the micro-batch is flattened into one row with its
-        example boundaries, datamodules.packing.flatten_rows). The LM loss is computed from the
+        example boundaries, moe.batch.flatten_rows). The LM loss is computed from the
         decoder's hidden states in chunks (moe.losses.lm_loss_sum), never from full logits.
         """
         if "cu_seq_lens" in batch and needs_flattening(self.model.config._attn_implementation):

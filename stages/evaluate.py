@@ -38,7 +38,7 @@ from jsonargparse import ArgumentError
 from torch.utils.data import DataLoader
 
 from datamodules.datamodule import StageDataModule
-from datamodules.packing import Collate, RowDataset
+from datamodules.packing import RowDataset
 from evals.gate import decide
 from evals.heldout import heldout_figures, loss_ratio
 from evals.judge import JudgeClient, load_rubrics
@@ -51,6 +51,7 @@ from evals.settings import DEFAULT_SETTINGS, EvalSettings, load_settings
 from evals.suites import load_suites
 from evals.tasks import suite_tasks
 from evals.voice import VoiceClassifier, train_voice_classifier
+from moe.batch import Collate
 from moe.losses import routing_counts_per_domain
 from moe.router import record_routing
 from stages.fit import parse_stage_config

@@ -26,7 +26,7 @@ from jsonargparse import ArgumentError, Namespace
 from datamodules.datamodule import StageDataModule
 from datamodules.readers.files import FileFormatError
 from datamodules.sources import SourceError
-from datamodules.template import IGNORE_INDEX
+from moe.batch import IGNORE_INDEX
 from stages.fit import parse_stage_config
 
 # What a data or configuration problem raises: shown as one line. TemplateError, UnicodeError and

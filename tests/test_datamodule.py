@@ -11,7 +11,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from datamodules import datamodule, template
 from datamodules.datamodule import StageDataModule
 from datamodules.sources import SourceError
-from datamodules.template import IGNORE_INDEX, TemplateError
+from datamodules.template import TemplateError
+from moe.batch import IGNORE_INDEX
 
 DOMAINS = ["psychology", "mental_health", "bias_detection", "general_therapeutic"]
 
