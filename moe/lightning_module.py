@@ -418,6 +418,8 @@ class MoELoRAModule(LightningModule):
 
 def _max_time_seconds(trainer: Any) -> float | None:
     """Trainer(max_time) in seconds: the whole stage's budget (the same on every resume, so the
-    schedule is too). The Timer callback keeps it only in a private attribute."""
+    schedule is too), from the Timer's public state: what remains plus what has elapsed."""
     timers = [cb for cb in trainer.callbacks if isinstance(cb, Timer)]
-    return timers[0]._duration if timers else None
+    if not timers or timers[0].time_remaining() is None:
+        return None
+    return timers[0].time_remaining() + timers[0].time_elapsed()
