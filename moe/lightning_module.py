@@ -336,15 +336,16 @@ class MoELoRAModule(LightningModule):
         return Schedule(planned, total, max(1, min(warmup, total)), cut_by)
 
     def train_batches_per_epoch(self) -> int:
-        """Micro-batches per epoch on this device (the datamodule's sampler already splits the data
-        across devices), counted on a fresh loader from the datamodule.
+        """Micro-batches per epoch on this device, from the datamodule's train rows per epoch (the
+        prepared data's count): its sampler splits them across devices, then into micro-batches.
 
         Not trainer.estimated_stepping_batches: called from configure_optimizers it sets up the fit
         loop's train loader before the checkpoint's loop state is restored, and Lightning then never
         restores the loader's position (a resumed epoch would start over from its first batch).
         """
-        trainer = self.trainer
-        batches = len(trainer.datamodule.train_dataloader())
+        trainer, data = self.trainer, self.trainer.datamodule
+        per_device = math.ceil(data.rows_per_epoch() / trainer.world_size)  # the sampler pads, no drop
+        batches = math.ceil(per_device / data.micro_batch_size)
         limit = trainer.limit_train_batches
         if isinstance(limit, int):
             return min(batches, limit)

@@ -14,7 +14,6 @@ from moe.lightning_module import MoELoRAModule, Schedule
 def planned(max_epochs=3, max_steps=-1, max_time_h=None, throughput=None, warmup=1000, batches=8000):
     """A stage of `batches` micro-batches per epoch, micro-batch 4 x 2048 tokens, accumulation 8."""
     module = MoELoRAModule(base_model="tiny", warmup_steps=warmup, throughput_tokens_per_s=throughput)
-    loader = range(batches)
     module._trainer = SimpleNamespace(
         max_epochs=max_epochs,
         max_steps=max_steps,
@@ -22,7 +21,7 @@ def planned(max_epochs=3, max_steps=-1, max_time_h=None, throughput=None, warmup
         world_size=1,
         limit_train_batches=1.0,
         callbacks=[Timer(timedelta(hours=max_time_h))] if max_time_h else [],
-        datamodule=SimpleNamespace(train_dataloader=lambda: loader, micro_batch_size=4, max_seq_length=2048),
+        datamodule=SimpleNamespace(rows_per_epoch=lambda: 4 * batches, micro_batch_size=4, max_seq_length=2048),
     )
     return module.plan_schedule()
 
