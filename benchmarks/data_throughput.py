@@ -11,7 +11,9 @@ lowercase conversation on one line, `human: ... gpt: ...`, 2-34 turns, ~4 KB a r
 memory is its own): `prepare` from an empty cache until the first train batch is in hand
 (the first-step wait), with `num_proc` processes for tokenization. Then the same settings again
 (the cache is reused). Last line: one JSON object; `conversations_per_second_per_core` is
-conversations read / first-step wait / processes.
+conversations read / first-step wait / processes; `phases` splits the build into its phases
+(seconds and conversations per second per core each); `projection_300k_on_8_cores_minutes` is a
+projection from the first run's phases, labelled as one.
 """
 
 from __future__ import annotations
@@ -119,7 +121,32 @@ def measure(root: Path, cache: Path, num_proc: int, args: argparse.Namespace) ->
         "tokens_lost": sum(s["tokens_lost"] for s in sources.values()),
         "peak_memory_mb": round(peak / 1024),  # ru_maxrss is in KiB on Linux
         "first_batch_shape": list(batch["input_ids"].shape),
+        # per phase of datamodules.prepare.build: seconds and conversations per second per core
+        "phases": {
+            phase: {"seconds": s, "conversations_per_second_per_core": per_core(read, s, phase, num_proc)}
+            for phase, s in prepared.report["seconds"].items()
+        },
     }
+
+
+def per_core(conversations: int, seconds: float, phase: str, num_proc: int) -> float | None:
+    """Conversations per second per core of one phase: reading and dedup run on one process."""
+    cores = 1 if phase.startswith("read") else num_proc
+    return round(conversations / seconds / cores, 1) if seconds else None
+
+
+def projection(run: dict, conversations: int, cores: int) -> dict:
+    """A PROJECTION, not a measurement: minutes for `conversations` on `cores`, from one run's
+    per-phase rates, with reading, cleaning, dedup and splitting on one process (as today) and
+    every other phase spread over the cores (encode runs in num_proc processes; plan and save are
+    counted as if they scaled too, an optimistic bound)."""
+    phases = run["phases"]
+    scale = conversations / run["conversations_read"]
+    serial = sum(p["seconds"] for name, p in phases.items() if name.startswith("read")) * scale
+    parallel = sum(p["seconds"] for name, p in phases.items() if not name.startswith("read")) * scale
+    parallel *= run["num_proc"] / cores
+    return {"serial_read_dedup": round(serial / 60, 1), "parallel_phases": round(parallel / 60, 1),
+            "total": round((serial + parallel) / 60, 1), "label": "projection, not measured"}
 
 
 def child(root: Path, cache: Path, num_proc: int, args: argparse.Namespace) -> dict:
@@ -156,6 +183,7 @@ def main() -> None:
         rerun = child(root, root / f"cache-{args.num_proc[-1]}", args.num_proc[-1], args)
     result = {
         "runs": runs,
+        "projection_300k_on_8_cores_minutes": projection(runs[0], 300_000, 8),
         "unchanged_rerun_seconds": rerun["first_step_seconds"],
         "speedup": round(runs[0]["first_step_seconds"] / runs[-1]["first_step_seconds"], 2),
         "rows": args.rows,

@@ -19,6 +19,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, replace
 from functools import cached_property
@@ -350,7 +351,16 @@ def prepare(settings: DataSettings) -> Prepared:
 
 def build(settings: DataSettings, target: Path) -> None:
     """read -> clean -> dedup -> split -> weight -> encode -> replay -> plan -> save, written to a
-    temporary folder and renamed, so a cache is never half-written."""
+    temporary folder and renamed, so a cache is never half-written. The report keeps each phase's
+    wall-clock seconds (`seconds`), which benchmarks.data_throughput reads."""
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
+
+    def lap(phase: str) -> None:
+        nonlocal started
+        now = time.perf_counter()
+        seconds[phase], started = round(now - started, 3), now
+
     options = replace(settings.read_options, control_strings=control_strings(settings.tokenizer))
     result, splits = read_and_split(
         settings.specs,
@@ -362,6 +372,7 @@ def build(settings: DataSettings, target: Path) -> None:
         settings.near_duplicate_threshold,
     )
     report = {name: _source_figures(r) for name, r in result.report.items()}
+    lap("read_clean_dedup_split")
     domain_index = {d: i for i, d in enumerate(settings.expert_domains)}
     conversation_sets = datasets.DatasetDict(
         {name: _conversation_dataset(splits[name], domain_index) for name in SPLITS}
@@ -410,11 +421,14 @@ def build(settings: DataSettings, target: Path) -> None:
     examples = examples.filter(
         lambda status: status != TOO_LONG, input_columns="status", desc="drop too long"
     )
+    lap("encode")
     replay_figures = None
     if settings.replay.share:
         examples["train"], replay_figures = settings._with_replay(examples["train"], domain_index)
+        lap("replay")
     plans = {name: settings._plan(examples[name]) for name in SPLITS}
     figures = settings._figures(report, examples, plans)
+    lap("plan")
     if replay_figures is not None:
         figures["replay"] = replay_figures
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -424,6 +438,8 @@ def build(settings: DataSettings, target: Path) -> None:
         shards = {name: 1 for name, split in examples.items() if len(split) == 0}
         examples.save_to_disk(staging / "examples", num_shards=shards or None)
         (staging / "plans.json").write_text(json.dumps(plans))
+        lap("save")
+        figures["seconds"] = seconds
         (staging / "report.json").write_text(json.dumps(figures, indent=1))
         try:
             os.replace(staging, target)
