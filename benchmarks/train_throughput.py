@@ -44,8 +44,8 @@ from torch.utils.data import DataLoader, Dataset
 from transformers import MistralConfig, MistralForCausalLM
 
 from benchmarks.moe_overhead import PlainLoRALinear
-from datamodules.packing import Collate
 from moe import lightning_module, plan
+from moe.batch import Collate
 from moe.base_model import load_tokenizer, pick_attention, wayfarer2_config
 from moe.config import MoELoRAConfig
 from moe.losses import lm_loss_sum, next_token_targets

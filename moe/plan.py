@@ -37,6 +37,8 @@ from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import flop_registry, sdpa_backward_flop, sdpa_flop
 from transformers import AutoModelForCausalLM, PretrainedConfig
 
+from moe.batch import Collate
+
 log = logging.getLogger(__name__)
 
 # model.activation_checkpointing: on, off, {every_n_layers: N}, or "auto" (the plan below).
@@ -221,8 +223,6 @@ PRECISIONS = {
 def packed_batch(micro_batch: int, seq_len: int, vocab: int, domains: int) -> dict[str, Any]:
     """A micro-batch as the training loader hands it over: full packed rows (a half, a quarter and
     two eighths of the row per example, position ids restarting, domains mixed) through the collate."""
-    from datamodules.packing import Collate
-
     generator = torch.Generator().manual_seed(0)
     parts = [seq_len // 2, seq_len // 4, seq_len // 8]
     lengths = [*parts, seq_len - sum(parts)]
