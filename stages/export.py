@@ -1,11 +1,14 @@
-"""Export a MoE-LoRA checkpoint with fixed gates to a plain PEFT LoRA adapter or a merged model.
+"""Export a MoE-LoRA checkpoint with fixed gates to a plain PEFT LoRA adapter, a merged model or a GGUF.
 
     python -m stages.export --checkpoint runs/stage3/checkpoint-final --out exports/psychology \
         --domain psychology --gates observed --format peft
 
-peft: `adapter_config.json` + `adapter_model.safetensors` that `PeftModel.from_pretrained(base, OUT)` and
-vLLM (`--enable-lora --max-lora-rank N`, N printed) load with no code of ours. merged: a full Hugging
-Face model folder with its tokenizer for `AutoModelForCausalLM.from_pretrained(OUT)`.
+peft: `adapter_config.json` + `adapter_model.safetensors` that `PeftModel.from_pretrained(base, OUT)`,
+`AutoPeftModelForCausalLM.from_pretrained(OUT)` and vLLM (`--enable-lora --max-lora-rank N`) load with
+no code of ours. merged: a full Hugging Face model folder with its tokenizer. gguf: the merged model as
+one GGUF per --gguf-type (tokenizer and chat template inside) and an Ollama Modelfile. Every export
+holds a README.md (source, gates, rank, dtype, the exact serve command) and export.json (the same as
+data); its files are world-readable (0644) so a server running as another user can read them.
 """
 
 from __future__ import annotations
@@ -17,14 +20,18 @@ from pathlib import Path
 
 import torch
 
+from lightning_app.vllm import ServeSpec, max_lora_rank, serve_command
 from moe.adapter_io import read_adapter_config
-from moe.export import choose_gates, export_merged, export_peft, vllm_max_lora_rank
+from moe.base_model import load_tokenizer, native_dtype, public_base_id
+from moe.export import choose_gates, export_merged, export_peft, make_readable, merged_model, write_export_info
+from moe.gguf_export import GGUF_TYPES, modelfile, write_gguf
+from moe.smollm2 import SMOLLM2, SMOLLM2_GGUF_PRE
 
-DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    # Plain argparse: six flags of a one-shot command (--domain/--average exclusive) need no config file.
+    # Plain argparse: a handful of flags of a one-shot command (--domain/--average exclusive) need no config file.
     parser = argparse.ArgumentParser(prog="python -m stages.export", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True, type=Path, help="adapter folder (checkpoint-final/)")
     parser.add_argument("--out", required=True, type=Path, help="new folder to write")
@@ -33,10 +40,45 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     which.add_argument("--average", action="store_true", help="export the mixture averaged over all domains")
     parser.add_argument("--gates", choices=["one-hot", "observed"], default="one-hot",
                         help="one-hot: the domain's own expert; observed: its mean routing on held-out data")
-    parser.add_argument("--format", choices=["peft", "merged"], default="peft")
-    parser.add_argument("--dtype", choices=sorted(DTYPES), default="bfloat16",
-                        help="dtype of the merged model (peft format keeps the adapter's dtype)")
+    parser.add_argument("--format", choices=["peft", "merged", "gguf"], default="peft")
+    parser.add_argument("--dtype", choices=["auto", *sorted(DTYPES)], default="auto",
+                        help="dtype of the merged model; auto: the base model's own (config.json)")
+    parser.add_argument("--gguf-type", nargs="+", choices=sorted(GGUF_TYPES), default=["f16", "q8_0"],
+                        help="GGUF tensor types to write, one file each (the Modelfile uses the first)")
+    parser.add_argument("--base-id", help="the base model's Hub id to name in the export (default: derived)")
+    parser.add_argument("--name", help="the served model's name (default: the --out folder's name)")
     return parser.parse_args(argv)
+
+
+def export_readme(info: dict, serve: list[str]) -> str:
+    """README.md of an export: what it is and the commands that serve it."""
+    gates = ", ".join(f"{name} {value:.4f}" for name, value in info["gates"].items())
+    lines = [
+        f"# {info['name']}", "",
+        f"Exported by `python -m stages.export` ({info['format']}) from the MoE-LoRA checkpoint "
+        f"`{info['checkpoint']}`.", "",
+        f"- base model: `{info['base_model_id']}` (project setting `{info['base_model']}`)",
+        f"- gates ({info['gate_mode']}, {info['domain'] or 'average over domains'}): {gates}",
+        f"- LoRA rank: {info['rank']}" + (" (added into the weights)" if info["format"] != "peft" else ""),
+        f"- dtype: {info['dtype']}",
+    ]
+    if info.get("gguf_files"):
+        lines.append("- GGUF files: " + ", ".join(f"`{name}`" for name in info["gguf_files"]))
+    lines += ["", "## Serve", "", "```", *serve, "```", ""]
+    return "\n".join(lines)
+
+
+def serve_lines(info: dict, out: Path) -> list[str]:
+    """The exact commands that serve this export."""
+    folder, name = str(out.resolve()), info["name"]
+    if info["format"] == "peft":
+        spec = ServeSpec(model=info["base_model_id"], lora_modules={name: folder}, lora_rank=info["rank"])
+        return [serve_command(spec)]
+    if info["format"] == "merged":
+        return [serve_command(ServeSpec(model=folder, served_model_name=name))]
+    first = out.resolve() / info["gguf_files"][0]
+    return [f"llama-server -m {first} --jinja", f"ollama create {name} -f {out.resolve() / 'Modelfile'}",
+            f"ollama run {name}"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,13 +90,42 @@ def main(argv: list[str] | None = None) -> int:
     gates = choose_gates(document, args.domain, args.average, args.gates)
     domains = document["moe"]["expert_domains"]
     print("gates: " + ", ".join(f"{name} {value:.4f}" for name, value in zip(domains, gates.tolist())))
+    base = document["base_model"]
+    rank = int(torch.count_nonzero(gates)) * document["moe"]["r"]
+    dtype = DTYPES[args.dtype] if args.dtype != "auto" else native_dtype(base)
+    info = {
+        "name": args.name or args.out.resolve().name,
+        "format": args.format,
+        "checkpoint": str(args.checkpoint),
+        "base_model": base,
+        "base_model_id": args.base_id or public_base_id(base),
+        "domain": args.domain,
+        "gate_mode": args.gates,
+        "gates": dict(zip(domains, gates.tolist())),
+        "rank": rank,
+        "dtype": "adapter" if args.format == "peft" else str(dtype).removeprefix("torch."),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
     if args.format == "peft":
-        rank = export_peft(args.checkpoint, args.out, gates)
+        export_peft(args.checkpoint, args.out, gates, info["base_model_id"])
         print(f"wrote a PEFT LoRA adapter of rank {rank} to {args.out}")
-        print(f"vLLM: --enable-lora --max-lora-rank {vllm_max_lora_rank(rank)}")
+        print(f"vLLM: --enable-lora --max-lora-rank {max_lora_rank(rank)}")
+    elif args.format == "merged":
+        export_merged(args.checkpoint, args.out, gates, dtype)
+        print(f"wrote a merged {info['dtype']} model with its tokenizer to {args.out}")
     else:
-        export_merged(args.checkpoint, args.out, gates, DTYPES[args.dtype])
-        print(f"wrote a merged {args.dtype} model with its tokenizer to {args.out}")
+        model, tokenizer = merged_model(args.checkpoint, gates, dtype), load_tokenizer(base)
+        pre = SMOLLM2_GGUF_PRE if base == SMOLLM2 else "default"
+        info["gguf_files"] = [f"{info['name']}-{kind}.gguf" for kind in args.gguf_type]
+        for kind, file in zip(args.gguf_type, info["gguf_files"]):
+            write_gguf(model, tokenizer, args.out / file, kind, info["name"], pre_tokenizer=pre)
+            print(f"wrote {args.out / file}")
+        (args.out / "Modelfile").write_text(modelfile(info["gguf_files"][0]))
+    serve = serve_lines(info, args.out)
+    write_export_info(args.out, info)
+    (args.out / "README.md").write_text(export_readme(info, serve))
+    make_readable(args.out)
+    print("serve: " + "\n       ".join(serve))
     return 0
 
 
