@@ -42,7 +42,8 @@ from datamodules.packing import Collate, RowDataset
 from evals.gate import decide
 from evals.heldout import heldout_figures, loss_ratio
 from evals.judge import JudgeClient, load_rubrics
-from evals.loading import BASE, MIXTURE, LoadedModel, model_base, model_kind
+from evals.export_gap import export_gap, gap_conversations, gate_line, write_export_gap
+from evals.loading import BASE, MIXTURE, LoadedModel, load_model, model_base, model_kind
 from evals.log_metrics import collect, metrics_from_logs
 from evals.provider import PROVIDER
 from evals.report import Evaluation, ModelResult, write_report
@@ -51,11 +52,14 @@ from evals.settings import DEFAULT_SETTINGS, EvalSettings, load_settings
 from evals.suites import load_suites
 from evals.tasks import suite_tasks
 from evals.voice import VoiceClassifier, train_voice_classifier
+from moe.adapter_io import read_adapter_config
 from moe.losses import routing_counts_per_domain
 from moe.router import record_routing
 from stages.fit import parse_stage_config
 
 log = logging.getLogger("stages.evaluate")
+# Held-out conversations each export choice answers (greedy) beside the mixture in the export gap.
+GAP_REPLIES = 3
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
@@ -93,6 +97,8 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
         "--judge-url", help="override judge.base_url (OpenAI-compatible, e.g. http://host:8000/v1)"
     )
     parser.add_argument("--judge-model", help="override judge.model")
+    parser.add_argument("--no-export-gap", action="store_true",
+                        help="do not measure the fixed-gate export choices beside a mixture checkpoint")
     return parser.parse_known_args(argv)
 
 
@@ -252,6 +258,20 @@ def human_replies(data: StageDataModule, count: int) -> list[tuple[tuple[dict[st
     ]
 
 
+def measure_export_gap(source: str, base_model: str, base_options: dict, heldout: tuple, data: StageDataModule) -> dict:
+    """The mixture and each fixed-gate export choice on this stage's test batches (evals.export_gap)."""
+    dtype = base_options.get("dtype")
+    loaded = load_model(source, base_model, dtype=getattr(torch, dtype) if isinstance(dtype, str) else dtype,
+                        load_in_4bit=bool(base_options.get("load_in_4bit")),
+                        attn_implementation=base_options.get("attn_implementation"))
+    conversations = gap_conversations(data.split_conversations("test"), GAP_REPLIES)
+    gap = export_gap(loaded.model, loaded.tokenizer, read_adapter_config(source), heldout, conversations)
+    log.info("export gap: ship %s", gap["ship"])
+    del loaded
+    gc.collect()
+    return gap
+
+
 def first_stage_of(source: str) -> str | None:
     """Stage 1's checkpoint: follow run.init_from through each checkpoint-final's config.yaml."""
     current, seen = Path(source), set()
@@ -341,6 +361,10 @@ def main(argv: list[str] | None = None) -> int:
                 judge is not None, voice is not None)
         for label, source in models.items()
     ]
+    gap = None
+    if model_kind(args.checkpoint) == MIXTURE and not args.no_export_gap:
+        gap = measure_export_gap(args.checkpoint, base_model, base_options, splits[stage], data)
+        notes.append(gate_line(gap))
     by_label = {r.label: r for r in results}
     checkpoint = by_label["checkpoint"]
     previous = by_label.get("previous stage") or by_label.get("base" if args.baseline == BASE else "")
@@ -370,9 +394,13 @@ def main(argv: list[str] | None = None) -> int:
         judge_model=judge.model_id if judge else None,
     )
     path = write_report(evaluation, args.out)
+    if gap is not None:
+        write_export_gap(gap, args.out)
     print(f"stage {stage}: {decision.decision} (exit {decision.exit_code}); report: {path}")
     for reason in decision.reasons:
         print(f"  - {reason}")
+    if gap is not None:
+        print(f"  {gate_line(gap)}")
     return decision.exit_code
 
 

@@ -14,6 +14,7 @@ data); its files are world-readable (0644) so a server running as another user c
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ from pathlib import Path
 import torch
 
 from lightning_app.vllm import ServeSpec, max_lora_rank, serve_command
+from evals.export_gap import GAP_FILE, read_ship_choice
 from moe.adapter_io import read_adapter_config
 from moe.base_model import load_tokenizer, native_dtype, public_base_id
 from moe.export import choose_gates, export_merged, export_peft, make_readable, merged_model, write_export_info
@@ -35,7 +37,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m stages.export", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True, type=Path, help="adapter folder (checkpoint-final/)")
     parser.add_argument("--out", required=True, type=Path, help="new folder to write")
-    which = parser.add_mutually_exclusive_group(required=True)
+    which = parser.add_mutually_exclusive_group()
     which.add_argument("--domain", help="export the mixture as routed for this expert domain")
     which.add_argument("--average", action="store_true", help="export the mixture averaged over all domains")
     parser.add_argument("--gates", choices=["one-hot", "observed"], default="one-hot",
@@ -47,7 +49,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="GGUF tensor types to write, one file each (the Modelfile uses the first)")
     parser.add_argument("--base-id", help="the base model's Hub id to name in the export (default: derived)")
     parser.add_argument("--name", help="the served model's name (default: the --out folder's name)")
-    return parser.parse_args(argv)
+    parser.add_argument("--report", type=Path,
+                        help="a stages.evaluate report folder: its export-gap figures go into README.md, and "
+                        "without --domain/--average its recommended export is written (per domain: OUT/DOMAIN/)")
+    args = parser.parse_args(argv)
+    if args.domain is None and not args.average and args.report is None:
+        parser.error("choose --domain NAME or --average, or pass --report DIR to export what the report recommends")
+    return args
+
+
+def gap_row(report: Path, domain: str | None, average: bool, mode: str) -> dict | None:
+    """The report's export-gap row for these flags (None when the report measured no such choice)."""
+    path = report / GAP_FILE
+    if not path.is_file():
+        return None
+    rows = json.loads(path.read_text())["rows"]
+    wanted = ["--average", "--gates", mode] if average else ["--domain", "DOMAIN", "--gates", mode]
+    found = next((row for row in rows if row["flags"] == wanted), None)
+    return found and {"choice": found["label"], "heldout_loss": found["loss"], "mixture_heldout_loss": rows[0]["loss"],
+                      "gap": found["gap"], "reply_agreement": found.get("agreement"), "report": str(report)}
 
 
 def export_readme(info: dict, serve: list[str]) -> str:
@@ -62,6 +82,17 @@ def export_readme(info: dict, serve: list[str]) -> str:
         f"- LoRA rank: {info['rank']}" + (" (added into the weights)" if info["format"] != "peft" else ""),
         f"- dtype: {info['dtype']}",
     ]
+    evaluation = info.get("evaluation")
+    if evaluation:
+        agreement = evaluation["reply_agreement"]
+        lines.append(
+            f"- evaluation ({evaluation['report']}, {evaluation['choice']}): held-out loss "
+            f"{evaluation['heldout_loss']:.4f} beside the token-routed mixture's {evaluation['mixture_heldout_loss']:.4f} "
+            f"(gap {evaluation['gap']:+.2%})"
+            + ("" if agreement is None else f"; greedy replies repeat {agreement:.0%} of the mixture's tokens")
+        )
+    else:
+        lines.append("- evaluation: none recorded (pass --report with a stages.evaluate report folder)")
     if info.get("gguf_files"):
         lines.append("- GGUF files: " + ", ".join(f"`{name}`" for name in info["gguf_files"]))
     lines += ["", "## Serve", "", "```", *serve, "```", ""]
@@ -81,10 +112,29 @@ def serve_lines(info: dict, out: Path) -> list[str]:
             f"ollama run {name}"]
 
 
+def export_recommended(args: argparse.Namespace, domains: list[str]) -> int:
+    """Export what the report names to ship: one folder, or one per domain under --out."""
+    label, flags = read_ship_choice(args.report)
+    print(f"the report recommends: {label} ({' '.join(flags)})")
+    common = ["--checkpoint", str(args.checkpoint), "--format", args.format, "--dtype", args.dtype,
+              "--gguf-type", *args.gguf_type, "--report", str(args.report)]
+    common += ["--base-id", args.base_id] if args.base_id else []
+    if "--domain" not in flags:
+        return main([*common, "--out", str(args.out), *(["--name", args.name] if args.name else []), *flags])
+    for domain in domains:
+        chosen = [domain if flag == "DOMAIN" else flag for flag in flags]
+        code = main([*common, "--out", str(args.out / domain), *chosen])
+        if code:
+            return code
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     document = read_adapter_config(args.checkpoint)  # fails before any model or weight is read
+    if args.domain is None and not args.average:
+        return export_recommended(args, document["moe"]["expert_domains"])
     if args.out.exists() and any(args.out.iterdir()):
         raise SystemExit(f"--out {args.out} exists and is not empty: choose a new folder or remove it")
     gates = choose_gates(document, args.domain, args.average, args.gates)
@@ -104,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         "gates": dict(zip(domains, gates.tolist())),
         "rank": rank,
         "dtype": "adapter" if args.format == "peft" else str(dtype).removeprefix("torch."),
+        "evaluation": gap_row(args.report, args.domain, args.average, args.gates) if args.report else None,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     if args.format == "peft":
