@@ -3,6 +3,7 @@
     python -m lightning_app.launch --config stages/stage2.yaml [--machine H100] [--studio S]
         [--teamspace owner/name] [--org O] [--num-machines N] [--interruptible] [--dry-run]
         [--jobs .lightning/jobs.yaml] [--manifest PATH]
+    python -m lightning_app.launch serve --export DIR [--dry-run]      # vLLM on an export (serve_job)
 
 The job runs `python -m stages.fit --config ...` under lightning_app.fit_job, which forwards SIGTERM
 and enforces the hard time limit: the platform's `max_runtime` only reserves some machines and is no
@@ -263,6 +264,11 @@ def job_inputs(config: Namespace, configs: list[str], jobs: JobsConfig, manifest
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["serve"]:  # python -m lightning_app.launch serve --export DIR (lightning_app.serve_job)
+        from lightning_app.serve_job import main as serve
+
+        return serve(argv[1:])
     args = parse_args(argv)
     jobs = load_jobs_config(Path(args.jobs))
     environ = dict(os.environ)
