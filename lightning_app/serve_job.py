@@ -45,7 +45,7 @@ def serve_spec(export: Path, port: int, max_model_len: int) -> ServeSpec:
     if info is None:
         raise SystemExit(f"{export}: no export.json; pass a folder written by python -m stages.export")
     name, folder = info["name"], str(export)
-    common = {"port": port, "host": "0.0.0.0", "max_model_len": max_model_len}
+    common = {"port": port, "host": "0.0.0.0", "max_model_len": max_model_len, "dtype": info.get("serve_dtype", "auto")}
     if info["format"] == "peft":
         return ServeSpec(model=info["base_model_id"], lora_modules={name: folder}, lora_rank=info["rank"], **common)
     if info["format"] == "merged":

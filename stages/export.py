@@ -103,13 +103,23 @@ def serve_lines(info: dict, out: Path) -> list[str]:
     """The exact commands that serve this export."""
     folder, name = str(out.resolve()), info["name"]
     if info["format"] == "peft":
-        spec = ServeSpec(model=info["base_model_id"], lora_modules={name: folder}, lora_rank=info["rank"])
+        spec = ServeSpec(model=info["base_model_id"], lora_modules={name: folder}, lora_rank=info["rank"],
+                         dtype=info["serve_dtype"])
         return [serve_command(spec)]
     if info["format"] == "merged":
-        return [serve_command(ServeSpec(model=folder, served_model_name=name))]
+        return [serve_command(ServeSpec(model=folder, served_model_name=name, dtype=info["serve_dtype"]))]
     first = out.resolve() / info["gguf_files"][0]
     return [f"llama-server -m {first} --jinja", f"ollama create {name} -f {out.resolve() / 'Modelfile'}",
             f"ollama run {name}"]
+
+
+def base_dtype(base: str) -> torch.dtype | None:
+    """The base model's own dtype; None when its config cannot be read here (a Hub id not cached)."""
+    try:
+        return native_dtype(base)
+    except OSError as error:
+        logging.getLogger("stages.export").warning("cannot read %s's config (%s): serve with --dtype auto", base, error)
+        return None
 
 
 def export_recommended(args: argparse.Namespace, domains: list[str]) -> int:
@@ -142,7 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     print("gates: " + ", ".join(f"{name} {value:.4f}" for name, value in zip(domains, gates.tolist())))
     base = document["base_model"]
     rank = int(torch.count_nonzero(gates)) * document["moe"]["r"]
-    dtype = DTYPES[args.dtype] if args.dtype != "auto" else native_dtype(base)
+    if args.dtype != "auto":
+        dtype = DTYPES[args.dtype]
+    else:  # a merge loads the base anyway; a PEFT export only names its dtype in the serve command
+        dtype = base_dtype(base) if args.format == "peft" else native_dtype(base)
     info = {
         "name": args.name or args.out.resolve().name,
         "format": args.format,
@@ -154,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         "gates": dict(zip(domains, gates.tolist())),
         "rank": rank,
         "dtype": "adapter" if args.format == "peft" else str(dtype).removeprefix("torch."),
+        # vLLM's --dtype auto serves a float32 model in float16: name the weights' own dtype instead
+        "serve_dtype": "auto" if dtype is None else str(dtype).removeprefix("torch."),
         "evaluation": gap_row(args.report, args.domain, args.average, args.gates) if args.report else None,
     }
     args.out.mkdir(parents=True, exist_ok=True)

@@ -126,6 +126,7 @@ def test_every_export_is_world_readable_and_says_how_to_serve_it(mixture, tmp_pa
     served = next(line for line in readme.splitlines() if line.startswith("vllm serve"))
     argv = served.split()
     assert int(argv[argv.index("--max-lora-rank") + 1]) >= info["rank"]
+    assert argv[argv.index("--dtype") + 1] == "float32"  # tiny's own; vLLM's auto would serve float16
     assert f"average={out.resolve()}" in argv and str(checkpoint) in readme
 
 
