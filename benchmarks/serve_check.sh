@@ -11,7 +11,8 @@
 #    exported adapter and the merged folder as a plain model, offline, and writes their greedy tokens.
 # 3. Prints {"check": "serve", "equal_to_peft": {...per prompt...}, "all_equal": ...}; exit 1 if not all equal.
 # On CPU vLLM generates slowly (well under a token per second on a loaded 2-core machine): the prompts
-# are two and short. Set SERVE_CHECK_VENV to reuse a venv, SERVE_CHECK_WORK to keep the exports.
+# are two and short. Set SERVE_CHECK_VENV to reuse a venv, SERVE_CHECK_WORK to keep the exports,
+# SERVE_CHECK_MEMORY_SHARE for the share of memory vLLM reserves (default 0.2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
