@@ -15,6 +15,7 @@ from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokeni
 
 from moe.adapter_io import adapter_moe_config, load_adapter, read_adapter_config
 from moe.base_model import default_dtype, load_base_model, load_tokenizer
+from moe.export import peft_export_base
 from moe.model import attach_moe_lora
 
 BASE = "base"
@@ -65,7 +66,7 @@ def model_base(source: str, default: str | None) -> str:
     if kind == MIXTURE:
         return read_adapter_config(source)["base_model"]
     if kind == PEFT:
-        return json.loads((Path(source) / "adapter_config.json").read_text())["base_model_name_or_path"]
+        return peft_export_base(source)
     if kind == MERGED:
         return source
     if default is None:

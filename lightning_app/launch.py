@@ -4,6 +4,7 @@
         [--teamspace owner/name] [--org O] [--num-machines N] [--interruptible] [--dry-run]
         [--jobs .lightning/jobs.yaml] [--manifest PATH]
     python -m lightning_app.launch voice --model NAME ...   (stage 3's data: lightning_app/voice_job.py)
+    python -m lightning_app.launch serve --export DIR [--dry-run]      # vLLM on an export (serve_job)
 
 The job runs `python -m stages.fit --config ...` under lightning_app.fit_job, which forwards SIGTERM
 and enforces the hard time limit: the platform's `max_runtime` only reserves some machines and is no
@@ -269,6 +270,10 @@ def main(argv: list[str] | None = None) -> int:
         from lightning_app.voice_job import main as voice_main
 
         return voice_main(argv[1:])
+    if argv[:1] == ["serve"]:  # python -m lightning_app.launch serve --export DIR (lightning_app.serve_job)
+        from lightning_app.serve_job import main as serve
+
+        return serve(argv[1:])
     args = parse_args(argv)
     jobs = load_jobs_config(Path(args.jobs))
     environ = dict(os.environ)

@@ -18,10 +18,10 @@ import logging
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, MistralConfig, MistralForCausalLM
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, MistralConfig, MistralForCausalLM
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from moe.smollm2 import SMOLLM2, smollm2_folder
+from moe.smollm2 import SMOLLM2, SMOLLM2_HUB_ID, smollm2_folder
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,37 @@ def resolve_source(base_model: str) -> str | Path:
     if base_model == SMOLLM2:
         return smollm2_folder()
     return base_model
+
+
+def public_base_id(base_model: str) -> str:
+    """The name an outside tool (PEFT, vLLM, llama.cpp) resolves for a base-model setting.
+
+    `smollm2` becomes its Hub id; a folder inside a Hugging Face cache (models--ORG--NAME/snapshots/...)
+    becomes ORG/NAME. Any other local folder stays a path of this machine, with a warning: pass the
+    model's Hub id to `stages.export --base-id` so the export loads elsewhere. `tiny` exists nowhere
+    else and stays `tiny`.
+    """
+    if base_model == SMOLLM2:
+        return SMOLLM2_HUB_ID
+    folder = Path(base_model)
+    if base_model != TINY and folder.is_dir():
+        for part in folder.resolve().parts:
+            if part.startswith("models--") and part.count("--") >= 2:
+                return "/".join(part.split("--")[1:])
+        log.warning("base model %s is a local folder: the export names this machine's path; "
+                    "pass --base-id ORG/NAME to name it by its Hub id", base_model)
+    return base_model
+
+
+def native_dtype(base_model: str) -> torch.dtype:
+    """The dtype the base model's own files are stored in (config.json's dtype), float32 when unstated."""
+    if base_model == TINY:
+        return torch.float32
+    config = AutoConfig.from_pretrained(resolve_source(base_model))
+    dtype = getattr(config, "dtype", None)
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype)
+    return dtype if isinstance(dtype, torch.dtype) else torch.float32
 
 
 def load_tokenizer(base_model: str, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:

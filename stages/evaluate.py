@@ -49,7 +49,8 @@ from evals.gate import decide
 from evals.heldout import heldout_figures, loss_ratio
 from evals.human_review import apply_human_review
 from evals.judge import JudgeClient, load_rubrics
-from evals.loading import BASE, MIXTURE, LoadedModel, model_base, model_kind
+from evals.export_gap import export_gap, gap_conversations, gate_line, write_export_gap
+from evals.loading import BASE, MIXTURE, LoadedModel, load_model, model_base, model_kind
 from evals.log_metrics import collect, metrics_from_logs
 from evals.provider import PROVIDER
 from evals.report import Evaluation, ModelResult, write_report
@@ -59,11 +60,14 @@ from evals.settings import DEFAULT_SETTINGS, EvalSettings, add_judge_arguments, 
 from evals.suites import load_suites
 from evals.tasks import suite_tasks
 from evals.voice import VoiceClassifier, other_speakers, train_voice_classifier
+from moe.adapter_io import read_adapter_config
 from moe.losses import routing_counts_per_domain
 from moe.router import record_routing
 from stages.fit import parse_stage_config
 
 log = logging.getLogger("stages.evaluate")
+# Held-out conversations each export choice answers (greedy) beside the mixture in the export gap.
+GAP_REPLIES = 3
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
@@ -97,6 +101,8 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
         "--no-base", action="store_true", help="do not evaluate the base model beside the checkpoint"
     )
     add_judge_arguments(parser)
+    parser.add_argument("--no-export-gap", action="store_true",
+                        help="do not measure the fixed-gate export choices beside a mixture checkpoint")
     parser.add_argument(
         "--reviews", type=Path, help="re-run the gate on this report folder with its reviews.jsonl (no model loads)"
     )
@@ -256,6 +262,20 @@ def human_replies(data: Prepared, count: int) -> list[tuple[tuple[dict[str, str]
     ]
 
 
+def measure_export_gap(source: str, base_model: str, base_options: dict, heldout: tuple, data: Prepared) -> dict:
+    """The mixture and each fixed-gate export choice on this stage's test batches (evals.export_gap)."""
+    dtype = base_options.get("dtype")
+    loaded = load_model(source, base_model, dtype=getattr(torch, dtype) if isinstance(dtype, str) else dtype,
+                        load_in_4bit=bool(base_options.get("load_in_4bit")),
+                        attn_implementation=base_options.get("attn_implementation"))
+    conversations = gap_conversations(data.conversations("test"), GAP_REPLIES)
+    gap = export_gap(loaded.model, loaded.tokenizer, read_adapter_config(source), heldout, conversations)
+    log.info("export gap: ship %s", gap["ship"])
+    del loaded
+    gc.collect()
+    return gap
+
+
 def first_stage_of(source: str) -> str | None:
     """Stage 1's checkpoint: follow run.init_from through each checkpoint-final's config.yaml."""
     current, seen = Path(source), set()
@@ -362,6 +382,10 @@ def main(argv: list[str] | None = None) -> int:
                 judge is not None, voice is not None)
         for label, source in models.items()
     ]
+    gap = None
+    if model_kind(args.checkpoint) == MIXTURE and not args.no_export_gap:
+        gap = measure_export_gap(args.checkpoint, base_model, base_options, splits[stage], data)
+        notes.append(gate_line(gap))
     by_label = {r.label: r for r in results}
     checkpoint = by_label["checkpoint"]
     previous = by_label.get("previous stage") or by_label.get("base" if args.baseline == BASE else "")
@@ -392,10 +416,14 @@ def main(argv: list[str] | None = None) -> int:
         crisis_calibration=crisis,
     )
     path = write_report(evaluation, args.out)
+    if gap is not None:
+        write_export_gap(gap, args.out)
     decision = apply_human_review(args.out, settings.review_gate(stage))
     print(f"stage {stage}: {decision.decision} (exit {decision.exit_code}); report: {path}")
     for reason in decision.reasons:
         print(f"  - {reason}")
+    if gap is not None:
+        print(f"  {gate_line(gap)}")
     return decision.exit_code
 
 

@@ -222,3 +222,60 @@ def test_voice_classifier_learns_from_other_speakers_and_never_sees_a_model(monk
     alone = evaluate.voice_classifier(Voice(), [], load_settings())
     assert {group.split(":")[0] for _, group in seen["others"]} == {"other-speakers"}
     assert alone is not None and alone.educator_share(["Thank you for sharing. What would feel supportive?"]) == 0.0
+
+
+@pytest.mark.slow
+def test_the_report_measures_the_export_gap_and_export_ships_its_choice(stage, tmp_path, capsys):
+    """Each fixed-gate export choice on the report's own test batches; a PEFT export of the average
+    choice scores exactly that row's loss; stages.export --report writes the smallest-gap choice."""
+    checkpoint = tmp_path / "observed-final"
+    moe = MoELoRAConfig(r=4, alpha=8)
+    model = attach_moe_lora(load_base_model(TINY), moe)
+    generator = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for param in trainable_parameters(model).values():
+            param.copy_(torch.randn(param.shape, generator=generator) * 0.3)
+    observed = {d: [0.5, 0.3, 0.2, 0.0] if i % 2 else [0.6, 0.2, 0.1, 0.1] for i, d in enumerate(moe.expert_domains)}
+    save_adapter(model, checkpoint, moe, TINY, extra={"observed_gates": observed})
+    out = tmp_path / "report"
+    main(["--config", str(stage / "stage1.yaml"), "--checkpoint", str(checkpoint), "--baseline", "base", "--no-base",
+          "--out", str(out), "--settings", str(stage / "settings.yaml")])
+    report = json.loads((out / "report.json").read_text())
+    gap = json.loads((out / "export_gap.json").read_text())
+    labels = [row["label"] for row in gap["rows"]]
+    assert labels == ["mixture (token-routed)", "one export per domain (one-hot)", "one average export (one-hot)",
+                      "one export per domain (observed)", "one average export (observed)"]
+    mixture_row, *choices = gap["rows"]
+    heldout = report["models"]["checkpoint"]["heldout"]["overall"]
+    assert gap["tokens"] == heldout["tokens"] and mixture_row["loss"] == pytest.approx(heldout["loss"], rel=1e-6)
+    assert len({round(row["loss"], 6) for row in choices}) == 4  # different gates, different losses
+    best = min(choices, key=lambda row: row["gap"])
+    assert gap["ship"] == best["label"] and gap["ship_flags"] == best["flags"]
+    assert all(0.0 <= row["agreement"] <= 1.0 and row["replies"] == 3 for row in choices)
+    markdown = (out / "report.md").read_text()
+    assert "## Export gap" in markdown and f"Export to ship (smallest gap): **{best['label']}**" in markdown
+    assert any(note.startswith(f"served model: {best['label']}") for note in report["notes"])
+    assert f"served model: {best['label']}" in capsys.readouterr().out
+
+    # The average-observed row is what its PEFT export scores on the same batches.
+    from evals.heldout import heldout_figures
+    from peft import PeftModel
+
+    from datamodules.prepare import DataSettings, prepare
+    from stages import export
+    from stages.evaluate import heldout_loader
+    from stages.fit import parse_stage_config
+
+    assert export.main(["--checkpoint", str(checkpoint), "--out", str(tmp_path / "avg"), "--average",
+                        "--gates", "observed", "--report", str(out)]) == 0
+    data = prepare(DataSettings(**parse_stage_config([str(stage / "stage1.yaml")], []).data.as_dict()))
+    peft = PeftModel.from_pretrained(load_base_model(TINY), str(tmp_path / "avg")).eval()
+    figures = heldout_figures(peft, *heldout_loader(data, None))["overall"]
+    row = next(r for r in choices if r["label"] == "one average export (observed)")
+    assert figures["loss"] == pytest.approx(row["loss"], rel=1e-5)
+    assert f"held-out loss {row['loss']:.4f}" in (tmp_path / "avg" / "README.md").read_text()
+
+    assert export.main(["--checkpoint", str(checkpoint), "--out", str(tmp_path / "ship"), "--report", str(out)]) == 0
+    shipped = tmp_path / "ship" / "psychology" if "--domain" in best["flags"] else tmp_path / "ship"
+    info = json.loads((shipped / "export.json").read_text())
+    assert info["gate_mode"] == best["flags"][-1] and info["evaluation"]["choice"] == best["label"]

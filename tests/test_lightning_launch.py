@@ -287,3 +287,29 @@ def test_abbreviated_options_are_refused(capsys, jobs_yaml, no_platform):
     with pytest.raises(SystemExit):
         launch.main([*STAGE1, "--jobs", jobs_yaml, "--interrupt", "--dry-run"])
     assert "unrecognized arguments: --interrupt" in capsys.readouterr().err
+
+
+def test_serve_job_dry_run_spec_serves_the_export_with_its_rank(capsys, tmp_path, jobs_yaml, no_platform):
+    """`launch serve --export DIR`: vLLM's OpenAI server on the export's base with the adapter, from
+    lightning_app.vllm, stopped by `timeout`; a merged export is served as a plain model."""
+    export = tmp_path / "exports" / "stage3_average"
+    export.mkdir(parents=True)
+    info = {"name": "stage3_average", "format": "peft", "base_model_id": "LatitudeGames/Wayfarer-2-12B", "rank": 48}
+    (export / "export.json").write_text(json.dumps(info))
+    spec = dry_run(capsys, "serve", "--export", str(export), "--jobs", jobs_yaml, "--hours", "2", "--teamspace", "me/t")
+    assert spec["name"] == "serve-stage3-average" and spec["machine"] == "L40S" and spec["timeout_s"] == 7200
+    assert spec["served"] == "stage3_average" and spec["teamspace"] == "me/t"
+    lines = spec["command"].splitlines()
+    assert lines[0] == f"cd {launch.REPO_ROOT}" and lines[1] == f"export HF_HOME={tmp_path}/scratch/hf_home"
+    argv = lines[2].split()
+    assert argv[:7] == ["exec", "timeout", "--signal=TERM", "7200", "vllm", "serve", "LatitudeGames/Wayfarer-2-12B"]
+    assert argv[argv.index("--max-lora-rank") + 1] == "64" and f"stage3_average={export}" in argv
+    assert argv[argv.index("--host") + 1] == "0.0.0.0" and "--enable-lora" in argv
+    info.update(format="merged")
+    (export / "export.json").write_text(json.dumps(info))
+    argv = dry_run(capsys, "serve", "--export", str(export), "--jobs", jobs_yaml)["command"].splitlines()[2].split()
+    assert argv[5:7] == ["serve", str(export)] and "--enable-lora" not in argv
+    info.update(format="gguf")
+    (export / "export.json").write_text(json.dumps(info))
+    with pytest.raises(SystemExit, match="served by llama.cpp or Ollama"):
+        launch.main(["serve", "--export", str(export), "--jobs", jobs_yaml, "--dry-run"])

@@ -7,10 +7,10 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from moe.adapter_io import save_adapter
-from moe.base_model import TINY, load_base_model
+from moe.base_model import TINY, load_base_model, load_tokenizer
 from moe.config import MoELoRAConfig
-from moe.export import vllm_max_lora_rank
 from moe.model import attach_moe_lora, forced_gates, trainable_parameters
+from lightning_app.vllm import max_lora_rank
 from stages.export import main
 
 OBSERVED = {
@@ -68,7 +68,7 @@ def test_peft_export_gives_the_logits_of_the_mixture_with_forced_gates(
     assert main(["--checkpoint", str(checkpoint), "--out", str(out), *flags]) == 0
     printed = capsys.readouterr().out
     assert f"PEFT LoRA adapter of rank {rank}" in printed
-    assert f"--max-lora-rank {vllm_max_lora_rank(rank)}" in printed
+    assert f"--max-lora-rank {max_lora_rank(rank)}" in printed
     stored = json.loads((out / "adapter_config.json").read_text())
     assert (stored["peft_type"], stored["r"], stored["lora_alpha"]) == ("LORA", rank, rank)
     expected = mixture_logits(model, gates)
@@ -79,7 +79,7 @@ def test_peft_export_gives_the_logits_of_the_mixture_with_forced_gates(
 def test_merged_export_loads_with_transformers_and_matches(mixture, tmp_path):
     model, checkpoint = mixture
     out = tmp_path / "merged"
-    flags = ["--domain", "mental_health", "--gates", "observed", "--format", "merged", "--dtype", "float32"]
+    flags = ["--domain", "mental_health", "--gates", "observed", "--format", "merged"]  # tiny's own dtype: float32
     main(["--checkpoint", str(checkpoint), "--out", str(out), *flags])
     merged = AutoModelForCausalLM.from_pretrained(out).eval()
     with torch.no_grad():
@@ -111,4 +111,43 @@ def test_bad_requests_stop_with_a_clear_message(mixture, tmp_path):
         main(["--checkpoint", str(tmp_path / "missing"), "--out", str(tmp_path / "b"), "--average"])
     with pytest.raises(SystemExit):  # argparse: one of --domain / --average is required
         main(["--checkpoint", str(checkpoint), "--out", str(tmp_path / "c")])
-    assert vllm_max_lora_rank(48) == 64 and vllm_max_lora_rank(16) == 16
+    assert max_lora_rank(48) == 64 and max_lora_rank(16) == 16
+
+
+def test_every_export_is_world_readable_and_says_how_to_serve_it(mixture, tmp_path):
+    _, checkpoint = mixture
+    out = tmp_path / "average"
+    main(["--checkpoint", str(checkpoint), "--out", str(out), "--average", "--gates", "observed"])
+    modes = {path.name: path.stat().st_mode & 0o777 for path in out.iterdir()}
+    assert modes and set(modes.values()) == {0o644}, modes
+    info = json.loads((out / "export.json").read_text())
+    assert (info["base_model"], info["rank"], info["gate_mode"]) == (TINY, 64, "observed")
+    readme = (out / "README.md").read_text()
+    served = next(line for line in readme.splitlines() if line.startswith("vllm serve"))
+    argv = served.split()
+    assert int(argv[argv.index("--max-lora-rank") + 1]) >= info["rank"]
+    assert argv[argv.index("--dtype") + 1] == "float32"  # tiny's own; vLLM's auto would serve float16
+    assert f"average={out.resolve()}" in argv and str(checkpoint) in readme
+
+
+@pytest.mark.parametrize("kind, tolerance", [("f32", 1e-5), ("f16", 2e-3), ("bf16", 1e-2), ("q8_0", 8e-2)])
+def test_gguf_export_reads_back_with_transformers_gguf_reader(mixture, tmp_path, kind, tolerance):
+    """transformers' own GGUF reader (an independent implementation) gives the merged model's logits."""
+    model, checkpoint = mixture
+    out = tmp_path / "gguf"
+    main(["--checkpoint", str(checkpoint), "--out", str(out), "--domain", "psychology", "--gates", "observed",
+          "--format", "gguf", "--gguf-type", kind])
+    name = f"gguf-{kind}.gguf"
+    loaded = AutoModelForCausalLM.from_pretrained(out, gguf_file=name, dtype=torch.float32).eval()
+    with torch.no_grad():
+        logits = loaded(input_ids=IDS, use_cache=False).logits
+    expected = mixture_logits(model, OBSERVED["psychology"])
+    torch.testing.assert_close(logits, expected, rtol=0, atol=tolerance * expected.abs().max().item())
+    tokenizer = AutoTokenizer.from_pretrained(out, gguf_file=name)
+    chat = [{"role": "user", "content": "I can't sleep, my mind keeps racing."}]
+    original = load_tokenizer(TINY)
+    text = original.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+    assert tokenizer(text)["input_ids"] == original(text)["input_ids"]
+    assert tokenizer.chat_template == original.chat_template and tokenizer.eos_token == "<|im_end|>"
+    modelfile = (out / "Modelfile").read_text()
+    assert modelfile.startswith(f"FROM ./{name}") and 'PARAMETER stop "<|im_end|>"' in modelfile

@@ -6,24 +6,29 @@ The slow cases share one conversion (a fresh cache for this session) and one sta
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 import transformers
 from peft import PeftModel
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from datamodules.prepare import DataSettings, prepare
 from evals.generate import prompt_ids
 from evals.heldout import heldout_figures
 from evals.loading import load_model
 from moe import smollm2
-from moe.adapter_io import read_adapter_config
+from moe.adapter_io import read_adapter_config, save_adapter
 from moe.base_model import SMOLLM2, load_base_model, load_tokenizer
-from moe.model import forced_gates
+from moe.config import MoELoRAConfig
+from moe.model import attach_moe_lora, forced_gates, trainable_parameters
 from stages import chat, export
 from stages.evaluate import heldout_loader
 from stages.fit import main as fit, parse_stage_config
@@ -236,3 +241,79 @@ def test_chat_prompt_streams_an_english_reply(stage1, capsys):
     out = capsys.readouterr().out
     assert len(ENGLISH.findall(out)) >= 3, out
     assert "<|im_end|>" not in out and "<|im_start|>" not in out
+
+
+# ------------------------------------------------------------------ exports outside tools load (slow)
+
+
+@pytest.fixture(scope="session")
+def smollm2_mixture(converted, tmp_path_factory):
+    """A mixture on smollm2 with every adapter and router weight non-trivial, saved as a checkpoint."""
+    config = MoELoRAConfig()
+    torch.manual_seed(0)
+    model = attach_moe_lora(load_base_model(SMOLLM2), config).eval()
+    with torch.no_grad():
+        for param in trainable_parameters(model).values():
+            param.add_(torch.randn_like(param) * 0.02)
+    checkpoint = tmp_path_factory.mktemp("smollm2_mixture")
+    save_adapter(model, checkpoint, config, base_model=SMOLLM2)
+    return model, checkpoint
+
+
+def chat_ids(tokenizer) -> torch.Tensor:
+    return torch.tensor([prompt_ids(tokenizer, [{"role": "user", "content": PROMPTS[0]}])])
+
+
+@pytest.mark.slow
+@SHARED_FIT
+def test_auto_peft_loads_a_smollm2_export_offline_by_its_hub_id(smollm2_mixture, tmp_path):
+    """adapter_config.json names HuggingFaceTB/SmolLM2-135M-Instruct; with the converted folder linked into
+    a hub cache, AutoPeftModelForCausalLM resolves it offline in a fresh process."""
+    model, checkpoint = smollm2_mixture
+    out = tmp_path / "peft"
+    export.main(["--checkpoint", str(checkpoint), "--out", str(out), "--domain", "psychology"])
+    stored = json.loads((out / "adapter_config.json").read_text())
+    assert stored["base_model_name_or_path"] == smollm2.SMOLLM2_HUB_ID
+    assert json.loads((out / "export.json").read_text())["base_model"] == SMOLLM2
+    hub = tmp_path / "hub"
+    smollm2.link_into_hub_cache(hub)
+    ids = chat_ids(load_tokenizer(SMOLLM2))
+    torch.save(ids, tmp_path / "ids.pt")
+    script = (
+        "import sys, torch\n"
+        "from peft import AutoPeftModelForCausalLM\n"
+        "model = AutoPeftModelForCausalLM.from_pretrained(sys.argv[1]).eval()\n"
+        "with torch.no_grad():\n"
+        "    torch.save(model(input_ids=torch.load(sys.argv[2]), use_cache=False).logits, sys.argv[3])\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(hub), "PYTHONPATH": str(REPO)}
+    subprocess.run([sys.executable, "-c", script, str(out), str(tmp_path / "ids.pt"), str(tmp_path / "logits.pt")],
+                   env=env, check=True, timeout=600)
+    with torch.no_grad(), forced_gates(model, torch.tensor([1.0, 0.0, 0.0, 0.0])):
+        expected = model(input_ids=ids, use_cache=False).logits
+    torch.testing.assert_close(torch.load(tmp_path / "logits.pt"), expected, rtol=0, atol=1e-3)
+
+
+@pytest.mark.slow
+@SHARED_FIT
+def test_gguf_export_of_smollm2_reads_back_with_transformers(smollm2_mixture, tmp_path):
+    model, checkpoint = smollm2_mixture
+    out = tmp_path / "gguf"
+    flags = ["--average", "--format", "gguf", "--gguf-type", "f16", "q8_0"]
+    assert export.main(["--checkpoint", str(checkpoint), "--out", str(out), *flags]) == 0
+    tokenizer = load_tokenizer(SMOLLM2)
+    ids = chat_ids(tokenizer)
+    with torch.no_grad(), forced_gates(model, torch.full((4,), 0.25)):
+        expected = model(input_ids=ids, use_cache=False).logits
+    scale = expected.abs().max().item()
+    for kind, tolerance in (("f16", 0.01), ("q8_0", 0.05)):
+        name = f"gguf-{kind}.gguf"
+        loaded = AutoModelForCausalLM.from_pretrained(out, gguf_file=name, dtype=torch.float32).eval()
+        with torch.no_grad():
+            logits = loaded(input_ids=ids, use_cache=False).logits
+        torch.testing.assert_close(logits, expected, rtol=0, atol=tolerance * scale)
+        assert (logits.argmax(-1) == expected.argmax(-1)).float().mean() >= 0.9
+        reread = AutoTokenizer.from_pretrained(out, gguf_file=name)
+        assert reread(PROMPTS[1])["input_ids"] == tokenizer(PROMPTS[1])["input_ids"]
+        assert reread.chat_template == tokenizer.chat_template
+    assert (out / "Modelfile").read_text().startswith("FROM ./gguf-f16.gguf")
