@@ -29,7 +29,7 @@ from jsonargparse import ArgumentParser
 
 from evals.gate import EXIT_CODES, PROCEED
 from lightning_app import launch
-from lightning_app.checkpoints import is_complete
+from lightning_app.checkpoints import current, is_complete
 from lightning_app.jobs_config import JOBS_YAML, JobsConfig, load_jobs_config
 from lightning_app.preflight import preflight_message
 from lightning_app.stage_config import StagePlan, read_stage, stage_plan
@@ -74,8 +74,10 @@ def load_pipeline(path: str | Path) -> PipelineConfig:
     return config
 
 
-def read_report(folder: Path) -> tuple[str | None, list[str]]:
+def read_report(folder: Path | None) -> tuple[str | None, list[str]]:
     """The gate's decision and reasons from a report folder (None when there is no report)."""
+    if folder is None:
+        return None, []
     path = folder / REPORT
     if not path.is_file():
         return None, []
@@ -182,9 +184,9 @@ def run_cloud(
         config = parse_stage_config(step.config)
         plan = stage_plan(config)
         final, reports = storage / plan.name / "checkpoint-final", storage / pipeline.reports / plan.name
-        decision, reasons = read_report(reports) if is_complete(reports) else (None, [])
+        decision, reasons = read_report(current(reports))
         if is_complete(final) and decision == PROCEED:
-            print(f"[pipeline] {plan.name}: done ({final}, {reports / REPORT}); skipped")
+            print(f"[pipeline] {plan.name}: done ({final}, {current(reports)}/{REPORT}); skipped")
             previous = plan
             continue
         for _ in range(pipeline.max_jobs_per_stage):
@@ -209,11 +211,11 @@ def run_cloud(
         spec = launch.build_spec(args, plan, jobs, environ, now(), command=command, kind="evaluate")
         job = launch.submit(spec, launch.job_run_arguments(spec, jobs, environ), environ)
         job.wait(interval=30)
-        decision, reasons = read_report(reports) if is_complete(reports) else (None, [])
+        decision, reasons = read_report(current(reports))
         if decision != PROCEED:
             print(f"[pipeline] {plan.name}: evaluation job {spec.name}: {job.link}")
             return stopped(plan.name, decision, EXIT_CODES.get(decision, 1), reasons)
-        print(f"[pipeline] {plan.name}: gate passed; checkpoint {final}, report {reports / REPORT}")
+        print(f"[pipeline] {plan.name}: gate passed; checkpoint {final}, report {current(reports)}/{REPORT}")
         previous = plan
     print(f"[pipeline] every stage passed its gate; checkpoints and reports under {storage}")
     return 0
