@@ -47,6 +47,8 @@ class JobsConfig:
     teamspace: str | None = None
     studio: str | None = None
     workdir: str | None = None
+    # evaluation jobs (lightning_app.pipeline): one machine of this kind, whatever the fit runs on
+    eval_machine: str = "H100"
     pass_env: list[str] = field(default_factory=list)
     environment: dict[str, str] = field(default_factory=dict)
     job: JobSettings = field(default_factory=JobSettings)

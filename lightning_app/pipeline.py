@@ -28,6 +28,7 @@ import yaml
 from jsonargparse import ArgumentParser
 
 from evals.gate import EXIT_CODES, PROCEED
+from evals.settings import DEFAULT_SETTINGS, load_settings
 from lightning_app import launch
 from lightning_app.checkpoints import current, is_complete
 from lightning_app.jobs_config import JOBS_YAML, JobsConfig, load_jobs_config
@@ -140,12 +141,16 @@ def run_local(pipeline: PipelineConfig) -> int:
 def evaluation_job_command(
     step: StageStep, plan: StagePlan, previous: StagePlan | None, jobs: JobsConfig, extra: list[str], reports: str
 ) -> str:
-    """The evaluation job: fetch the checkpoints, evaluate on the uploaded data, publish the report."""
+    """The evaluation job: fetch the checkpoints, evaluate on the uploaded data, publish the report.
+
+    Caches (the base model, tokenized data) where the fit keeps them (launch.job_preamble); only the
+    first machine publishes the report (an evaluation job runs on one, but a report is never written
+    twice)."""
     q = shlex.quote
     scratch, remote = jobs.scratch, jobs.storage.checkpoints
     local_final, remote_final = f"{scratch}/{plan.name}/checkpoint-final", f"{remote}/{plan.name}/checkpoint-final"
     lines = [
-        f"cd {q(jobs.workdir or str(launch.REPO_ROOT))}",
+        *launch.job_preamble(jobs),
         f"python -m lightning_app.checkpoints fetch {q(remote_final)} {q(local_final)}",
     ]
     previous_final = None
@@ -157,14 +162,26 @@ def evaluation_job_command(
         )
     out = Path(scratch) / reports / plan.name
     configs = [launch.job_config_path(c) for c in step.config]
-    evaluate = evaluate_args(configs, Path(local_final), previous_final, out, ["--data.data_root", jobs.storage.data, *extra])
+    data = ["--data.data_root", jobs.storage.data, "--data.cache_dir", jobs.cache_dirs()["data"]]
+    evaluate = evaluate_args(configs, Path(local_final), previous_final, out, [*data, *extra])
     lines += [
         "status=0",
         shlex.join(["python", "-m", "stages.evaluate", *evaluate]) + " || status=$?",
-        f"python -m lightning_app.checkpoints publish {q(str(out))} {q(f'{remote}/{reports}/{plan.name}')}",
+        'if [ "${NODE_RANK:-0}" = 0 ]; then',
+        f"  python -m lightning_app.checkpoints publish {q(str(out))} {q(f'{remote}/{reports}/{plan.name}')}",
+        "fi",
         "exit $status",
     ]
     return "\n".join(lines)
+
+
+def judge_key_names(evaluate_extra: list[str]) -> list[str]:
+    """The environment variable the evaluation's judge reads its key from (judge.api_key_env of the
+    settings its `--settings` names, else the shipped ones): passed to the job by name."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--settings", default=str(DEFAULT_SETTINGS))
+    settings = load_settings(parser.parse_known_args(evaluate_extra)[0].settings)
+    return [settings.judge.api_key_env] if settings.judge.api_key_env else []
 
 
 def run_cloud(
@@ -208,7 +225,8 @@ def run_cloud(
             return 1
         extra = [*pipeline.evaluate_args, *step.evaluate_args]
         command = evaluation_job_command(step, plan, previous, jobs, extra, pipeline.reports)
-        spec = launch.build_spec(args, plan, jobs, environ, now(), command=command, kind="evaluate")
+        judge = judge_key_names(extra)
+        spec = launch.build_spec(args, plan, jobs, environ, now(), command=command, kind="evaluate", pass_env=judge)
         job = launch.submit(spec, launch.job_run_arguments(spec, jobs, environ), environ)
         job.wait(interval=30)
         decision, reasons = read_report(current(reports))

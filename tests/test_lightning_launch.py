@@ -42,6 +42,7 @@ def no_platform(monkeypatch):
 
     refuse.__signature__ = inspect.signature(Job.run)
     monkeypatch.setattr(Job, "run", refuse)
+    monkeypatch.setattr(launch, "running_jobs", lambda teamspace, stage: [])  # the SDK lookup (tested below)
     monkeypatch.setenv("WANDB_API_KEY", SECRET)
     monkeypatch.delenv("HF_TOKEN", raising=False)
 
@@ -90,6 +91,47 @@ def test_several_gpus_get_a_strategy_and_interruptible_gets_retries(capsys, jobs
     fit = spec["command"].splitlines()[-1]
     assert "--config stages/demo.yaml --config .lightning/strategies/ddp.yaml " in fit
     assert "--trainer.devices 8 --trainer.num_nodes 2" in fit
+
+
+def test_a_cpu_machine_is_one_process_not_several_gpus(capsys, jobs_yaml, no_platform):
+    spec = dry_run(capsys, *STAGE1, "--jobs", jobs_yaml, "--machine", "CPU")  # the SDK counts 4 vCPUs
+    fit = spec["command"].splitlines()[-1]
+    assert ".lightning/strategies/" not in fit and "--trainer.devices" not in fit
+    with pytest.raises(ValueError, match="CPU is a CPU machine"):
+        launch.main([*STAGE1, "--jobs", jobs_yaml, "--machine", "CPU", "--num-machines", "2", "--dry-run"])
+
+
+class ListedJob(SimpleNamespace):
+    pass
+
+
+def test_a_stage_with_a_job_at_work_is_refused(monkeypatch, jobs_yaml, uploaded, no_platform):
+    listed = [
+        ListedJob(name="stage1-fit-20261204-100000", tags=("therapeutic-moe", "stage1", "fit"), status="Running", link="L1"),
+        ListedJob(name="stage1-fit-20261203-100000", tags=("therapeutic-moe", "stage1", "fit"), status="Completed", link="L0"),
+        ListedJob(name="stage2-fit-20261204-110000", tags=("therapeutic-moe", "stage2", "fit"), status="Pending", link="L2"),
+    ]
+    asked = []
+
+    class FakeTeamspace:
+        def list_jobs(self, tags=None):
+            asked.append(tags)
+            return tuple(listed)
+
+    monkeypatch.undo()  # the real running_jobs, over a teamspace that lists the jobs above
+    monkeypatch.setattr(Job, "run", lambda **kwargs: pytest.fail("a second job of the stage was submitted"))
+    monkeypatch.setattr(launch, "platform_teamspace", lambda slug: FakeTeamspace())
+    assert [job.name for job in launch.running_jobs(FakeTeamspace(), "stage2")] == ["stage2-fit-20261204-110000"]
+    assert asked == [["therapeutic-moe"]]
+    with pytest.raises(SystemExit) as stop:
+        launch.main([*STAGE1, "--jobs", jobs_yaml, "--teamspace", "me/t", "--studio", "s"])
+    assert "stage1: a job of this stage is still at work: stage1-fit-20261204-100000 (Running, L1)" in str(stop.value)
+
+    class NoTagYet:
+        def list_jobs(self, tags=None):
+            raise ValueError("Teamspace has no tag named therapeutic-moe")
+
+    assert launch.running_jobs(NoTagYet(), "stage1") == []
 
 
 def test_arguments_are_bound_to_the_installed_signature(monkeypatch, capsys, jobs_yaml, no_platform):
@@ -258,6 +300,7 @@ def offline_sdk(monkeypatch):
     monkeypatch.setattr(Job, "__init__", lambda self, name, teamspace=None, org=None, user=None, **kw: setattr(self, "_name", name))
     monkeypatch.setattr(Job, "_submit", lambda self, **kwargs: submitted.append(kwargs))
     monkeypatch.setattr(Job, "link", property(lambda self: f"https://lightning.ai/jobs/{self._name}"))
+    monkeypatch.setattr(launch, "running_jobs", lambda teamspace, stage: [])
     monkeypatch.setenv("WANDB_API_KEY", SECRET)
     _StudioInTeamspace.created.clear()
     return submitted
