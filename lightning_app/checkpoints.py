@@ -30,6 +30,7 @@ import re
 import shutil
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -213,6 +214,14 @@ def push(local_dir: Path, remote_dir: Path, published: dict[str, tuple] | None =
             published.pop(gone, None)
             names.append(f"-{gone}")
     return names
+
+
+def set_aside(folder: Path, now: datetime) -> Path:
+    """Rename a stage folder to `NAME.retrain-YYYYmmdd-HHMMSS` beside it, so that the stage trains
+    afresh and the old run stays readable (a mount without rename copies, then deletes)."""
+    target = folder.with_name(f"{folder.name}.retrain-{now:%Y%m%d-%H%M%S}")
+    shutil.move(folder, target)
+    return target
 
 
 CHECKPOINTS = "checkpoints"  # stages.fit's RunConfig.checkpoint_dir, inside the stage folder

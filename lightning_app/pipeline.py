@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -27,10 +28,10 @@ from pathlib import Path
 import yaml
 from jsonargparse import ArgumentParser
 
-from evals.gate import EXIT_CODES, PROCEED
+from evals.gate import EXIT_CODES, PROCEED, RETRAIN
 from evals.settings import DEFAULT_SETTINGS, load_settings
 from lightning_app import launch
-from lightning_app.checkpoints import current, is_complete
+from lightning_app.checkpoints import current, fetch, is_complete, remove, set_aside
 from lightning_app.jobs_config import JOBS_YAML, JobsConfig, load_jobs_config
 from lightning_app.preflight import preflight_message
 from lightning_app.stage_config import StagePlan, read_stage, stage_plan
@@ -100,7 +101,33 @@ def stopped(name: str, decision: str | None, code: int, reasons: list[str]) -> i
     print(f"[pipeline] {name}: the gate says {decision or 'nothing (no report)'} (exit {code}); stopped")
     for reason in reasons:
         print(f"  - {reason}")
+    if decision == RETRAIN:
+        print(f"[pipeline] to train {name} again from its start: the same command plus --retrain {name} "
+              "(its current run is kept, renamed)")  # fmt: skip
     return code or 1
+
+
+def set_aside_finished(stage_dir: Path, finished: bool, report: Path | None, now: datetime) -> None:
+    """--retrain: a finished stage's folder is renamed (checkpoints.set_aside), its report kept inside
+    it, so the stage trains afresh; an unfinished one (a retrain under way) is resumed, not set aside."""
+    if not finished:
+        print(f"[pipeline] {stage_dir.name}: --retrain: no finished run to set aside; the unfinished one is resumed")
+        return
+    aside = set_aside(stage_dir, now)
+    if report is not None and is_complete(report):
+        fetch(report, aside / "report")
+        remove(report)
+    elif report is not None and report.is_dir():
+        shutil.move(report, aside / "report")
+    print(f"[pipeline] {stage_dir.name}: --retrain: the finished run is kept as {aside}; training afresh")
+
+
+def retrains(step: StageStep, plan: StagePlan, names: list[str]) -> bool:
+    """Whether --retrain names this stage, or an earlier one (the later stages started from its old run)."""
+    hit = plan.name in names or Path(step.config[0]).stem in names
+    if hit:
+        names.append("*")  # every later stage too
+    return hit or "*" in names
 
 
 def run(command: list[str]) -> int:
@@ -108,7 +135,7 @@ def run(command: list[str]) -> int:
     return subprocess.run(command).returncode
 
 
-def run_local(pipeline: PipelineConfig) -> int:
+def run_local(pipeline: PipelineConfig, retrain: list[str] = (), now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> int:
     """Every step as a subprocess; 0 when every gate passed, else the stopping step's exit code."""
     root = Path(pipeline.output_root)
     previous: Path | None = None
@@ -117,6 +144,9 @@ def run_local(pipeline: PipelineConfig) -> int:
         plan = read_stage(step.config, fit_args)
         final, reports = plan.stage_dir / "checkpoint-final", Path(pipeline.reports) / plan.name
         finished = (final / "adapter_config.json").is_file()  # stages.fit renames it into place whole
+        if retrains(step, plan, retrain):
+            set_aside_finished(plan.stage_dir, finished, reports, now())
+            finished = False
         decision, reasons = read_report(reports)
         if finished and decision == PROCEED:
             print(f"[pipeline] {plan.name}: done ({final}, {reports / REPORT}); skipped")
@@ -190,6 +220,7 @@ def run_cloud(
     jobs: JobsConfig,
     environ: dict[str, str],
     now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    retrain: list[str] = (),
 ) -> int:
     """Every step as a Lightning job, waited for; results read from the storage mounted here."""
     storage = Path(jobs.storage.checkpoints)
@@ -201,6 +232,8 @@ def run_cloud(
         config = parse_stage_config(step.config)
         plan = stage_plan(config)
         final, reports = storage / plan.name / "checkpoint-final", storage / pipeline.reports / plan.name
+        if retrains(step, plan, retrain):
+            set_aside_finished(storage / plan.name, is_complete(final), reports, now())
         decision, reasons = read_report(current(reports))
         if is_complete(final) and decision == PROCEED:
             print(f"[pipeline] {plan.name}: done ({final}, {current(reports)}/{REPORT}); skipped")
@@ -246,13 +279,19 @@ def main(argv: list[str] | None = None) -> int:
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--local", action="store_true", help="run every step here as a subprocess (the default)")
     where.add_argument("--cloud", action="store_true", help="run every step as a Lightning Studio job")
+    parser.add_argument(
+        "--retrain", action="append", default=[], metavar="STAGE",
+        help="train this stage (run name or config name, e.g. stage2) again from its start: its finished run "
+        "is kept, renamed NAME.retrain-TIME, with its report; give it once (an unfinished retrain resumes)",
+    )  # fmt: skip
     args, launch_argv = parser.parse_known_args(argv)
     pipeline = load_pipeline(args.config)
     if not args.cloud:
         if launch_argv:
             parser.error(f"unknown arguments for --local: {launch_argv}")
-        return run_local(pipeline)
-    return run_cloud(pipeline, [*launch_argv, "--jobs", args.jobs], load_jobs_config(Path(args.jobs)), dict(os.environ))
+        return run_local(pipeline, list(args.retrain))
+    jobs = load_jobs_config(Path(args.jobs))
+    return run_cloud(pipeline, [*launch_argv, "--jobs", args.jobs], jobs, dict(os.environ), retrain=list(args.retrain))
 
 
 if __name__ == "__main__":

@@ -53,7 +53,8 @@ def test_ddp_yaml_builds_the_strategy():
 @pytest.mark.slow
 def test_ddp_on_cpu_with_two_processes(tmp_path):
     """stages.fit with ddp.yaml and two CPU processes on the tiny model: each rank trains on its own
-    batches and both end with the same adapter weights (gradients are all-reduced)."""
+    batches and both end with the same adapter weights (gradients are all-reduced); both log to the
+    W&B run id that rank 0 chose and kept with the checkpoints."""
     probe = tmp_path / "probe"
     command = [
         sys.executable, "-m", "stages.fit",
@@ -71,6 +72,9 @@ def test_ddp_on_cpu_with_two_processes(tmp_path):
     assert not set(ranks[0]["batches"]) & set(ranks[1]["batches"])
     assert ranks[0]["initial"] == ranks[1]["initial"] != ranks[0]["weights"] == ranks[1]["weights"]
     assert (tmp_path / "therapeutic_moe_stage1" / "checkpoint-final" / "adapter.safetensors").is_file()
+    # one W&B run id, chosen by rank 0: the one kept with the checkpoints is the logged run's
+    kept = (tmp_path / "therapeutic_moe_stage1" / "checkpoints" / "wandb_run_id").read_text().strip()
+    assert ranks[0]["wandb_id"] == ranks[1]["wandb_id"] == kept
 
 
 @pytest.mark.slow

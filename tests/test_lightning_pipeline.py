@@ -167,6 +167,22 @@ def test_cloud_pipeline_stops_at_a_failed_gate(cloud, capsys):
     assert kinds(state) == ["stage1-fit", "stage1-evaluate", "stage2-fit", "stage2-evaluate"]
     out = capsys.readouterr().out
     assert f"[pipeline] {NAMES[1]}: the gate says retrain (exit 3); stopped\n  - safety 0.000 is below" in out
+    assert f"the same command plus --retrain {NAMES[1]}" in out
+
+
+def test_retrain_trains_the_stage_afresh_and_keeps_the_old_run(cloud, capsys, monkeypatch):
+    state, argv, store = cloud
+    state["decisions"][NAMES[1]] = "retrain"
+    assert pipeline.main(argv) == 3
+    state["decisions"][NAMES[1]] = "proceed"
+    state["submitted"].clear()
+    assert pipeline.main([*argv, "--retrain", "stage2"]) == 0
+    assert kinds(state) == ["stage2-fit", "stage2-evaluate", "stage3-fit", "stage3-evaluate"]
+    (aside,) = [p for p in (store / "ckpt").iterdir() if p.name.startswith(f"{NAMES[1]}.retrain-")]
+    assert checkpoints.is_complete(aside / "checkpoint-final")  # the old run, renamed, whole
+    assert json.loads((aside / "report" / "report.json").read_text())["decision"] == "retrain"
+    assert pipeline.read_report(checkpoints.current(store / "ckpt" / "reports" / NAMES[1]))[0] == "proceed"
+    assert f"--retrain: the finished run is kept as {aside}" in capsys.readouterr().out
 
 
 def test_cloud_pipeline_stops_at_the_preflight(cloud, capsys):
