@@ -5,6 +5,7 @@ import inspect
 import json
 import os
 import subprocess
+import sys
 import threading
 from types import SimpleNamespace
 
@@ -234,7 +235,8 @@ def test_studio_setup_never_builds_flash_attn_from_source(tmp_path):
     env_file = tmp_path / ".therapeutic-moe.env"
     source_line = f"[ -f {env_file} ] && . {env_file}"
     (tmp_path / ".bashrc").write_text(f"alias ll='ls -l'\n{source_line}\n")  # a Studio that ran setup before
-    env = {**os.environ, "HOME": str(tmp_path), "PIP": "echo pip"}
+    venv = os.path.dirname(sys.executable)  # `python` in the hook is the project's, as in a Studio
+    env = {**os.environ, "HOME": str(tmp_path), "PIP": "echo pip", "PATH": f"{venv}:{os.environ['PATH']}"}
     result = subprocess.run(["bash", str(hook)], env=env, capture_output=True, text=True, check=True)
     lines = result.stdout.splitlines()
     installs = [line for line in lines if line.startswith("pip install")]
@@ -244,6 +246,12 @@ def test_studio_setup_never_builds_flash_attn_from_source(tmp_path):
     assert "[setup] attention: sdpa (flash-attn not installed)" in lines
     assert "export TOKENIZERS_PARALLELISM=false" in env_file.read_text().splitlines()
     assert (tmp_path / ".bashrc").read_text().splitlines() == ["alias ll='ls -l'", source_line]  # not added twice
+    # the Studio's own start-up hook now calls this checkout's setup, once however often setup runs
+    home_hook = tmp_path / ".lightning_studio" / "on_start.sh"
+    call = f'bash "{launch.REPO_ROOT}/.lightning/setup.sh"  # therapeutic-moe'
+    assert f"[setup] start-up hook: added to {home_hook}" in lines
+    subprocess.run(["bash", str(hook)], env=env, capture_output=True, text=True, check=True)
+    assert home_hook.read_text().splitlines() == ["#!/usr/bin/env bash", call]
 
 
 @pytest.mark.slow
