@@ -38,6 +38,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 PUBLISH_MARGIN_MIN = 20  # job minutes kept for writing checkpoint-final and copying it to storage
 
 
+def hard_limit_s(settings: JobSettings) -> int:
+    """The job's hard limit: setup, then `hours` of training, then writing and publishing."""
+    return round((settings.setup_hours + settings.hours) * 3600 + PUBLISH_MARGIN_MIN * 60)
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """What is submitted; safe to print: environment variables appear by name only."""
@@ -139,7 +144,7 @@ def job_command(
     never in the job's home, whose contents become job artifacts.
     """
     q = shlex.quote
-    timeout_s = round(settings.hours * 3600)
+    timeout_s = hard_limit_s(settings)
     scratch, remote = jobs.scratch, jobs.storage.checkpoints
     local_stage, remote_stage = f"{scratch}/{stage.name}", f"{remote}/{stage.name}"
     caches = jobs.cache_dirs()
@@ -161,8 +166,8 @@ def job_command(
         config_flags(configs),
         f"--run.output_root {q(scratch)} --data.data_root {q(jobs.storage.data)}",
         f"--data.cache_dir {q(caches['data'])}",
-        # the fit stops itself first, so that the last checkpoint is saved and published in time
-        f"--run.job_time_limit_minutes {max(1, timeout_s // 60 - PUBLISH_MARGIN_MIN)}",
+        # training time only; the fit stops itself, saves and publishes before the hard limit
+        f"--run.job_time_limit_minutes {max(1, round(settings.hours * 60))}",
         "--trainer.callbacks+=lightning_app.checkpoints.MirrorCheckpoints",
         f"--trainer.callbacks.local_dir={q(local_stage + '/checkpoints')}",
         f"--trainer.callbacks.remote_dir={q(remote_stage + '/checkpoints')}",
@@ -219,7 +224,7 @@ def build_spec(
         env_missing=[n for n in secrets if n not in environ],
         interruptible=interruptible,
         max_run_attempts=settings.max_run_attempts if interruptible else 1,
-        timeout_s=round(settings.hours * 3600),
+        timeout_s=hard_limit_s(settings),
         storage={"data": jobs.storage.data, "checkpoints": jobs.storage.checkpoints, "scratch": jobs.scratch},
         tags=[PROJECT_TAG, stage, kind],
     )

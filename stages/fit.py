@@ -66,7 +66,8 @@ class RunConfig:
     name: this stage's folder under output_root. init_from: the previous stage's adapter folder
     (relative to output_root), e.g. therapeutic_moe_stage1/checkpoint-final. val_every_n_steps:
     validation interval in optimizer steps (None: keep the trainer's own val_check_interval /
-    check_val_every_n_epoch). job_time_limit_minutes: this job's wall clock; past it the run saves and
+    check_val_every_n_epoch). job_time_limit_minutes: this job's training time (counted from the
+    start of training: the base model's load and data preparation come first); past it the run saves and
     exits 0 so that the next job resumes (the 12 h stage cap is trainer.max_time, counted across jobs).
     """
 

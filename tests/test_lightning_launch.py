@@ -61,18 +61,18 @@ def test_dry_run_spec(capsys, tmp_path, jobs_yaml, no_platform):
     assert spec["name"].startswith("stage2-fit-") and spec["stage"] == "stage2"
     assert spec["machine"] == "H100" and spec["num_machines"] == 1 and spec["teamspace"] == "me/therapy"
     assert spec["interruptible"] is False and spec["max_run_attempts"] == 1
-    assert spec["timeout_s"] == 12 * 3600
+    assert spec["timeout_s"] == (1 + 12) * 3600 + 20 * 60  # setup, 12 h of training, publishing
     assert "WANDB_API_KEY" in spec["env"] and "HF_TOKEN" in spec["env_missing"] and "HF_TOKEN" not in spec["env"]
     lines = spec["command"].splitlines()
     assert lines[0] == f"cd {launch.REPO_ROOT}" and len(lines) == 3
     fit = lines[2]
     assert fit.startswith(
         f"exec python -m lightning_app.fit_job --local-stage {scratch}/therapeutic_moe_stage2 "
-        f"--remote-stage {store}/ckpt/therapeutic_moe_stage2 --timeout-s 43200 --job-name {spec['name']} "
+        f"--remote-stage {store}/ckpt/therapeutic_moe_stage2 --timeout-s 48000 --job-name {spec['name']} "
         f"--init-from {store}/ckpt/therapeutic_moe_stage1/checkpoint-final {scratch}/therapeutic_moe_stage1/checkpoint-final "
         "-- python -m stages.fit --config stages/stage2.yaml --config stages/demo.yaml "
         f"--run.output_root {scratch} --data.data_root {store}/data --data.cache_dir {scratch}/data_cache "
-        "--run.job_time_limit_minutes 700 "
+        "--run.job_time_limit_minutes 720 "  # training time: the load and tokenisation come first
     )
     assert "--trainer.callbacks+=lightning_app.checkpoints.MirrorCheckpoints" in fit
     # nothing is on the (empty) storage yet: the dry run says what the submission would refuse
