@@ -16,6 +16,12 @@ suites run as inspect tasks (evals.tasks, `epochs` samples per prompt) whose log
 written. --checkpoint and --baseline each take a mixture checkpoint-final/, an exported PEFT adapter
 or merged model folder, or `base`.
 
+    python -m stages.evaluate --reviews reports/stage2 [--settings FILE]
+
+re-runs the gate on an existing report folder with its blind reviews (stages.review writes
+<report>/reviews.jsonl); no model loads. A full evaluation counts the reviews in --out the same way
+(evals.human_review.apply_human_review).
+
 Exit code: 0 proceed, 3 retrain, 4 incomplete (evals/gate.py); 1 error, 2 bad arguments.
 """
 
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import logging
 import sys
 import time
@@ -41,11 +48,13 @@ from datamodules.datamodule import StageDataModule
 from datamodules.packing import Collate, RowDataset
 from evals.gate import decide
 from evals.heldout import heldout_figures, loss_ratio
+from evals.human_review import apply_human_review
 from evals.judge import JudgeClient, load_rubrics
 from evals.loading import BASE, MIXTURE, LoadedModel, model_base, model_kind
 from evals.log_metrics import collect, metrics_from_logs
 from evals.provider import PROVIDER
 from evals.report import Evaluation, ModelResult, write_report
+from evals.review_pairs import ReviewFileError
 from evals.score import calibration
 from evals.settings import DEFAULT_SETTINGS, EvalSettings, load_settings
 from evals.suites import load_suites
@@ -67,16 +76,15 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     )
     parser.add_argument(
         "--config",
-        required=True,
         action="append",
         help="the stage YAML(s) the checkpoint was trained with, layered as stages.fit layers them",
     )
     parser.add_argument(
-        "--checkpoint", required=True, help="checkpoint-final/, PEFT adapter, merged model or base"
+        "--checkpoint", help="checkpoint-final/, PEFT adapter, merged model or base"
     )
     parser.add_argument("--baseline", help="what it is compared with: base, or another checkpoint/export")
     parser.add_argument(
-        "--out", required=True, type=Path, help="report folder (report.md, report.json, PNGs)"
+        "--out", type=Path, help="report folder (report.md, report.json, PNGs)"
     )
     parser.add_argument("--settings", default=str(DEFAULT_SETTINGS), help="evaluation settings YAML")
     parser.add_argument("--stage", type=int, help="whose gate applies (default: the config's data.stage)")
@@ -93,7 +101,13 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
         "--judge-url", help="override judge.base_url (OpenAI-compatible, e.g. http://host:8000/v1)"
     )
     parser.add_argument("--judge-model", help="override judge.model")
-    return parser.parse_known_args(argv)
+    parser.add_argument(
+        "--reviews", type=Path, help="re-run the gate on this report folder with its reviews.jsonl (no model loads)"
+    )
+    args, overrides = parser.parse_known_args(argv)
+    if not args.reviews and not (args.config and args.checkpoint and args.out):
+        parser.error("--config, --checkpoint and --out are required (or --reviews REPORT to re-gate a report)")
+    return args, overrides
 
 
 def heldout_loader(data: StageDataModule, limit: int | None) -> tuple[DataLoader, list[str], list[str]]:
@@ -267,10 +281,30 @@ def first_stage_of(source: str) -> str | None:
     return None
 
 
+def regate_with_reviews(report: Path, settings: EvalSettings) -> int:
+    """The report's gate again, with the human review; prints as a full evaluation does."""
+    path = report / "report.json"
+    if not path.is_file():
+        print(f"error: {path} does not exist: evaluate first (python -m stages.evaluate --out {report})", file=sys.stderr)
+        return 2
+    stage = json.loads(path.read_text(encoding="utf-8"))["stage"]
+    try:
+        decision = apply_human_review(report, settings.review_gate(stage))
+    except ReviewFileError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"stage {stage} with the blind review: {decision.decision} (exit {decision.exit_code}); report: {path}")
+    for reason in decision.reasons:
+        print(f"  - {reason}")
+    return decision.exit_code
+
+
 def main(argv: list[str] | None = None) -> int:
     args, overrides = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = load_settings(args.settings)
+    if args.reviews:
+        return regate_with_reviews(args.reviews, settings)
     if args.judge_url or args.judge_model:
         judge_settings = replace(
             settings.judge,
@@ -370,6 +404,7 @@ def main(argv: list[str] | None = None) -> int:
         judge_model=judge.model_id if judge else None,
     )
     path = write_report(evaluation, args.out)
+    decision = apply_human_review(args.out, settings.review_gate(stage))
     print(f"stage {stage}: {decision.decision} (exit {decision.exit_code}); report: {path}")
     for reason in decision.reasons:
         print(f"  - {reason}")

@@ -125,6 +125,7 @@ def test_evaluate_runs_inspect_tasks_and_gates_on_their_logs(stage, capsys):
     assert len(replies) == 3 * 6 + 3 and {"checkpoint", "base"} <= replies[0].keys()
     markdown = (out / "report.md").read_text()
     assert "| | checkpoint | base |" in markdown and "a fixed subset: the first 3 prompts" in markdown
+    assert "No reviews yet (not gated at this stage): python -m stages.review" in markdown  # the human-review hook
     assert "stage 1: retrain (exit 3)" in capsys.readouterr().out
 
 
