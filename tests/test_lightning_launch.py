@@ -266,9 +266,10 @@ def test_the_job_command_trains_and_publishes_to_storage(capsys, tmp_path, jobs_
     assert result.returncode == 0, result.stderr[-3000:]
     stage = tmp_path / "store" / "ckpt" / "therapeutic_moe_stage1"
     assert checkpoints.is_complete(stage / "checkpoint-final")
-    assert (stage / "checkpoint-final" / "adapter.safetensors").is_file()
+    final = checkpoints.current(stage / "checkpoint-final")  # the published version
+    assert (final / "adapter.safetensors").is_file()
     assert checkpoints.is_complete(stage / "checkpoints" / "last.ckpt")
-    assert f"{tmp_path}/store/data" in (stage / "checkpoint-final" / "config.yaml").read_text()  # read the upload
+    assert f"{tmp_path}/store/data" in (final / "config.yaml").read_text()  # read the upload
 
 
 class _StudioInTeamspace:
