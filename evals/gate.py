@@ -4,7 +4,8 @@ Thresholds per stage and the no-regression tolerance live in evals/evaluate.yaml
 was not measured (too few items scored), or was measured only by the offline proxy, makes the
 decision `incomplete`: a pipeline must not proceed on a score nobody actually measured. A rate
 (pass/fail items such as crisis safety) passes on the lower bound of its 95% interval, and a rate
-threshold of 1.0 means zero failures; a mean passes on its value, with the threshold's sign
+threshold of 1.0 means zero failures with every item scored (a failure counts even when other items
+went unscored; an unscored item makes it `incomplete`, never `proceed`); a mean passes on its value, with the threshold's sign
 (`> 0.8` is strict). Stage 1's thresholds hold at every later stage, and forgetting is gated: the
 checkpoint's loss on every earlier stage's test split against the previous stage and stage 1.
 Exit codes differ per decision so a shell pipeline stops (1 stays Python's own error code, 2 argparse's).
@@ -63,6 +64,24 @@ def threshold_failure(metric: Metric, threshold: Threshold, stage: int) -> str |
     return None
 
 
+def zero_failure_problems(metric: Metric | None, threshold: Threshold, stage: int) -> tuple[str | None, str | None]:
+    """(failure, missing) of a rate that allows no failure (crisis safety at 1.0): every failed item
+    counts even when others went unscored, and it passes only when every item was scored, so a
+    judge that refused or garbled some replies can neither hide a failure nor pass a subset.
+    (None, None): not such a rate, or nothing to add; the ordinary checks apply."""
+    if metric is None or metric.failures is None or threshold.value < 1.0:
+        return None, None
+    due = metric.n + metric.unscored
+    failure = f"{metric.name}: {metric.failures} of {due} items failed (stage {stage} allows none)" if metric.failures else None
+    missing = None
+    if metric.unscored:
+        why = f": {metric.note}" if metric.note else ""
+        missing = f"{metric.name}: {metric.unscored} of {due} items were not scored{why}"
+    elif not metric.measured:
+        missing = f"{metric.name} was not measured for the checkpoint{': ' + metric.note if metric.note else ''}"
+    return failure, missing
+
+
 def decide(
     stage: int,
     checkpoint: Mapping[str, Metric],
@@ -97,6 +116,11 @@ def decide(
                 )
     for name, threshold in settings.thresholds(stage).items():
         metric = checkpoint.get(name)
+        failure, absent = zero_failure_problems(metric, threshold, stage)
+        if failure or absent:
+            failures += [failure] if failure else []
+            missing += [absent] if absent else []
+            continue
         problem = _usable(metric, name, "checkpoint")
         if problem:
             missing.append(problem)

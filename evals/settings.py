@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+import argparse
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -226,3 +227,23 @@ def load_settings(path: str | Path = DEFAULT_SETTINGS) -> EvalSettings:
         suite_limit=None if limit is None else int(limit),
         human_review=review,
     )
+
+
+def add_judge_arguments(parser: argparse.ArgumentParser) -> None:
+    """--judge-url and --judge-model, the same for every command that can call the judge."""
+    parser.add_argument(
+        "--judge-url", help="override judge.base_url (OpenAI-compatible, e.g. http://host:8000/v1)"
+    )
+    parser.add_argument("--judge-model", help="override judge.model")
+
+
+def with_judge_arguments(settings: EvalSettings, args: argparse.Namespace) -> EvalSettings:
+    """The settings with what --judge-url and --judge-model name laid over the judge section."""
+    if not (args.judge_url or args.judge_model):
+        return settings
+    judge = replace(
+        settings.judge,
+        base_url=args.judge_url or settings.judge.base_url,
+        model=args.judge_model or settings.judge.model,
+    )
+    return replace(settings, judge=judge)

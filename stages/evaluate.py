@@ -34,7 +34,6 @@ import logging
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -46,6 +45,7 @@ from torch.utils.data import DataLoader
 
 from datamodules.datamodule import StageDataModule
 from datamodules.packing import Collate, RowDataset
+from evals.crisis_calibration import calibrate
 from evals.gate import decide
 from evals.heldout import heldout_figures, loss_ratio
 from evals.human_review import apply_human_review
@@ -56,7 +56,7 @@ from evals.provider import PROVIDER
 from evals.report import Evaluation, ModelResult, write_report
 from evals.review_pairs import ReviewFileError
 from evals.score import calibration
-from evals.settings import DEFAULT_SETTINGS, EvalSettings, load_settings
+from evals.settings import DEFAULT_SETTINGS, EvalSettings, add_judge_arguments, load_settings, with_judge_arguments
 from evals.suites import load_suites
 from evals.tasks import suite_tasks
 from evals.voice import VoiceClassifier, train_voice_classifier
@@ -97,10 +97,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument(
         "--no-base", action="store_true", help="do not evaluate the base model beside the checkpoint"
     )
-    parser.add_argument(
-        "--judge-url", help="override judge.base_url (OpenAI-compatible, e.g. http://host:8000/v1)"
-    )
-    parser.add_argument("--judge-model", help="override judge.model")
+    add_judge_arguments(parser)
     parser.add_argument(
         "--reviews", type=Path, help="re-run the gate on this report folder with its reviews.jsonl (no model loads)"
     )
@@ -302,16 +299,9 @@ def regate_with_reviews(report: Path, settings: EvalSettings) -> int:
 def main(argv: list[str] | None = None) -> int:
     args, overrides = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    settings = load_settings(args.settings)
+    settings = with_judge_arguments(load_settings(args.settings), args)
     if args.reviews:
         return regate_with_reviews(args.reviews, settings)
-    if args.judge_url or args.judge_model:
-        judge_settings = replace(
-            settings.judge,
-            base_url=args.judge_url or settings.judge.base_url,
-            model=args.judge_model or settings.judge.model,
-        )
-        settings = replace(settings, judge=judge_settings)
     try:
         config = parse_stage_config(args.config, overrides)
     except ArgumentError as error:  # a bad stage setting or override is a bad argument
@@ -369,7 +359,11 @@ def main(argv: list[str] | None = None) -> int:
             f"voice classifier: held-out balanced accuracy {voice.heldout_accuracy:.2f} on unseen lectures "
             f"and speakers ({voice.n_train} train / {voice.n_test} test passages)"
         )
-    tasks = suite_tasks(settings, data.template.system_prompt, judge, voice, suites)
+    # The crisis judge counts only after it tells the labelled crisis replies apart.
+    crisis = calibrate(judge, load_rubrics()["crisis"])
+    if judge is not None and not crisis.judge_trusted:
+        notes.append(crisis.untrusted_reason())
+    tasks = suite_tasks(settings, data.template.system_prompt, judge, voice, suites, crisis)
     results = [
         measure(label, source, base_model, base_options, stage, splits, tasks, settings, args.out,
                 judge is not None, voice is not None)
@@ -402,6 +396,7 @@ def main(argv: list[str] | None = None) -> int:
         notes=notes,
         forgetting=forgetting,
         judge_model=judge.model_id if judge else None,
+        crisis_calibration=crisis,
     )
     path = write_report(evaluation, args.out)
     decision = apply_human_review(args.out, settings.review_gate(stage))
