@@ -69,4 +69,4 @@ def test_a_config_error_is_not_repeated_by_a_retry_of_the_same_job(tmp_path):
 def test_the_hard_limit_sends_sigterm_then_reports_a_timeout(tmp_path):
     result = subprocess.run(wrapper(tmp_path, timeout_s=3), cwd=Path(__file__).parents[1], capture_output=True, text=True)
     assert result.returncode == fit_job.EXIT_TIMEOUT and "time limit of 3 s" in result.stderr
-    assert (tmp_path / "remote" / "checkpoints" / "last.ckpt").read_text() == "saved on SIGTERM"
+    assert checkpoints.current(tmp_path / "remote" / "checkpoints" / "last.ckpt").read_text() == "saved on SIGTERM"
