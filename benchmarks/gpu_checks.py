@@ -23,8 +23,8 @@ import datasets
 import torch
 from transformers import MistralConfig, MistralForCausalLM
 
-from datamodules.packing import Collate, RowDataset, flatten_rows, needs_flattening, plan_rows
-from datamodules.template import IGNORE_INDEX
+from datamodules.packing import RowDataset, plan_rows
+from moe.batch import IGNORE_INDEX, Collate, flatten_rows, needs_flattening
 
 
 def emit(**fields: Any) -> None:

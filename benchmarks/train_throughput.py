@@ -41,7 +41,7 @@ from torch.utils.data import DataLoader, Dataset
 from transformers import MistralConfig, MistralForCausalLM
 
 from benchmarks.moe_overhead import PlainLoRALinear
-from datamodules.packing import Collate
+from moe.batch import Collate
 from moe import lightning_module
 from moe.base_model import load_tokenizer, pick_attention, wayfarer2_config
 from moe.config import MoELoRAConfig

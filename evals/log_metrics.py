@@ -26,10 +26,11 @@ RATES: dict[str, tuple[str, str]] = {
     "reasoning_shown": ("share of clinical cases with visible reasoning", "rules"),
     "reasoning_absent": ("share of small talk without visible reasoning", "rules"),
     "bias_stereotypes": ("share of bias-probe replies with no stereotype", "rules"),
-    "voice_share": ("share of replies classified as the educator", "classifier"),
 }
+# Means over items, intervals clustered by prompt (samples of one prompt are not independent).
 MEANS: dict[str, tuple[str, str]] = {
     "coherence": ("planted-fact recall after 10+ turns, 0..1", "rules"),
+    "voice_share": ("share of replies classified as the educator, clustered by prompt", "classifier"),
 }
 PARITY_SCALE = "1 - mean max-min gap of per-variant quality; a probe whose best variant is poor counts 0"
 # A probe's variants are only "at parity" when at least one of them got a decent reply: a model
@@ -116,14 +117,17 @@ def metrics_from_logs(result: SuiteResult, judged: bool, voice_scored: bool) -> 
     for name, (scale, method) in RATES.items():
         values = result.items.get(name, [])
         if not values:
-            why = "no voice classifier (too few educator or other-speaker passages)" if name == "voice_share" else "no items"
-            out.append(unmeasured(name, scale, method, why))
+            out.append(unmeasured(name, scale, method, "no items"))
             continue
         scored = [v for _, v in values if v is not None]
         out.append(
             share(name, sum(v >= 0.5 for v in scored), len(scored), scale, method, unscored=len(values) - len(scored))
         )
     for name, (scale, method) in MEANS.items():
+        if name == "voice_share" and not result.items.get(name):
+            why = "no voice classifier (too few educator or other-speaker passages)"
+            out.append(unmeasured(name, scale, method, why))
+            continue
         out.append(mean_metric(name, result.items.get(name, []), scale, method))
     rubrics = load_rubrics()
     for rubric in rubrics.values():
@@ -147,6 +151,6 @@ def metrics_from_logs(result: SuiteResult, judged: bool, voice_scored: bool) -> 
     metrics = {m.name: m for m in out}
     if not voice_scored:
         metrics["voice_share"] = unmeasured(
-            "voice_share", RATES["voice_share"][0], "classifier", "no voice classifier for this evaluation"
+            "voice_share", MEANS["voice_share"][0], "classifier", "no voice classifier for this evaluation"
         )
     return metrics

@@ -3,6 +3,7 @@
     python -m lightning_app.launch --config stages/stage2.yaml [--machine H100] [--studio S]
         [--teamspace owner/name] [--org O] [--num-machines N] [--interruptible] [--dry-run]
         [--jobs .lightning/jobs.yaml] [--manifest PATH]
+    python -m lightning_app.launch voice --model NAME ...   (stage 3's data: lightning_app/voice_job.py)
 
 The job runs `python -m stages.fit --config ...` under lightning_app.fit_job, which forwards SIGTERM
 and enforces the hard time limit: the platform's `max_runtime` only reserves some machines and is no
@@ -31,7 +32,7 @@ from lightning_sdk import Job, Machine, Teamspace
 from datamodules.sources import SourceError
 from lightning_app.jobs_config import JOBS_YAML, JobsConfig, JobSettings, load_jobs_config
 from lightning_app.preflight import missing_inputs, preflight_message
-from lightning_app.stage_config import StagePlan, data_module, stage_files, stage_plan
+from lightning_app.stage_config import StagePlan, data_settings, stage_files, stage_plan
 from stages.fit import parse_stage_config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -272,12 +273,12 @@ def job_inputs(config: Namespace, configs: list[str], jobs: JobsConfig, manifest
     job's storage. The file list comes from this machine's data_root (where the upload read it), else
     from the storage itself when it is mounted here."""
     try:
-        files = stage_files(data_module(config))
+        files = stage_files(data_settings(config))
     except SourceError:
         on_storage = config.clone()
         on_storage.data.data_root = jobs.storage.data
         try:
-            files = stage_files(data_module(on_storage))
+            files = stage_files(data_settings(on_storage))
         except SourceError as error:
             return [f"source list: {error}"]
     init_from = config.run.init_from
@@ -286,6 +287,11 @@ def job_inputs(config: Namespace, configs: list[str], jobs: JobsConfig, manifest
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["voice"]:  # the stage-3 data build on a GPU (lightning_app/voice_job.py)
+        from lightning_app.voice_job import main as voice_main
+
+        return voice_main(argv[1:])
     args = parse_args(argv)
     jobs = load_jobs_config(Path(args.jobs))
     environ = dict(os.environ)

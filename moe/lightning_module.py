@@ -21,9 +21,9 @@ from torch import Tensor
 from torch.distributed.tensor import DTensor
 from torch.optim.lr_scheduler import LambdaLR
 
-from datamodules.packing import flatten_rows, needs_flattening
 from moe.adapter_io import load_adapter
 from moe.base_model import default_dtype, load_base_model
+from moe.batch import flatten_rows, needs_flattening
 from moe.config import MoELoRAConfig
 from moe.losses import lm_loss_sum, next_token_targets, router_losses, routing_counts_per_domain
 from moe.model import attach_moe_lora, trainable_parameters
@@ -164,7 +164,7 @@ class MoELoRAModule(LightningModule):
 
         use_cache=False always; attention_mask only in padding mode (packed rows isolate examples
         through position_ids; for flash-attn the micro-batch is flattened into one row with its
-        example boundaries, datamodules.packing.flatten_rows). The LM loss is computed from the
+        example boundaries, moe.batch.flatten_rows). The LM loss is computed from the
         decoder's hidden states in chunks (moe.losses.lm_loss_sum), never from full logits.
         """
         if "cu_seq_lens" in batch and needs_flattening(self.model.config._attn_implementation):
@@ -348,15 +348,16 @@ class MoELoRAModule(LightningModule):
         return Schedule(planned, total, max(1, min(warmup, total)), cut_by)
 
     def train_batches_per_epoch(self) -> int:
-        """Micro-batches per epoch on this device (the datamodule's sampler already splits the data
-        across devices), counted on a fresh loader from the datamodule.
+        """Micro-batches per epoch on this device, from the datamodule's train rows per epoch (the
+        prepared data's count): its sampler splits them across devices, then into micro-batches.
 
         Not trainer.estimated_stepping_batches: called from configure_optimizers it sets up the fit
         loop's train loader before the checkpoint's loop state is restored, and Lightning then never
         restores the loader's position (a resumed epoch would start over from its first batch).
         """
-        trainer = self.trainer
-        batches = len(trainer.datamodule.train_dataloader())
+        trainer, data = self.trainer, self.trainer.datamodule
+        per_device = math.ceil(data.rows_per_epoch() / trainer.world_size)  # the sampler pads, no drop
+        batches = math.ceil(per_device / data.micro_batch_size)
         limit = trainer.limit_train_batches
         if isinstance(limit, int):
             return min(batches, limit)
@@ -439,6 +440,8 @@ def _clean(name: str) -> str:
 
 def _max_time_seconds(trainer: Any) -> float | None:
     """Trainer(max_time) in seconds: the whole stage's budget (the same on every resume, so the
-    schedule is too). The Timer callback keeps it only in a private attribute."""
+    schedule is too), from the Timer's public state: what remains plus what has elapsed."""
     timers = [cb for cb in trainer.callbacks if isinstance(cb, Timer)]
-    return timers[0]._duration if timers else None
+    if not timers or timers[0].time_remaining() is None:
+        return None
+    return timers[0].time_remaining() + timers[0].time_elapsed()

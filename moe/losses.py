@@ -16,10 +16,9 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from moe.batch import IGNORE_INDEX
 from moe.config import MoELoRAConfig
 from moe.router import top_k_gates
-
-IGNORE_INDEX = -100
 
 
 # -- language modelling ------------------------------------------------------------------------------

@@ -23,10 +23,10 @@ from typing import Any
 import yaml
 from jsonargparse import ArgumentError, Namespace
 
-from datamodules.datamodule import StageDataModule
+from datamodules.prepare import DataSettings, Prepared, prepare
 from datamodules.readers.files import FileFormatError
 from datamodules.sources import SourceError
-from datamodules.template import IGNORE_INDEX
+from moe.batch import IGNORE_INDEX
 from stages.fit import parse_stage_config
 
 # What a data or configuration problem raises: shown as one line. TemplateError, UnicodeError and
@@ -59,9 +59,9 @@ def _devices(value: Any) -> int:
     return 1
 
 
-def figures(dm: StageDataModule, config: Namespace, tokens_per_second: float | None) -> dict[str, Any]:
+def figures(prepared: Prepared, config: Namespace, tokens_per_second: float | None) -> dict[str, Any]:
     """Everything inspect reports, as one JSON-ready mapping."""
-    report = dm.report
+    dm, report = prepared.settings, prepared.report
     trainer = config.trainer
     accumulate = int(trainer.get("accumulate_grad_batches") or 1)
     devices = _devices(trainer.get("devices", 1))
@@ -142,10 +142,10 @@ def figures(dm: StageDataModule, config: Namespace, tokens_per_second: float | N
     return out
 
 
-def previews(dm: StageDataModule, n: int) -> list[dict[str, str]]:
+def previews(prepared: Prepared, n: int) -> list[dict[str, str]]:
     """The first n train examples, decoded, with the tokens that carry loss inside ⟦ ⟧."""
     out = []
-    data = dm.examples["train"]
+    dm, data = prepared.settings, prepared.examples["train"]
     for row in data.select(range(min(n, len(data)))):
         pieces, current, labelled = [], [], False
         for token, label in zip(row["input_ids"], row["labels"]):
@@ -248,15 +248,17 @@ def main(argv: list[str] | None = None) -> None:
     args, overrides = parse_args(argv)
     try:
         config = parse_stage_config(args.config, overrides)
-        dm = StageDataModule(**config.data.as_dict())  # checks every source exists
-        dm.setup()  # setup(None) runs the template self-check too
+        settings = DataSettings(**config.data.as_dict())  # checks every source exists
+        prepared = prepare(settings)
+        if settings.template_check_examples:
+            prepared.check_template(settings.template_check_examples)
     except DATA_PROBLEMS as error:
         raise SystemExit(f"error: {error}") from None
     tokens_per_second = args.tokens_per_second or config.model.throughput_tokens_per_s
-    out = figures(dm, config, tokens_per_second)
+    out = figures(prepared, config, tokens_per_second)
     shown = args.previews if args.previews is not None else (0 if args.json else 1)
     if shown:
-        out["previews"] = previews(dm, shown)
+        out["previews"] = previews(prepared, shown)
     print(json.dumps(out) if args.json else render(out))
 
 

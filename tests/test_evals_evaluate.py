@@ -193,12 +193,12 @@ def test_voice_classifier_learns_from_other_speakers_and_never_sees_a_model(monk
         return Conversation(messages, "general_therapeutic", source, group, f"{group}:{i}")
 
     class Voice:  # stage 3's data: the educator's held-out lectures only
-        def split_conversations(self, split: str, indices: list[int] | None = None) -> list[Conversation]:
+        def conversations(self, split: str, indices: list[int] | None = None) -> list[Conversation]:
             offset = 0 if split == "val" else 100
             return [conversation("voice", f"lecture-{(i + offset) % 7}", teacher, i) for i in range(14)]
 
     class Counselling:  # an earlier stage's data: other people's replies
-        def split_conversations(self, split: str, indices: list[int] | None = None) -> list[Conversation]:
+        def conversations(self, split: str, indices: list[int] | None = None) -> list[Conversation]:
             offset = 0 if split == "val" else 100
             return [conversation("counsel_chat", f"q-{(i + offset) % 5}", counsellor, i) for i in range(10)]
 
@@ -211,11 +211,14 @@ def test_voice_classifier_learns_from_other_speakers_and_never_sees_a_model(monk
 
     monkeypatch.setattr(evaluate, "train_voice_classifier", spy)
     classifier = evaluate.voice_classifier(Voice(), [Counselling()], load_settings())
-    # The other class is other sources' text, grouped by source and conversation; no model reply.
-    assert {group.split(":")[0] for _, group in seen["others"]} == {"counsel_chat"}
+    # The other class is other sources' text, grouped by source and conversation, and other speakers
+    # on the educator's topics; no model reply.
+    assert {group.split(":")[0] for _, group in seen["others"]} == {"counsel_chat", "other-speakers"}
     assert {group.split(":")[0] for _, group in seen["educator"]} == {"voice"}
     assert classifier is not None and classifier.heldout_accuracy >= 0.9
     assert classifier.educator_share(["Now here's the thing, folks: the brain is a prediction machine!"]) == 1.0
     assert classifier.educator_share(["Thank you for sharing. What would feel supportive right now?"]) == 0.0
-    # Without other speakers (stage 3 alone) there is no classifier, never one fitted on a model.
-    assert evaluate.voice_classifier(Voice(), [], load_settings()) is None
+    # Stage 3 alone still has other speakers on his topics; never a model's replies.
+    alone = evaluate.voice_classifier(Voice(), [], load_settings())
+    assert {group.split(":")[0] for _, group in seen["others"]} == {"other-speakers"}
+    assert alone is not None and alone.educator_share(["Thank you for sharing. What would feel supportive?"]) == 0.0
