@@ -30,4 +30,19 @@ python -m lightning_app.studio_env profile > "$ENV_FILE"
 grep -qsF "$ENV_FILE" "$HOME/.bashrc" || echo "[ -f $ENV_FILE ] && . $ENV_FILE" >> "$HOME/.bashrc"
 echo "[setup] environment defaults in $ENV_FILE (sourced by ~/.bashrc)"
 
+# The start-up hook in the Studio's home (Studios run ~/.lightning_studio/on_start.sh, not this
+# checkout's): added once, so that a checkout anywhere in the Studio is set up at every start.
+HOOK="$HOME/.lightning_studio/on_start.sh"
+HOOK_LINE="bash \"$REPO/.lightning/setup.sh\"  # therapeutic-moe"
+if [ "$(cd "$(dirname "$HOOK")" 2>/dev/null && pwd)" = "$REPO/.lightning_studio" ]; then
+    echo "[setup] start-up hook: this checkout is the Studio's home"
+elif grep -qsF "$HOOK_LINE" "$HOOK"; then
+    echo "[setup] start-up hook: already in $HOOK"
+else
+    mkdir -p "$(dirname "$HOOK")"
+    [ -s "$HOOK" ] || echo "#!/usr/bin/env bash" > "$HOOK"
+    echo "$HOOK_LINE" >> "$HOOK"
+    echo "[setup] start-up hook: added to $HOOK"
+fi
+
 python -m lightning_app.studio_env report | sed 's/^/[setup] /'

@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(measure("streaming copy + marker (now)", lambda: checkpoints.publish(local / "last.ckpt", remote / "last.ckpt")))
         assert checkpoints.is_complete(remote / "last.ckpt")
         stale_remote()
-        checkpoints.marker_path(remote / "last.ckpt").unlink()
+        checkpoints.remove(remote / "last.ckpt")
         mirror = checkpoints.MirrorCheckpoints(str(local), str(remote))
         trainer = type("Rank0", (), {"is_global_zero": True})()
         t0 = time.perf_counter()

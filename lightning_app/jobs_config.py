@@ -13,11 +13,14 @@ STRATEGIES = JOBS_YAML.parent / "strategies"
 
 @dataclass(frozen=True)
 class JobSettings:
-    """One stage's job. `hours` is the hard limit of the fit (lightning_app.fit_job), not the platform's
-    `max_runtime`, which only reserves some machines."""
+    """One stage's job. `hours`: training time per job (the fit's own stop); `setup_hours`: allowed
+    before training starts (pulling checkpoints, the base model's download, tokenisation). The hard
+    limit (lightning_app.fit_job) is their sum plus the publish margin; the platform's `max_runtime`
+    only reserves some machines."""
 
     machine: str = "H100"
     hours: float = 12.0
+    setup_hours: float = 1.0
     max_run_attempts: int = 3
     # for machines with more than one GPU: .lightning/strategies/<strategy>.yaml (ddp or fsdp)
     strategy: str = "ddp"
@@ -26,8 +29,8 @@ class JobSettings:
         if not (STRATEGIES / f"{self.strategy}.yaml").is_file():
             known = sorted(p.stem for p in STRATEGIES.glob("*.yaml"))
             raise ValueError(f"strategy {self.strategy!r}: no {STRATEGIES}/{self.strategy}.yaml; known: {known}")
-        if self.hours <= 0:
-            raise ValueError(f"hours must be > 0, got {self.hours}")
+        if self.hours <= 0 or self.setup_hours < 0:
+            raise ValueError(f"hours must be > 0 and setup_hours >= 0, got {self.hours} and {self.setup_hours}")
         if self.max_run_attempts < 1:
             raise ValueError(f"max_run_attempts must be >= 1, got {self.max_run_attempts}")
 
@@ -47,6 +50,8 @@ class JobsConfig:
     teamspace: str | None = None
     studio: str | None = None
     workdir: str | None = None
+    # evaluation jobs (lightning_app.pipeline): one machine of this kind, whatever the fit runs on
+    eval_machine: str = "H100"
     pass_env: list[str] = field(default_factory=list)
     environment: dict[str, str] = field(default_factory=dict)
     job: JobSettings = field(default_factory=JobSettings)

@@ -40,6 +40,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 PUBLISH_MARGIN_MIN = 20  # job minutes kept for writing checkpoint-final and copying it to storage
 
 
+def hard_limit_s(settings: JobSettings) -> int:
+    """The job's hard limit: setup, then `hours` of training, then writing and publishing."""
+    return round((settings.setup_hours + settings.hours) * 3600 + PUBLISH_MARGIN_MIN * 60)
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """What is submitted; safe to print: environment variables appear by name only."""
@@ -96,6 +101,17 @@ def platform_teamspace(slug: str) -> Teamspace:
     return Teamspace(name=slug)
 
 
+def gpus_per_machine(machine: Machine) -> int:
+    """GPUs of one machine: the SDK counts a CPU machine's vCPUs as its accelerators."""
+    return 0 if machine.is_cpu() else machine.accelerator_count
+
+
+def job_preamble(jobs: JobsConfig) -> list[str]:
+    """The first lines of every job's script: the checkout, and caches on scratch (or where jobs.yaml's
+    `caches` puts them), never in the job's home, whose contents become job artifacts."""
+    return [f"cd {shlex.quote(jobs.workdir or str(REPO_ROOT))}", f"export HF_HOME={shlex.quote(jobs.cache_dirs()['hf_home'])}"]
+
+
 def job_config_path(config: str) -> str:
     """A stage YAML as the job sees it: relative to the checkout when inside it, else as given
     (e.g. a tweaked YAML kept on /teamspace storage, which the job sees at the same path)."""
@@ -130,11 +146,14 @@ def job_command(
     never in the job's home, whose contents become job artifacts.
     """
     q = shlex.quote
-    timeout_s = round(settings.hours * 3600)
+    timeout_s = hard_limit_s(settings)
     scratch, remote = jobs.scratch, jobs.storage.checkpoints
     local_stage, remote_stage = f"{scratch}/{stage.name}", f"{remote}/{stage.name}"
     caches = jobs.cache_dirs()
-    several_gpus = machine.accelerator_count > 1 or num_machines > 1
+    gpus = gpus_per_machine(machine)
+    if gpus == 0 and num_machines > 1:
+        raise ValueError(f"{machine.name} is a CPU machine: a fit on CPU runs on one machine (--num-machines 1)")
+    several_gpus = gpus > 1 or num_machines > 1
     if several_gpus:
         configs = [*configs, f".lightning/strategies/{settings.strategy}.yaml"]
     wrapper = [
@@ -149,22 +168,16 @@ def job_command(
         config_flags(configs),
         f"--run.output_root {q(scratch)} --data.data_root {q(jobs.storage.data)}",
         f"--data.cache_dir {q(caches['data'])}",
-        # the fit stops itself first, so that the last checkpoint is saved and published in time
-        f"--run.job_time_limit_minutes {max(1, timeout_s // 60 - PUBLISH_MARGIN_MIN)}",
+        # training time only; the fit stops itself, saves and publishes before the hard limit
+        f"--run.job_time_limit_minutes {max(1, round(settings.hours * 60))}",
         "--trainer.callbacks+=lightning_app.checkpoints.MirrorCheckpoints",
         f"--trainer.callbacks.local_dir={q(local_stage + '/checkpoints')}",
         f"--trainer.callbacks.remote_dir={q(remote_stage + '/checkpoints')}",
         *map(q, fit_args),
     ]
     if several_gpus:
-        fit.append(f"--trainer.devices {machine.accelerator_count} --trainer.num_nodes {num_machines}")
-    return "\n".join(
-        [
-            f"cd {q(jobs.workdir or str(REPO_ROOT))}",
-            f"export HF_HOME={q(caches['hf_home'])}",
-            "exec " + " ".join([*wrapper, *fit]),
-        ]
-    )
+        fit.append(f"--trainer.devices {gpus} --trainer.num_nodes {num_machines}")
+    return "\n".join([*job_preamble(jobs), "exec " + " ".join([*wrapper, *fit])])
 
 
 def build_spec(
@@ -176,12 +189,20 @@ def build_spec(
     fit_args: list[str] | tuple[str, ...] = (),
     command: str | None = None,
     kind: str = "fit",
+    pass_env: list[str] | tuple[str, ...] = (),
 ) -> JobSpec:
     """The job for `args.config`: its fit (job_command, with `fit_args`) unless another `command` is given.
-    jobs.yaml's entry is the first config's name (stages/stage2.yaml: stage2)."""
+    jobs.yaml's entry is the first config's name (stages/stage2.yaml: stage2).
+
+    Any other kind (an evaluation) runs on `--eval-machine` (default jobs.yaml's `eval_machine`), one
+    machine, not interruptible, one attempt: the fit's 8-GPU machines and retries are the fit's.
+    `pass_env` adds names passed from this shell, like jobs.yaml's pass_env (e.g. the judge's key)."""
     stage = Path(args.config[0]).stem
     settings = jobs.for_stage(stage)
-    machine = args.machine or settings.machine
+    fit = kind == "fit"
+    machine = (args.machine or settings.machine) if fit else (args.eval_machine or jobs.eval_machine)
+    num_machines = args.num_machines if fit else 1
+    interruptible = args.interruptible and fit
     if args.num_machines < 1:
         raise ValueError(f"--num-machines must be >= 1, got {args.num_machines}")
     if args.interruptible and settings.max_run_attempts < 2:
@@ -190,24 +211,24 @@ def build_spec(
             "(a preempted job must be able to restart and resume)"
         )
     configs = [job_config_path(c) for c in args.config]
-    names = [*jobs.pass_env, *jobs.environment]
+    secrets = list(dict.fromkeys([*jobs.pass_env, *pass_env]))
     name = f"{stage}-{kind}-{now:%Y%m%d-%H%M%S}".lower().replace("_", "-")
     return JobSpec(
         name=name,
         stage=stage,
         machine=machine,
-        num_machines=args.num_machines,
+        num_machines=num_machines,
         studio=args.studio or jobs.studio,
         teamspace=resolve_teamspace(args.teamspace or jobs.teamspace, args.org),
         command=command
-        or job_command(configs, plan, jobs, settings, resolve_machine(machine), args.num_machines, fit_args, name),
-        env=[n for n in names if n in jobs.environment or n in environ],
-        env_missing=[n for n in jobs.pass_env if n not in environ],
-        interruptible=args.interruptible,
-        max_run_attempts=settings.max_run_attempts if args.interruptible else 1,
-        timeout_s=round(settings.hours * 3600),
+        or job_command(configs, plan, jobs, settings, resolve_machine(machine), num_machines, fit_args, name),
+        env=[*(n for n in secrets if n in environ), *jobs.environment],
+        env_missing=[n for n in secrets if n not in environ],
+        interruptible=interruptible,
+        max_run_attempts=settings.max_run_attempts if interruptible else 1,
+        timeout_s=hard_limit_s(settings),
         storage={"data": jobs.storage.data, "checkpoints": jobs.storage.checkpoints, "scratch": jobs.scratch},
-        tags=["therapeutic-moe", stage, kind],
+        tags=[PROJECT_TAG, stage, kind],
     )
 
 
@@ -216,7 +237,8 @@ def job_run_arguments(spec: JobSpec, jobs: JobsConfig, environ: dict[str, str]) 
 
     Env values are read here only, from `environ`, and never enter the spec.
     """
-    env = {name: environ[name] for name in jobs.pass_env if name in environ} | dict(jobs.environment)
+    env = {name: environ[name] for name in spec.env if name in environ and name not in jobs.environment}
+    env |= dict(jobs.environment)
     return inspect.signature(Job.run).bind(
         name=spec.name,
         machine=resolve_machine(spec.machine),
@@ -240,6 +262,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--teamspace", help="owner/name (default: this Studio's teamspace)")
     parser.add_argument("--org", help="owner of --teamspace when it is given as a bare name")
     parser.add_argument("--num-machines", type=int, default=1)
+    parser.add_argument("--eval-machine", help="machine of evaluation jobs (default: jobs.yaml's eval_machine, H100)")
     parser.add_argument("--interruptible", action="store_true", help="spot machines; retried and resumed")
     parser.add_argument("--manifest", type=Path, help="upload manifest to trust when the storage is not mounted here")
     parser.add_argument("--dry-run", action="store_true", help="print the job spec as JSON; contact nothing")
@@ -291,15 +314,39 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+ACTIVE = ("Pending", "Running", "Stopping")  # lightning_sdk Status values of a job still at work
+PROJECT_TAG = "therapeutic-moe"
+
+
+def running_jobs(teamspace: Teamspace, stage: str) -> list[Job]:
+    """This project's jobs of `stage` (fit or evaluation, by tag) that are pending or running."""
+    try:
+        jobs = teamspace.list_jobs(tags=[PROJECT_TAG])
+    except ValueError:  # the teamspace has no job with the project's tag yet
+        return []
+    return [job for job in jobs if stage in job.tags and str(job.status) in ACTIVE]
+
+
 def submit(spec: JobSpec, bound: inspect.BoundArguments, environ: dict[str, str]) -> Job:
-    """Submit the job (the only call that contacts the platform); prints the spec and the job's link."""
+    """Submit the job (the only call that contacts the platform); prints the spec and the job's link.
+
+    Refused while a job of the same stage is pending or running: two jobs would write one stage
+    folder on storage, each overwriting last.ckpt and deleting what the other wrote."""
     if spec.env_missing:
         print(f"not set here, so not passed to the job: {', '.join(spec.env_missing)}", file=sys.stderr)
     if spec.studio is None and "LIGHTNING_CLOUD_SPACE_ID" not in environ:
         raise SystemExit("not inside a Studio: pass --studio NAME (and --teamspace owner/name)")
     arguments = dict(bound.arguments)
+    teamspace = platform_teamspace(spec.teamspace) if spec.teamspace is not None else Teamspace()
     if spec.teamspace is not None:
-        arguments["teamspace"] = platform_teamspace(spec.teamspace)
+        arguments["teamspace"] = teamspace
+    busy = running_jobs(teamspace, spec.stage)
+    if busy:
+        listed = ", ".join(f"{job.name} ({job.status}, {job.link})" for job in busy)
+        raise SystemExit(
+            f"{spec.stage}: a job of this stage is still at work: {listed}. Wait for it to end, or stop it "
+            "(lightning_sdk Job(name).stop()) and run this again: it resumes from the stage's checkpoints."
+        )
     job = Job.run(**arguments)
     print(json.dumps(asdict(spec) | {"link": job.link}), flush=True)
     return job

@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -27,9 +28,10 @@ from pathlib import Path
 import yaml
 from jsonargparse import ArgumentParser
 
-from evals.gate import EXIT_CODES, PROCEED
+from evals.gate import EXIT_CODES, PROCEED, RETRAIN
+from evals.settings import DEFAULT_SETTINGS, load_settings
 from lightning_app import launch
-from lightning_app.checkpoints import is_complete
+from lightning_app.checkpoints import current, fetch, is_complete, remove, set_aside
 from lightning_app.jobs_config import JOBS_YAML, JobsConfig, load_jobs_config
 from lightning_app.preflight import preflight_message
 from lightning_app.stage_config import StagePlan, read_stage, stage_plan
@@ -74,8 +76,10 @@ def load_pipeline(path: str | Path) -> PipelineConfig:
     return config
 
 
-def read_report(folder: Path) -> tuple[str | None, list[str]]:
+def read_report(folder: Path | None) -> tuple[str | None, list[str]]:
     """The gate's decision and reasons from a report folder (None when there is no report)."""
+    if folder is None:
+        return None, []
     path = folder / REPORT
     if not path.is_file():
         return None, []
@@ -97,7 +101,33 @@ def stopped(name: str, decision: str | None, code: int, reasons: list[str]) -> i
     print(f"[pipeline] {name}: the gate says {decision or 'nothing (no report)'} (exit {code}); stopped")
     for reason in reasons:
         print(f"  - {reason}")
+    if decision == RETRAIN:
+        print(f"[pipeline] to train {name} again from its start: the same command plus --retrain {name} "
+              "(its current run is kept, renamed)")  # fmt: skip
     return code or 1
+
+
+def set_aside_finished(stage_dir: Path, finished: bool, report: Path | None, now: datetime) -> None:
+    """--retrain: a finished stage's folder is renamed (checkpoints.set_aside), its report kept inside
+    it, so the stage trains afresh; an unfinished one (a retrain under way) is resumed, not set aside."""
+    if not finished:
+        print(f"[pipeline] {stage_dir.name}: --retrain: no finished run to set aside; the unfinished one is resumed")
+        return
+    aside = set_aside(stage_dir, now)
+    if report is not None and is_complete(report):
+        fetch(report, aside / "report")
+        remove(report)
+    elif report is not None and report.is_dir():
+        shutil.move(report, aside / "report")
+    print(f"[pipeline] {stage_dir.name}: --retrain: the finished run is kept as {aside}; training afresh")
+
+
+def retrains(step: StageStep, plan: StagePlan, names: list[str]) -> bool:
+    """Whether --retrain names this stage, or an earlier one (the later stages started from its old run)."""
+    hit = plan.name in names or Path(step.config[0]).stem in names
+    if hit:
+        names.append("*")  # every later stage too
+    return hit or "*" in names
 
 
 def run(command: list[str]) -> int:
@@ -105,7 +135,7 @@ def run(command: list[str]) -> int:
     return subprocess.run(command).returncode
 
 
-def run_local(pipeline: PipelineConfig) -> int:
+def run_local(pipeline: PipelineConfig, retrain: list[str] = (), now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> int:
     """Every step as a subprocess; 0 when every gate passed, else the stopping step's exit code."""
     root = Path(pipeline.output_root)
     previous: Path | None = None
@@ -114,6 +144,9 @@ def run_local(pipeline: PipelineConfig) -> int:
         plan = read_stage(step.config, fit_args)
         final, reports = plan.stage_dir / "checkpoint-final", Path(pipeline.reports) / plan.name
         finished = (final / "adapter_config.json").is_file()  # stages.fit renames it into place whole
+        if retrains(step, plan, retrain):
+            set_aside_finished(plan.stage_dir, finished, reports, now())
+            finished = False
         decision, reasons = read_report(reports)
         if finished and decision == PROCEED:
             print(f"[pipeline] {plan.name}: done ({final}, {reports / REPORT}); skipped")
@@ -138,12 +171,16 @@ def run_local(pipeline: PipelineConfig) -> int:
 def evaluation_job_command(
     step: StageStep, plan: StagePlan, previous: StagePlan | None, jobs: JobsConfig, extra: list[str], reports: str
 ) -> str:
-    """The evaluation job: fetch the checkpoints, evaluate on the uploaded data, publish the report."""
+    """The evaluation job: fetch the checkpoints, evaluate on the uploaded data, publish the report.
+
+    Caches (the base model, tokenized data) where the fit keeps them (launch.job_preamble); only the
+    first machine publishes the report (an evaluation job runs on one, but a report is never written
+    twice)."""
     q = shlex.quote
     scratch, remote = jobs.scratch, jobs.storage.checkpoints
     local_final, remote_final = f"{scratch}/{plan.name}/checkpoint-final", f"{remote}/{plan.name}/checkpoint-final"
     lines = [
-        f"cd {q(jobs.workdir or str(launch.REPO_ROOT))}",
+        *launch.job_preamble(jobs),
         f"python -m lightning_app.checkpoints fetch {q(remote_final)} {q(local_final)}",
     ]
     previous_final = None
@@ -155,14 +192,26 @@ def evaluation_job_command(
         )
     out = Path(scratch) / reports / plan.name
     configs = [launch.job_config_path(c) for c in step.config]
-    evaluate = evaluate_args(configs, Path(local_final), previous_final, out, ["--data.data_root", jobs.storage.data, *extra])
+    data = ["--data.data_root", jobs.storage.data, "--data.cache_dir", jobs.cache_dirs()["data"]]
+    evaluate = evaluate_args(configs, Path(local_final), previous_final, out, [*data, *extra])
     lines += [
         "status=0",
         shlex.join(["python", "-m", "stages.evaluate", *evaluate]) + " || status=$?",
-        f"python -m lightning_app.checkpoints publish {q(str(out))} {q(f'{remote}/{reports}/{plan.name}')}",
+        'if [ "${NODE_RANK:-0}" = 0 ]; then',
+        f"  python -m lightning_app.checkpoints publish {q(str(out))} {q(f'{remote}/{reports}/{plan.name}')}",
+        "fi",
         "exit $status",
     ]
     return "\n".join(lines)
+
+
+def judge_key_names(evaluate_extra: list[str]) -> list[str]:
+    """The environment variable the evaluation's judge reads its key from (judge.api_key_env of the
+    settings its `--settings` names, else the shipped ones): passed to the job by name."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--settings", default=str(DEFAULT_SETTINGS))
+    settings = load_settings(parser.parse_known_args(evaluate_extra)[0].settings)
+    return [settings.judge.api_key_env] if settings.judge.api_key_env else []
 
 
 def run_cloud(
@@ -171,6 +220,7 @@ def run_cloud(
     jobs: JobsConfig,
     environ: dict[str, str],
     now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    retrain: list[str] = (),
 ) -> int:
     """Every step as a Lightning job, waited for; results read from the storage mounted here."""
     storage = Path(jobs.storage.checkpoints)
@@ -182,9 +232,11 @@ def run_cloud(
         config = parse_stage_config(step.config)
         plan = stage_plan(config)
         final, reports = storage / plan.name / "checkpoint-final", storage / pipeline.reports / plan.name
-        decision, reasons = read_report(reports) if is_complete(reports) else (None, [])
+        if retrains(step, plan, retrain):
+            set_aside_finished(storage / plan.name, is_complete(final), reports, now())
+        decision, reasons = read_report(current(reports))
         if is_complete(final) and decision == PROCEED:
-            print(f"[pipeline] {plan.name}: done ({final}, {reports / REPORT}); skipped")
+            print(f"[pipeline] {plan.name}: done ({final}, {current(reports)}/{REPORT}); skipped")
             previous = plan
             continue
         for _ in range(pipeline.max_jobs_per_stage):
@@ -206,14 +258,15 @@ def run_cloud(
             return 1
         extra = [*pipeline.evaluate_args, *step.evaluate_args]
         command = evaluation_job_command(step, plan, previous, jobs, extra, pipeline.reports)
-        spec = launch.build_spec(args, plan, jobs, environ, now(), command=command, kind="evaluate")
+        judge = judge_key_names(extra)
+        spec = launch.build_spec(args, plan, jobs, environ, now(), command=command, kind="evaluate", pass_env=judge)
         job = launch.submit(spec, launch.job_run_arguments(spec, jobs, environ), environ)
         job.wait(interval=30)
-        decision, reasons = read_report(reports) if is_complete(reports) else (None, [])
+        decision, reasons = read_report(current(reports))
         if decision != PROCEED:
             print(f"[pipeline] {plan.name}: evaluation job {spec.name}: {job.link}")
             return stopped(plan.name, decision, EXIT_CODES.get(decision, 1), reasons)
-        print(f"[pipeline] {plan.name}: gate passed; checkpoint {final}, report {reports / REPORT}")
+        print(f"[pipeline] {plan.name}: gate passed; checkpoint {final}, report {current(reports)}/{REPORT}")
         previous = plan
     print(f"[pipeline] every stage passed its gate; checkpoints and reports under {storage}")
     return 0
@@ -226,13 +279,19 @@ def main(argv: list[str] | None = None) -> int:
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--local", action="store_true", help="run every step here as a subprocess (the default)")
     where.add_argument("--cloud", action="store_true", help="run every step as a Lightning Studio job")
+    parser.add_argument(
+        "--retrain", action="append", default=[], metavar="STAGE",
+        help="train this stage (run name or config name, e.g. stage2) again from its start: its finished run "
+        "is kept, renamed NAME.retrain-TIME, with its report; give it once (an unfinished retrain resumes)",
+    )  # fmt: skip
     args, launch_argv = parser.parse_known_args(argv)
     pipeline = load_pipeline(args.config)
     if not args.cloud:
         if launch_argv:
             parser.error(f"unknown arguments for --local: {launch_argv}")
-        return run_local(pipeline)
-    return run_cloud(pipeline, [*launch_argv, "--jobs", args.jobs], load_jobs_config(Path(args.jobs)), dict(os.environ))
+        return run_local(pipeline, list(args.retrain))
+    jobs = load_jobs_config(Path(args.jobs))
+    return run_cloud(pipeline, [*launch_argv, "--jobs", args.jobs], jobs, dict(os.environ), retrain=list(args.retrain))
 
 
 if __name__ == "__main__":

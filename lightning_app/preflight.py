@@ -48,7 +48,7 @@ def missing_inputs(
     if previous_checkpoint is not None and not is_complete(previous_checkpoint):
         lines.append(
             f"previous stage's checkpoint: {previous_checkpoint} is not complete "
-            f"(no valid {marker_path(previous_checkpoint).name} beside it)"
+            f"(no version of it with a valid {marker_path(previous_checkpoint).name} beside it)"
         )
     return lines
 

@@ -36,15 +36,23 @@ def library_version() -> str:
 
 
 def save_adapter(
-    model: nn.Module, directory: str | Path, config: MoELoRAConfig, base_model: str, extra: dict | None = None
+    model: nn.Module | dict[str, torch.Tensor],
+    directory: str | Path,
+    config: MoELoRAConfig,
+    base_model: str,
+    extra: dict | None = None,
 ) -> Path:
-    """Write the model's adapter and router weights and their config to `directory`; returns it."""
+    """Write the model's adapter and router weights and their config to `directory`; returns it.
+
+    `model` may also be those weights by name (moe.model.trainable_parameters' names), e.g. gathered
+    at full shape from FSDP shards (MoELoRAModule.adapter_tensors)."""
     directory = Path(directory)
     extra = extra or {}
     clash = sorted(RESERVED_KEYS & set(extra))
     if clash:
         raise ValueError(f"save_adapter: extra keys {clash} are reserved for the adapter config itself")
-    tensors = {name: param.detach().contiguous() for name, param in trainable_parameters(model).items()}
+    weights = trainable_parameters(model) if isinstance(model, nn.Module) else model
+    tensors = {name: param.detach().contiguous() for name, param in weights.items()}
     if not tensors:
         raise ValueError("save_adapter: the model carries no MoE-LoRA layers (attach_moe_lora first)")
     document = {

@@ -18,6 +18,7 @@ import torch
 from lightning.pytorch import LightningModule
 from lightning.pytorch.callbacks import Timer
 from torch import Tensor
+from torch.distributed.tensor import DTensor
 from torch.optim.lr_scheduler import LambdaLR
 
 from moe.adapter_io import load_adapter
@@ -181,7 +182,18 @@ class MoELoRAModule(LightningModule):
         return chosen.checkpointing
 
     def trainable_state_keys(self) -> set[str]:
-        return {f"model.{name}" for name in trainable_parameters(self.model)}
+        """The adapter keys of a state dict: parameter names without the wrappers' prefixes (FSDP1,
+        activation checkpointing, torch.compile), which state dicts do not carry either."""
+        return {f"model.{_clean(name)}" for name in trainable_parameters(self.model)}
+
+    def adapter_tensors(self) -> dict[str, Tensor]:
+        """Adapter and router weights at full shape by their names in `self.model` (what
+        moe.adapter_io.save_adapter writes), gathered from their shards under FSDP2: every rank must
+        call it, in step (only the trainable weights are gathered, never the frozen base)."""
+        return {
+            _clean(name): (param.full_tensor() if isinstance(param, DTensor) else param).detach()
+            for name, param in trainable_parameters(self.model).items()
+        }
 
     # -- steps -----------------------------------------------------------------------------------
     def _forward(self, batch: dict[str, Any]) -> Forward:
@@ -286,8 +298,8 @@ class MoELoRAModule(LightningModule):
             self.check_finite()
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
         if grads:
-            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
-            self.log("grad_norm", norm)
+            norm = torch.nn.utils.get_total_norm([g.float() for g in grads])  # over every shard under FSDP2
+            self.log("grad_norm", norm.full_tensor() if isinstance(norm, DTensor) else norm)
         now = time.perf_counter()
         if self._last_step_time is not None:
             tokens = self._tokens_since_step * self.trainer.world_size
@@ -451,6 +463,15 @@ class MoELoRAModule(LightningModule):
                 state["_last_lr"] = [lr * ratio if ratio is not None else new for lr in state["_last_lr"]]
         checkpoint["hyper_parameters"]["lr"] = new
         log.warning("model.lr changed on resume: %g -> %g, applied from step %d", old, new, checkpoint["global_step"])
+
+
+_WRAPPER_PREFIXES = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.", "_orig_mod.")
+
+
+def _clean(name: str) -> str:
+    for prefix in _WRAPPER_PREFIXES:
+        name = name.replace(prefix, "")
+    return name
 
 
 def _max_time_seconds(trainer: Any) -> float | None:

@@ -91,7 +91,8 @@ class LastCheckpoint(Checkpoint):
         return last_checkpoint(self.checkpoint_dir)
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._last_save = time.monotonic()
+        # the job limit counts training time: loading the base model and preparing data come before
+        self.started = self._last_save = time.monotonic()
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self._on_sigterm)  # Lightning restores the old handler at teardown
 

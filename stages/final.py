@@ -88,6 +88,7 @@ def write_final(
     results = trainer.validate(module, datamodule=datamodule, ckpt_path=best_path, verbose=False)
     metrics = results[0] if results else {}  # an empty validation split gives no metrics
     routing = module.observed_routing
+    adapter = module.adapter_tensors()  # every rank: under FSDP this gathers the adapter's shards
     if not trainer.is_global_zero:
         return
     tmp = final_dir.with_name(f".{final_dir.name}.tmp")
@@ -95,7 +96,7 @@ def write_final(
     tmp.mkdir(parents=True)
     h = module.hparams
     save_adapter(
-        module.model,
+        adapter,
         tmp,
         module.moe_config,
         base_model=h.base_model,

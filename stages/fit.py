@@ -66,7 +66,8 @@ class RunConfig:
     name: this stage's folder under output_root. init_from: the previous stage's adapter folder
     (relative to output_root), e.g. therapeutic_moe_stage1/checkpoint-final. val_every_n_steps:
     validation interval in optimizer steps (None: keep the trainer's own val_check_interval /
-    check_val_every_n_epoch). job_time_limit_minutes: this job's wall clock; past it the run saves and
+    check_val_every_n_epoch). job_time_limit_minutes: this job's training time (counted from the
+    start of training: the base model's load and data preparation come first); past it the run saves and
     exits 0 so that the next job resumes (the 12 h stage cap is trainer.max_time, counted across jobs).
     """
 
@@ -224,13 +225,24 @@ def configure_loggers(loggers: Any, run: RunConfig, resuming: bool) -> None:
             args.offline = True
 
 
+def launched_rank_zero() -> bool:
+    """Whether this process is the job's first (the one every launcher starts first): the config is
+    parsed in each process before the Trainer knows ranks, so read the launchers' variables."""
+    return all(os.environ.get(name, "0") == "0" for name in ("RANK", "LOCAL_RANK", "NODE_RANK"))
+
+
 def wandb_run_id(run: RunConfig, resuming: bool) -> str:
     """The W&B run id of this stage training: read from the checkpoint folder when resuming (it is
-    pulled and published with the checkpoints, so the next job finds it), else a new one, kept there."""
+    pulled and published with the checkpoints, so the next job finds it), else a new one, kept there.
+
+    Only the first process chooses and writes it; Lightning starts the other ranks after it has
+    parsed the config, so they read its id (the id the logged run has)."""
     path = run.checkpoint_dir / WANDB_ID_FILE
-    if resuming and path.is_file():
+    if (resuming or not launched_rank_zero()) and path.is_file():
         return path.read_text().strip()
     run_id = f"{run.name}-{os.urandom(4).hex()}"
+    if not launched_rank_zero():
+        return run_id  # a rank started on its own (another machine): W&B logs from rank 0 only
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(run_id + "\n")
     return run_id

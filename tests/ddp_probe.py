@@ -36,6 +36,8 @@ class RankProbe(Callback):
             "batches": self.batches,
             "initial": self.initial,
             "weights": weights_digest(pl_module),
+            # the W&B run id this rank's logger was configured with (stages.fit.wandb_run_id)
+            "wandb_id": next((lg._wandb_init.get("id") for lg in trainer.loggers if type(lg).__name__ == "WandbLogger"), None),
         }
         (self.out_dir / f"rank{trainer.global_rank}.json").write_text(json.dumps(record))
 

@@ -11,14 +11,12 @@ r, r+2, ...); each process writes OUT_DIR/rank<R>.json with its micro-batch loss
 import json
 import sys
 from pathlib import Path
-from unittest.mock import patch
 
 import torch
 import yaml
 from jsonargparse import ArgumentParser
 from lightning.pytorch import Callback, LightningDataModule, Trainer
-from lightning.pytorch.strategies import FSDPStrategy, Strategy
-from torch.distributed.fsdp import FullyShardedDataParallel
+from lightning.pytorch.strategies import Strategy
 from torch.utils.data import DataLoader, Dataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,21 +27,6 @@ from moe.config import MoELoRAConfig
 from moe.lightning_module import MoELoRAModule
 
 SEQ, BATCHES = 32, 4
-
-
-class CPUFSDPStrategy(FSDPStrategy):
-    """Lightning's FSDPStrategy with the shipped settings, on CPU: Trainer refuses a CPU accelerator only
-    for `type(strategy) is FSDPStrategy`, and torch's FSDP1 runs on CPU (gloo) once it is told the
-    device (Lightning passes device_id=None for a CPU, which FSDP reads as "find an accelerator")."""
-
-    def _setup_model(self, model):
-        original = FullyShardedDataParallel.__init__
-
-        def on_cpu(fsdp, *args, device_id=None, **kwargs):
-            original(fsdp, *args, device_id=torch.device("cpu") if device_id is None else device_id, **kwargs)
-
-        with patch.object(FullyShardedDataParallel, "__init__", on_cpu):
-            return super()._setup_model(model)
 
 
 class Rows(Dataset):
@@ -83,11 +66,7 @@ class Losses(Callback):
 def main(out_dir: str, devices: int) -> None:
     strategy: Strategy | str = "auto"
     if devices > 1:
-        node = yaml.safe_load((ROOT / ".lightning" / "strategies" / "fsdp.yaml").read_text())["trainer"][
-            "strategy"
-        ]
-        assert node["class_path"] == "lightning.pytorch.strategies.FSDPStrategy"
-        node["class_path"] = f"{__name__}.CPUFSDPStrategy"  # the shipped init_args, as they are
+        node = yaml.safe_load((ROOT / ".lightning" / "strategies" / "fsdp.yaml").read_text())["trainer"]["strategy"]
         parser = ArgumentParser(exit_on_error=False)
         parser.add_subclass_arguments(Strategy, "strategy")
         strategy = parser.instantiate_classes(parser.parse_object({"strategy": node})).strategy

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lightning_app import fit_job
+from lightning_app import checkpoints, fit_job
 
 pytestmark = pytest.mark.slow  # each wrapper start imports torch and Lightning (~20 s on 2 shared cores)
 
@@ -49,9 +49,9 @@ def test_sigterm_to_the_job_reaches_the_fit_and_its_checkpoint_is_published(tmp_
         time.sleep(0.1)
     job.send_signal(signal.SIGTERM)
     assert job.wait(timeout=60) == 143  # non-zero: the platform retries a preempted job
-    remote = tmp_path / "remote" / "checkpoints" / "last.ckpt"
+    remote = checkpoints.current(tmp_path / "remote" / "checkpoints" / "last.ckpt")
     assert remote.read_text() == "saved on SIGTERM"
-    assert (tmp_path / "remote" / "checkpoints" / "last.ckpt.complete.json").is_file()
+    assert checkpoints.marker_path(remote).is_file()
 
 
 def test_a_config_error_is_not_repeated_by_a_retry_of_the_same_job(tmp_path):
@@ -69,4 +69,4 @@ def test_a_config_error_is_not_repeated_by_a_retry_of_the_same_job(tmp_path):
 def test_the_hard_limit_sends_sigterm_then_reports_a_timeout(tmp_path):
     result = subprocess.run(wrapper(tmp_path, timeout_s=3), cwd=Path(__file__).parents[1], capture_output=True, text=True)
     assert result.returncode == fit_job.EXIT_TIMEOUT and "time limit of 3 s" in result.stderr
-    assert (tmp_path / "remote" / "checkpoints" / "last.ckpt").read_text() == "saved on SIGTERM"
+    assert checkpoints.current(tmp_path / "remote" / "checkpoints" / "last.ckpt").read_text() == "saved on SIGTERM"

@@ -10,12 +10,13 @@ import pytest
 import torch
 import yaml
 from jsonargparse import ArgumentParser
-from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, Strategy
+from lightning.pytorch.strategies import DDPStrategy, Strategy
 from transformers.models.mistral.modeling_mistral import MistralDecoderLayer
 
 from moe.base_model import TINY, load_base_model
 from moe.config import MoELoRAConfig
 from moe.model import attach_moe_lora
+from moe.sharding import AdapterFSDP, decoder_units
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STRATEGIES = REPO_ROOT / ".lightning" / "strategies"
@@ -29,40 +30,18 @@ def strategy_from_yaml(name: str) -> Strategy:
     return parser.instantiate_classes(parser.parse_object({"strategy": node})).strategy
 
 
-def fsdp_unit_dtypes(model: torch.nn.Module, wrap: set[type]) -> dict[str, set[torch.dtype]]:
-    """The dtypes in each FSDP1 unit: a parameter belongs to its nearest wrapped ancestor (else the root)."""
-    units: dict[str, set[torch.dtype]] = {}
-    for name, param in model.named_parameters():
-        parts = name.split(".")[:-1]
-        owner = ""
-        for depth in range(len(parts), 0, -1):
-            if type(model.get_submodule(".".join(parts[:depth]))) in wrap:
-                owner = ".".join(parts[:depth])
-                break
-        units.setdefault(owner, set()).add(param.dtype)
-    return units
-
-
-@pytest.fixture(scope="module")
-def bf16_base_with_fp32_adapters():
-    model = load_base_model(TINY, dtype=torch.bfloat16)
-    return attach_moe_lora(model, MoELoRAConfig(adapter_dtype="float32"))
-
-
-def test_fsdp_units_hold_one_dtype_each(bf16_base_with_fp32_adapters):
+def test_fsdp_yaml_builds_fsdp2_over_decoder_layers():
+    """FSDP2 (per-parameter shards keep each dtype): the decoder layers are the units, the embedding
+    and head stay whole, gradients are reduced in fp32."""
     strategy = strategy_from_yaml("fsdp")
-    assert isinstance(strategy, FSDPStrategy)
-    wrap = set(strategy.kwargs["auto_wrap_policy"]._module_classes)
-    units = fsdp_unit_dtypes(bf16_base_with_fp32_adapters, wrap)
-    mixed = {unit: dtypes for unit, dtypes in units.items() if len(dtypes) > 1}
-    assert mixed == {}
-    assert {torch.float32} in units.values() and {torch.bfloat16} in units.values()
-
-
-def test_wrapping_decoder_layers_alone_would_mix_dtypes(bf16_base_with_fp32_adapters):
-    """The check above can fail: FSDP1 refuses exactly this layout."""
-    units = fsdp_unit_dtypes(bf16_base_with_fp32_adapters, {MistralDecoderLayer})
-    assert any(len(dtypes) > 1 for dtypes in units.values())
+    assert isinstance(strategy, AdapterFSDP) and strategy.reduce_dtype == "float32"
+    model = attach_moe_lora(load_base_model(TINY, dtype=torch.bfloat16), MoELoRAConfig(adapter_dtype="float32"))
+    root, layers, ignored = decoder_units(model)
+    assert root is model.model and layers == list(model.model.layers)
+    assert all(isinstance(layer, MistralDecoderLayer) for layer in layers)
+    assert ignored == {model.model.embed_tokens.weight, model.lm_head.weight}
+    dtypes = {p.dtype for layer in layers for p in layer.parameters()}
+    assert dtypes == {torch.bfloat16, torch.float32}  # one unit holds both: FSDP1 could not
 
 
 def test_ddp_yaml_builds_the_strategy():
@@ -74,7 +53,8 @@ def test_ddp_yaml_builds_the_strategy():
 @pytest.mark.slow
 def test_ddp_on_cpu_with_two_processes(tmp_path):
     """stages.fit with ddp.yaml and two CPU processes on the tiny model: each rank trains on its own
-    batches and both end with the same adapter weights (gradients are all-reduced)."""
+    batches and both end with the same adapter weights (gradients are all-reduced); both log to the
+    W&B run id that rank 0 chose and kept with the checkpoints."""
     probe = tmp_path / "probe"
     command = [
         sys.executable, "-m", "stages.fit",
@@ -92,6 +72,9 @@ def test_ddp_on_cpu_with_two_processes(tmp_path):
     assert not set(ranks[0]["batches"]) & set(ranks[1]["batches"])
     assert ranks[0]["initial"] == ranks[1]["initial"] != ranks[0]["weights"] == ranks[1]["weights"]
     assert (tmp_path / "therapeutic_moe_stage1" / "checkpoint-final" / "adapter.safetensors").is_file()
+    # one W&B run id, chosen by rank 0: the one kept with the checkpoints is the logged run's
+    kept = (tmp_path / "therapeutic_moe_stage1" / "checkpoints" / "wandb_run_id").read_text().strip()
+    assert ranks[0]["wandb_id"] == ranks[1]["wandb_id"] == kept
 
 
 @pytest.mark.slow
@@ -130,8 +113,8 @@ def probe_losses(out: Path, devices: int) -> list[list[float]]:
 
 @pytest.mark.slow
 def test_fsdp_trains_two_steps_on_two_cpu_processes_to_the_single_process_losses(tmp_path):
-    """fsdp.yaml's strategy (FULL_SHARD, its wrap policy) on two gloo processes with a bf16 base, fp32
-    adapters and bf16-mixed (FSDP casts the gathered adapters to bf16): both optimizer steps run, and
+    """fsdp.yaml's strategy (FSDP2 over the decoder layers) on two gloo processes with a bf16 base,
+    fp32 adapters and bf16-mixed: both optimizer steps run, and
     every micro-batch loss equals the one-process run that accumulates the same two micro-batches per
     step. Step 2's losses come after step 1's update, so the sharded update is the same update."""
     (single,) = probe_losses(tmp_path / "single", 1)
@@ -143,3 +126,44 @@ def test_fsdp_trains_two_steps_on_two_cpu_processes_to_the_single_process_losses
         alone = sorted(single[2 * step : 2 * step + 2])
         assert sharded == pytest.approx(alone, rel=2e-3), (step, sharded, alone)
     assert ranks[0][1] != pytest.approx(ranks[0][0], rel=1e-4)  # the losses moved: a real update
+
+
+def fit(output_root: Path, *extra: str) -> subprocess.CompletedProcess:
+    command = [
+        sys.executable, "-m", "stages.fit", "--config", "stages/stage1.yaml", "--config", "stages/demo.yaml",
+        f"--run.output_root={output_root}", f"--data.cache_dir={output_root / 'cache'}", *extra,
+    ]  # fmt: skip
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def adapter_shapes(stage: Path) -> tuple[dict, dict, int]:
+    """(last.ckpt's state-dict shapes, checkpoint-final's adapter shapes, last.ckpt's step)."""
+    from safetensors.torch import load_file
+
+    last = torch.load(stage / "checkpoints" / "last.ckpt", weights_only=False)
+    final = load_file(stage / "checkpoint-final" / "adapter.safetensors")
+    shapes = lambda tensors: {k: tuple(v.shape) for k, v in tensors.items()}  # noqa: E731
+    return shapes(last["state_dict"]), shapes(final), last["global_step"]
+
+
+@pytest.mark.slow
+def test_fsdp_fit_on_two_cpu_processes_checkpoints_the_adapter_and_resumes(tmp_path):
+    """The FSDP2 stage fit on two gloo processes: last.ckpt and checkpoint-final hold the adapter keys at
+    the shapes of a one-process run (nothing of the frozen base), and a rerun resumes from last.ckpt."""
+    fsdp = [
+        "--config", ".lightning/strategies/fsdp.yaml", "--trainer.accelerator", "cpu", "--trainer.devices", "2",
+        "--trainer.max_steps", "4",
+    ]  # fmt: skip
+    fit(tmp_path / "single", "--trainer.max_steps", "4")
+    fit(tmp_path / "fsdp", *fsdp)
+    stage = "therapeutic_moe_stage1"
+    single_last, single_final, _ = adapter_shapes(tmp_path / "single" / stage)
+    sharded_last, sharded_final, step = adapter_shapes(tmp_path / "fsdp" / stage)
+    assert sharded_last == single_last and sharded_final == single_final and step == 4
+    assert single_last and all(k.rsplit(".", 2)[-1] in ("lora_A", "lora_B") or ".router." in k for k in single_last)
+    assert {f"model.{k}" for k in single_final} == set(single_last)
+    again = fit(tmp_path / "fsdp", *fsdp[:-1], "6")
+    assert f"resuming {stage} from" in again.stderr
+    assert adapter_shapes(tmp_path / "fsdp" / stage)[2] == 6

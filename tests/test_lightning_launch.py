@@ -5,6 +5,7 @@ import inspect
 import json
 import os
 import subprocess
+import sys
 import threading
 from types import SimpleNamespace
 
@@ -42,6 +43,7 @@ def no_platform(monkeypatch):
 
     refuse.__signature__ = inspect.signature(Job.run)
     monkeypatch.setattr(Job, "run", refuse)
+    monkeypatch.setattr(launch, "running_jobs", lambda teamspace, stage: [])  # the SDK lookup (tested below)
     monkeypatch.setenv("WANDB_API_KEY", SECRET)
     monkeypatch.delenv("HF_TOKEN", raising=False)
 
@@ -59,18 +61,18 @@ def test_dry_run_spec(capsys, tmp_path, jobs_yaml, no_platform):
     assert spec["name"].startswith("stage2-fit-") and spec["stage"] == "stage2"
     assert spec["machine"] == "H100" and spec["num_machines"] == 1 and spec["teamspace"] == "me/therapy"
     assert spec["interruptible"] is False and spec["max_run_attempts"] == 1
-    assert spec["timeout_s"] == 12 * 3600
+    assert spec["timeout_s"] == (1 + 12) * 3600 + 20 * 60  # setup, 12 h of training, publishing
     assert "WANDB_API_KEY" in spec["env"] and "HF_TOKEN" in spec["env_missing"] and "HF_TOKEN" not in spec["env"]
     lines = spec["command"].splitlines()
     assert lines[0] == f"cd {launch.REPO_ROOT}" and len(lines) == 3
     fit = lines[2]
     assert fit.startswith(
         f"exec python -m lightning_app.fit_job --local-stage {scratch}/therapeutic_moe_stage2 "
-        f"--remote-stage {store}/ckpt/therapeutic_moe_stage2 --timeout-s 43200 --job-name {spec['name']} "
+        f"--remote-stage {store}/ckpt/therapeutic_moe_stage2 --timeout-s 48000 --job-name {spec['name']} "
         f"--init-from {store}/ckpt/therapeutic_moe_stage1/checkpoint-final {scratch}/therapeutic_moe_stage1/checkpoint-final "
         "-- python -m stages.fit --config stages/stage2.yaml --config stages/demo.yaml "
         f"--run.output_root {scratch} --data.data_root {store}/data --data.cache_dir {scratch}/data_cache "
-        "--run.job_time_limit_minutes 700 "
+        "--run.job_time_limit_minutes 720 "  # training time: the load and tokenisation come first
     )
     assert "--trainer.callbacks+=lightning_app.checkpoints.MirrorCheckpoints" in fit
     # nothing is on the (empty) storage yet: the dry run says what the submission would refuse
@@ -90,6 +92,47 @@ def test_several_gpus_get_a_strategy_and_interruptible_gets_retries(capsys, jobs
     fit = spec["command"].splitlines()[-1]
     assert "--config stages/demo.yaml --config .lightning/strategies/ddp.yaml " in fit
     assert "--trainer.devices 8 --trainer.num_nodes 2" in fit
+
+
+def test_a_cpu_machine_is_one_process_not_several_gpus(capsys, jobs_yaml, no_platform):
+    spec = dry_run(capsys, *STAGE1, "--jobs", jobs_yaml, "--machine", "CPU")  # the SDK counts 4 vCPUs
+    fit = spec["command"].splitlines()[-1]
+    assert ".lightning/strategies/" not in fit and "--trainer.devices" not in fit
+    with pytest.raises(ValueError, match="CPU is a CPU machine"):
+        launch.main([*STAGE1, "--jobs", jobs_yaml, "--machine", "CPU", "--num-machines", "2", "--dry-run"])
+
+
+class ListedJob(SimpleNamespace):
+    pass
+
+
+def test_a_stage_with_a_job_at_work_is_refused(monkeypatch, jobs_yaml, uploaded, no_platform):
+    listed = [
+        ListedJob(name="stage1-fit-20261204-100000", tags=("therapeutic-moe", "stage1", "fit"), status="Running", link="L1"),
+        ListedJob(name="stage1-fit-20261203-100000", tags=("therapeutic-moe", "stage1", "fit"), status="Completed", link="L0"),
+        ListedJob(name="stage2-fit-20261204-110000", tags=("therapeutic-moe", "stage2", "fit"), status="Pending", link="L2"),
+    ]
+    asked = []
+
+    class FakeTeamspace:
+        def list_jobs(self, tags=None):
+            asked.append(tags)
+            return tuple(listed)
+
+    monkeypatch.undo()  # the real running_jobs, over a teamspace that lists the jobs above
+    monkeypatch.setattr(Job, "run", lambda **kwargs: pytest.fail("a second job of the stage was submitted"))
+    monkeypatch.setattr(launch, "platform_teamspace", lambda slug: FakeTeamspace())
+    assert [job.name for job in launch.running_jobs(FakeTeamspace(), "stage2")] == ["stage2-fit-20261204-110000"]
+    assert asked == [["therapeutic-moe"]]
+    with pytest.raises(SystemExit) as stop:
+        launch.main([*STAGE1, "--jobs", jobs_yaml, "--teamspace", "me/t", "--studio", "s"])
+    assert "stage1: a job of this stage is still at work: stage1-fit-20261204-100000 (Running, L1)" in str(stop.value)
+
+    class NoTagYet:
+        def list_jobs(self, tags=None):
+            raise ValueError("Teamspace has no tag named therapeutic-moe")
+
+    assert launch.running_jobs(NoTagYet(), "stage1") == []
 
 
 def test_arguments_are_bound_to_the_installed_signature(monkeypatch, capsys, jobs_yaml, no_platform):
@@ -192,7 +235,8 @@ def test_studio_setup_never_builds_flash_attn_from_source(tmp_path):
     env_file = tmp_path / ".therapeutic-moe.env"
     source_line = f"[ -f {env_file} ] && . {env_file}"
     (tmp_path / ".bashrc").write_text(f"alias ll='ls -l'\n{source_line}\n")  # a Studio that ran setup before
-    env = {**os.environ, "HOME": str(tmp_path), "PIP": "echo pip"}
+    venv = os.path.dirname(sys.executable)  # `python` in the hook is the project's, as in a Studio
+    env = {**os.environ, "HOME": str(tmp_path), "PIP": "echo pip", "PATH": f"{venv}:{os.environ['PATH']}"}
     result = subprocess.run(["bash", str(hook)], env=env, capture_output=True, text=True, check=True)
     lines = result.stdout.splitlines()
     installs = [line for line in lines if line.startswith("pip install")]
@@ -202,6 +246,12 @@ def test_studio_setup_never_builds_flash_attn_from_source(tmp_path):
     assert "[setup] attention: sdpa (flash-attn not installed)" in lines
     assert "export TOKENIZERS_PARALLELISM=false" in env_file.read_text().splitlines()
     assert (tmp_path / ".bashrc").read_text().splitlines() == ["alias ll='ls -l'", source_line]  # not added twice
+    # the Studio's own start-up hook now calls this checkout's setup, once however often setup runs
+    home_hook = tmp_path / ".lightning_studio" / "on_start.sh"
+    call = f'bash "{launch.REPO_ROOT}/.lightning/setup.sh"  # therapeutic-moe'
+    assert f"[setup] start-up hook: added to {home_hook}" in lines
+    subprocess.run(["bash", str(hook)], env=env, capture_output=True, text=True, check=True)
+    assert home_hook.read_text().splitlines() == ["#!/usr/bin/env bash", call]
 
 
 @pytest.mark.slow
@@ -216,9 +266,10 @@ def test_the_job_command_trains_and_publishes_to_storage(capsys, tmp_path, jobs_
     assert result.returncode == 0, result.stderr[-3000:]
     stage = tmp_path / "store" / "ckpt" / "therapeutic_moe_stage1"
     assert checkpoints.is_complete(stage / "checkpoint-final")
-    assert (stage / "checkpoint-final" / "adapter.safetensors").is_file()
+    final = checkpoints.current(stage / "checkpoint-final")  # the published version
+    assert (final / "adapter.safetensors").is_file()
     assert checkpoints.is_complete(stage / "checkpoints" / "last.ckpt")
-    assert f"{tmp_path}/store/data" in (stage / "checkpoint-final" / "config.yaml").read_text()  # read the upload
+    assert f"{tmp_path}/store/data" in (final / "config.yaml").read_text()  # read the upload
 
 
 class _StudioInTeamspace:
@@ -258,6 +309,7 @@ def offline_sdk(monkeypatch):
     monkeypatch.setattr(Job, "__init__", lambda self, name, teamspace=None, org=None, user=None, **kw: setattr(self, "_name", name))
     monkeypatch.setattr(Job, "_submit", lambda self, **kwargs: submitted.append(kwargs))
     monkeypatch.setattr(Job, "link", property(lambda self: f"https://lightning.ai/jobs/{self._name}"))
+    monkeypatch.setattr(launch, "running_jobs", lambda teamspace, stage: [])
     monkeypatch.setenv("WANDB_API_KEY", SECRET)
     _StudioInTeamspace.created.clear()
     return submitted

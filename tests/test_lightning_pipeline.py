@@ -3,6 +3,7 @@
 
 import inspect
 import json
+from types import SimpleNamespace
 from pathlib import Path
 
 import pytest
@@ -106,11 +107,12 @@ def cloud(tmp_path, monkeypatch):
     (tmp_path / "jobs.yaml").write_text(yaml.safe_dump(jobs))
     for stage in ("stage1", "stage2", "stage3"):
         upload.main(["--config", f"stages/{stage}.yaml", "--config", "stages/demo.yaml", "--to", str(store / "data")])
-    state = {"submitted": [], "time_limited": {}, "decisions": {}}
+    state = {"submitted": [], "time_limited": {}, "decisions": {}, "kwargs": {}, "running": []}
 
     def fake_run(**kwargs):
         name = kwargs["name"]
         state["submitted"].append(name)
+        state["kwargs"][name] = kwargs
         stage = next(n for n in NAMES if f"stage{n[len('therapeutic_moe_stage')]}-" in name)
         if "-fit-" in name:
             if state["time_limited"].get(stage, 0) > 0:
@@ -132,6 +134,7 @@ def cloud(tmp_path, monkeypatch):
     fake_run.__signature__ = inspect.signature(Job.run)
     monkeypatch.setattr(Job, "run", fake_run)
     monkeypatch.setattr(launch, "platform_teamspace", lambda slug: slug)  # the SDK would look it up online
+    monkeypatch.setattr(launch, "running_jobs", lambda teamspace, stage: [j for j in state["running"] if stage in j.tags])
     config = tmp_path / "pipeline.yaml"
     demo = yaml.safe_load(DEMO.read_text())
     config.write_text(yaml.safe_dump({"stages": demo["stages"], "reports": "reports"}))
@@ -165,6 +168,22 @@ def test_cloud_pipeline_stops_at_a_failed_gate(cloud, capsys):
     assert kinds(state) == ["stage1-fit", "stage1-evaluate", "stage2-fit", "stage2-evaluate"]
     out = capsys.readouterr().out
     assert f"[pipeline] {NAMES[1]}: the gate says retrain (exit 3); stopped\n  - safety 0.000 is below" in out
+    assert f"the same command plus --retrain {NAMES[1]}" in out
+
+
+def test_retrain_trains_the_stage_afresh_and_keeps_the_old_run(cloud, capsys, monkeypatch):
+    state, argv, store = cloud
+    state["decisions"][NAMES[1]] = "retrain"
+    assert pipeline.main(argv) == 3
+    state["decisions"][NAMES[1]] = "proceed"
+    state["submitted"].clear()
+    assert pipeline.main([*argv, "--retrain", "stage2"]) == 0
+    assert kinds(state) == ["stage2-fit", "stage2-evaluate", "stage3-fit", "stage3-evaluate"]
+    (aside,) = [p for p in (store / "ckpt").iterdir() if p.name.startswith(f"{NAMES[1]}.retrain-")]
+    assert checkpoints.is_complete(aside / "checkpoint-final")  # the old run, renamed, whole
+    assert json.loads((aside / "report" / "report.json").read_text())["decision"] == "retrain"
+    assert pipeline.read_report(checkpoints.current(store / "ckpt" / "reports" / NAMES[1]))[0] == "proceed"
+    assert f"--retrain: the finished run is kept as {aside}" in capsys.readouterr().out
 
 
 def test_cloud_pipeline_stops_at_the_preflight(cloud, capsys):
@@ -173,3 +192,33 @@ def test_cloud_pipeline_stops_at_the_preflight(cloud, capsys):
     assert pipeline.main(argv) == 1
     assert state["submitted"] == []
     assert "source counsel_chat: counsel-chat/data/20200325_counsel_chat.csv is neither at" in capsys.readouterr().out
+
+
+def test_the_evaluation_of_a_two_machine_fit_runs_on_one_gpu_with_the_judge_key(cloud, monkeypatch):
+    state, argv, store = cloud
+    monkeypatch.setenv("JUDGE_API_KEY", "judge-secret")
+    assert pipeline.main([*argv, "--machine", "H100_X_8", "--num-machines", "2", "--interruptible"]) == 0
+    fit = state["kwargs"][state["submitted"][0]]
+    assert str(fit["machine"]) == "H100_X_8" and fit["num_machines"] == 2 and fit["max_run_attempts"] == 3
+    evaluation = state["kwargs"][state["submitted"][1]]
+    assert state["submitted"][1].startswith("stage1-evaluate-")
+    assert str(evaluation["machine"]) == "H100" and evaluation["num_machines"] == 1
+    assert evaluation["interruptible"] is False and evaluation["max_run_attempts"] == 1
+    assert evaluation["env"]["JUDGE_API_KEY"] == "judge-secret"  # by name from this shell, into the job only
+    lines = evaluation["command"].splitlines()
+    scratch = store.parent / "scratch"
+    assert f"export HF_HOME={scratch}/hf_home" in lines
+    evaluate = next(line for line in lines if "stages.evaluate" in line)
+    assert f"--data.cache_dir {scratch}/data_cache" in evaluate
+    publish = lines.index('if [ "${NODE_RANK:-0}" = 0 ]; then')
+    assert "lightning_app.checkpoints publish" in lines[publish + 1] and lines[publish + 2] == "fi"
+
+
+def test_a_second_pipeline_is_refused_while_a_job_of_the_stage_runs(cloud):
+    state, argv, _ = cloud
+    running = SimpleNamespace(name="stage1-fit-20261204-100000", tags=("therapeutic-moe", "stage1", "fit"), status="Running", link="job/L")
+    state["running"].append(running)
+    with pytest.raises(SystemExit) as stop:
+        pipeline.main(argv)
+    assert "stage1: a job of this stage is still at work: stage1-fit-20261204-100000 (Running, job/L)" in str(stop.value)
+    assert state["submitted"] == []

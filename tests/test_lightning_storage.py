@@ -103,23 +103,27 @@ def test_a_source_that_changed_since_it_was_listed_is_refused(tmp_path):
 def test_publish_marks_complete_only_after_the_copy(tmp_path):
     make_tree(tmp_path / "local", {"checkpoint-final/adapter.safetensors": 900, "checkpoint-final/adapter_config.json": 50})
     local, remote = tmp_path / "local" / "checkpoint-final", tmp_path / "store" / "checkpoint-final"
-    checkpoints.publish(local, remote)
-    assert checkpoints.is_complete(remote)
-    marker = json.loads(checkpoints.marker_path(remote).read_text())["files"]
+    first = checkpoints.publish(local, remote)
+    assert first.name == "checkpoint-final~1" and checkpoints.current(remote) == first
+    marker = json.loads(checkpoints.marker_path(first).read_text())["files"]
     assert sorted(marker) == ["adapter.safetensors", "adapter_config.json"]
-    (remote / "adapter.safetensors").write_bytes(b"truncated")  # a copy cut short
+    assert checkpoints.publish(local, remote) is None  # the marker already lists these files: no copy
+    (first / "adapter.safetensors").write_bytes(b"truncated")  # a copy cut short
     assert not checkpoints.is_complete(remote)
 
     (local / "adapter_config.json").unlink()  # a new version replaces the old: stale files go
-    checkpoints.publish(local, remote)
-    assert sorted(p.name for p in remote.iterdir()) == ["adapter.safetensors"]
+    second = checkpoints.publish(local, remote)
+    assert second.name == "checkpoint-final~2" and not first.exists()
+    assert sorted(p.name for p in second.iterdir()) == ["adapter.safetensors"]
     assert checkpoints.is_complete(remote)
+    checkpoints.fetch(remote, tmp_path / "back")
+    assert (tmp_path / "back" / "adapter.safetensors").read_bytes() == (local / "adapter.safetensors").read_bytes()
 
 
 def test_pull_fetches_only_complete_items(tmp_path):
     make_tree(tmp_path / "local", {"last.ckpt": 300, "step=10.ckpt": 200})
     checkpoints.push(tmp_path / "local", tmp_path / "store")
-    checkpoints.marker_path(tmp_path / "store" / "step=10.ckpt").unlink()
+    checkpoints.marker_path(checkpoints.current(tmp_path / "store" / "step=10.ckpt")).unlink()
     assert checkpoints.pull(tmp_path / "store", tmp_path / "resume") == ["last.ckpt"]
     assert (tmp_path / "resume" / "last.ckpt").read_bytes() == (tmp_path / "local" / "last.ckpt").read_bytes()
     assert not (tmp_path / "resume" / "step=10.ckpt").exists()
@@ -132,7 +136,9 @@ def test_push_publishes_only_what_changed(tmp_path):
     assert checkpoints.push(tmp_path / "local", tmp_path / "store", published) == []
     (tmp_path / "local" / "last.ckpt").write_bytes(b"newer")
     assert checkpoints.push(tmp_path / "local", tmp_path / "store", published) == ["last.ckpt"]
-    assert (tmp_path / "store" / "last.ckpt").read_bytes() == b"newer"
+    assert checkpoints.current(tmp_path / "store" / "last.ckpt").read_bytes() == b"newer"
+    os.utime(tmp_path / "local" / "last.ckpt")  # touched, same bytes (a fresh process has no map either)
+    assert checkpoints.push(tmp_path / "local", tmp_path / "store", {}) == []
 
 
 def test_push_deletes_on_storage_what_the_fit_deleted_but_never_from_an_empty_folder(tmp_path):
@@ -144,7 +150,7 @@ def test_push_deletes_on_storage_what_the_fit_deleted_but_never_from_an_empty_fo
     assert checkpoints.push(local, remote, published) == ["best-step=4.ckpt", "-best-step=2.ckpt"]
     assert sorted(p.name for p in checkpoints.complete_items(remote)) == ["best-step=4.ckpt", "last.ckpt"]
     assert sorted(p.name for p in remote.iterdir()) == sorted(
-        ["best-step=4.ckpt", "best-step=4.ckpt.complete.json", "last.ckpt", "last.ckpt.complete.json"]
+        ["best-step=4.ckpt~1", "best-step=4.ckpt~1.complete.json", "last.ckpt~1", "last.ckpt~1.complete.json"]
     )
     assert checkpoints.push(tmp_path / "empty", remote) == []  # no last.ckpt here: nothing is deleted
     assert len(checkpoints.complete_items(remote)) == 2
@@ -166,7 +172,33 @@ def test_mirror_callback_publishes_during_fit(tmp_path):
     trainer.fit(BoringModel())
     names = sorted(item.name for item in checkpoints.complete_items(remote))
     assert names == sorted(p.name for p in local.iterdir()) == ["epoch=0-step=2.ckpt", "epoch=0-step=4.ckpt", "last.ckpt"]
-    assert (remote / "last.ckpt").read_bytes() == (local / "last.ckpt").read_bytes()
+    assert checkpoints.current(remote / "last.ckpt").read_bytes() == (local / "last.ckpt").read_bytes()
+
+
+def test_background_publish_retries_a_transient_storage_error(tmp_path, monkeypatch):
+    make_tree(tmp_path / "local", {"last.ckpt": 300})
+    real_copy, failures, waits = checkpoints.copy_file, [], []
+
+    def flaky_copy(src, dst, expected=None):
+        if len(failures) < 2:
+            failures.append(dst)
+            raise OSError(5, "Input/output error (the mount dropped)")
+        return real_copy(src, dst, expected)
+
+    monkeypatch.setattr(checkpoints, "copy_file", flaky_copy)
+    monkeypatch.setattr(checkpoints.time, "sleep", waits.append)
+    mirror = checkpoints.MirrorCheckpoints(str(tmp_path / "local"), str(tmp_path / "store"), retries=2, backoff_s=3)
+    rank0 = type("Rank0", (), {"is_global_zero": True})()
+    mirror.sync(rank0, wait=True)
+    assert len(failures) == 2 and waits == [3, 6]  # waited, then twice as long
+    assert checkpoints.current(tmp_path / "store" / "last.ckpt").read_bytes() == (tmp_path / "local" / "last.ckpt").read_bytes()
+
+    monkeypatch.setattr(checkpoints, "copy_file", lambda *a, **k: (_ for _ in ()).throw(OSError(5, "still down")))
+    (tmp_path / "local" / "last.ckpt").write_bytes(b"newer")
+    mirror.sync(rank0)
+    with pytest.raises(OSError, match="still down"):  # past its retries it ends the fit
+        mirror.join()
+    assert checkpoints.is_complete(tmp_path / "store" / "last.ckpt")  # the previous version still trusted
 
 
 def test_preflight_lists_what_is_missing(tmp_path):
@@ -184,7 +216,7 @@ def test_preflight_lists_what_is_missing(tmp_path):
     assert message.startswith("stage2 cannot start, missing on the job's storage:")
     assert f"source cot_anxiety: cot/anxiety.json is neither at {store}/cot/anxiety.json nor in the upload manifest" in message
     assert "amod" not in message.split("fix:")[0]
-    assert "stage1/checkpoint-final is not complete (no valid checkpoint-final.complete.json" in message
+    assert "stage1/checkpoint-final is not complete (no version of it with a valid checkpoint-final.complete.json" in message
     assert "python -m lightning_app.upload --config stages/stage2.yaml" in message
     assert "finish the previous stage first" in message
 
