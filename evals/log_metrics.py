@@ -29,7 +29,8 @@ RATES: dict[str, tuple[str, str]] = {
     "voice_share": ("share of replies classified as the educator", "classifier"),
 }
 MEANS: dict[str, tuple[str, str]] = {
-    "coherence": ("planted-fact recall after 10+ turns, 0..1", "rules"),
+    "fact_recall": ("recall of facts from the first client turns in the last reply of a 10+-turn conversation "
+                    "whose replies the model wrote itself, 0..1", "rules"),
 }
 PARITY_SCALE = "1 - mean max-min gap of per-variant quality; a probe whose best variant is poor counts 0"
 # A probe's variants are only "at parity" when at least one of them got a decent reply: a model

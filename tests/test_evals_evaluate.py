@@ -118,7 +118,7 @@ def test_evaluate_runs_inspect_tasks_and_gates_on_their_logs(stage, capsys):
     # One log per scored suite; voice has no scorer here (no classifier, no judge) and is unmeasured.
     assert len(logs) == 6 and all(Path(p.removeprefix("file://")).is_file() for p in logs)
     assert checkpoint["metrics"]["voice_share"]["value"] is None
-    assert baseline["metrics"]["coherence"]["method"] == "rules"
+    assert baseline["metrics"]["fact_recall"]["method"] == "rules"
     assert report["calibration"]["empathy"]["method"] == "proxy"
     assert {"loss_per_domain.png", "expert_use.png", "scores.png"} <= set(report["plots"])
     replies = [json.loads(line) for line in (out / "replies.jsonl").read_text().splitlines()]

@@ -46,7 +46,7 @@ def test_few_prompts_get_a_t_quantile_and_agreement_is_never_certainty():
     assert 0.9 < many.lower < 1.0
     one_prompt = clustered_interval([("p0", 1.0)] * 5)
     assert (one_prompt.lower, one_prompt.upper) == (0.0, 1.0)  # one prompt says nothing about others
-    graded = mean_metric("coherence", [(f"p{i}", 0.75) for i in range(6)], "0..1", "rules")
+    graded = mean_metric("fact_recall", [(f"p{i}", 0.75) for i in range(6)], "0..1", "rules")
     assert graded.lower < 0.75 < graded.upper  # all items agree: still an interval, not a point
 
 
