@@ -17,9 +17,14 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
 from datamodules.datamodule import StageDataModule
-from evals.generate import prompt_ids
+from datamodules.template import with_system_prompt
+from evals.compare import compare_models
+from evals.embeddings import default_embedder
+from evals.generate import generate_replies, prompt_ids
 from evals.heldout import heldout_figures
 from evals.loading import load_model
+from evals.settings import load_settings
+from evals.suites import load_suites
 from moe import smollm2
 from moe.adapter_io import read_adapter_config
 from moe.base_model import SMOLLM2, load_base_model, load_tokenizer
@@ -33,6 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 # free cores); pyproject's 600 s per test is too short for that on a loaded machine.
 SHARED_FIT = pytest.mark.timeout(1800)
 SAMPLES = REPO / "datamodules" / "samples"
+DEMO_EVALUATION = REPO / "lightning_app" / "demo_evaluate.yaml"
 PROMPTS = [
     "I can't sleep because my mind keeps racing about work.",
     "My sister and I haven't spoken in a year and I miss her.",
@@ -237,3 +243,28 @@ def test_chat_prompt_streams_an_english_reply(stage1, capsys):
     out = capsys.readouterr().out
     assert len(ENGLISH.findall(out)) >= 3, out
     assert "<|im_end|>" not in out and "<|im_start|>" not in out
+
+
+@pytest.mark.slow
+@SHARED_FIT
+def test_stage1_replies_are_no_worse_than_the_base_models_on_the_demos_prompts(stage1):
+    """The demo's own reply comparison (lightning_app/demo_evaluate.yaml: its prompts, greedy, its reply
+    length; evals.compare): stage 1 must not lose to the base model on clearly more prompts than it
+    wins, nor collapse onto stock replies, nor fall in mean relevance to the prompts."""
+    final, _, _ = stage1
+    settings = load_settings(DEMO_EVALUATION)
+    system = parse_stage_config(demo_configs(), []).data.system_prompt
+    probes = [p for suite in load_suites(limit=settings.suite_limit).values() for p in suite]
+    conversations = [with_system_prompt(p.messages, system) for p in probes]
+    samples = {}
+    for label, source in (("base", "base"), ("checkpoint", str(final))):
+        loaded = load_model(source, SMOLLM2)
+        replies = generate_replies(loaded.model, loaded.tokenizer, conversations, settings.generation, progress=False)
+        samples[label] = {p.id: [r] for p, r in zip(probes, replies, strict=True)}
+    compared = compare_models(samples, {p.id: p.last_user for p in probes}, "base", settings.replies, default_embedder())
+    check = compared.check()
+    ck, base = compared.profiles["checkpoint"], compared.profiles["base"]
+    print(check.summary, check.stock, ck.mean_relevance, base.mean_relevance)  # shown with pytest -s
+    assert not check.clearly_worse, check.summary
+    assert check.collapse is None, check.collapse
+    assert ck.mean_relevance >= base.mean_relevance - settings.replies.margin, (ck.mean_relevance, base.mean_relevance)
