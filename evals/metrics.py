@@ -1,8 +1,8 @@
 """The one shape every scorer returns, so the gate and the report treat all scores alike.
 
 Every metric carries its uncertainty: rates (pass/fail items) and means of 0..1 scores alike get a
-95% Wilson interval at the effective sample size clustered by prompt (the samples of one prompt are
-not independent) with a Student-t quantile for the number of prompts (clustered_interval). A metric
+95% Wilson interval whose unit is the prompt (the samples of one prompt are not independent) with a
+Student-t quantile for the number of prompts (clustered_interval). A metric
 counts only when at least MIN_COVERAGE of its items were scored: a judge that answered 1 item of 30
 measured nothing.
 """
@@ -113,19 +113,18 @@ class ClusteredInterval:
     lower: float
     upper: float
     stderr: float
-    effective_n: float
     clusters: int
 
 
 def clustered_interval(items: Sequence[tuple[str, float]]) -> ClusteredInterval:
-    """The mean of 0..1 scores with a Wilson interval at the clustered effective sample size.
+    """The mean of 0..1 scores with a 95% interval whose unit is the prompt (the cluster).
 
-    The samples of one prompt are one cluster: the cluster-robust standard error gives the design
-    effect, and the effective size n / deff is held between the number of clusters and of items (a
-    cluster counts at least once, an item at most once). A 0..1 score's variance is at most
-    p(1 - p), so the Wilson interval is conservative for graded scores as for pass/fail ones, and it
-    is never zero-width: when every item agrees (p 0 or 1) the effective size is the cluster count.
-    The quantile is Student's t with clusters - 1 degrees of freedom.
+    The prompts are the sample: the samples of one prompt are not independent (with greedy decoding
+    they are copies), so the interval is the Wilson interval of the mean at n = the number of
+    prompts, with a Student-t quantile on prompts - 1 degrees of freedom. Each prompt's mean lies in
+    0..1 with overall mean p, so their variance is at most p(1 - p): the interval is conservative for
+    graded scores as for pass/fail ones, monotone in the share passed, and never zero-width when
+    every item agrees. `stderr` is the cluster-robust standard error, reported beside it.
     """
     if not items:
         raise ValueError("clustered_interval needs at least one item")
@@ -136,15 +135,8 @@ def clustered_interval(items: Sequence[tuple[str, float]]) -> ClusteredInterval:
     p = min(1.0, max(0.0, sum(v for _, v in items) / n))
     residual = sum((sum(vs) - p * len(vs)) ** 2 for vs in clusters.values())
     stderr = math.sqrt(k / (k - 1) * residual) / n if k > 1 else 0.0
-    bernoulli = p * (1 - p)
-    if bernoulli <= 0.0:
-        effective = float(k)
-    elif stderr <= 0.0:
-        effective = float(n)
-    else:
-        effective = min(float(n), max(float(k), bernoulli / stderr**2))
-    lower, upper = wilson_interval(p, effective, t_quantile(k))
-    return ClusteredInterval(p, lower, upper, stderr, effective, k)
+    lower, upper = wilson_interval(p, k, t_quantile(k))
+    return ClusteredInterval(p, lower, upper, stderr, k)
 
 
 def _coverage_problem(name: str, scored: int, unscored: int) -> str | None:

@@ -41,9 +41,13 @@ def test_few_prompts_get_a_t_quantile_and_agreement_is_never_certainty():
     assert t_quantile(1) == float("inf")
     everyone = clustered_interval([(f"p{i}", 1.0) for i in range(5) for _ in range(5)])
     assert everyone.mean == 1.0 and everyone.upper == 1.0 and everyone.lower < 0.7  # 5 prompts, not 25 items
-    assert everyone.effective_n == 5
+    assert everyone.clusters == 5
+    # Monotone: one failure more never raises the lower bound.
+    almost = clustered_interval([(f"p{i}", float(i or j)) for i in range(5) for j in range(5)])
+    assert almost.lower < everyone.lower
     many = clustered_interval([(f"p{i}", 1.0) for i in range(100)])
     assert 0.9 < many.lower < 1.0
+    assert clustered_interval([(f"p{i}", 1.0) for i in range(100) for _ in range(5)]).lower == many.lower
     one_prompt = clustered_interval([("p0", 1.0)] * 5)
     assert (one_prompt.lower, one_prompt.upper) == (0.0, 1.0)  # one prompt says nothing about others
     graded = mean_metric("fact_recall", [(f"p{i}", 0.75) for i in range(6)], "0..1", "rules")
