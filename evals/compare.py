@@ -141,11 +141,14 @@ def _stock(ids: list[str], replies: list[str], owners: list[str], vectors: torch
         if first and others and owner not in stock:
             stock[owner] = f"first sentence {first!r} also opens the reply to {others[0]}"
     if len(replies) > 1:
-        similar = vectors @ vectors.T
-        for a in range(len(replies)):
-            for b in range(len(replies)):
-                if owners[a] != owners[b] and owners[a] not in stock and float(similar[a, b]) >= near:
-                    stock[owners[a]] = f"near-same reply as to {owners[b]} (cosine {float(similar[a, b]):.2f})"
+        index = {owner: i for i, owner in enumerate(dict.fromkeys(owners))}
+        prompt = torch.tensor([index[o] for o in owners])
+        similar = (vectors @ vectors.T).masked_fill(prompt[:, None] == prompt[None, :], -1.0)
+        best, other = similar.max(dim=1)
+        for a in torch.nonzero(best >= near).flatten().tolist():
+            if owners[a] not in stock:
+                b = int(other[a])
+                stock[owners[a]] = f"near-same reply as to {owners[b]} (cosine {float(best[a]):.2f})"
     return {i: stock[i] for i in ids if i in stock}
 
 
