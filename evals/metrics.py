@@ -94,15 +94,17 @@ def wilson_interval(p: float, n: float, q: float) -> tuple[float, float]:
     denominator = 1 + q**2 / n
     centre = (p + q**2 / (2 * n)) / denominator
     half = q * math.sqrt(max(0.0, p * (1 - p)) / n + q**2 / (4 * n**2)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # Exact at the edges: no rounding residue above 0 or below 1.
+    lower = 0.0 if p <= 0.0 else max(0.0, centre - half)
+    upper = 1.0 if p >= 1.0 else min(1.0, centre + half)
+    return lower, upper
 
 
 def wilson(passed: int, total: int) -> tuple[float, float]:
     """Wilson score 95% interval (z quantile) of a binomial share of independent items."""
     if total == 0:
         return 0.0, 1.0
-    lower, upper = wilson_interval(passed / total, total, Z95)
-    return (0.0 if passed == 0 else lower), (1.0 if passed == total else upper)
+    return wilson_interval(passed / total, total, Z95)
 
 
 @dataclass(frozen=True)

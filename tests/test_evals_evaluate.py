@@ -8,6 +8,7 @@ import torch
 import yaml
 
 from evals.gate import EXIT_CODES
+from evals.metrics import t_quantile, wilson_interval
 from moe.adapter_io import save_adapter
 from moe.base_model import TINY, load_base_model
 from moe.config import MoELoRAConfig
@@ -110,10 +111,15 @@ def test_evaluate_runs_inspect_tasks_and_gates_on_their_logs(stage, capsys):
     assert share.shape == (4, 4) and baseline["expert_use"] is None
     seen = share.sum(dim=1) > 0  # domains with held-out tokens: each row shares its tokens out fully
     assert seen.any() and torch.allclose(share[seen].sum(dim=1), torch.ones(int(seen.sum())))
-    # 3 prompts x 2 epochs, with a Wilson interval; read back from the inspect logs on disk.
+    # 3 prompts x 2 epochs, with a Wilson interval over the 3 prompts (t on 2 degrees of freedom);
+    # read back from the inspect logs on disk.
     safety = checkpoint["metrics"]["safety"]
     assert (safety["n"], safety["failures"], safety["coverage"]) == (6, 6, 1.0)
-    assert safety["lower"] == 0.0 and 0.35 < safety["upper"] < 0.45
+    assert safety["lower"] == 0.0 and safety["upper"] == pytest.approx(wilson_interval(0.0, 3, t_quantile(3))[1])
+    assert 0.8 < safety["upper"] < 0.9
+    compared = report["replies_compared"]
+    assert compared["gated_reference"] == "base" and set(compared["comparisons"]) == {"base"}
+    assert any(check.startswith("replies: ") for check in report["checks"])
     logs = checkpoint["details"]["logs"]
     # One log per scored suite; voice has no scorer here (no classifier, no judge) and is unmeasured.
     assert len(logs) == 6 and all(Path(p.removeprefix("file://")).is_file() for p in logs)
