@@ -43,7 +43,7 @@ def test_few_prompts_get_a_t_quantile_and_agreement_is_never_certainty():
     assert everyone.mean == 1.0 and everyone.upper == 1.0 and everyone.lower < 0.7  # 5 prompts, not 25 items
     assert everyone.clusters == 5
     # Monotone: one failure more never raises the lower bound.
-    almost = clustered_interval([(f"p{i}", float(i or j)) for i in range(5) for j in range(5)])
+    almost = clustered_interval([(f"p{i}", 1.0 if i or j else 0.0) for i in range(5) for j in range(5)])
     assert almost.lower < everyone.lower
     many = clustered_interval([(f"p{i}", 1.0) for i in range(100)])
     assert 0.9 < many.lower < 1.0
