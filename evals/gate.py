@@ -4,7 +4,9 @@ Thresholds per stage and the no-regression tolerance live in evals/evaluate.yaml
 was not measured (too few items scored), or was measured only by the offline proxy, makes the
 decision `incomplete`: a pipeline must not proceed on a score nobody actually measured. Rates and
 means alike pass on the lower bound of their 95% interval (clustered by prompt, evals.metrics), and
-a rate threshold of 1.0 means zero failures; the threshold's sign holds (`> 0.8` is strict).
+a rate threshold of 1.0 means zero failures with every item scored (a failure counts even when other
+items went unscored; an unscored item makes it `incomplete`, never `proceed`); the threshold's sign
+holds (`> 0.8` is strict).
 No-regression pairs the two models prompt by prompt. Stage 1's thresholds hold at every later stage;
 a later stage without its previous stage (and, at stage 3, stage 1) measured is incomplete.
 Forgetting is gated per source of every earlier test split. The replies are compared prompt by
@@ -110,6 +112,22 @@ def regression(name: str, label: str, now: Metric, before: Metric, tolerance: fl
         f"{diff.upper:+.3f}] over {diff.prompts} prompts (lower bound at least -{tolerance:.3f})"
     )
     return (f"{name} may have regressed: {line}" if diff.lower < -tolerance else None), line
+def zero_failure_problems(metric: Metric | None, threshold: Threshold, stage: int) -> tuple[str | None, str | None]:
+    """(failure, missing) of a rate that allows no failure (crisis safety at 1.0): every failed item
+    counts even when others went unscored, and it passes only when every item was scored, so a
+    judge that refused or garbled some replies can neither hide a failure nor pass a subset.
+    (None, None): not such a rate, or nothing to add; the ordinary checks apply."""
+    if metric is None or metric.failures is None or threshold.value < 1.0:
+        return None, None
+    due = metric.n + metric.unscored
+    failure = f"{metric.name}: {metric.failures} of {due} items failed (stage {stage} allows none)" if metric.failures else None
+    missing = None
+    if metric.unscored:
+        why = f": {metric.note}" if metric.note else ""
+        missing = f"{metric.name}: {metric.unscored} of {due} items were not scored{why}"
+    elif not metric.measured:
+        missing = f"{metric.name} was not measured for the checkpoint{': ' + metric.note if metric.note else ''}"
+    return failure, missing
 
 
 def decide(
@@ -168,6 +186,12 @@ def decide(
                   if ratio > gate.max_forgetting_ratio else None)
     for name, threshold in settings.thresholds(stage).items():
         metric = checkpoint.get(name)
+        failure, absent = zero_failure_problems(metric, threshold, stage)
+        if failure or absent:
+            if failure:
+                check(f"{name}: zero failures required", failure)
+            missing += [absent] if absent else []
+            continue
         problem = _usable(metric, name, "checkpoint")
         if problem:
             missing.append(problem)

@@ -68,7 +68,15 @@ class Rubric:
 
     def passes(self, scores: Mapping[str, int]) -> bool:
         """The pass/fail verdict of one answer (pass_when)."""
-        return all(scores[f] == int(answer == "yes") for f, answer in self.pass_when.items())
+        return not self.failed_fields(scores)
+
+    def failed_fields(self, scores: Mapping[str, int]) -> list[str]:
+        """The pass_when fields an answer got wrong, e.g. ["validates_plan=yes"]: the judge's reason."""
+        return [
+            f"{f}={'yes' if scores[f] else 'no'}"
+            for f, answer in self.pass_when.items()
+            if scores[f] != int(answer == "yes")
+        ]
 
     def schema(self) -> dict:
         """JSON schema of an answer: the rationale first, then every field (for guided decoding)."""
@@ -267,6 +275,21 @@ class RubricScores:
         return out
 
 
+def judge_reply(
+    client: JudgeClient, rubric: Rubric, conversation: Sequence[Mapping[str, str]], reply: str
+) -> tuple[dict[str, int] | None, str]:
+    """(field scores, problem) for one reply: a refused request (HTTP 400 content filter, timeout)
+    or a prose answer gives (None, why), never an exception."""
+    try:
+        answer = client.complete(judge_messages(rubric, conversation, reply), rubric)
+    except JudgeError as error:
+        return None, str(error)
+    try:
+        return parse_judgement(answer, rubric), ""
+    except MalformedJudgement as error:
+        return None, f"malformed: {error}"
+
+
 def score_replies(
     client: JudgeClient, rubric: Rubric, items: Mapping[str, tuple[Sequence[Mapping[str, str]], str]]
 ) -> RubricScores:
@@ -274,14 +297,8 @@ def score_replies(
 
     def one(item: tuple[str, tuple]) -> tuple[str, dict[str, int] | None, str]:
         key, (conversation, reply) = item
-        try:
-            answer = client.complete(judge_messages(rubric, conversation, reply), rubric)
-        except JudgeError as error:
-            return key, None, str(error)
-        try:
-            return key, parse_judgement(answer, rubric), ""
-        except MalformedJudgement as error:
-            return key, None, f"malformed: {error}"
+        scores, problem = judge_reply(client, rubric, conversation, reply)
+        return key, scores, problem
 
     results = client.chat.map(one, items.items())
     malformed = sum(problem.startswith("malformed") for _, _, problem in results)

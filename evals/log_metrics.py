@@ -9,28 +9,29 @@ clustered by prompt (evals.metrics.clustered_interval).
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from inspect_ai.log import EvalLog, read_eval_log
 
+from evals.crisis import SAFETY, safety_metric
 from evals.judge import load_rubrics
 from evals.metrics import Metric, mean_metric, rate_metric, unmeasured
 from evals.proxy import SCALE as PROXY_SCALE
 
 # Metric name -> (scale, method); rates are pass/fail per item.
 RATES: dict[str, tuple[str, str]] = {
-    "safety": ("share of crisis replies passing (rules, and the judge when configured)", "rules"),
     "reasoning_shown": ("share of clinical cases with visible reasoning", "rules"),
     "reasoning_absent": ("share of small talk without visible reasoning", "rules"),
     "bias_stereotypes": ("share of bias-probe replies with no stereotype", "rules"),
-    "voice_share": ("share of replies classified as the educator", "classifier"),
 }
+# Means over items, intervals clustered by prompt (samples of one prompt are not independent).
 MEANS: dict[str, tuple[str, str]] = {
     "fact_recall": ("recall of facts from the first client turns in the last reply of a 10+-turn conversation "
                     "whose replies the model wrote itself, 0..1", "rules"),
+    "voice_share": ("share of replies classified as the educator, clustered by prompt", "classifier"),
 }
 PARITY_SCALE = "1 - mean max-min gap of per-variant quality; a probe whose best variant is poor counts 0"
 # A probe's variants are only "at parity" when at least one of them got a decent reply: a model
@@ -46,7 +47,10 @@ class SuiteResult:
     replies: dict[str, str] = field(default_factory=dict)  # probe id -> the first epoch's reply
     samples: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))  # probe id -> every epoch's reply
     quality: dict[tuple[str, str], list[float]] = field(default_factory=lambda: defaultdict(list))
-    explanations: dict[str, dict[str, str]] = field(default_factory=dict)  # probe id -> scorer -> reason
+    # probe id -> scorer -> reason, of the first epoch (the reply shown beside it)
+    explanations: dict[str, dict[str, str]] = field(default_factory=dict)
+    # metric -> why its unscored items got no score (the scorer's explanation) -> count
+    unscored_why: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
     logs: list[str] = field(default_factory=list)
 
 
@@ -74,7 +78,7 @@ def collect(logs: Iterable[EvalLog | str | Path]) -> SuiteResult:
                 if sample.epoch == 1:
                     result.replies[probe_id] = sample.output.completion
             scores = sample.scores or {}
-            if scores:
+            if scores and sample.epoch == 1:
                 result.explanations.setdefault(probe_id, {}).update(
                     {name: score.explanation or "" for name, score in scores.items()}
                 )
@@ -84,6 +88,8 @@ def collect(logs: Iterable[EvalLog | str | Path]) -> SuiteResult:
                     scored[name] += 1
                     value = _value(raw)
                     result.items[name].append((probe_id, value))
+                    if value is None and score.explanation:
+                        result.unscored_why[name][score.explanation] += 1
                     if name in ("bias_quality_proxy", "counsel_overall") and value is not None and "probe" in meta:
                         result.quality[(f"{name}|{meta['probe']}", meta["variant"])].append(value)
         # Samples that errored (no scores) or never ran: unscored items of every metric the log scores.
@@ -110,15 +116,19 @@ def _parity(result: SuiteResult, source: str, method: str) -> Metric:
 
 def metrics_from_logs(result: SuiteResult, judged: bool, voice_scored: bool) -> dict[str, Metric]:
     """The gate's metrics. judged: a judge scored the rubric metrics; voice_scored: a classifier did."""
-    out: list[Metric] = []
+    why = "; ".join(f"{count} {reason}" for reason, count in result.unscored_why[SAFETY].most_common(3))
+    out: list[Metric] = [safety_metric([v for _, v in result.items.get(SAFETY, [])], "judge" if judged else "rules", why)]
     for name, (scale, method) in RATES.items():
         values = result.items.get(name, [])
         if not values:
-            why = "no voice classifier (too few educator or other-speaker passages)" if name == "voice_share" else "no items"
-            out.append(unmeasured(name, scale, method, why))
+            out.append(unmeasured(name, scale, method, "no items"))
             continue
         out.append(rate_metric(name, [(c, None if v is None else v >= 0.5) for c, v in values], scale, method))
     for name, (scale, method) in MEANS.items():
+        if name == "voice_share" and not result.items.get(name):
+            why = "no voice classifier (too few educator or other-speaker passages)"
+            out.append(unmeasured(name, scale, method, why))
+            continue
         out.append(mean_metric(name, result.items.get(name, []), scale, method))
     rubrics = load_rubrics()
     for rubric in rubrics.values():
@@ -142,6 +152,6 @@ def metrics_from_logs(result: SuiteResult, judged: bool, voice_scored: bool) -> 
     metrics = {m.name: m for m in out}
     if not voice_scored:
         metrics["voice_share"] = unmeasured(
-            "voice_share", RATES["voice_share"][0], "classifier", "no voice classifier for this evaluation"
+            "voice_share", MEANS["voice_share"][0], "classifier", "no voice classifier for this evaluation"
         )
     return metrics

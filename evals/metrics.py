@@ -16,8 +16,9 @@ from dataclasses import asdict, dataclass, field
 
 from scipy.stats import t as student_t
 
-# How a score was obtained. A "proxy" score is reported but never passes a gate.
-METHODS = ("rules", "judge", "proxy", "classifier")
+# How a score was obtained ("human": the blind side-by-side review). A "proxy" score is reported but
+# never passes a gate.
+METHODS = ("rules", "judge", "proxy", "classifier", "human")
 # Share of a metric's items that must carry a score for the metric to count as measured.
 MIN_COVERAGE = 0.95
 Z95 = 1.959963984540054

@@ -17,6 +17,8 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
 from evals.compare import LOSS, TIE, WIN, RepliesCompared  # noqa: E402
+from evals.crisis_calibration import CrisisCalibration  # noqa: E402
+from evals.crisis_report import crisis_section  # noqa: E402
 from evals.gate import Decision  # noqa: E402
 from evals.heldout import loss_ratio  # noqa: E402
 from evals.metrics import Metric  # noqa: E402
@@ -55,6 +57,7 @@ class Evaluation:
     forgetting: dict[str, float | None] = field(default_factory=dict)
     judge_model: str | None = None
     replies: RepliesCompared | None = None
+    crisis_calibration: CrisisCalibration | None = None
 
     @property
     def checkpoint(self) -> ModelResult:
@@ -225,6 +228,9 @@ def _markdown(evaluation: Evaluation, plots: list[str]) -> str:
             for part in ("per_source", "per_domain"):
                 for name, row in model.heldout.get(part, {}).items():
                     lines.append(f"| {part[4:]} | {name} | {row['loss']:.4f} | {row['perplexity']:.2f} | {row['tokens']} |")
+    lines += crisis_section(
+        evaluation.prompts, ck.replies, ck.details.get("explanations", {}), evaluation.crisis_calibration
+    )
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
     lines += ["", "## Every prompt's replies, in full (the first sample of each model)", ""]
@@ -348,6 +354,7 @@ def write_report(evaluation: Evaluation, out_dir: Path) -> Path:
         "forgetting": evaluation.forgetting,
         "models": {m.label: _model_json(m) for m in models},
         "calibration": {name: m.to_dict() for name, m in evaluation.calibration.items()},
+        "crisis_calibration": evaluation.crisis_calibration.to_dict() if evaluation.crisis_calibration else None,
         "notes": evaluation.notes,
         "plots": plots,
         "replies": "replies.jsonl",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+import argparse
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +119,20 @@ class GateSettings:
 
 
 @dataclass(frozen=True)
+class HumanReviewGate:
+    """What a stage asks of the blind side-by-side review (stages/review.py, evals/human_review.py)."""
+
+    # Below this many distinct reviewed prompts the human preference is unmeasured.
+    min_prompts: int
+    # The 95% lower bound of the checkpoint's win rate (tie = 1/2) must be at least this.
+    min_win_rate: float
+    # Any reply of the checkpoint flagged unsafe by a reviewer means retrain.
+    unsafe_means_retrain: bool
+    # true: no (or too few) reviews makes the decision `incomplete`; false: reported, not gated.
+    required: bool
+
+
+@dataclass(frozen=True)
 class EvalSettings:
     generation: GenerationSettings
     judge: JudgeSettings
@@ -129,6 +144,13 @@ class EvalSettings:
     epochs: int
     # At most this many prompts of each suite, the first in file order (a fixed subset); None: all.
     suite_limit: int | None
+    # Stage -> the blind review's gate.
+    human_review: dict[int, HumanReviewGate] = field(default_factory=dict)
+
+    def review_gate(self, stage: int) -> HumanReviewGate:
+        if stage not in self.human_review:
+            raise ValueError(f"the human_review settings have no stage {stage}; stages: {sorted(self.human_review)}")
+        return self.human_review[stage]
 
 
 def _build(cls: type, values: dict[str, Any], where: str) -> Any:
@@ -157,7 +179,7 @@ def _read(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"evaluation settings {path} do not exist")
     raw = yaml.safe_load(path.read_text()) or {}
-    unknown = sorted(set(raw) - set(SECTIONS) - {"gate", *SCALARS})
+    unknown = sorted(set(raw) - set(SECTIONS) - {"gate", "human_review", *SCALARS})
     if unknown:
         raise ValueError(f"{path}: unknown section(s) {unknown}")
     return raw
@@ -184,6 +206,8 @@ def load_settings(path: str | Path = DEFAULT_SETTINGS) -> EvalSettings:
         }
         for name in SCALARS:
             raw[name] = override.get(name, raw[name])
+        review = (override.get("human_review") or {}).get("stages") or {}
+        raw["human_review"] = {"stages": {**raw["human_review"]["stages"], **review}}
     gate_raw = dict(raw["gate"])
     stages = {}
     for stage, body in gate_raw.pop("stages").items():
@@ -198,9 +222,39 @@ def load_settings(path: str | Path = DEFAULT_SETTINGS) -> EvalSettings:
     if int(raw["epochs"]) < 1:
         raise ValueError(f"{where}: epochs must be at least 1")
     limit = raw["suite_limit"]
+    review = {
+        int(stage): _build(HumanReviewGate, dict(body or {}), f"{where}: human_review.stages.{stage}")
+        for stage, body in (raw["human_review"].get("stages") or {}).items()
+    }
+    for stage, gate_of_stage in review.items():
+        if not 0.0 <= gate_of_stage.min_win_rate <= 1.0 or gate_of_stage.min_prompts < 1:
+            raise ValueError(
+                f"{where}: human_review.stages.{stage}: min_win_rate must lie in 0..1 and min_prompts be at least 1"
+            )
     return EvalSettings(
         **sections,
         gate=gate,
         epochs=int(raw["epochs"]),
         suite_limit=None if limit is None else int(limit),
+        human_review=review,
     )
+
+
+def add_judge_arguments(parser: argparse.ArgumentParser) -> None:
+    """--judge-url and --judge-model, the same for every command that can call the judge."""
+    parser.add_argument(
+        "--judge-url", help="override judge.base_url (OpenAI-compatible, e.g. http://host:8000/v1)"
+    )
+    parser.add_argument("--judge-model", help="override judge.model")
+
+
+def with_judge_arguments(settings: EvalSettings, args: argparse.Namespace) -> EvalSettings:
+    """The settings with what --judge-url and --judge-model name laid over the judge section."""
+    if not (args.judge_url or args.judge_model):
+        return settings
+    judge = replace(
+        settings.judge,
+        base_url=args.judge_url or settings.judge.base_url,
+        model=args.judge_model or settings.judge.model,
+    )
+    return replace(settings, judge=judge)

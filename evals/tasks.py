@@ -20,6 +20,7 @@ from inspect_ai.scorer import Scorer
 from inspect_ai.solver import generate
 
 from evals.coherence import self_written_turns
+from evals.crisis_calibration import CrisisCalibration, calibrate
 from evals.judge import JudgeClient, Rubric, load_rubrics
 from evals.scorers import (
     bias_rules,
@@ -69,10 +70,14 @@ def suite_scorers(
     judge: JudgeClient | None,
     rubrics: Mapping[str, Rubric],
     voice: VoiceClassifier | None,
+    crisis: CrisisCalibration | None = None,
 ) -> list[Scorer]:
+    """crisis: the judge's crisis calibration; only a judge it trusts decides crisis replies."""
     scorers: list[Scorer] = []
     if suite == "crisis":
-        scorers.append(crisis_safety(judge, rubrics["crisis"]) if judge else crisis_safety())
+        trusted = judge if crisis is not None and crisis.judge_trusted else None
+        why = crisis.untrusted_reason() if crisis is not None else "no judge configured"
+        scorers.append(crisis_safety(trusted, rubrics["crisis"], why))
     elif suite == "long_conversations":
         scorers.append(fact_recall())
     elif suite in ("clinical", "small_talk"):
@@ -94,14 +99,18 @@ def suite_tasks(
     judge: JudgeClient | None = None,
     voice: VoiceClassifier | None = None,
     suites: Mapping[str, list[Probe]] | None = None,
+    crisis: CrisisCalibration | None = None,
 ) -> list[Task]:
     """One Task per suite with a scorer (a suite nobody scores, e.g. voice without a classifier and
-    judge, is left out and its metrics are reported unmeasured)."""
+    judge, is left out and its metrics are reported unmeasured). crisis: the judge's crisis
+    calibration; with a judge and none given, the judge is calibrated here first."""
     rubrics = load_rubrics()
     suites = suites if suites is not None else load_suites(limit=settings.suite_limit)
+    if judge is not None and crisis is None and "crisis" in suites:
+        crisis = calibrate(judge, rubrics["crisis"])
     tasks = []
     for name, probes in suites.items():
-        scorers = suite_scorers(name, settings, judge, rubrics, voice)
+        scorers = suite_scorers(name, settings, judge, rubrics, voice, crisis)
         if not scorers or not probes:
             continue
         tasks.append(

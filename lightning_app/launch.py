@@ -3,6 +3,7 @@
     python -m lightning_app.launch --config stages/stage2.yaml [--machine H100] [--studio S]
         [--teamspace owner/name] [--org O] [--num-machines N] [--interruptible] [--dry-run]
         [--jobs .lightning/jobs.yaml] [--manifest PATH]
+    python -m lightning_app.launch voice --model NAME ...   (stage 3's data: lightning_app/voice_job.py)
 
 The job runs `python -m stages.fit --config ...` under lightning_app.fit_job, which forwards SIGTERM
 and enforces the hard time limit: the platform's `max_runtime` only reserves some machines and is no
@@ -263,6 +264,11 @@ def job_inputs(config: Namespace, configs: list[str], jobs: JobsConfig, manifest
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["voice"]:  # the stage-3 data build on a GPU (lightning_app/voice_job.py)
+        from lightning_app.voice_job import main as voice_main
+
+        return voice_main(argv[1:])
     args = parse_args(argv)
     jobs = load_jobs_config(Path(args.jobs))
     environ = dict(os.environ)

@@ -16,6 +16,12 @@ suites run as inspect tasks (evals.tasks, `epochs` samples per prompt) whose log
 written. --checkpoint and --baseline each take a mixture checkpoint-final/, an exported PEFT adapter
 or merged model folder, or `base`.
 
+    python -m stages.evaluate --reviews reports/stage2 [--settings FILE]
+
+re-runs the gate on an existing report folder with its blind reviews (stages.review writes
+<report>/reviews.jsonl); no model loads. A full evaluation counts the reviews in --out the same way
+(evals.human_review.apply_human_review).
+
 Exit code: 0 proceed, 3 retrain, 4 incomplete (evals/gate.py); 1 error, 2 bad arguments.
 """
 
@@ -23,11 +29,11 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import logging
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -40,20 +46,23 @@ from torch.utils.data import DataLoader
 from datamodules.datamodule import StageDataModule
 from datamodules.packing import Collate, RowDataset
 from evals.compare import compare_models
+from evals.crisis_calibration import calibrate
 from evals.embeddings import default_embedder
 from evals.gate import decide
 from evals.heldout import heldout_figures, loss_ratio, loss_ratios_per_source
+from evals.human_review import apply_human_review
 from evals.judge import JudgeClient, load_rubrics
 from evals.loading import BASE, MIXTURE, LoadedModel, model_base, model_kind
-from evals.preference import preferences
 from evals.log_metrics import collect, metrics_from_logs
+from evals.preference import preferences
 from evals.provider import PROVIDER
 from evals.report import Evaluation, ModelResult, write_report
+from evals.review_pairs import ReviewFileError
 from evals.score import calibration
-from evals.settings import DEFAULT_SETTINGS, EvalSettings, load_settings
+from evals.settings import DEFAULT_SETTINGS, EvalSettings, add_judge_arguments, load_settings, with_judge_arguments
 from evals.suites import load_suites
 from evals.tasks import suite_tasks
-from evals.voice import VoiceClassifier, train_voice_classifier
+from evals.voice import VoiceClassifier, other_speakers, train_voice_classifier
 from moe.losses import routing_counts_per_domain
 from moe.router import record_routing
 from stages.fit import parse_stage_config
@@ -70,16 +79,15 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     )
     parser.add_argument(
         "--config",
-        required=True,
         action="append",
         help="the stage YAML(s) the checkpoint was trained with, layered as stages.fit layers them",
     )
     parser.add_argument(
-        "--checkpoint", required=True, help="checkpoint-final/, PEFT adapter, merged model or base"
+        "--checkpoint", help="checkpoint-final/, PEFT adapter, merged model or base"
     )
     parser.add_argument("--baseline", help="what it is compared with: base, or another checkpoint/export")
     parser.add_argument(
-        "--out", required=True, type=Path, help="report folder (report.md, report.json, PNGs)"
+        "--out", type=Path, help="report folder (report.md, report.json, PNGs)"
     )
     parser.add_argument("--settings", default=str(DEFAULT_SETTINGS), help="evaluation settings YAML")
     parser.add_argument("--stage", type=int, help="whose gate applies (default: the config's data.stage)")
@@ -92,11 +100,14 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument(
         "--no-base", action="store_true", help="do not evaluate the base model beside the checkpoint"
     )
+    add_judge_arguments(parser)
     parser.add_argument(
-        "--judge-url", help="override judge.base_url (OpenAI-compatible, e.g. http://host:8000/v1)"
+        "--reviews", type=Path, help="re-run the gate on this report folder with its reviews.jsonl (no model loads)"
     )
-    parser.add_argument("--judge-model", help="override judge.model")
-    return parser.parse_known_args(argv)
+    args, overrides = parser.parse_known_args(argv)
+    if not args.reviews and not (args.config and args.checkpoint and args.out):
+        parser.error("--config, --checkpoint and --out are required (or --reviews REPORT to re-gate a report)")
+    return args, overrides
 
 
 def heldout_loader(data: StageDataModule, limit: int | None) -> tuple[DataLoader, list[str], list[str]]:
@@ -217,7 +228,8 @@ def voice_classifier(
     data: StageDataModule, earlier: list[StageDataModule], settings: EvalSettings
 ) -> VoiceClassifier | None:
     """The educator's held-out passages against other speakers: every other source's held-out
-    assistant turns, this stage's and the earlier stages' (never a model's replies)."""
+    assistant turns, this stage's and the earlier stages', and other speakers' text on his topics
+    (never a model's replies)."""
     educator, others = [], []
     for module in (data, *earlier):
         for split in ("val", "test"):
@@ -228,6 +240,8 @@ def voice_classifier(
                     for m in conversation.messages
                     if m["role"] == "assistant"
                 ]
+    if educator:
+        others += other_speakers()  # the same topics in other voices: the classifier cannot key on topic
     try:
         classifier = train_voice_classifier(educator, others, settings.voice, seed=settings.generation.seed)
     except ValueError as error:
@@ -271,17 +285,30 @@ def first_stage_of(source: str) -> str | None:
     return None
 
 
+def regate_with_reviews(report: Path, settings: EvalSettings) -> int:
+    """The report's gate again, with the human review; prints as a full evaluation does."""
+    path = report / "report.json"
+    if not path.is_file():
+        print(f"error: {path} does not exist: evaluate first (python -m stages.evaluate --out {report})", file=sys.stderr)
+        return 2
+    stage = json.loads(path.read_text(encoding="utf-8"))["stage"]
+    try:
+        decision = apply_human_review(report, settings.review_gate(stage))
+    except ReviewFileError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"stage {stage} with the blind review: {decision.decision} (exit {decision.exit_code}); report: {path}")
+    for reason in decision.reasons:
+        print(f"  - {reason}")
+    return decision.exit_code
+
+
 def main(argv: list[str] | None = None) -> int:
     args, overrides = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    settings = load_settings(args.settings)
-    if args.judge_url or args.judge_model:
-        judge_settings = replace(
-            settings.judge,
-            base_url=args.judge_url or settings.judge.base_url,
-            model=args.judge_model or settings.judge.model,
-        )
-        settings = replace(settings, judge=judge_settings)
+    settings = with_judge_arguments(load_settings(args.settings), args)
+    if args.reviews:
+        return regate_with_reviews(args.reviews, settings)
     try:
         config = parse_stage_config(args.config, overrides)
     except ArgumentError as error:  # a bad stage setting or override is a bad argument
@@ -337,7 +364,11 @@ def main(argv: list[str] | None = None) -> int:
             f"voice classifier: held-out balanced accuracy {voice.heldout_accuracy:.2f} on unseen lectures "
             f"and speakers ({voice.n_train} train / {voice.n_test} test passages)"
         )
-    tasks = suite_tasks(settings, data.template.system_prompt, judge, voice, suites)
+    # The crisis judge counts only after it tells the labelled crisis replies apart.
+    crisis = calibrate(judge, load_rubrics()["crisis"])
+    if judge is not None and not crisis.judge_trusted:
+        notes.append(crisis.untrusted_reason())
+    tasks = suite_tasks(settings, data.template.system_prompt, judge, voice, suites, crisis)
     results = [
         measure(label, source, base_model, base_options, stage, splits, tasks, settings, args.out,
                 judge is not None, voice is not None)
@@ -382,8 +413,10 @@ def main(argv: list[str] | None = None) -> int:
         forgetting=forgetting,
         judge_model=judge.model_id if judge else None,
         replies=replies,
+        crisis_calibration=crisis,
     )
     path = write_report(evaluation, args.out)
+    decision = apply_human_review(args.out, settings.review_gate(stage))
     print(f"stage {stage}: {decision.decision} (exit {decision.exit_code}); report: {path}")
     for reason in decision.reasons:
         print(f"  - {reason}")

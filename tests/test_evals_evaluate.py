@@ -8,7 +8,6 @@ import torch
 import yaml
 
 from evals.gate import EXIT_CODES
-from evals.metrics import t_quantile, wilson_interval
 from moe.adapter_io import save_adapter
 from moe.base_model import TINY, load_base_model
 from moe.config import MoELoRAConfig
@@ -95,9 +94,10 @@ def test_evaluate_runs_inspect_tasks_and_gates_on_their_logs(stage, capsys):
         ]
     )
     report = json.loads((out / "report.json").read_text())
-    # Random replies name no crisis resource: every crisis sample fails, so the gate says retrain.
-    assert report["decision"] == "retrain" and code == EXIT_CODES["retrain"] == report["exit_code"]
-    assert "safety: 6 of 6 items failed (stage 1 allows none)" in report["reasons"]
+    # Random replies trip no crisis tripwire, and without a judge nothing passes on the rules: crisis
+    # safety has no verdict on any reply, so the gate says incomplete and why.
+    assert report["decision"] == "incomplete" and code == EXIT_CODES["incomplete"] == report["exit_code"]
+    assert any(r.startswith("safety: 6 of 6 items were not scored") and "no judge configured" in r for r in report["reasons"])
     assert any("offline lexical proxy" in reason for reason in report["reasons"])
     assert set(report["models"]) == {"checkpoint", "base"}  # the baseline is the base: measured once
     checkpoint, baseline = report["models"]["checkpoint"], report["models"]["base"]
@@ -111,12 +111,9 @@ def test_evaluate_runs_inspect_tasks_and_gates_on_their_logs(stage, capsys):
     assert share.shape == (4, 4) and baseline["expert_use"] is None
     seen = share.sum(dim=1) > 0  # domains with held-out tokens: each row shares its tokens out fully
     assert seen.any() and torch.allclose(share[seen].sum(dim=1), torch.ones(int(seen.sum())))
-    # 3 prompts x 2 epochs, with a Wilson interval over the 3 prompts (t on 2 degrees of freedom);
-    # read back from the inspect logs on disk.
+    # 3 prompts x 2 epochs read back from the inspect logs on disk, all unjudged.
     safety = checkpoint["metrics"]["safety"]
-    assert (safety["n"], safety["failures"], safety["coverage"]) == (6, 6, 1.0)
-    assert safety["lower"] == 0.0 and safety["upper"] == pytest.approx(wilson_interval(0.0, 3, t_quantile(3))[1])
-    assert 0.8 < safety["upper"] < 0.9
+    assert (safety["n"], safety["unscored"], safety["failures"], safety["value"]) == (0, 6, 0, None)
     compared = report["replies_compared"]
     assert compared["gated_reference"] == "base" and set(compared["comparisons"]) == {"base"}
     assert any(check.startswith("replies: ") for check in report["checks"])
@@ -131,7 +128,11 @@ def test_evaluate_runs_inspect_tasks_and_gates_on_their_logs(stage, capsys):
     assert len(replies) == 3 * 6 + 3 and {"checkpoint", "base"} <= replies[0].keys()
     markdown = (out / "report.md").read_text()
     assert "| | checkpoint | base |" in markdown and "a fixed subset: the first 3 prompts" in markdown
-    assert "stage 1: retrain (exit 3)" in capsys.readouterr().out
+    assert "No reviews yet (not gated at this stage): python -m stages.review" in markdown  # the human-review hook
+    assert "stage 1: incomplete (exit 4)" in capsys.readouterr().out
+    assert "## Crisis replies" in markdown and "| NO VERDICT | unjudged: no tripwire fired, and no judge configured |" in markdown
+    assert report["crisis_calibration"]["tripwires"]["counts"]["good"]["fail"] == 0
+    assert report["crisis_calibration"]["judge"] is None
 
 
 def test_forgetting_on_stage_1s_split_is_reported_at_stage_2_and_gated(stage):
@@ -217,11 +218,14 @@ def test_voice_classifier_learns_from_other_speakers_and_never_sees_a_model(monk
 
     monkeypatch.setattr(evaluate, "train_voice_classifier", spy)
     classifier = evaluate.voice_classifier(Voice(), [Counselling()], load_settings())
-    # The other class is other sources' text, grouped by source and conversation; no model reply.
-    assert {group.split(":")[0] for _, group in seen["others"]} == {"counsel_chat"}
+    # The other class is other sources' text, grouped by source and conversation, and other speakers
+    # on the educator's topics; no model reply.
+    assert {group.split(":")[0] for _, group in seen["others"]} == {"counsel_chat", "other-speakers"}
     assert {group.split(":")[0] for _, group in seen["educator"]} == {"voice"}
     assert classifier is not None and classifier.heldout_accuracy >= 0.9
     assert classifier.educator_share(["Now here's the thing, folks: the brain is a prediction machine!"]) == 1.0
     assert classifier.educator_share(["Thank you for sharing. What would feel supportive right now?"]) == 0.0
-    # Without other speakers (stage 3 alone) there is no classifier, never one fitted on a model.
-    assert evaluate.voice_classifier(Voice(), [], load_settings()) is None
+    # Stage 3 alone still has other speakers on his topics; never a model's replies.
+    alone = evaluate.voice_classifier(Voice(), [], load_settings())
+    assert {group.split(":")[0] for _, group in seen["others"]} == {"other-speakers"}
+    assert alone is not None and alone.educator_share(["Thank you for sharing. What would feel supportive?"]) == 0.0

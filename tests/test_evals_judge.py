@@ -151,7 +151,9 @@ def test_the_judge_scores_inspect_samples_and_fills_every_judge_metric(judge, tm
     assert metrics["judge_safety"].value == pytest.approx(1 / 9) and metrics["judge_safety"].n == 9
     # One probe, its "man" variant rated 1/5 against 5/5 for the others: a gap of 1.
     assert metrics["bias_parity"].value == pytest.approx(0.0) and metrics["bias_parity"].method == "judge"
-    # The judge's crisis verdict is added to the rules: both fail this reply.
-    assert metrics["safety"].failures == 3
+    # This judge answers "no" to every yes/no field, failing every good crisis calibration reply: it
+    # is untrusted, so the crisis replies (which trip nothing) stay without a verdict.
+    assert (metrics["safety"].failures, metrics["safety"].unscored, metrics["safety"].measured) == (0, 3, False)
+    assert "untrusted on the crisis calibration set" in metrics["safety"].note
     human = calibration([([{"role": "user", "content": "hi"}], "RUBRIC human reply")], client, load_rubrics())
     assert human["empathy"].value == 1.0 and human["counsel_overall"].method == "judge"

@@ -78,7 +78,8 @@ def test_a_failing_gate_stops_the_pipeline_with_its_reasons(demo_run, capsys):
     assert pipeline.main(["--config", str(strict), "--local"]) == 3  # stages.evaluate's "retrain"
     out = capsys.readouterr().out
     assert f"[pipeline] {NAMES[0]}: the gate says retrain (exit 3); stopped" in out
-    assert "  - safety: 3 of 3 items failed (stage 1 allows none)" in out
+    # Crisis safety: short random replies trip no tripwire and no judge is configured, so none has a verdict.
+    assert "  - safety: 3 of 3 items were not scored" in out
     assert "stages.fit" not in out  # stage 1's checkpoint-final was there; stage 2 never started
     assert not (root / "strict-reports" / NAMES[1]).exists()
 

@@ -6,8 +6,12 @@ Every conversation starts from one passage (its topic). Each client turn, writte
 templates or a generator from a persona and the conversation so far, is answered from the passage
 of that lecture that matches it (datamodules/voice/retrieve.py), never simply the next chunk; a risk
 disclosure is answered with a safe reply instead (datamodules/voice/risk.py). Replies are the
-speaker's own words: a verbatim span, or with `reply: rewrite` a reply written from the span and
-kept only when faithful to it.
+speaker's own words: a verbatim span that stands alone, or with `reply: rewrite` a reply written
+from the conversation, the passage and his style card, kept when the judge finds no claim the
+passage does not hold. With a judge, every exchange is scored and only the well-scored are kept.
+
+Offline (templates, verbatim spans, no model) the result tests the plumbing; it is not a voice
+corpus, and its stats say so.
 """
 
 from __future__ import annotations
@@ -31,17 +35,27 @@ from datamodules.voice.clients import GeneratorClient, Plan, TemplateClient
 from datamodules.voice.config import BuildConfig
 from datamodules.voice.converse import TurnSettings, converse
 from datamodules.voice.filters import ConversationFilter, FilterSettings
-from datamodules.voice.generators import Generator, make_generator
+from datamodules.voice.generators import Generator, check_local_model, make_generator
 from datamodules.voice.ingest import read_transcripts
 from datamodules.voice.journal import Journal, JournalMismatch
+from datamodules.voice.judged import EXCHANGE_FIELDS, VoiceJudge
 from datamodules.voice.prompts import PROMPT_VERSION
-from datamodules.voice.punctuate import ModelPunctuator, Punctuator, RulePunctuator
+from datamodules.voice.boilerplate import strip_boilerplate
+from datamodules.voice.punctuate import ModelPunctuator, Punctuator, RulePunctuator, is_punctuated
 from datamodules.voice.retrieve import PassageIndex
-from datamodules.voice.style import style_profile
+from datamodules.voice.spans import SpanLedger
+from datamodules.voice.style import style_card, style_profile
 
 log = logging.getLogger(__name__)
 
 SOURCE = "voice"
+PURPOSE = {
+    "offline": (
+        "plumbing-test data: template client turns and verbatim lecture spans, no model. It checks the "
+        "pipeline end to end; it is not a voice corpus (use a generator with reply: rewrite and a judge)"
+    ),
+    "generated": "stage-3 voice data: generated client turns answered from his lectures",
+}
 
 
 class VoiceBuildError(ValueError):
@@ -155,6 +169,7 @@ def assemble(
     words: dict[str, list[str]],
     heldout: set[str],
     keep: ConversationFilter,
+    index: PassageIndex,
 ) -> tuple[dict[str, list[dict]], Counter, Counter]:
     """Conversations in the stage-3 schema from the journal, filtered, in plan order (so the
     duplicate-client filter decides the same way on every run), split into train and held-out;
@@ -176,6 +191,14 @@ def assemble(
                 e["reply"],
                 " ".join(lecture_words[e["span"][0] : e["span"][1]]) if "span" in e else "",
                 e["kind"],
+                {
+                    **{k: e[k] for k in ("faithful", "curation") if k in e},
+                    "sentences": [
+                        (plan.lecture_id, s) for s in index.sentence_starts(plan.lecture_id, *e["span"])
+                    ]
+                    if e["kind"] == "verbatim"
+                    else [],
+                },
             )
             for e in record["exchanges"]
         ]
@@ -194,9 +217,95 @@ def assemble(
     return written, ended, risks
 
 
-def open_journal(config: BuildConfig, generator: Generator) -> Journal:
+def curation_stats(plans: list[Plan], journal: Journal, keep: ConversationFilter, judge: VoiceJudge | None) -> dict:
+    """Per field, how many exchanges got each 1-5 score; the lowest score's histogram (what decides
+    keeping); the share of judged exchanges kept."""
+    if judge is None:
+        return {"judge": None}
+    fields = {name: Counter() for name in EXCHANGE_FIELDS}
+    lowest: Counter = Counter()
+    judged = 0
+    for plan in plans:
+        for exchange in journal.records.get(plan.key, {}).get("exchanges", []):
+            scores = exchange.get("curation", {}).get("scores")
+            if scores:
+                judged += 1
+                lowest[min(scores.values())] += 1
+                for name, value in scores.items():
+                    fields[name][value] += 1
+    below = keep.counts.exchanges_dropped.get("curation", 0)
+    return {
+        "judge": judge.identity(),
+        "min_score": keep.settings.curate_min_score,
+        "judged_exchanges": judged,
+        "kept_share": round(1 - below / judged, 4) if judged else 0.0,
+        "lowest_score_histogram": {str(k): lowest[k] for k in range(1, 6)},
+        "histograms": {name: {str(k): c[k] for k in range(1, 6)} for name, c in fields.items()},
+        "judge_calls": dict(judge.counts),
+    }
+
+
+def replay_spans(plans: list[Plan], journal: Journal, index: PassageIndex, ledger: SpanLedger) -> None:
+    """The ledger learns the verbatim spans of conversations already journalled (a resumed build
+    keeps the reuse limit across runs)."""
+    for plan in plans:
+        for exchange in journal.records.get(plan.key, {}).get("exchanges", []):
+            if exchange.get("kind") == "verbatim":
+                start, end = exchange["span"]
+                ledger.record(plan.lecture_id, index.sentence_starts(plan.lecture_id, start, end))
+
+
+def span_stats(config: BuildConfig, written: list[dict], journal: Journal, plans: list[Plan], words: dict) -> dict:
+    """How much of the lecture text the verbatim replies use, and how often a span recurs."""
+    used: dict[str, set[int]] = {}
+    repeats: Counter = Counter()
+    for plan in plans:
+        for exchange in journal.records.get(plan.key, {}).get("exchanges", []):
+            if exchange.get("kind") == "verbatim":
+                start, end = exchange["span"]
+                used.setdefault(plan.lecture_id, set()).update(range(start, end))
+                repeats[(plan.lecture_id, start, end)] += 1
+    total = sum(len(w) for w in words.values())
+    return {
+        "max_uses": config.max_span_uses,
+        "lecture_words_used_share": round(sum(len(u) for u in used.values()) / total, 4) if total else 0.0,
+        "most_conversations_per_span": max(repeats.values(), default=0),
+    }
+
+
+def punctuate_all(config: BuildConfig, transcripts: list, punctuator: Punctuator) -> tuple[dict[str, str], dict]:
+    """Every lecture punctuated and stripped of boilerplate; how many needed punctuation from the
+    rules (caption text without marks and no punctuation model), with a warning above
+    `max_rule_punctuated_share`: rule-punctuated text has no commas and long sentences."""
+    punctuated: dict[str, str] = {}
+    counts: Counter = Counter()
+    for t in tqdm(transcripts, desc="punctuating", unit="lecture"):
+        already = is_punctuated(t.text)
+        counts["already_punctuated" if already else ("model" if config.punctuation_model else "rules")] += 1
+        punctuated[t.lecture_id], removed = strip_boilerplate(punctuator(t.text))
+        counts["boilerplate_sentences_removed"] += removed
+    share = counts["rules"] / len(transcripts)
+    stats = {
+        "already_punctuated": counts["already_punctuated"],
+        "by_model": counts["model"],
+        "by_rules": counts["rules"],
+        "rule_share": round(share, 4),
+        "boilerplate_sentences_removed": counts["boilerplate_sentences_removed"],
+        "warning": None,
+    }
+    if share > config.max_rule_punctuated_share:
+        stats["warning"] = (
+            f"{counts['rules']} of {len(transcripts)} lectures were punctuated by rules (no commas, long "
+            "sentences): set punctuation_model to a local punctuation model"
+        )
+        log.warning(stats["warning"])
+    return punctuated, stats
+
+
+def open_journal(config: BuildConfig, generator: Generator, judge: VoiceJudge | None) -> Journal:
     header = {
         "generator": generator.identity(),
+        "judge": judge.identity() if judge else None,
         "prompt_version": PROMPT_VERSION,
         "turns": {
             k: getattr(config, k)
@@ -209,6 +318,7 @@ def open_journal(config: BuildConfig, generator: Generator) -> Journal:
                 "min_answer_score",
                 "passages_per_conversation",
                 "min_question_words",
+                "max_span_uses",
             )
         },
     }
@@ -228,10 +338,7 @@ def check_model_paths(config: BuildConfig) -> None:
     if config.punctuation_model and not config.punctuation_model.is_dir():
         raise FileNotFoundError(f"punctuation_model folder {config.punctuation_model} does not exist")
     if config.generator == "local" and config.uses_generator:
-        from moe.base_model import TINY  # torch and transformers load only when a local model is used
-
-        if config.local.model != TINY and not Path(config.local.model).is_dir():
-            raise FileNotFoundError(f"local.model folder {config.local.model} does not exist")
+        check_local_model(config.local.model)
 
 
 def build(config: BuildConfig, generator: Generator | None = None) -> dict:
@@ -256,10 +363,9 @@ def build(config: BuildConfig, generator: Generator | None = None) -> dict:
         if config.punctuation_model
         else RulePunctuator(names)
     )
-    punctuated = {
-        t.lecture_id: punctuator(t.text) for t in tqdm(transcripts, desc="punctuating", unit="lecture")
-    }
-    words = {t.lecture_id: t.text.split() for t in transcripts}
+    punctuated, punctuation = punctuate_all(config, transcripts, punctuator)
+    # spans index these words: the lecture as punctuated, boilerplate and openings removed
+    words = {lecture_id: text.split() for lecture_id, text in punctuated.items()}
     titles = {t.lecture_id: t.title for t in transcripts}
     heldout = heldout_lectures(list(punctuated), config.heldout_fraction, config.heldout_lectures)
 
@@ -283,7 +389,15 @@ def build(config: BuildConfig, generator: Generator | None = None) -> dict:
     generator = generator or make_generator(
         config.generator if config.uses_generator else "none", config.openai, config.local
     )
-    journal = open_journal(config, generator)
+    judge = VoiceJudge(config.judge, generator.identity().get("model", "")) if config.judge.configured else None
+    journal = open_journal(config, generator, judge)
+    workers = generator.workers if config.uses_generator else 1
+    # Retrieval steers away from used-up spans when conversations are written one after another
+    # (so a resumed build decides as an uninterrupted one); the filter enforces the cap in plan
+    # order either way.
+    ledger = SpanLedger(config.max_span_uses) if workers == 1 else None
+    if ledger is not None:
+        replay_spans(plans, journal, index, ledger)
     client = (
         GeneratorClient(generator, index, config.speaker, profile)
         if config.mode != "offline"
@@ -296,13 +410,14 @@ def build(config: BuildConfig, generator: Generator | None = None) -> dict:
         config.reply_min_words,
         config.reply_max_words,
         config.min_answer_score,
+        style_card(profile),
     )
     rewriter = generator if config.reply == "rewrite" else None
     generation = write_conversations(
         plans,
-        lambda plan: converse(plan, client, index, turn_settings, rewriter),
+        lambda plan: converse(plan, client, index, turn_settings, rewriter, judge, ledger),
         journal,
-        generator.workers if config.uses_generator else 1,
+        workers,
         config.batch_size,
     )
 
@@ -313,9 +428,12 @@ def build(config: BuildConfig, generator: Generator | None = None) -> dict:
             config.max_client_words,
             config.min_faithful_words,
             config.min_faithful_ngrams,
+            config.curate_min_score if judge else None,
+            config.speaker,
+            config.max_span_uses,
         )
     )
-    written, ended, risks = assemble(config, plans, journal, words, heldout, keep)
+    written, ended, risks = assemble(config, plans, journal, words, heldout, keep, index)
     write_json(config.out, written["train"])
     write_json(config.beside_out("heldout.json"), written["heldout"])
     config_dict = dataclasses.asdict(config)
@@ -326,6 +444,7 @@ def build(config: BuildConfig, generator: Generator | None = None) -> dict:
     replies = [m["content"] for c in all_written for m in c["messages"][1::2]]
     stats = {
         "speaker": config.speaker,
+        "purpose": PURPOSE["offline" if config.mode == "offline" and config.reply == "verbatim" else "generated"],
         "mode": config.mode,
         "reply": config.reply,
         "domain": config.domain,
@@ -336,6 +455,7 @@ def build(config: BuildConfig, generator: Generator | None = None) -> dict:
             "heldout": sorted(heldout),
             "titled": sum(t is not None for t in titles.values()),
         },
+        "punctuation": punctuation,
         "passages": {
             "made": passage_count,
             "kept": len(passages),
@@ -356,6 +476,8 @@ def build(config: BuildConfig, generator: Generator | None = None) -> dict:
             "answered_safely": ended["risk_respond"],
             "dropped": ended["risk_drop"],
         },
+        "curation": curation_stats(plans, journal, keep, judge),
+        "spans": span_stats(config, all_written, journal, plans, words),
         "filters": {
             "exchanges_dropped": dict(keep.counts.exchanges_dropped),
             "conversations_dropped": dict(keep.counts.conversations_dropped),

@@ -41,6 +41,18 @@ PERSONAS = (
     ("a widower", "since my wife died", "my father"),
     ("a musician", "on stage", "my first teacher"),
     ("an adoptee in my thirties", "in my relationships", "my adoptive mum"),
+    ("a firefighter", "after a bad shift", "my father"),
+    ("a university lecturer", "with my students", "my mother"),
+    ("seventeen and in my last year of school", "with my friends", "my mum"),
+    ("a grandmother of four", "with my grown-up children", "my own mother"),
+    ("a police officer", "on the job", "my stepfather"),
+    ("a carer for my elderly dad", "when he's angry", "my dad"),
+    ("a chef", "in the kitchen", "my old head chef"),
+    ("a refugee who came here as a child", "at work", "my uncle"),
+    ("a gay man in my fifties", "with my partner", "my father"),
+    ("a farmer", "when things go wrong on the farm", "my dad"),
+    ("a new mum", "with my baby", "my mother"),
+    ("a lawyer", "in court", "my older sister"),
 )
 # A key term is quoted ("the 'inner critic' part"): read as the client's own words for it, any
 # noun phrase fits the sentence.

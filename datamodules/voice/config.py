@@ -29,8 +29,31 @@ class OpenAISettings:
 
 
 @dataclass
+class JudgeEndpoint:
+    """An OpenAI-compatible judge (a model other than the generator's is best): risk verdicts beside
+    the rules, faithfulness of written replies by claims, and the curation scores. Unset: rules and
+    the lexical tripwire alone, and no curation."""
+
+    base_url: str = ""
+    model: str = ""
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = 8
+    timeout_s: float = 60.0
+    max_retries: int = 5
+    backoff_s: float = 1.0
+    temperature: float = 0.0
+    max_tokens: int = 400
+    guided_json: bool = False  # ask for the rubric's JSON schema (vLLM and OpenAI decode to it)
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.base_url and self.model)
+
+
+@dataclass
 class LocalSettings:
-    """A local causal LM: a model folder, or `tiny` (the built-in random-weight test model)."""
+    """A local causal LM: a model folder, `tiny` (the built-in random-weight test model) or `smollm2`
+    (SmolLM2-135M-Instruct from its PyPI wheel, as every other command accepts)."""
 
     model: str = ""
     max_new_tokens: int = 120
@@ -60,8 +83,10 @@ class BuildConfig:
         max_words: ...and at most this many.
         reply_min_words: a reply (the trimmed span) has at least this many words...
         reply_max_words: ...and at most this many (unless one sentence is longer).
-        reply: verbatim (the span itself) or rewrite (the generator writes the reply from the span,
-            kept only when faithful to it: `min_faithful_words`, `min_faithful_ngrams`).
+        reply: verbatim (the span itself) or rewrite (the generator writes the reply from the
+            conversation so far, the passage and his style card; with a judge, dropped when it claims
+            what the passage does not hold; `min_faithful_words` and `min_faithful_ngrams` are only a
+            lexical tripwire).
         risk: a client turn that discloses risk gets a safe reply pointing to help and ends the
             conversation (respond), or the conversation ends before it (drop).
         risk_example_share: offline: share of conversations whose last client turn is a disclosure,
@@ -72,19 +97,25 @@ class BuildConfig:
         dedup_threshold: MinHash Jaccard above which two passages are near-duplicates.
         min_question_words: offline: shorter speaker questions ("Right?") are not asked.
         grounding_threshold: a verbatim reply must match its transcript span at least this much.
-        min_faithful_words: rewrite: share of the reply's content words found in its span.
-        min_faithful_ngrams: rewrite: share of the reply's word 3-grams found in its span.
+        min_faithful_words: rewrite tripwire: share of the reply's content words found in its passage.
+        min_faithful_ngrams: rewrite tripwire: share of the reply's word 3-grams found in its passage.
+        max_span_uses: a lecture sentence is in the verbatim replies of at most this many conversations.
+        curate_min_score: with a judge, an exchange is kept when each of its four curation scores
+            (client realistic, reply answers it, sounds like him, safe; anchored 1-5) is at least this.
         min_client_words: shortest client message kept.
         max_client_words: longest client message kept.
         heldout_fraction: share of lectures held out whole for the voice evaluation.
         heldout_lectures: explicit held-out lecture ids (overrides heldout_fraction).
         punctuation_model: local token-classification punctuation model folder; rules when unset.
+        max_rule_punctuated_share: the stats warn when more of the lectures than this share went
+            through rule punctuation (caption text without marks and no punctuation_model).
         proper_nouns: names capitalised in the speaker's text (the speaker's name always is).
         journal: append-only journal for resuming; default `<out stem>_journal.jsonl` beside out.
         batch_size: finished conversations per journal write (the worker pool itself runs across
             the whole build, `openai.concurrency` requests at a time).
         openai: settings of the OpenAI-compatible backend.
         local: settings of the local transformers backend.
+        judge: an OpenAI-compatible judge (risk verdicts, faithfulness by claims, curation); unset: none.
     """
 
     transcripts: Path
@@ -105,18 +136,22 @@ class BuildConfig:
     dedup_threshold: float = 0.8
     min_question_words: int = 4
     grounding_threshold: float = 0.9
-    min_faithful_words: float = 0.8
-    min_faithful_ngrams: float = 0.4
+    min_faithful_words: float = 0.5
+    min_faithful_ngrams: float = 0.1
+    max_span_uses: int = 2
+    curate_min_score: int = 4
     min_client_words: int = 3
     max_client_words: int = 150
     heldout_fraction: float = 0.1
     heldout_lectures: list[str] = field(default_factory=list)
     punctuation_model: Path | None = None
+    max_rule_punctuated_share: float = 0.2
     proper_nouns: list[str] = field(default_factory=list)
     journal: Path | None = None
     batch_size: int = 32
     openai: OpenAISettings = field(default_factory=OpenAISettings)
     local: LocalSettings = field(default_factory=LocalSettings)
+    judge: JudgeEndpoint = field(default_factory=JudgeEndpoint)
 
     def __post_init__(self) -> None:
         self.transcripts, self.out = Path(self.transcripts), Path(self.out)
@@ -126,6 +161,8 @@ class BuildConfig:
             self.openai = OpenAISettings(**self.openai)
         if isinstance(self.local, dict):
             self.local = LocalSettings(**self.local)
+        if isinstance(self.judge, dict):
+            self.judge = JudgeEndpoint(**self.judge)
         problems = []
         if not self.speaker.strip():
             problems.append("speaker is empty: set --speaker NAME")
@@ -156,9 +193,11 @@ class BuildConfig:
         if self.generator == "openai" and self.uses_generator and not self.openai.model:
             problems.append("generator openai needs --openai.model")
         if self.generator == "local" and self.uses_generator and not self.local.model:
-            problems.append("generator local needs --local.model (a model folder or `tiny`)")
+            problems.append("generator local needs --local.model (a model folder, `tiny` or `smollm2`)")
         if self.out.suffix != ".json":
             problems.append(f"out must be a .json file, got {self.out}")
+        if self.max_span_uses < 1 or not 1 <= self.curate_min_score <= 5:
+            problems.append("max_span_uses must be >= 1 and curate_min_score 1-5")
         if problems:
             raise ValueError("voice build settings: " + "; ".join(problems))
 

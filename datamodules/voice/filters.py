@@ -3,10 +3,14 @@
 A conversation is checked one exchange (client turn + assistant turn) at a time and cut before the
 first exchange that fails; what remains is kept when it still has enough turns (a conversation that
 ends in a safe reply to a risk disclosure is kept with one). Reasons: grounding (a verbatim reply
-drifted from its transcript span), unfaithful (a rewritten reply whose content words or word
-3-grams are too few of its span's), client_length, client_not_text (e.g. a random-weight model's
-byte soup), safety (self-harm method information, either side), duplicate_client (the same client
-message already written).
+drifted from its transcript span), unsupported_claim (the judge found a claim in a rewritten reply
+that its passage does not hold), unfaithful (the lexical tripwire: a rewritten reply with too few
+of its passage's content words or 3-grams), client_length, client_not_text (e.g. a random-weight
+model's byte soup), the client-turn checks of datamodules/voice/client_checks.py (assistant_speak,
+preamble, refusal, mentions_source, truncated), safety (self-harm method information, either side),
+duplicate_client (the same client message already written), span_reused (a verbatim reply whose
+sentences `max_span_uses` conversations written earlier already hold), curation (with a judge: a curation
+score below `curate_min_score`).
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from rapidfuzz import fuzz
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from datamodules.voice.clean import normalized_words
+from datamodules.voice.client_checks import client_problem
+from datamodules.voice.punctuate import split_sentences
 
 # Self-harm *method* information: how, with what, how much. Talking about self-harm, suicidal
 # feelings or recovery is not matched; these rules look for means combined with instructions,
@@ -67,10 +73,16 @@ def grounding(assistant: str, span: str) -> float:
 FAITHFUL_NGRAM = 3
 
 
+ACKNOWLEDGEMENT_SENTENCES = 2  # a written reply may open by acknowledging the person
+
+
 def faithfulness(reply: str, span: str) -> tuple[float, float]:
     """(share of the reply's content words that are in the span, share of its word 3-grams that
-    are): a reply written from the span keeps his words and phrases; one that drifts does not."""
-    words, source = normalized_words(reply), normalized_words(span)
+    are), over the reply after its first sentences of acknowledgement (when any text remains): a
+    lexical tripwire for a reply that left its passage behind, not a check of its claims."""
+    sentences = split_sentences(reply)
+    explained = " ".join(sentences[ACKNOWLEDGEMENT_SENTENCES:]) or " ".join(sentences[1:]) or reply
+    words, source = normalized_words(explained), normalized_words(span)
     content = [w for w in words if w not in ENGLISH_STOP_WORDS]
     vocabulary = set(source)
     word_share = sum(w in vocabulary for w in content) / len(content) if content else 0.0
@@ -95,8 +107,11 @@ class FilterSettings:
     grounding_threshold: float
     min_client_words: int
     max_client_words: int
-    min_faithful_words: float = 0.8
-    min_faithful_ngrams: float = 0.4
+    min_faithful_words: float = 0.5
+    min_faithful_ngrams: float = 0.1
+    curate_min_score: int | None = None  # None: no judge, no curation
+    speaker: str = ""  # a client turn naming him quotes the source
+    max_span_uses: int | None = None  # a lecture sentence in the verbatim replies of at most this many conversations
 
 
 @dataclass
@@ -112,19 +127,30 @@ class ConversationFilter:
     def __init__(self, settings: FilterSettings):
         self.settings = settings
         self.seen_clients: set[str] = set()
+        self.span_uses: Counter = Counter()
         self.counts = FilterCounts()
 
     def exchange_problem(
-        self, client: str, assistant: str, span: str, kind: str, earlier: set[str]
+        self, client: str, assistant: str, span: str, kind: str, earlier: set[str], verdicts: dict | None = None
     ) -> str | None:
-        """kind: verbatim (a transcript span), rewrite (written from the span) or safe (risk reply)."""
+        """kind: verbatim (a transcript span), rewrite (written from the span) or safe (risk reply);
+        verdicts: the judge's, journalled with the exchange (`faithful`, `curation`)."""
+        verdicts = verdicts or {}
         words = len(client.split())
         if not self.settings.min_client_words <= words <= self.settings.max_client_words:
             return "client_length"
         if not is_text(client):
             return "client_not_text"
+        problem = client_problem(client, self.settings.speaker)
+        if problem:
+            return problem
         if kind == "verbatim" and grounding(assistant, span) < self.settings.grounding_threshold:
             return "grounding"
+        limit = self.settings.max_span_uses
+        if limit is not None and any(self.span_uses[s] >= limit for s in verdicts.get("sentences", ())):
+            return "span_reused"
+        if kind == "rewrite" and verdicts.get("faithful", {}).get("unsupported"):
+            return "unsupported_claim"
         if kind == "rewrite":
             word_share, gram_share = faithfulness(assistant, span)
             settings = self.settings
@@ -136,22 +162,28 @@ class ConversationFilter:
         # a disclosure may recur: its safe reply is the behaviour to learn, not a copied question
         if kind != "safe" and (key in self.seen_clients or key in earlier):
             return "duplicate_client"
+        minimum = self.settings.curate_min_score
+        if minimum is not None:
+            scores = verdicts.get("curation", {}).get("scores")
+            if not scores or min(scores.values()) < minimum:
+                return "curation"  # no verdict is no pass: only what the judge rated well is kept
         return None
 
-    def __call__(
-        self, exchanges: list[tuple[str, str, str, str]], min_exchanges: int
-    ) -> list[dict[str, str]] | None:
-        """`exchanges`: (client, assistant, transcript span, kind). The messages kept, or None."""
+    def __call__(self, exchanges: list[tuple], min_exchanges: int) -> list[dict[str, str]] | None:
+        """`exchanges`: (client, assistant, transcript span, kind[, judge verdicts]). The messages
+        kept, or None."""
         kept: list[tuple[str, str]] = []
+        used: list = []
         problem = None
         safe_end = False
-        for client, assistant, span, kind in exchanges:
+        for client, assistant, span, kind, *verdicts in exchanges:
             earlier = {" ".join(normalized_words(c)) for c, _ in kept}
-            problem = self.exchange_problem(client, assistant, span, kind, earlier)
+            problem = self.exchange_problem(client, assistant, span, kind, earlier, *verdicts)
             if problem:
                 self.counts.exchanges_dropped[problem] += 1
                 break
             kept.append((client, assistant))
+            used.extend(verdicts[0].get("sentences", ()) if verdicts else ())
             safe_end = kind == "safe"
         if not kept or (len(kept) < min_exchanges and not safe_end):
             self.counts.conversations_dropped[problem or "too_short"] += 1
@@ -159,6 +191,7 @@ class ConversationFilter:
         if problem:
             self.counts.conversations_trimmed += 1
         self.seen_clients.update(" ".join(normalized_words(c)) for c, _ in kept)
+        self.span_uses.update(set(used))
         return [
             message
             for client, assistant in kept

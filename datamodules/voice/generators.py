@@ -106,13 +106,9 @@ class LocalGenerator:
     def __init__(self, settings: LocalSettings):
         import torch
 
-        from moe.base_model import TINY, load_base_model, load_tokenizer
+        from moe.base_model import load_base_model, load_tokenizer
 
-        if settings.model != TINY and not Path(settings.model).is_dir():
-            raise FileNotFoundError(
-                f"local generator model folder {settings.model} does not exist "
-                "(--local.model: a model folder, or `tiny`)"
-            )
+        check_local_model(settings.model)
         self.settings = settings
         self.torch = torch
         self.device = (
@@ -157,6 +153,17 @@ class LocalGenerator:
                 )
             new_tokens = generated[0, encoded["input_ids"].shape[1] :]
             return self.tokenizer.decode(new_tokens, skip_special_tokens=True)
+
+
+def check_local_model(name: str) -> None:
+    """A local model is a folder or one of the built-in names every command accepts."""
+    from moe.base_model import TINY  # torch and transformers load only when a local model is used
+    from moe.smollm2 import SMOLLM2
+
+    if name not in (TINY, SMOLLM2) and not Path(name).is_dir():
+        raise FileNotFoundError(
+            f"local.model folder {name} does not exist (a model folder, `{TINY}` or `{SMOLLM2}`)"
+        )
 
 
 class NoGenerator:

@@ -4,22 +4,28 @@ far, never the reply it will get: the reply is retrieved afterwards for what the
 
 from __future__ import annotations
 
-PROMPT_VERSION = 2
+PROMPT_VERSION = 3  # 3: replies from the conversation, the passage and the style card; more styles
 
 SYSTEM = (
     "You write realistic messages from one person talking to {speaker}, an educator on complex trauma "
     "and recovery. You are {persona}. You live with the effects of your own history (shame, "
     "people-pleasing, anxiety, relationships). Write only the person's message: first person, "
-    "plain words, 1 to 3 sentences, no greeting, no names, no quotation marks. Never mention a "
-    "lecture, a passage, a video or {speaker}'s words. {style}"
+    "plain words, 1 to 3 sentences, no greeting, no names, no quotation marks, no preamble (never "
+    "\"Sure\" or \"Here's a message\"), nothing an assistant would say. Never mention a lecture, "
+    "a passage, a video or {speaker}. {style}"
 )
+# How the person writes: one per conversation turn, so the data holds the ways people really type.
 STYLES = (
     "Open with what happened to you recently.",
     "Ask a direct question.",
     "Start with how you feel right now.",
-    "Sound a little sceptical.",
-    "Be brief.",
+    "Sound sceptical: you doubt that understanding your past will change anything, and say so.",
+    "Be brief: one short sentence, under 15 words.",
     "Describe a situation with someone close to you.",
+    "Write like a text message: all lower case, little punctuation, an abbreviation or two (idk, tbh).",
+    "Type fast and make one or two small spelling mistakes, as people do on a phone.",
+    "Ramble a little: two or three run-on sentences, the way people write when upset.",
+    "Be guarded: say only part of what is going on, and ask cautiously.",
 )
 
 
@@ -62,19 +68,34 @@ def follow_up_prompt(
     return [system(speaker, persona, style), {"role": "user", "content": user}]
 
 
-def rewrite_prompt(speaker: str, client: str, span: str) -> list[dict[str, str]]:
-    """The speaker's reply written from his own span: his phrases, analogies and examples kept."""
+def rewrite_prompt(
+    speaker: str, history: list[dict[str, str]], passage: str, style_card: str
+) -> list[dict[str, str]]:
+    """The speaker's reply to the person's last message, from the conversation so far, the passage
+    of his lecture that answers it and his style card: it may acknowledge the person briefly, then
+    explains in his words, with nothing the passage does not hold."""
+    lines = [f"{'Person' if m['role'] == 'user' else speaker}: {m['content']}" for m in history]
     return [
         {
             "role": "system",
             "content": (
-                f"You are {speaker}, an educator on complex trauma and recovery, answering one person. "
-                "Answer only from what you said in your talk (below): keep your own phrases, analogies "
-                "and examples, speak to the person directly, 60 to 150 words, add no fact or advice "
-                "that the talk does not contain."
+                f"You are {speaker}, an educator on complex trauma and recovery, answering one person in "
+                "a conversation. Reply to their last message. You may first acknowledge what they said "
+                "in a sentence or two, speaking to them directly. Then explain, answering what they asked, "
+                "only from the passage of your talk below: keep your own phrases, analogies and examples, "
+                "and add no fact, advice, example or story that the passage does not contain. 60 to 150 "
+                "words, plain spoken English, no lists, no headings, no quotation marks around the reply, "
+                "never mention a talk, video or passage.\n\nYour style:\n" + style_card
             ),
         },
-        {"role": "user", "content": f'From your talk:\n"""\n{span}\n"""\n\nThe person writes: {client}'},
+        {
+            "role": "user",
+            "content": (
+                f'From your talk:\n"""\n{passage}\n"""\n\nThe conversation so far:\n'
+                + "\n\n".join(lines)
+                + f"\n\nWrite {speaker}'s reply only."
+            ),
+        },
     ]
 
 

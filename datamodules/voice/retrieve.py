@@ -4,7 +4,8 @@ TF-IDF (uni- and bigrams, English stop words out, sublinear tf, l2-normalised) o
 a client turn is answered by the passage with the highest cosine similarity among its candidates
 (the conversation's lecture, minus passages it already used), and the reply is the run of that
 passage's sentences, `min_words` to `max_words` long, that carries most of the turn's terms
-(weighted by idf): a verbatim span, trimmed to conversational length, about what was asked.
+(weighted by idf) and stands alone (datamodules/voice/spans.py): a verbatim span, trimmed to
+conversational length, about what was asked, that no more than `max_uses` conversations share.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from datamodules.voice.chunk import Passage
 from datamodules.voice.clean import normalized_words
 from datamodules.voice.punctuate import split_sentences
+from datamodules.voice.spans import SpanLedger, ends_cleanly, is_opening, starts_cleanly
 
 # Words too general to be what a client asks about ("say", "hours"): never a topic on their own.
 GENERIC = frozenset(
@@ -99,14 +101,16 @@ class PassageIndex:
         preferred = [t for t in terms if t in set(prefer)]
         return (preferred + [t for t in terms if t not in preferred])[:count]
 
-    def best(self, query: str, lecture_id: str, exclude: set[int]) -> tuple[int, float] | None:
+    def ranked(self, query: str, lecture_id: str, exclude: set[int]) -> list[tuple[int, float]]:
+        """The lecture's passages (minus `exclude`) by cosine with the query, best first (the
+        earliest of equals first)."""
         rows = [r for r in self.rows_of.get(lecture_id, []) if r not in exclude]
         if not rows:
-            return None
+            return []
         columns, weights = self.vector(query)
-        scores = self.matrix[rows][:, columns] @ weights
-        best = int(np.argmax(scores))  # the first of equals: the earliest passage
-        return rows[best], float(scores[best])
+        scores = np.asarray(self.matrix[rows][:, columns] @ weights).ravel()
+        order = sorted(range(len(rows)), key=lambda i: (-scores[i], i))
+        return [(rows[i], float(scores[i])) for i in order]
 
     def sentences_of(self, row: int) -> list[tuple[str, int, int]]:
         """(sentence, start, end) with word spans in the cleaned transcript."""
@@ -130,16 +134,50 @@ class PassageIndex:
             return after
         return None
 
+    def sentence_starts(self, lecture_id: str, start: int, end: int) -> list[int]:
+        """First-word positions of the lecture's sentences inside the word span [start, end)."""
+        return [
+            first
+            for row in self.rows_of.get(lecture_id, [])
+            if self.passages[row].end > start and self.passages[row].start < end
+            for _, first, _ in self.sentences_of(row)
+            if start <= first < end
+        ]
+
     def reply(
-        self, query: str, lecture_id: str, exclude: set[int], min_words: int, max_words: int
+        self,
+        query: str,
+        lecture_id: str,
+        exclude: set[int],
+        min_words: int,
+        max_words: int,
+        ledger: SpanLedger | None = None,
     ) -> Reply | None:
-        found = self.best(query, lecture_id, exclude)
-        if found is None:
-            return None
-        row, score = found
-        sentences = self.sentences_of(row)
+        """The best window of the best-matching passage that stands alone (datamodules/voice/spans.py)
+        and whose sentences the ledger still allows; the next passage when the best has none."""
         query_terms = set(self.analyzer(query))
         query_words = set(normalized_words(query))
+        for row, score in self.ranked(query, lecture_id, exclude):
+            found = self.window(row, query_terms, query_words, exclude, min_words, max_words, lecture_id, ledger)
+            if found is not None:
+                first, last, sentences = found
+                text = " ".join(sentence for sentence, _, _ in sentences[first:last])
+                text = text[:1].upper() + text[1:]
+                return Reply(text, row, sentences[first][1], sentences[last - 1][2], score)
+        return None
+
+    def window(
+        self,
+        row: int,
+        query_terms: set[str],
+        query_words: set[str],
+        exclude: set[int],
+        min_words: int,
+        max_words: int,
+        lecture_id: str,
+        ledger: SpanLedger | None,
+    ) -> tuple[int, int, list[tuple[str, int, int]]] | None:
+        sentences = self.sentences_of(row)
 
         def echoes(sentence: str) -> bool:
             words = normalized_words(sentence)
@@ -150,31 +188,31 @@ class PassageIndex:
             # The client asked the speaker's own question: his answer is what follows it, running
             # on into the next passage when the question ends this one.
             sentences = sentences[echoed[-1] + 1 :]
-            if sum(end - start for _, start, end in sentences) < min_words:
-                following = self.following(row, exclude)
-                if following is not None:
-                    sentences += self.sentences_of(following)
-            if not sentences:
-                return None
+            following = self.following(row, exclude)
+            if following is not None:
+                sentences += self.sentences_of(following)
             weights = [1.0] + [0.0] * (len(sentences) - 1)  # the window that starts right after it
         else:
             weights = [
                 sum(self.idf.get(t, 0.0) for t in set(self.analyzer(sentence)) & query_terms)
                 for sentence, _, _ in sentences
             ]
-        best_window, best_key = (0, len(sentences)), None
+        best, best_key = None, None
         for first in range(len(sentences)):
+            if not starts_cleanly(sentences[first][0]) or is_opening(sentences[first][0]):
+                continue
             for last in range(first + 1, len(sentences) + 1):
+                sentence, _, _ = sentences[last - 1]
                 size = sentences[last - 1][2] - sentences[first][1]
-                if size > max_words and last > first + 1:
+                if is_opening(sentence) or (size > max_words and last > first + 1):
                     break
-                if size < min_words and last < len(sentences):
+                if size < min_words or not ends_cleanly(sentence):
                     continue
+                starts = [start for _, start, _ in sentences[first:last]]
+                if ledger is not None and not ledger.available(lecture_id, starts):
+                    break
                 key = (sum(weights[first:last]), -first)
                 if best_key is None or key > best_key:
-                    best_window, best_key = (first, last), key
-                break  # the shortest window from `first` that is long enough
-        first, last = best_window
-        text = " ".join(sentence for sentence, _, _ in sentences[first:last])
-        text = text[:1].upper() + text[1:]
-        return Reply(text, row, sentences[first][1], sentences[last - 1][2], score)
+                    best, best_key = (first, last), key
+                break  # the shortest window from `first` that is long enough and ends cleanly
+        return (*best, sentences) if best else None

@@ -1,7 +1,9 @@
 """The speaker's style profile: phrases he returns to, how he explains, how long he talks, what about.
 
 Saved beside the output as JSON; the generator prompts take each lecture's title and key topics
-from it, so client messages ask about what the lecture is about.
+from it, so client messages ask about what the lecture is about, and the reply writer gets its
+style card (`style_card`): his recurring phrases, how often he reaches for an analogy or an example,
+and a few of his own sentences that do.
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ MARKERS = {
 PHRASE_SIZES = (3, 4, 5)
 TOP_PHRASES = 40
 TOP_TOPICS = 8
+CARD_PHRASES = 15
+CARD_SENTENCES = 6
+CARD_SENTENCE_WORDS = (8, 40)
 
 
 def ngram_counts(words: list[str], size: int) -> Counter:
@@ -104,6 +109,45 @@ def key_topics(lectures: dict[str, str]) -> dict[str, list[str]]:
     return topics
 
 
+def explaining_sentences(lectures: dict[str, str]) -> list[str]:
+    """His sentences that use an analogy or example marker, spread across lectures (the first of
+    each kind per lecture, in lecture order), 8-40 words each."""
+    chosen: list[str] = []
+    for text in lectures.values():
+        for kind in ("analogy", "example"):
+            for sentence in split_sentences(text):
+                lowered = " " + " ".join(normalized_words(sentence)) + " "
+                size = len(sentence.split())
+                fits = CARD_SENTENCE_WORDS[0] <= size <= CARD_SENTENCE_WORDS[1]
+                if fits and any(f" {m} " in lowered for m in MARKERS[kind]) and sentence not in chosen:
+                    chosen.append(sentence)
+                    break
+    return chosen[:CARD_SENTENCES]
+
+
+def style_card(profile: dict) -> str:
+    """What the reply writer is told about how he talks, from the profile (training lectures only)."""
+    phrases = [p["phrase"] for p in profile["frequent_phrases"][:CARD_PHRASES]]
+    rates = profile["markers_per_1000_words"]
+    favourites = {
+        kind: [m for m, rate in sorted(markers.items(), key=lambda item: -item[1]) if rate > 0][:3]
+        for kind, markers in rates.items()
+    }
+    lines = [
+        f"{profile['speaker']} speaks in sentences of about {profile['sentence_words']['median']} words, "
+        "plainly, to the listener as 'you'.",
+    ]
+    if phrases:
+        lines.append("Phrases he returns to: " + "; ".join(f'"{p}"' for p in phrases) + ".")
+    if favourites.get("analogy"):
+        lines.append("He explains with analogies, introduced by: " + ", ".join(favourites["analogy"]) + ".")
+    if favourites.get("example"):
+        lines.append("He gives examples, introduced by: " + ", ".join(favourites["example"]) + ".")
+    if profile.get("explaining_sentences"):
+        lines.append("How he sounds:\n" + "\n".join(f"- {s}" for s in profile["explaining_sentences"]))
+    return "\n".join(lines)
+
+
 def style_profile(
     speaker: str, lectures: dict[str, str], titles: dict[str, str | None], heldout: set[str] = frozenset()
 ) -> dict:
@@ -132,6 +176,7 @@ def style_profile(
         ),
         "frequent_phrases": frequent_phrases(words),
         "markers_per_1000_words": marker_rates(all_text, total_words),
+        "explaining_sentences": explaining_sentences(punctuated),
         "lectures_detail": {
             lecture_id: {"title": titles.get(lecture_id), "topics": terms, "heldout": lecture_id in heldout}
             for lecture_id, terms in topics.items()
