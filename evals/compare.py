@@ -222,13 +222,12 @@ class RepliesCompared:
     gated: str | None
     collapse: str | None = None
 
-    def check(self) -> ReplyCheck | None:
-        """The gate's view (None when the gated reference's replies were not there to compare)."""
-        if self.gated is None or self.gated not in self.comparisons:
-            return None
-        comparison = self.comparisons[self.gated]
-        if comparison.interval is None:
-            return None
+    def check(self) -> ReplyCheck:
+        """The gate's view; `missing` set when the gated reference's replies were not there to compare."""
+        comparison = self.comparisons.get(self.gated) if self.gated else None
+        if comparison is None or comparison.interval is None:
+            why = "the replies were not compared with the previous stage's (or the base model's): none to compare"
+            return ReplyCheck("", False, None, "", missing=why)
         ck, ref = self.profiles["checkpoint"], self.profiles[self.gated]
         stock = f"{len(ck.stock)} of {ck.prompts} prompts ({ck.stock_share:.0%}; the {self.gated} {ref.stock_share:.0%})"
         return ReplyCheck(comparison.summary(), comparison.clearly_worse, self.collapse, stock)

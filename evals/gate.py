@@ -52,6 +52,7 @@ class ReplyCheck:
     clearly_worse: bool
     collapse: str | None  # why the replies collapsed onto stock replies, or None
     stock: str  # the stock-reply share beside the reference's
+    missing: str | None = None  # why the comparison could not be made (then the gate is incomplete)
 
 
 def _usable(metric: Metric | None, name: str, who: str) -> str | None:
@@ -142,7 +143,8 @@ def decide(
     """references: who the checkpoint must not regress against, by label ("previous stage",
     "stage 1"). heldout_loss_ratio: the checkpoint's held-out loss over the previous stage's on the
     same batches. forgetting: per earlier test split, source and reference, the checkpoint's loss
-    ratio. replies: the reply comparison against the previous stage (None: not made, incomplete)."""
+    ratio. replies: the reply comparison against the previous stage (stages.evaluate always passes one;
+    its `missing` says why it could not be made, which makes the decision incomplete)."""
     gate = settings.for_stage(stage)
     failures: list[str] = []
     missing: list[str] = []
@@ -159,9 +161,9 @@ def decide(
                 f"the {label} was not evaluated: stage {stage} is judged against it (pass --baseline"
                 f"{' and --first-stage' if label == 'stage 1' else ''})"
             )
-    if replies is None:
-        missing.append("the replies were not compared with the previous stage's (or the base model's)")
-    else:
+    if replies is not None and replies.missing:
+        missing.append(replies.missing)
+    elif replies is not None:
         check(f"replies: {replies.summary}",
               f"replies lose to the reference's on clearly more prompts than they win: {replies.summary}"
               if replies.clearly_worse else None)

@@ -108,4 +108,5 @@ def test_a_missing_earlier_stage_is_incomplete_not_a_note():
     assert stage3.reasons == ("the stage 1 was not evaluated: stage 3 is judged against it (pass --baseline and --first-stage)",)
     assert decide(3, {}, {"previous stage": {}, "stage 1": {}}, gate, replies=REPLIES_OK).decision == PROCEED
     assert decide(2, {}, {"base": {}}, gate, replies=REPLIES_OK).decision == INCOMPLETE  # base is no stage 1
-    assert decide(1, {}, None, gate, replies=None).decision == INCOMPLETE  # replies not compared
+    not_compared = ReplyCheck("", False, None, "", missing="the replies were not compared")
+    assert decide(1, {}, None, gate, replies=not_compared).decision == INCOMPLETE
