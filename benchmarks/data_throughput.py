@@ -8,10 +8,12 @@ Writes, seeded, into a temporary folder: a therapist-sft-like CSV (one `text` co
 lowercase conversation on one line, `human: ... gpt: ...`, 2-34 turns, ~4 KB a row, as the real
 406 MB / 99k-row train.csv) and a priority-like JSONL (`conversation` of client/therapist turns,
 `conversation_id`, `metadata.quality_score`). Each measurement runs in its own process (so peak
-memory is its own): a StageDataModule from an empty cache until the first train batch is in hand
+memory is its own): `prepare` from an empty cache until the first train batch is in hand
 (the first-step wait), with `num_proc` processes for tokenization. Then the same settings again
 (the cache is reused). Last line: one JSON object; `conversations_per_second_per_core` is
-conversations read / first-step wait / processes.
+conversations read / first-step wait / processes; `phases` splits the build into its phases
+(seconds and conversations per second per core each); `projection_300k_on_8_cores_minutes` is a
+projection from the first run's phases, labelled as one.
 """
 
 from __future__ import annotations
@@ -83,14 +85,16 @@ def write_corpus(root: Path, rows: int, priority_rows: int, seed: int = 0) -> No
 
 def measure(root: Path, cache: Path, num_proc: int, args: argparse.Namespace) -> dict:
     """In this process: build from `cache` until the first train batch; figures and peak memory."""
-    from datamodules.datamodule import StageDataModule
+    from torch.utils.data import DataLoader
+
+    from datamodules.prepare import DataSettings, prepare
     from datamodules.registry import load_registry
 
     off = {name: {"enabled": False} for name, spec in load_registry().items() if spec.stage == 1}
     off.pop("therapist_sft")
     off.pop("priority_1")
     start = time.perf_counter()
-    dm = StageDataModule(
+    settings = DataSettings(
         stage=1,
         base_model=args.base_model,
         expert_domains=DOMAINS,
@@ -100,10 +104,11 @@ def measure(root: Path, cache: Path, num_proc: int, args: argparse.Namespace) ->
         max_seq_length=args.max_seq_length,
         num_proc=num_proc,
     )
-    dm.setup("fit")
-    batch = next(iter(dm.train_dataloader()))
+    prepared = prepare(settings)
+    prepared.check_template(settings.template_check_examples)  # as the fit's setup does
+    batch = next(iter(DataLoader(prepared.rows("train"), collate_fn=prepared.collate())))
     seconds = time.perf_counter() - start
-    sources = dm.report["sources"]
+    sources = prepared.report["sources"]
     read = sum(s["read"] for s in sources.values())
     peak = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
     return {
@@ -111,12 +116,37 @@ def measure(root: Path, cache: Path, num_proc: int, args: argparse.Namespace) ->
         "first_step_seconds": round(seconds, 2),
         "conversations_read": read,
         "conversations_per_second_per_core": round(read / seconds / num_proc, 1),
-        "examples": sum(s["examples"] for s in dm.report["splits"].values()),
-        "tokens": sum(s["tokens"] for s in dm.report["splits"].values()),
+        "examples": sum(s["examples"] for s in prepared.report["splits"].values()),
+        "tokens": sum(s["tokens"] for s in prepared.report["splits"].values()),
         "tokens_lost": sum(s["tokens_lost"] for s in sources.values()),
         "peak_memory_mb": round(peak / 1024),  # ru_maxrss is in KiB on Linux
         "first_batch_shape": list(batch["input_ids"].shape),
+        # per phase of datamodules.prepare.build: seconds and conversations per second per core
+        "phases": {
+            phase: {"seconds": s, "conversations_per_second_per_core": per_core(read, s, phase, num_proc)}
+            for phase, s in prepared.report["seconds"].items()
+        },
     }
+
+
+def per_core(conversations: int, seconds: float, phase: str, num_proc: int) -> float | None:
+    """Conversations per second per core of one phase: reading and dedup run on one process."""
+    cores = 1 if phase.startswith("read") else num_proc
+    return round(conversations / seconds / cores, 1) if seconds else None
+
+
+def projection(run: dict, conversations: int, cores: int) -> dict:
+    """A PROJECTION, not a measurement: minutes for `conversations` on `cores`, from one run's
+    per-phase rates, with reading, cleaning, dedup and splitting on one process (as today) and
+    every other phase spread over the cores (encode runs in num_proc processes; plan and save are
+    counted as if they scaled too, an optimistic bound)."""
+    phases = run["phases"]
+    scale = conversations / run["conversations_read"]
+    serial = sum(p["seconds"] for name, p in phases.items() if name.startswith("read")) * scale
+    parallel = sum(p["seconds"] for name, p in phases.items() if not name.startswith("read")) * scale
+    parallel *= run["num_proc"] / cores
+    return {"serial_read_dedup": round(serial / 60, 1), "parallel_phases": round(parallel / 60, 1),
+            "total": round((serial + parallel) / 60, 1), "label": "projection, not measured"}
 
 
 def child(root: Path, cache: Path, num_proc: int, args: argparse.Namespace) -> dict:
@@ -153,6 +183,7 @@ def main() -> None:
         rerun = child(root, root / f"cache-{args.num_proc[-1]}", args.num_proc[-1], args)
     result = {
         "runs": runs,
+        "projection_300k_on_8_cores_minutes": projection(runs[0], 300_000, 8),
         "unchanged_rerun_seconds": rerun["first_step_seconds"],
         "speedup": round(runs[0]["first_step_seconds"] / runs[-1]["first_step_seconds"], 2),
         "rows": args.rows,

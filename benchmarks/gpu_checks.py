@@ -1,6 +1,7 @@
 """The figures of benchmarks/gpu_check.sh, one JSON line each (a line per figure, never a table).
 
     python -m benchmarks.gpu_checks throughput [--dry-run]   # 12B dims: MoE-LoRA vs plain LoRA step
+    python -m benchmarks.gpu_checks plan [--dry-run]         # 12B: shipped plan vs full checkpointing
     python -m benchmarks.gpu_checks packing [--dry-run]      # packed isolation, flash_attention_2 + sdpa, bf16
     python -m benchmarks.gpu_checks four-bit                 # bitsandbytes 4-bit load + one training step
 
@@ -23,8 +24,8 @@ import datasets
 import torch
 from transformers import MistralConfig, MistralForCausalLM
 
-from datamodules.packing import Collate, RowDataset, flatten_rows, needs_flattening, plan_rows
-from datamodules.template import IGNORE_INDEX
+from datamodules.packing import RowDataset, plan_rows
+from moe.batch import IGNORE_INDEX, Collate, flatten_rows, needs_flattening
 
 
 def emit(**fields: Any) -> None:
@@ -71,7 +72,39 @@ def throughput(dry_run: bool) -> None:
             metric=result["peak_memory_metric"],
         )
         emit(**common, figure=f"{variant}_mfu", value=result["mfu"])
+        if "hfu" in result:  # executed FLOPs (recompute included) from the step on fake tensors
+            emit(**common, figure=f"{variant}_hfu", value=result["hfu"],
+                 hardware_gflop_per_token=result["hardware_gflop_per_token"])  # fmt: skip
     emit(**common, figure="moe_vs_lora_step_time", value=summary["moe_vs_lora_step_time"], target="<= 1.05")
+
+
+# -- the plan against full checkpointing ------------------------------------------------------------
+def plan_check(dry_run: bool) -> None:
+    """The shipped plan (micro-batch 2, no activation checkpointing) and full checkpointing at 4 x 2048,
+    MoE-LoRA only, side by side: tokens/s, peak memory, and the measured peak over the fake-tensor
+    prediction (moe.plan) for each, so one call validates the planner."""
+    from benchmarks import train_throughput
+
+    if not dry_run and not torch.cuda.is_available():
+        emit(check="plan", skipped="no CUDA device (use --dry-run on a CPU)")
+        return
+    size = ["--base-model", "tiny", "--seq-len", "64", "--steps", "1"] if dry_run else ["--seq-len", "2048", "--steps", "3"]
+    runs = {"shipped_plan": ["--micro-batch", "2", "--no-activation-checkpointing"],
+            "full_checkpointing": ["--micro-batch", "4", "--activation-checkpointing"]}  # fmt: skip
+    for name, options in runs.items():
+        with contextlib.redirect_stdout(sys.stderr):
+            summary = train_throughput.main([*size, *options, "--warmup", "1", "--variants", "moe"])
+        common = {"check": "plan", "run": name, "micro_batch": summary["micro_batch"], "seq_len": summary["seq_len"],
+                  "activation_checkpointing": summary["activation_checkpointing"], "device": summary["device"]}  # fmt: skip
+        if summary["tokens_per_second"] is None:
+            emit(**common, figure="tokens_per_s", value=None, error="out of memory")
+            continue
+        emit(**common, figure="tokens_per_s", value=summary["tokens_per_second"], mfu=summary["mfu"],
+             hfu=summary["hfu"], hardware_gflop_per_token=summary["hardware_gflop_per_token"])  # fmt: skip
+        emit(**common, figure="peak_gib", value=summary["peak_memory_gb"], predicted=summary["predicted_peak_gib"],
+             metric=summary["variants"]["moe"]["peak_memory_metric"])  # fmt: skip
+        emit(**common, figure="peak_vs_predicted", value=summary["peak_vs_predicted"],
+             note="measured allocator peak / fake-tensor live-tensor peak; expect 1.0-1.15 on CUDA, null on CPU")  # fmt: skip
 
 
 # -- packed isolation ------------------------------------------------------------------------------
@@ -230,13 +263,15 @@ def four_bit(dry_run: bool) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("check", choices=["throughput", "packing", "four-bit"])
+    parser.add_argument("check", choices=["throughput", "plan", "packing", "four-bit"])
     parser.add_argument(
         "--dry-run", action="store_true", help="CPU, toy size: everything but the CUDA kernels"
     )
     args = parser.parse_args(argv)
     if args.check == "throughput":
         throughput(args.dry_run)
+    elif args.check == "plan":
+        plan_check(args.dry_run)
     elif args.check == "packing":
         packing(args.dry_run)
     else:

@@ -17,7 +17,10 @@ Peak memory: on CUDA the allocator's peak during the variant; on CPU each varian
 subprocess of this script and reports its peak resident set (ru_maxrss, includes the base model).
 MFU counts model FLOPs only (no recompute): 4 x parameters per token for the frozen linears
 (forward + input gradients; LoRA skips the base weight gradients) plus causal attention over the
-full row, divided by the GPU's dense bf16 peak. A variant that runs out of memory is reported as null.
+full row, divided by the GPU's dense bf16 peak. HFU (moe only) counts what the GPU executes: the
+FLOPs per token of the same step on fake tensors (moe.plan: recompute included, attention dense),
+which also predicts the peak of live tensors; on CUDA the measured peak is compared with it
+(peak_vs_predicted). A variant that runs out of memory is reported as null.
 The last line is one JSON object.
 """
 
@@ -41,14 +44,12 @@ from torch.utils.data import DataLoader, Dataset
 from transformers import MistralConfig, MistralForCausalLM
 
 from benchmarks.moe_overhead import PlainLoRALinear
-from datamodules.packing import Collate
-from moe import lightning_module
+from moe import lightning_module, plan
+from moe.batch import Collate
 from moe.base_model import load_tokenizer, pick_attention, wayfarer2_config
 from moe.config import MoELoRAConfig
 from moe.losses import lm_loss_sum, next_token_targets
 
-# Dense bf16 tensor-core peaks (vendor datasheets, SXM parts).
-PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
 EXAMPLES_PER_ROW = 4
 RANDOM_12B = "wayfarer-2-12b-random"
 VARIANTS = ("moe", "peft", "lora")
@@ -182,6 +183,19 @@ def flops_per_token(config: MistralConfig, seq_len: int) -> float:
     return 4 * linear + attention
 
 
+def on_paper(args: argparse.Namespace, cuda: bool) -> dict[str, Any]:
+    """The moe variant's step on fake tensors (moe.plan) at this run's settings: the predicted peak of
+    live tensors and the FLOPs per token the GPU executes, recompute included."""
+    base = wayfarer2_config() if args.base_model == RANDOM_12B else plan.base_config_for(args.base_model)
+    settings = plan.StepSettings(
+        micro_batch=args.micro_batch,
+        seq_len=args.seq_len,
+        checkpointing=1 if args.activation_checkpointing else None,
+        precision="bf16-mixed" if cuda else "32-true",
+    )
+    return plan.extrapolated(base, settings, {"moe": MoELoRAConfig()}).summary()
+
+
 def build_module(variant: str, args: argparse.Namespace) -> lightning_module.MoELoRAModule:
     common = {
         "base_model": args.base_model,
@@ -243,7 +257,7 @@ def run_variant(variant: str, args: argparse.Namespace, cuda: bool) -> dict[str,
         if cuda
         else f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
     )
-    peak = next((v for k, v in PEAK_FLOPS.items() if k in name), None) if cuda else None
+    peak = next((v for k, v in plan.PEAK_FLOPS.items() if k in name), None) if cuda else None
     if cuda:
         peak_memory = torch.cuda.max_memory_allocated() / 2**30
     else:
@@ -302,11 +316,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     else:
         forwarded = [a for a in raw if a != "--variants" and a not in VARIANTS]
         variants = {name: run_in_subprocess(name, forwarded) for name in args.variants}
+    paper = on_paper(args, cuda)
+    moe = variants.get("moe") or {}
+    peak_flops = next((v for k, v in plan.PEAK_FLOPS.items() if k in (moe.get("device") or "")), None) if cuda else None
+    if moe:
+        moe["hardware_gflop_per_token"] = paper["hardware_gflop_per_token"]
+        moe["hfu"] = (
+            round(moe["tokens_per_second"] * paper["hardware_flops_per_token"] / peak_flops, 4) if peak_flops else None
+        )
+        moe["predicted_peak_gib"] = paper["peak_gib"]
+        # Only the CUDA allocator's peak counts the same thing (live tensors) as the prediction.
+        moe["peak_vs_predicted"] = round(moe["peak_memory_gb"] / paper["peak_gib"], 4) if cuda else None
     print(
         f"base {args.base_model}, seq {args.seq_len} x micro-batch {args.micro_batch}, "
         f"activation checkpointing {args.activation_checkpointing}"
     )
-    print(f"{'variant':8} {'tokens/s':>10} {'step s':>8} {'mfu':>6} {'peak GB':>8} {'trainable':>11}")
+    print(f"{'variant':8} {'tokens/s':>10} {'step s':>8} {'mfu':>6} {'peak GiB':>8} {'trainable':>11}")
     for name, result in variants.items():
         if result is None:
             print(f"{name:8} {'out of memory':>10}")
@@ -319,11 +344,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         x, y = variants.get(a), variants.get(b)
         return round(x[key] / y[key], 4) if x and y else None
 
-    moe = variants.get("moe") or {}
+    if moe:
+        print(f"moe on fake tensors: {paper['model_gflop_per_token']:.2f} GFLOP/token model, "
+              f"{paper['hardware_gflop_per_token']:.2f} executed with recompute (HFU {moe['hfu']}); predicted "
+              f"peak {paper['peak_gib']:.3f} GiB of live tensors, measured/predicted {moe['peak_vs_predicted']}")  # fmt: skip
     summary = {
         "base_model": args.base_model,
         "tokens_per_second": moe.get("tokens_per_second"),
         "mfu": moe.get("mfu"),
+        "hfu": moe.get("hfu"),
+        "hardware_gflop_per_token": moe.get("hardware_gflop_per_token"),
+        "predicted_peak_gib": moe.get("predicted_peak_gib"),
+        "peak_vs_predicted": moe.get("peak_vs_predicted"),
         "peak_memory_gb": moe.get("peak_memory_gb"),
         "device": moe.get("device"),
         "layers": moe.get("layers"),

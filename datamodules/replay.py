@@ -25,10 +25,9 @@ from typing import Any
 from transformers import PreTrainedTokenizerBase
 
 from datamodules.conversation import Conversation
-from datamodules.dedup import deduplicate
 from datamodules.registry import SourceSpec
-from datamodules.sources import ReadOptions, read_sources, stable_hash
-from datamodules.splits import apply_weights, split_by_group
+from datamodules.sources import ReadOptions, stable_hash
+from datamodules.splits import read_and_split
 from datamodules.template import TOO_LONG, TemplateOptions, encode_batch
 
 ENCODE_BATCH = 256
@@ -66,11 +65,8 @@ def replay_pool(
     near_duplicate_threshold: float | None,
 ) -> list[Conversation]:
     """The earlier stages' train split (weights applied), in stable-hash order: val and test never."""
-    result = read_sources(specs, data_root, options)
-    if dedup:
-        result = deduplicate(result, near_duplicate_threshold)
-    train = split_by_group(result.conversations, val_fraction, test_fraction)["train"]
-    train = apply_weights(train, {name: spec.weight for name, spec in specs.items()})
+    _, splits = read_and_split(specs, data_root, options, val_fraction, test_fraction, dedup, near_duplicate_threshold)
+    train = splits["train"]
     # By group (an origin is only `file:line`, the same for every record of a JSON array)
     order = sorted(range(len(train)), key=lambda i: (stable_hash(f"replay:{train[i].group}"), i))
     return [train[i] for i in order]

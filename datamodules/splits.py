@@ -14,9 +14,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 
 from datamodules.conversation import Conversation
-from datamodules.sources import stable_hash
+from datamodules.dedup import deduplicate
+from datamodules.registry import SourceSpec
+from datamodules.sources import ReadOptions, ReadResult, read_sources, stable_hash
 
 SPLITS = ("train", "val", "test")
 
@@ -91,3 +94,23 @@ def apply_weights(train: Sequence[Conversation], weights: dict[str, float]) -> l
         extra = stable_hash(f"weight:{conversation.origin}") / 2.0**64 < weight - whole
         out.extend([conversation] * (whole + extra))
     return out
+
+
+def read_and_split(
+    specs: dict[str, SourceSpec],
+    data_root: str | Path,
+    options: ReadOptions,
+    val_fraction: float,
+    test_fraction: float,
+    dedup: bool,
+    near_duplicate_threshold: float | None,
+) -> tuple[ReadResult, dict[str, list[Conversation]]]:
+    """read -> clean -> dedup -> split by group -> registry weights on train: the one spelling a
+    stage's own data (datamodules.prepare) and its replayed earlier stages (datamodules.replay)
+    share, so a replayed group lands on the very split it has in its own stage."""
+    result = read_sources(specs, data_root, options)
+    if dedup:
+        result = deduplicate(result, near_duplicate_threshold)
+    splits = split_by_group(result.conversations, val_fraction, test_fraction)
+    splits["train"] = apply_weights(splits["train"], {name: spec.weight for name, spec in specs.items()})
+    return result, splits

@@ -22,10 +22,10 @@ from typing import Literal
 from transformers import PreTrainedTokenizerBase
 
 from datamodules.conversation import Conversation
+from moe.batch import IGNORE_INDEX
 
 log = logging.getLogger(__name__)
 
-IGNORE_INDEX = -100
 AssistantTurns = Literal["all", "last"]
 Overflow = Literal["window", "truncate", "drop"]
 OVERFLOWS = ("window", "truncate", "drop")
@@ -122,9 +122,56 @@ _PREFIXES = (
 
 
 def _render_with_spans(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]]) -> _Rendered:
+    """The rendering and each assistant content's place in it, from three renderings whatever the
+    number of turns (a rendering costs about the same per message whatever the text's length):
+
+    - the conversation itself;
+    - its skeleton, every content replaced by a numbered placeholder: where the placeholders fall
+      is where the contents are, and filling them in must give the conversation's rendering
+      exactly (a template that strips or rewrites content fails this);
+    - the skeleton's prefix before the last assistant turn, with the generation prompt, which must
+      begin the skeleton: the template renders the earlier turns the same whatever follows.
+
+    A conversation that holds a placeholder character, or a template that fails a check, goes
+    through one prefix rendering per assistant turn instead (`_render_with_prefixes`), which names
+    the problem."""
+    if any(_MARK_OPEN in m["content"] or _MARK_CLOSE in m["content"] for m in messages):
+        return _render_with_prefixes(tokenizer, messages)
+    text = _render(tokenizer, messages, generation_prompt=False)
+    marked = [{"role": m["role"], "content": f"{_MARK_OPEN}{i}{_MARK_CLOSE}"} for i, m in enumerate(messages)]
+    skeleton = _render(tokenizer, marked, generation_prompt=False)
+    assistants = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
+    if assistants:
+        before = _render(tokenizer, marked[: assistants[-1]], generation_prompt=True)
+        if not skeleton.startswith(before) or skeleton.find(marked[assistants[-1]]["content"]) < len(before):
+            return _render_with_prefixes(tokenizer, messages)
+    pieces, starts, position, cursor = [], {}, 0, 0
+    for i, message in enumerate(messages):
+        mark = marked[i]["content"]
+        at = skeleton.find(mark, cursor)
+        if at < 0:
+            return _render_with_prefixes(tokenizer, messages)
+        pieces.append(skeleton[cursor:at])
+        position += at - cursor
+        starts[i] = position
+        pieces.append(message["content"])
+        position += len(message["content"])
+        cursor = at + len(mark)
+    pieces.append(skeleton[cursor:])
+    if "".join(pieces) != text or any(not messages[i]["content"] for i in assistants):
+        return _render_with_prefixes(tokenizer, messages)
+    spans = [(starts[i], starts[i] + len(messages[i]["content"])) for i in assistants]
+    return _Rendered(text, assistants, spans)
+
+
+# Placeholder brackets (Unicode private use): a conversation never needs them.
+_MARK_OPEN, _MARK_CLOSE = "\ue000", "\ue001"
+
+
+def _render_with_prefixes(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]]) -> _Rendered:
     """The rendering and each assistant content's place in it: one prefix rendering (with the
-    generation prompt) per assistant turn, the content right after it (prefix rendering is the
-    template's cost: one per turn, not two)."""
+    generation prompt) per assistant turn, the content right after it. The slow path of
+    `_render_with_spans`, and the one whose errors name what is wrong with the template."""
     text = _render(tokenizer, messages, generation_prompt=False)
     assistants, spans = [], []
     for i, message in enumerate(messages):

@@ -32,7 +32,7 @@ from lightning_sdk import Job, Machine, Teamspace
 from datamodules.sources import SourceError
 from lightning_app.jobs_config import JOBS_YAML, JobsConfig, JobSettings, load_jobs_config
 from lightning_app.preflight import missing_inputs, preflight_message
-from lightning_app.stage_config import StagePlan, data_module, stage_files, stage_plan
+from lightning_app.stage_config import StagePlan, data_settings, stage_files, stage_plan
 from stages.fit import parse_stage_config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -250,12 +250,12 @@ def job_inputs(config: Namespace, configs: list[str], jobs: JobsConfig, manifest
     job's storage. The file list comes from this machine's data_root (where the upload read it), else
     from the storage itself when it is mounted here."""
     try:
-        files = stage_files(data_module(config))
+        files = stage_files(data_settings(config))
     except SourceError:
         on_storage = config.clone()
         on_storage.data.data_root = jobs.storage.data
         try:
-            files = stage_files(data_module(on_storage))
+            files = stage_files(data_settings(on_storage))
         except SourceError as error:
             return [f"source list: {error}"]
     init_from = config.run.init_from

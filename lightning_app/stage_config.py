@@ -12,7 +12,7 @@ from pathlib import Path
 
 from jsonargparse import Namespace
 
-from datamodules.datamodule import StageDataModule
+from datamodules.prepare import DataSettings
 from stages.fit import StageCLI, parse_stage_config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -27,9 +27,9 @@ def write_stage(cli: StageCLI, path: str | Path) -> Path:
     return path
 
 
-def data_module(config: Namespace) -> StageDataModule:
-    """The stage's StageDataModule (checks every source exists; reads nothing yet)."""
-    return StageDataModule(**config.data.as_dict())
+def data_settings(config: Namespace) -> DataSettings:
+    """The stage's data settings (checks every source exists; reads nothing yet)."""
+    return DataSettings(**config.data.as_dict())
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def read_stage(configs: list[str], overrides: Sequence[str] = ()) -> StagePlan:
     return stage_plan(parse_stage_config(configs, overrides))
 
 
-def stage_files(data: StageDataModule) -> dict[str, list[str]]:
+def stage_files(data: DataSettings) -> dict[str, list[str]]:
     """Each source's files relative to the data root: what the stage's job must find on storage.
 
     A source with its own `root` inside this repository travels with the checkout; one elsewhere

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from lightning_app.stage_config import data_module, stage_files
+from lightning_app.stage_config import data_settings, stage_files
 from lightning_app.transfer import FileEntry, copy_file, describe, read_manifest, write_manifest
 from stages.fit import parse_stage_config
 
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True, action="append", help="stage YAML; repeat to layer (stages/demo.yaml)")
     parser.add_argument("--to", required=True, type=Path, help="storage folder, e.g. /teamspace/s3_connections/NAME/data")
     args, overrides = parser.parse_known_args(argv)  # the rest: dotted stage overrides, e.g. --data.data_root DIR
-    data = data_module(parse_stage_config(args.config, overrides))
+    data = data_settings(parse_stage_config(args.config, overrides))
     files = sorted(rel for paths in stage_files(data).values() for rel in paths)
     entries = upload_files(Path(data.data_root).expanduser(), files, args.to)
     total = sum(entry.size for entry in entries.values())

@@ -26,6 +26,7 @@ from moe.smollm2 import SMOLLM2, smollm2_folder
 log = logging.getLogger(__name__)
 
 TINY = "tiny"
+WAYFARER2 = "LatitudeGames/Wayfarer-2-12B"
 TINY_DIR = Path(__file__).parent / "tiny"
 TINY_SEED = 1234
 # Used only when a tokenizer ships no chat template; Wayfarer-2 ships ChatML itself.

@@ -20,12 +20,13 @@ from lightning.pytorch.callbacks import Timer
 from torch import Tensor
 from torch.optim.lr_scheduler import LambdaLR
 
-from datamodules.packing import flatten_rows, needs_flattening
 from moe.adapter_io import load_adapter
-from moe.base_model import default_dtype, load_base_model
+from moe.base_model import WAYFARER2, default_dtype, load_base_model
+from moe.batch import flatten_rows, needs_flattening
 from moe.config import MoELoRAConfig
 from moe.losses import lm_loss_sum, next_token_targets, router_losses, routing_counts_per_domain
 from moe.model import attach_moe_lora, trainable_parameters
+from moe.plan import Checkpointing, checkpoint_every, plan_for_gpu
 from moe.router import record_routing
 
 log = logging.getLogger(__name__)
@@ -83,12 +84,15 @@ class MoELoRAModule(LightningModule):
     a measured training throughput; with Trainer(max_time) it tells how many steps fit in the time cap,
     so warmup and the cosine horizon follow those steps instead of the plan's epochs. loss_chunk_tokens:
     the LM head's vocabulary logits exist for at most this many tokens at once (moe.losses.lm_loss_sum);
-    null computes them all at once.
+    null computes them all at once. activation_checkpointing: true (every decoder layer), false,
+    {every_n_layers: N}, or auto: on CUDA the checkpointing moe.plan finds fastest for the configured
+    micro-batch within memory_budget_gib (default 85% of the GPU's memory, read at run time; set it to
+    plan for another GPU), none off CUDA.
     """
 
     def __init__(
         self,
-        base_model: str = "LatitudeGames/Wayfarer-2-12B",
+        base_model: str = WAYFARER2,
         moe: MoELoRAConfig = MoELoRAConfig(),  # noqa: B008 (read, never mutated: copied below)
         lr: float = 2e-4,
         weight_decay: float = 0.0,
@@ -99,7 +103,8 @@ class MoELoRAModule(LightningModule):
         dtype: Literal["bfloat16", "float16", "float32"] | None = None,
         attn_implementation: str | None = None,
         load_in_4bit: bool = False,
-        activation_checkpointing: bool = False,
+        activation_checkpointing: Checkpointing = False,
+        memory_budget_gib: float | None = None,
         trust_remote_code: bool = False,
         init_adapter: str | None = None,
         loss_chunk_tokens: int | None = 1024,
@@ -126,22 +131,54 @@ class MoELoRAModule(LightningModule):
         if self.model is not None:
             return
         h = self.hparams
-        model = load_base_model(
+        model = self.load_base()
+        every = self.checkpointing_every(model)
+        if every:
+            # Non-reentrant: the frozen embedding output needs no grad, and moe.losses reads the
+            # router logits of the real forward, never of the recompute.
+            model.activation_checkpointing_enable({"use_reentrant": False}, every_n_layers=every)
+        attach_moe_lora(model, self.moe_config)
+        if h.init_adapter:
+            load_adapter(model, h.init_adapter)
+            log.info("adapters and routers initialised from %s", h.init_adapter)
+        self.model = model
+
+    def load_base(self) -> torch.nn.Module:
+        """The frozen base as the settings name it (moe.plan builds it from a config instead)."""
+        h = self.hparams
+        return load_base_model(
             h.base_model,
             dtype=DTYPES[h.dtype] if h.dtype else default_dtype(),
             attn_implementation=h.attn_implementation,
             load_in_4bit=h.load_in_4bit,
             trust_remote_code=h.trust_remote_code,
         )
-        if h.activation_checkpointing:
-            # Non-reentrant: the frozen embedding output needs no grad, and moe.losses reads the
-            # router logits of the real forward, never of the recompute.
-            model.activation_checkpointing_enable({"use_reentrant": False})
-        attach_moe_lora(model, self.moe_config)
-        if h.init_adapter:
-            load_adapter(model, h.init_adapter)
-            log.info("adapters and routers initialised from %s", h.init_adapter)
-        self.model = model
+
+    def checkpointing_every(self, model: torch.nn.Module) -> int | None:
+        """Checkpoint every N-th decoder layer (None: none); `auto` asks moe.plan for this GPU."""
+        setting = self.hparams.activation_checkpointing
+        if setting != "auto":
+            return checkpoint_every(setting)
+        if not torch.cuda.is_available():
+            log.info("activation_checkpointing auto: not on CUDA, no checkpointing (the plan is for GPU memory)")
+            return None
+        trainer = self._trainer
+        data = trainer.datamodule if trainer is not None else None
+        if data is None:
+            raise ValueError("activation_checkpointing auto needs the trainer's datamodule (micro-batch, sequence length)")
+        h = self.hparams
+        chosen = plan_for_gpu(
+            model.config,
+            micro_batch=data.micro_batch_size,
+            seq_len=data.max_seq_length,
+            precision=str(trainer.precision),
+            loss_chunk_tokens=h.loss_chunk_tokens,
+            moe=self.moe_config,
+            budget_gib=h.memory_budget_gib,
+            load_in_4bit=h.load_in_4bit,
+        )
+        log.warning("activation_checkpointing auto: %s", chosen.describe())
+        return chosen.checkpointing
 
     def trainable_state_keys(self) -> set[str]:
         return {f"model.{name}" for name in trainable_parameters(self.model)}
@@ -152,7 +189,7 @@ class MoELoRAModule(LightningModule):
 
         use_cache=False always; attention_mask only in padding mode (packed rows isolate examples
         through position_ids; for flash-attn the micro-batch is flattened into one row with its
-        example boundaries, datamodules.packing.flatten_rows). The LM loss is computed from the
+        example boundaries, moe.batch.flatten_rows). The LM loss is computed from the
         decoder's hidden states in chunks (moe.losses.lm_loss_sum), never from full logits.
         """
         if "cu_seq_lens" in batch and needs_flattening(self.model.config._attn_implementation):
@@ -336,15 +373,16 @@ class MoELoRAModule(LightningModule):
         return Schedule(planned, total, max(1, min(warmup, total)), cut_by)
 
     def train_batches_per_epoch(self) -> int:
-        """Micro-batches per epoch on this device (the datamodule's sampler already splits the data
-        across devices), counted on a fresh loader from the datamodule.
+        """Micro-batches per epoch on this device, from the datamodule's train rows per epoch (the
+        prepared data's count): its sampler splits them across devices, then into micro-batches.
 
         Not trainer.estimated_stepping_batches: called from configure_optimizers it sets up the fit
         loop's train loader before the checkpoint's loop state is restored, and Lightning then never
         restores the loader's position (a resumed epoch would start over from its first batch).
         """
-        trainer = self.trainer
-        batches = len(trainer.datamodule.train_dataloader())
+        trainer, data = self.trainer, self.trainer.datamodule
+        per_device = math.ceil(data.rows_per_epoch() / trainer.world_size)  # the sampler pads, no drop
+        batches = math.ceil(per_device / data.micro_batch_size)
         limit = trainer.limit_train_batches
         if isinstance(limit, int):
             return min(batches, limit)
@@ -364,17 +402,16 @@ class MoELoRAModule(LightningModule):
         h = self.hparams
         self.schedule = self.plan_schedule()
         log.warning("%s", self.schedule.describe())
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(
-            params,
-            lr=h.lr,
-            betas=tuple(h.betas),
-            weight_decay=h.weight_decay,
-            fused=self.device.type == "cuda",
-        )
+        optimizer = self.make_optimizer(fused=self.device.type == "cuda")
         schedule, min_lr_ratio = self.schedule, h.min_lr_ratio
         scheduler = LambdaLR(optimizer, lambda step: schedule.lr_factor(step, min_lr_ratio))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def make_optimizer(self, fused: bool) -> torch.optim.Optimizer:
+        """AdamW over the adapters and routers (fused on CUDA)."""
+        h = self.hparams
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        return torch.optim.AdamW(params, lr=h.lr, betas=tuple(h.betas), weight_decay=h.weight_decay, fused=fused)
 
     # -- checkpoints: trainable weights only -------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -418,6 +455,8 @@ class MoELoRAModule(LightningModule):
 
 def _max_time_seconds(trainer: Any) -> float | None:
     """Trainer(max_time) in seconds: the whole stage's budget (the same on every resume, so the
-    schedule is too). The Timer callback keeps it only in a private attribute."""
+    schedule is too), from the Timer's public state: what remains plus what has elapsed."""
     timers = [cb for cb in trainer.callbacks if isinstance(cb, Timer)]
-    return timers[0]._duration if timers else None
+    if not timers or timers[0].time_remaining() is None:
+        return None
+    return timers[0].time_remaining() + timers[0].time_elapsed()

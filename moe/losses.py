@@ -16,10 +16,9 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from moe.batch import IGNORE_INDEX
 from moe.config import MoELoRAConfig
 from moe.router import top_k_gates
-
-IGNORE_INDEX = -100
 
 
 # -- language modelling ------------------------------------------------------------------------------
@@ -37,7 +36,11 @@ def _chunk_cross_entropy(head: nn.Module, hidden: Tensor, targets: Tensor) -> Te
     )
 
 
-def _liger_loss() -> type | None:
+def fused_loss(device: torch.device, head: nn.Module) -> type | None:
+    """Liger's fused linear cross-entropy (the `gpu` extra) when it can replace the chunks: on CUDA,
+    liger-kernel importable, and a plain bias-free nn.Linear head (not an FSDP unit); else None."""
+    if device.type != "cuda" or type(head) is not nn.Linear or head.bias is not None:
+        return None
     if importlib.util.find_spec("liger_kernel") is None:
         return None
     from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
@@ -59,8 +62,8 @@ def lm_loss_sum(
     hidden = hidden.flatten(0, -2)
     targets = targets.flatten().to(hidden.device)
     count = (targets != IGNORE_INDEX).sum()
-    liger = _liger_loss() if hidden.is_cuda else None
-    if liger is not None and type(head) is nn.Linear and head.bias is None:
+    liger = fused_loss(hidden.device, head)
+    if liger is not None:
         weight = head.weight.to(hidden.dtype)
         return liger(ignore_index=IGNORE_INDEX, reduction="sum")(weight, hidden, targets).float(), count
     if chunk_tokens is None or chunk_tokens >= hidden.shape[0]:

@@ -43,8 +43,10 @@ def last_checkpoint(checkpoint_dir: Path) -> Path:
 def validation_follows(trainer: Trainer) -> bool:
     """Whether Lightning validates right after the training batch that just ended.
 
-    The batch-count rule of Lightning 2.6's training epoch loop (`_should_check_val_fx`), read from
-    public trainer state (tests/test_resume_exact.py checks it against Lightning's decisions).
+    Lightning has no public "validation is due" query: this restates the batch-count rule of
+    Lightning 2.6's training epoch loop from public trainer and loop state only (no private
+    attribute; tests/test_resume_exact.py checks it against Lightning's own decisions, so an
+    upgrade that changes the rule fails there first).
     """
     if not trainer.enable_validation:
         return False

@@ -43,8 +43,7 @@ from inspect_ai.model import get_model
 from jsonargparse import ArgumentError
 from torch.utils.data import DataLoader
 
-from datamodules.datamodule import StageDataModule
-from datamodules.packing import Collate, RowDataset
+from datamodules.prepare import DataSettings, Prepared, prepare
 from evals.compare import compare_models
 from evals.crisis_calibration import calibrate
 from evals.embeddings import default_embedder
@@ -110,20 +109,11 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     return args, overrides
 
 
-def heldout_loader(data: StageDataModule, limit: int | None) -> tuple[DataLoader, list[str], list[str]]:
+def heldout_loader(data: Prepared, limit: int | None) -> tuple[DataLoader, list[str], list[str]]:
     """The test split, one conversation per row (so each row's loss has one source and domain)."""
-    test = data.examples["test"]
-    if limit is not None:
-        test = test.select(range(min(limit, len(test))))
-    rows = RowDataset(
-        test.select_columns(["input_ids", "labels", "domain_id"]),
-        [[i] for i in range(len(test))],
-        data.max_seq_length,
-        data.tokenizer.pad_token_id,
-        packed=False,
-    )
-    collate = Collate(data.tokenizer.pad_token_id, packed=False)
-    loader = DataLoader(rows, batch_size=data.micro_batch_size, collate_fn=collate)
+    rows = data.rows("test", packed=False, limit=limit)
+    test = data.examples["test"].select(range(len(rows)))
+    loader = DataLoader(rows, batch_size=data.settings.micro_batch_size, collate_fn=data.collate(packed=False))
     return loader, list(test["source"]), list(test["domain"])
 
 
@@ -225,7 +215,7 @@ def measure(
 
 
 def voice_classifier(
-    data: StageDataModule, earlier: list[StageDataModule], settings: EvalSettings
+    data: Prepared, earlier: list[Prepared], settings: EvalSettings
 ) -> VoiceClassifier | None:
     """The educator's held-out passages against other speakers: every other source's held-out
     assistant turns, this stage's and the earlier stages', and other speakers' text on his topics
@@ -233,7 +223,7 @@ def voice_classifier(
     educator, others = [], []
     for module in (data, *earlier):
         for split in ("val", "test"):
-            for conversation in module.split_conversations(split):
+            for conversation in module.conversations(split):
                 target = educator if conversation.source in settings.voice.educator_sources else others
                 target += [
                     (m["content"], f"{conversation.source}:{conversation.group}")
@@ -258,14 +248,14 @@ def voice_classifier(
     return classifier
 
 
-def human_replies(data: StageDataModule, count: int) -> list[tuple[tuple[dict[str, str], ...], str]]:
+def human_replies(data: Prepared, count: int) -> list[tuple[tuple[dict[str, str], ...], str]]:
     """Up to `count` held-out human replies with their context, spread evenly over the test split."""
     size = len(data.examples["test"])
     n = min(count, size)
     indices = sorted({round(i * (size - 1) / max(1, n - 1)) for i in range(n)})
     return [
         (c.messages[:-1], c.messages[-1]["content"])
-        for c in data.split_conversations("test", indices)
+        for c in data.conversations("test", indices)
         if c.messages[-1]["role"] == "assistant"
     ]
 
@@ -334,8 +324,8 @@ def main(argv: list[str] | None = None) -> int:
         if kind != "merged" and built_on != base_model:
             raise SystemExit(f"error: {label} {source} was built on {built_on!r}; the stage uses {base_model!r}")
     data_settings = config.data.as_dict()
-    data = StageDataModule(**data_settings)
-    earlier = [StageDataModule(**{**data_settings, "stage": k}) for k in range(1, stage)]
+    # Checked now (every source exists), prepared below: the earlier stages' test splits, then this one's.
+    stage_data = [DataSettings(**{**data_settings, "stage": k}) for k in (*range(1, stage), config.data.stage)]
     judge = None
     if settings.judge.configured:
         judge = JudgeClient(settings.judge, under_test=[*models.values(), base_model])
@@ -354,9 +344,9 @@ def main(argv: list[str] | None = None) -> int:
         "attn_implementation": config.model.attn_implementation,
     }
     splits: Splits = {}
-    for module in (*earlier, data):
-        module.setup("test")
-        splits[module.stage] = heldout_loader(module, args.heldout_limit)
+    *earlier, data = [prepare(s) for s in stage_data]
+    for prepared in (*earlier, data):
+        splits[prepared.settings.stage] = heldout_loader(prepared, args.heldout_limit)
     needs_voice = "voice_share" in (*settings.gate.thresholds(stage), *gate.no_regression)
     voice = voice_classifier(data, earlier, settings) if needs_voice else None
     if voice is not None:
@@ -368,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     crisis = calibrate(judge, load_rubrics()["crisis"])
     if judge is not None and not crisis.judge_trusted:
         notes.append(crisis.untrusted_reason())
-    tasks = suite_tasks(settings, data.template.system_prompt, judge, voice, suites, crisis)
+    tasks = suite_tasks(settings, data.settings.template.system_prompt, judge, voice, suites, crisis)
     results = [
         measure(label, source, base_model, base_options, stage, splits, tasks, settings, args.out,
                 judge is not None, voice is not None)

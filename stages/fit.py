@@ -125,8 +125,9 @@ class StageCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         run = RunConfig(**self.config.run)
         self.run_callbacks = stage_callbacks(run)
-        yaml_callbacks = self._get(self.config_init, "trainer").get("callbacks") or []
-        plugins = self._get(self.config_init, "trainer").get("plugins") or []
+        # run=False: no subcommand, so the trainer's settings sit at the top of the config
+        yaml_callbacks = self.config_init.trainer.get("callbacks") or []
+        plugins = self.config_init.trainer.get("plugins") or []
         # The run's callbacks first: Lightning keeps the order among Checkpoint callbacks, so a mirror
         # given in the YAML (lightning_app.checkpoints.MirrorCheckpoints) publishes after the saves.
         return super().instantiate_trainer(

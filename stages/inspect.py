@@ -2,12 +2,14 @@
 how well it packs, how long an epoch takes, and whether the plan's epochs fit the time cap.
 
     python -m stages.inspect --config stages/stage1.yaml [--model.base_model tiny]
-        [--data.data_root DIR] [--tokens-per-second N] [--json] [--previews N]
+        [--data.data_root DIR] [--tokens-per-second N] [--json] [--previews N] [--gpu H100] [--no-plan]
 
 The config is parsed by stages.fit.parse_stage_config, as training parses it: stages/common.yaml,
 then each --config in order, then dotted overrides such as --data.max_seq_length 1024, validated by
 the same LightningCLI parser, with `base_model` and `expert_domains` linked from the model section.
-Building the figures fills the same cache the training run then reuses. Any data problem (a
+Building the figures fills the same cache the training run then reuses. The step's plan for one GPU
+(micro-batch, activation checkpointing, peak memory, FLOPs per token, moe.plan) is measured on fake
+tensors once per config and cached (about two minutes for the 12B on 2 cores). Any data problem (a
 missing path, an unreadable file, a bad setting, a template that cannot label) ends the command
 with one `error: ...` line naming the file and the fix, and exit status 1, never a traceback.
 """
@@ -23,10 +25,11 @@ from typing import Any
 import yaml
 from jsonargparse import ArgumentError, Namespace
 
-from datamodules.datamodule import StageDataModule
+from datamodules.prepare import DataSettings, Prepared, prepare
 from datamodules.readers.files import FileFormatError
 from datamodules.sources import SourceError
-from datamodules.template import IGNORE_INDEX
+from moe.batch import IGNORE_INDEX
+from moe.plan import GPU_MEMORY_GIB, plan_for, stage_step
 from stages.fit import parse_stage_config
 
 # What a data or configuration problem raises: shown as one line. TemplateError, UnicodeError and
@@ -59,9 +62,9 @@ def _devices(value: Any) -> int:
     return 1
 
 
-def figures(dm: StageDataModule, config: Namespace, tokens_per_second: float | None) -> dict[str, Any]:
+def figures(prepared: Prepared, config: Namespace, tokens_per_second: float | None) -> dict[str, Any]:
     """Everything inspect reports, as one JSON-ready mapping."""
-    report = dm.report
+    dm, report = prepared.settings, prepared.report
     trainer = config.trainer
     accumulate = int(trainer.get("accumulate_grad_batches") or 1)
     devices = _devices(trainer.get("devices", 1))
@@ -142,10 +145,10 @@ def figures(dm: StageDataModule, config: Namespace, tokens_per_second: float | N
     return out
 
 
-def previews(dm: StageDataModule, n: int) -> list[dict[str, str]]:
+def previews(prepared: Prepared, n: int) -> list[dict[str, str]]:
     """The first n train examples, decoded, with the tokens that carry loss inside ⟦ ⟧."""
     out = []
-    data = dm.examples["train"]
+    dm, data = prepared.settings, prepared.examples["train"]
     for row in data.select(range(min(n, len(data)))):
         pieces, current, labelled = [], [], False
         for token, label in zip(row["input_ids"], row["labels"]):
@@ -203,6 +206,15 @@ def render(out: dict[str, Any]) -> str:
             )
     else:
         lines.append("give --tokens-per-second (or model.throughput_tokens_per_s) for hours per epoch")
+    plan = out.get("plan")
+    if plan:
+        lines.append(
+            f"step plan for one {plan['gpu']} (fake tensors, live tensors only): micro-batch {plan['micro_batch']} "
+            f"x accumulation {plan['accumulate_grad_batches']}, checkpointing {plan['checkpointing']}: peak "
+            f"{plan['peak_gib']:.1f} GiB of {plan['budget_gib']:.1f} GiB, {plan['hardware_gflop_per_token']:.1f} "
+            f"GFLOP/token executed, ~{plan['tokens_per_s_at_target_share']:,} tokens/s at "
+            f"{plan['target_peak_share']:.0%} of its dense bf16 peak (a target share)"
+        )
     for warning in out["warnings"]:
         lines.append(f"WARNING: {warning}")
     for preview in out.get("previews", []):
@@ -228,6 +240,11 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
+        "--gpu", default="H100", choices=sorted(GPU_MEMORY_GIB),
+        help="the GPU the step is planned for (moe.plan, on fake tensors; cached)",
+    )  # fmt: skip
+    parser.add_argument("--no-plan", action="store_true", help="skip the step's memory and FLOPs plan")
+    parser.add_argument(
         "--previews",
         type=int,
         help="train examples to show with their loss tokens (default 1; with --json 0, so conversation "
@@ -248,15 +265,24 @@ def main(argv: list[str] | None = None) -> None:
     args, overrides = parse_args(argv)
     try:
         config = parse_stage_config(args.config, overrides)
-        dm = StageDataModule(**config.data.as_dict())  # checks every source exists
-        dm.setup()  # setup(None) runs the template self-check too
+        settings = DataSettings(**config.data.as_dict())  # checks every source exists
+        prepared = prepare(settings)
+        if settings.template_check_examples:
+            prepared.check_template(settings.template_check_examples)
     except DATA_PROBLEMS as error:
         raise SystemExit(f"error: {error}") from None
     tokens_per_second = args.tokens_per_second or config.model.throughput_tokens_per_s
-    out = figures(dm, config, tokens_per_second)
+    out = figures(prepared, config, tokens_per_second)
+    if not args.no_plan:
+        try:
+            stage = stage_step(config.model, config.data, config.trainer)
+            out["plan"] = plan_for(stage.base_config, stage.settings, stage.rows_per_step, args.gpu,
+                                   module_kwargs=stage.module_kwargs).summary()  # fmt: skip
+        except ValueError as error:
+            out["warnings"].append(f"plan for one {args.gpu}: {error}")
     shown = args.previews if args.previews is not None else (0 if args.json else 1)
     if shown:
-        out["previews"] = previews(dm, shown)
+        out["previews"] = previews(prepared, shown)
     print(json.dumps(out) if args.json else render(out))
 
 

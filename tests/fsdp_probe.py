@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from datamodules.packing import Collate
+from moe.batch import Collate
 from moe.config import MoELoRAConfig
 from moe.lightning_module import MoELoRAModule
 

@@ -8,10 +8,12 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from datamodules import datamodule, template
+from datamodules import prepare as preparation
+from datamodules import template
 from datamodules.datamodule import StageDataModule
 from datamodules.sources import SourceError
-from datamodules.template import IGNORE_INDEX, TemplateError
+from datamodules.template import TemplateError
+from moe.batch import IGNORE_INDEX
 
 DOMAINS = ["psychology", "mental_health", "bias_detection", "general_therapeutic"]
 
@@ -79,13 +81,13 @@ def rows_of(loader):
 
 def test_setup_reports_and_batches_follow_the_contract(built):
     _, dm = built
-    mine = dm.report["sources"]["mine"]
+    mine = dm.prepared.report["sources"]["mine"]
     assert mine["read"] == 40 and mine["kept"] == 40 and mine["skipped"] == {}
-    splits = dm.report["splits"]
+    splits = dm.prepared.report["splits"]
     assert sum(s["examples"] for s in splits.values()) == 40
     assert mine["tokens"] == sum(s["tokens"] for s in splits.values())
-    assert dm.report["train_tokens_per_domain"]["mental_health"] == splits["train"]["tokens"]
-    assert dm.report["train_tokens_per_domain"]["bias_detection"] == 0
+    assert dm.prepared.report["train_tokens_per_domain"]["mental_health"] == splits["train"]["tokens"]
+    assert dm.prepared.report["train_tokens_per_domain"]["bias_detection"] == 0
     batch = next(iter(dm.train_dataloader()))
     assert set(batch) == {
         "input_ids",
@@ -108,11 +110,11 @@ def test_setup_reports_and_batches_follow_the_contract(built):
 
 def test_test_split_is_held_out_by_group(built):
     _, dm = built
-    test = dm.split_conversations("test")
-    train = dm.split_conversations("train")
+    test = dm.prepared.conversations("test")
+    train = dm.prepared.conversations("train")
     assert test and {c.group for c in test}.isdisjoint({c.group for c in train})
     assert test[0].messages[0]["role"] == "user" and test[0].domain == "mental_health"
-    assert len(list(dm.test_dataloader())) == -(-dm.report["splits"]["test"]["rows"] // 2)
+    assert len(list(dm.test_dataloader())) == -(-dm.prepared.report["splits"]["test"]["rows"] // 2)
 
 
 @pytest.mark.parametrize("num_workers", [0, 1])
@@ -136,7 +138,7 @@ def test_train_loader_resumes_mid_epoch_exactly(built, num_workers):
     rest = rows_of(resumed)
     assert seen + rest == full  # nothing repeated, nothing skipped
     every_row = Counter(row for batch in full for row in batch)
-    assert len(every_row) == dm.report["splits"]["train"]["rows"] and set(every_row.values()) == {1}
+    assert len(every_row) == dm.prepared.report["splits"]["train"]["rows"] and set(every_row.values()) == {1}
     loader.sampler.set_epoch(4)
     assert rows_of(loader) != full  # a new epoch, a new order (seeded by seed + epoch)
 
@@ -144,11 +146,11 @@ def test_train_loader_resumes_mid_epoch_exactly(built, num_workers):
 def test_unchanged_second_run_reads_the_cache_and_a_change_rebuilds(built, monkeypatch):
     tmp, dm = built
     calls = []
-    monkeypatch.setattr(StageDataModule, "build", lambda self, target: calls.append(target))
+    monkeypatch.setattr(preparation, "build", lambda settings, target: calls.append(target))
     again = make(tmp)
     assert again.cache_path == dm.cache_path
     again.setup("validate")
-    assert calls == [] and again.report == dm.report
+    assert calls == [] and again.prepared.report == dm.prepared.report
     assert make(tmp, max_seq_length=256).cache_path != dm.cache_path
     assert make(tmp, system_prompt="Be kind.").cache_path != dm.cache_path
     stat = os.stat(tmp / "mine.json")
@@ -157,46 +159,64 @@ def test_unchanged_second_run_reads_the_cache_and_a_change_rebuilds(built, monke
     os.utime(tmp / "mine.json", ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
 
-def test_cache_key_changes_when_any_data_code_file_changes(built, tmp_path, monkeypatch):
-    """Keyed by path, not basename: the packages' several __init__.py files are all counted."""
+def test_cache_key_follows_the_code_prepare_runs_and_nothing_else(built, tmp_path, monkeypatch):
+    """An edit to a reader, the cleaning, the template, a package's __init__.py or the batch
+    contract changes the key; an edit to the voice builder or the API client keeps the cache.
+    Keyed by path, not basename: the packages' several __init__.py files are all counted."""
     _, dm = built
-    code = tmp_path / "datamodules"
-    shutil.copytree(datamodule._CODE, code, ignore=shutil.ignore_patterns("__pycache__", "samples"))
-    monkeypatch.setattr(datamodule, "_CODE", code)
+    root = tmp_path / "repo"
+    for package in ("datamodules", "moe"):
+        shutil.copytree(
+            preparation.REPO_ROOT / package, root / package, ignore=shutil.ignore_patterns("__pycache__", "samples")
+        )
+    monkeypatch.setattr(preparation, "REPO_ROOT", root)
     before = dm.cache_key()
-    inits = sorted(code.rglob("__init__.py"))
-    assert len(inits) >= 3
-    for path in [*sorted(code.glob("readers/*.py")), *inits, code / "cleaning.py"]:
+    code = root / "datamodules"
+    changes = [
+        *sorted(code.glob("readers/*.py")),
+        code / "__init__.py",
+        code / "cleaning.py",
+        code / "template.py",
+        code / "prepare.py",
+        root / "moe" / "batch.py",
+        root / "moe" / "base_model.py",
+    ]
+    assert len(changes) >= 10
+    for path in changes:
         original = path.read_bytes()
         path.write_bytes(original + b"\n# edited\n")
         assert dm.cache_key() != before, path
         path.write_bytes(original)
+    keeps = [*sorted(code.glob("voice/*.py")), code / "openai_client.py", code / "datamodule.py"]
+    assert len(keeps) >= 5
+    for path in keeps:
+        path.write_bytes(path.read_bytes() + b"\n# edited\n")
     assert dm.cache_key() == before
 
 
 def test_num_proc_defaults_to_the_machines_cores(built):
     tmp, _ = built
-    assert make(tmp, num_proc=None).num_proc == len(os.sched_getaffinity(0)) == datamodule.machine_cores()
+    assert make(tmp, num_proc=None).num_proc == len(os.sched_getaffinity(0)) == preparation.machine_cores()
 
 
 def test_empty_held_out_splits_are_allowed(tmp_path):
     dm = make(tmp_path, val_fraction=0.0, test_fraction=0.0, template_check_examples=0)
     dm.setup("fit")
-    assert dm.report["splits"]["val"] == {
+    assert dm.prepared.report["splits"]["val"] == {
         "examples": 0,
         "rows": 0,
         "tokens": 0,
         "trained_tokens": 0,
         "efficiency": 0.0,
     }
-    assert list(dm.val_dataloader()) == [] and dm.split_conversations("test") == []
-    assert dm.report["splits"]["train"]["examples"] == 40
+    assert list(dm.val_dataloader()) == [] and dm.prepared.conversations("test") == []
+    assert dm.prepared.report["splits"]["train"]["examples"] == 40
 
 
 def test_padding_mode_one_example_per_row_with_attention_mask(tmp_path):
     dm = make(tmp_path, packing=False, template_check_examples=0)
     dm.setup("fit")
-    splits = dm.report["splits"]
+    splits = dm.prepared.report["splits"]
     assert splits["train"]["rows"] == splits["train"]["examples"]
     batch = next(iter(dm.train_dataloader()))
     assert torch.equal(batch["attention_mask"].bool(), batch["token_mask"])
@@ -207,18 +227,18 @@ def test_overlong_conversations_are_cut_or_dropped_and_counted(tmp_path):
     write_source(tmp_path / "mine.json", n=20, long_every=5)  # 4 conversations with a 400-token first reply
     dropped = make(tmp_path, overflow="drop", template_check_examples=0)
     dropped.setup("validate")
-    mine = dropped.report["sources"]["mine"]
+    mine = dropped.prepared.report["sources"]["mine"]
     assert mine["skipped"] == {"longer than max_seq_length 128": 4} and mine["kept"] == 16
     short = make(tmp_path, max_seq_length=64, overflow="truncate", template_check_examples=0)
     short.setup("validate")  # truncate: keep the first turn
-    mine = short.report["sources"]["mine"]
+    mine = short.prepared.report["sources"]["mine"]
     assert mine["truncated"] == 16 and mine["skipped"] == {"longer than max_seq_length 64": 4}
     windows = make(tmp_path, max_seq_length=64, template_check_examples=0)  # the default, `window`
     windows.setup("validate")
-    mine = windows.report["sources"]["mine"]
+    mine = windows.prepared.report["sources"]["mine"]
     # every conversation becomes one window per exchange; only the 400-token replies are lost
     assert mine["windowed"] == 20 and mine["windows"] == 36 and mine["skipped"] == {} and mine["kept"] == 20
-    assert sum(s["examples"] for s in windows.report["splits"].values()) == 36
+    assert sum(s["examples"] for s in windows.prepared.report["splits"].values()) == 36
     lost = mine["tokens_lost"]  # four identical 400-token replies and their end-of-turn tokens
     assert lost % 4 == 0 and lost // 4 > 200
 
@@ -255,7 +275,7 @@ def test_registry_weight_repeats_train_examples_only(built):
     }
     doubled = make(tmp, sources=sources, template_check_examples=0)
     doubled.setup("validate")
-    before, after = dm.report["splits"], doubled.report["splits"]
+    before, after = dm.prepared.report["splits"], doubled.prepared.report["splits"]
     assert after["train"]["examples"] == 2 * before["train"]["examples"]
     assert after["val"] == before["val"] and after["test"] == before["test"]
 
@@ -296,7 +316,7 @@ def test_lightning_resume_mid_epoch_neither_repeats_nor_skips(built):
     with the very next row: the prefetched batch is neither lost nor replayed."""
     tmp, dm = built
     full = fit(tmp, max_epochs=2, enable_checkpointing=False)
-    assert len(full) == 2 * dm.report["splits"]["train"]["rows"]
+    assert len(full) == 2 * dm.prepared.report["splits"]["train"]["rows"]
     every_3 = ModelCheckpoint(dirpath=tmp / "ckpt", every_n_train_steps=3, save_top_k=-1, filename="{step}")
     first = fit(tmp, max_steps=5, callbacks=[every_3])
     assert first == full[:10]

@@ -200,12 +200,12 @@ def test_voice_classifier_learns_from_other_speakers_and_never_sees_a_model(monk
         return Conversation(messages, "general_therapeutic", source, group, f"{group}:{i}")
 
     class Voice:  # stage 3's data: the educator's held-out lectures only
-        def split_conversations(self, split: str, indices: list[int] | None = None) -> list[Conversation]:
+        def conversations(self, split: str, indices: list[int] | None = None) -> list[Conversation]:
             offset = 0 if split == "val" else 100
             return [conversation("voice", f"lecture-{(i + offset) % 7}", teacher, i) for i in range(14)]
 
     class Counselling:  # an earlier stage's data: other people's replies
-        def split_conversations(self, split: str, indices: list[int] | None = None) -> list[Conversation]:
+        def conversations(self, split: str, indices: list[int] | None = None) -> list[Conversation]:
             offset = 0 if split == "val" else 100
             return [conversation("counsel_chat", f"q-{(i + offset) % 5}", counsellor, i) for i in range(10)]
 

@@ -34,10 +34,10 @@ def test_four_bit_dry_run_takes_one_training_step_that_updates_every_adapter_ten
 
 
 def test_without_cuda_the_real_checks_are_skipped_with_a_reason(capsys):
-    for check in ("throughput", "packing", "four-bit"):
+    for check in ("throughput", "plan", "packing", "four-bit"):
         gpu_checks.main([check])
     results = lines(capsys)
-    assert [r["check"] for r in results] == ["throughput", "packing", "four_bit"]
+    assert [r["check"] for r in results] == ["throughput", "plan", "packing", "four_bit"]
     assert all("no CUDA device" in r["skipped"] and "value" not in r for r in results)
 
 
@@ -58,6 +58,14 @@ def test_gpu_check_script_dry_run_prints_one_json_line_per_figure():
     figures = {r["figure"] for r in records if r["check"] == "throughput"}
     for variant in ("moe", "lora"):
         assert {f"{variant}_tokens_per_s", f"{variant}_peak_gb", f"{variant}_mfu"} <= figures
-    assert "moe_vs_lora_step_time" in figures
+    assert "moe_vs_lora_step_time" in figures and "moe_hfu" in figures
+    plan = [r for r in records if r["check"] == "plan"]
+    assert [(r["run"], r["figure"]) for r in plan] == [
+        (run, figure) for run in ("shipped_plan", "full_checkpointing")
+        for figure in ("tokens_per_s", "peak_gib", "peak_vs_predicted")
+    ]  # fmt: skip
+    assert [r["activation_checkpointing"] for r in plan[::3]] == [False, True]
+    assert all(r["predicted"] > 0 for r in plan if r["figure"] == "peak_gib")
+    assert all(r["hardware_gflop_per_token"] > 0 for r in plan if r["figure"] == "tokens_per_s")
     assert sum(r["check"] == "packing" and r["isolated"] for r in records) == 2
     assert [r["finite"] for r in records if r["check"] == "four_bit"] == [True]

@@ -125,3 +125,15 @@ def test_json_holds_no_conversation_text_unless_previews_are_asked_for(report, c
     args, _ = report
     out = run(capsys, [a for a in args if a not in ("--previews", "1")])
     assert "previews" not in out
+
+
+def test_the_step_plan_for_one_gpu_is_shown(report, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("THERAPEUTIC_MOE_CACHE", str(tmp_path))
+    args, _ = report
+    plan = run(capsys, [*args, "--gpu", "A100"])["plan"]
+    assert plan["gpu"] == "A100" and plan["checkpointing"] == "none" and plan["micro_batch"] == 1
+    assert 0 < plan["peak_gib"] < plan["budget_gib"] == pytest.approx(0.85 * 79.15, abs=0.01)
+    assert plan["tokens_per_s_at_target_share"] > 0 and list(tmp_path.glob("plans/*.json"))
+    inspect.main([a for a in args if a != "--json"])
+    assert "step plan for one H100 (fake tensors, live tensors only): micro-batch 1" in capsys.readouterr().out
+    assert "plan" not in run(capsys, [*args, "--no-plan"])

@@ -13,7 +13,7 @@ import yaml
 from lightning_sdk import Job
 
 from lightning_app import checkpoints, launch, studio_env, upload
-from lightning_app.stage_config import data_module, stage_files
+from lightning_app.stage_config import data_settings, stage_files
 from stages.fit import parse_stage_config
 
 SECRET = "s3cr3t-token-value"
@@ -110,7 +110,7 @@ def uploaded(tmp_path, jobs_yaml):
 
 
 def test_upload_copies_exactly_the_stage_files_with_a_manifest(uploaded):
-    files = stage_files(data_module(parse_stage_config(["stages/stage1.yaml", "stages/demo.yaml"])))
+    files = stage_files(data_settings(parse_stage_config(["stages/stage1.yaml", "stages/demo.yaml"])))
     expected = sorted(rel for paths in files.values() for rel in paths)
     assert len(expected) == 10
     manifest = json.loads((uploaded / upload.MANIFEST_NAME).read_text())["files"]

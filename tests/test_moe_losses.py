@@ -166,3 +166,31 @@ def test_packed_examples_never_predict_each_others_first_token():
     assert next_token_targets(labels, position_ids).tolist() == [
         [11, 12, IGNORE_INDEX, 21, IGNORE_INDEX, IGNORE_INDEX]
     ]
+
+
+def test_liger_replaces_the_chunks_only_on_cuda_with_a_plain_head_and_the_cpu_path_is_chunked(monkeypatch):
+    import importlib.util
+    import sys
+    import types
+
+    from moe import losses
+
+    head = torch.nn.Linear(8, 32, bias=False)
+    # Without liger-kernel (this machine) and on the CPU: the chunked loss.
+    assert losses.fused_loss(torch.device("cpu"), head) is None
+    fused = type("LigerFusedLinearCrossEntropyLoss", (), {})
+    package = types.ModuleType("liger_kernel")
+    submodule = types.ModuleType("liger_kernel.transformers")
+    submodule.LigerFusedLinearCrossEntropyLoss = fused
+    monkeypatch.setitem(sys.modules, "liger_kernel", package)
+    monkeypatch.setitem(sys.modules, "liger_kernel.transformers", submodule)
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "liger_kernel" else real_find_spec(name, *a))
+    assert losses.fused_loss(torch.device("cuda"), head) is fused
+    assert losses.fused_loss(torch.device("cpu"), head) is None
+    assert losses.fused_loss(torch.device("cuda"), torch.nn.Linear(8, 32)) is None  # a bias: chunks
+    # The CPU path with liger importable is still the chunked loss (Liger's class is never built).
+    hidden, targets = torch.randn(10, 8), torch.randint(0, 32, (10,))
+    total, count = losses.lm_loss_sum(hidden, head, targets, chunk_tokens=4)
+    plain = torch.nn.functional.cross_entropy(head(hidden), targets, reduction="sum")
+    assert count == 10 and torch.allclose(total, plain, atol=1e-5)

@@ -5,8 +5,8 @@ import datasets
 import pytest
 import torch
 
-from datamodules.packing import Collate, RowDataset, packing_efficiency, plan_rows
-from datamodules.template import IGNORE_INDEX
+from datamodules.packing import RowDataset, packing_efficiency, plan_rows
+from moe.batch import IGNORE_INDEX, Collate
 from moe.base_model import load_base_model
 
 MAX = 64

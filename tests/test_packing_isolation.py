@@ -9,8 +9,7 @@ import torch
 import transformers.modeling_flash_attention_utils as flash_utils
 
 from benchmarks.gpu_checks import random_packed_batch
-from datamodules.packing import flatten_rows, needs_flattening
-from datamodules.template import IGNORE_INDEX
+from moe.batch import IGNORE_INDEX, flatten_rows, needs_flattening
 from moe.base_model import load_base_model
 
 MAX = 48

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from datamodules.datamodule import StageDataModule, column
+from datamodules.prepare import DataSettings, column, prepare
 from datamodules.sources import SourceError
 
 DOMAINS = ["psychology", "mental_health", "bias_detection", "general_therapeutic"]
@@ -59,9 +59,7 @@ def make(tmp_path, stage, **settings):
         template_check_examples=0,
     )
     (tmp_path / "registry.yaml").write_text("{}\n")
-    module = StageDataModule(**{**args, **settings})
-    module.setup("fit")
-    return module
+    return prepare(DataSettings(**{**args, **settings}))
 
 
 def groups(module, split):

@@ -16,7 +16,7 @@ import transformers
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
-from datamodules.datamodule import StageDataModule
+from datamodules.prepare import DataSettings, prepare
 from datamodules.template import with_system_prompt
 from evals.compare import compare_models
 from evals.embeddings import default_embedder
@@ -179,8 +179,7 @@ def stage1(converted, tmp_path_factory):
     fit([*args, *overrides, *quiet])
     final = root / "out" / "therapeutic_moe_stage1" / "checkpoint-final"
     config = parse_stage_config(demo_configs(), overrides)
-    data = StageDataModule(**config.data.as_dict())
-    data.setup("test")
+    data = prepare(DataSettings(**config.data.as_dict()))
     loader, sources, domains = heldout_loader(data, None)
     figures, replies = {}, {}
     for label, source in (("base", "base"), ("stage1", str(final))):

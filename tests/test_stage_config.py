@@ -15,12 +15,12 @@ CONFIGS = ["stages/stage1.yaml", "stages/demo.yaml"]
 
 
 class Built(Exception):
-    """Raised by the stand-in StageDataModule: its arguments are all the test needs."""
+    """Raised by the stand-in DataSettings: its arguments are all the test needs."""
 
 
 @pytest.fixture
 def built(monkeypatch):
-    """Each caller's StageDataModule arguments, by caller, without reading any data."""
+    """Each caller's DataSettings arguments, by caller, without reading any data."""
     seen: dict[str, dict] = {}
 
     def capture(name):
@@ -35,7 +35,7 @@ def built(monkeypatch):
         ("evaluate", stages.evaluate),
         ("lightning_app", lightning_app.stage_config),
     ):
-        monkeypatch.setattr(module, "StageDataModule", capture(name))
+        monkeypatch.setattr(module, "DataSettings", capture(name))
     return seen
 
 
@@ -47,7 +47,7 @@ def test_inspect_evaluate_and_launcher_resolve_the_same_data_section(built, tmp_
     with pytest.raises(Built):
         stages.evaluate.main([*flags, "--checkpoint", "base", "--out", str(tmp_path / "report"), *overrides])
     with pytest.raises(Built):
-        lightning_app.stage_config.data_module(parse_stage_config(CONFIGS, overrides))
+        lightning_app.stage_config.data_settings(parse_stage_config(CONFIGS, overrides))
     data = built["inspect"]
     assert built["evaluate"] == data and built["lightning_app"] == data
     # the override, the link from model.base_model, and a value from stages/common.yaml's model section

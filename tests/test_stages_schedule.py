@@ -14,7 +14,6 @@ from moe.lightning_module import MoELoRAModule, Schedule
 def planned(max_epochs=3, max_steps=-1, max_time_h=None, throughput=None, warmup=1000, batches=8000):
     """A stage of `batches` micro-batches per epoch, micro-batch 4 x 2048 tokens, accumulation 8."""
     module = MoELoRAModule(base_model="tiny", warmup_steps=warmup, throughput_tokens_per_s=throughput)
-    loader = range(batches)
     module._trainer = SimpleNamespace(
         max_epochs=max_epochs,
         max_steps=max_steps,
@@ -22,7 +21,7 @@ def planned(max_epochs=3, max_steps=-1, max_time_h=None, throughput=None, warmup
         world_size=1,
         limit_train_batches=1.0,
         callbacks=[Timer(timedelta(hours=max_time_h))] if max_time_h else [],
-        datamodule=SimpleNamespace(train_dataloader=lambda: loader, micro_batch_size=4, max_seq_length=2048),
+        datamodule=SimpleNamespace(rows_per_epoch=lambda: 4 * batches, micro_batch_size=4, max_seq_length=2048),
     )
     return module.plan_schedule()
 
@@ -49,3 +48,21 @@ def test_lr_warms_up_linearly_then_decays_by_cosine_to_the_floor():
     assert factors[10] == pytest.approx(1.0) and factors[55] == pytest.approx(0.55)
     assert factors[100] == pytest.approx(0.1)
     assert all(a >= b for a, b in zip(factors[10:], factors[11:]))
+
+
+@pytest.mark.parametrize("rows, world, micro", [(10, 3, 2), (7, 1, 4), (16, 4, 4), (5, 8, 1)])
+def test_batches_per_epoch_from_rows_match_the_train_loader(rows, world, micro):
+    """The schedule counts Prepared's rows as the train loader's sampler and batcher split them."""
+    from torchdata.stateful_dataloader import StatefulDataLoader
+    from torchdata.stateful_dataloader.sampler import StatefulDistributedSampler
+
+    module = MoELoRAModule(base_model="tiny")
+    module._trainer = SimpleNamespace(
+        world_size=world,
+        limit_train_batches=1.0,
+        datamodule=SimpleNamespace(rows_per_epoch=lambda: rows, micro_batch_size=micro),
+    )
+    data = list(range(rows))
+    for rank in range(world):
+        sampler = StatefulDistributedSampler(data, num_replicas=world, rank=rank, shuffle=True, seed=0)
+        assert module.train_batches_per_epoch() == len(StatefulDataLoader(data, batch_size=micro, sampler=sampler))
