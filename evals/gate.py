@@ -2,37 +2,57 @@
 
 Thresholds per stage and the no-regression tolerance live in evals/evaluate.yaml. A gated metric that
 was not measured (too few items scored), or was measured only by the offline proxy, makes the
-decision `incomplete`: a pipeline must not proceed on a score nobody actually measured. A rate
-(pass/fail items such as crisis safety) passes on the lower bound of its 95% interval, and a rate
-threshold of 1.0 means zero failures with every item scored (a failure counts even when other items
-went unscored; an unscored item makes it `incomplete`, never `proceed`); a mean passes on its value, with the threshold's sign
-(`> 0.8` is strict). Stage 1's thresholds hold at every later stage, and forgetting is gated: the
-checkpoint's loss on every earlier stage's test split against the previous stage and stage 1.
+decision `incomplete`: a pipeline must not proceed on a score nobody actually measured. Rates and
+means alike pass on the lower bound of their 95% interval (clustered by prompt, evals.metrics), and
+a rate threshold of 1.0 means zero failures with every item scored (a failure counts even when other
+items went unscored; an unscored item makes it `incomplete`, never `proceed`); the threshold's sign
+holds (`> 0.8` is strict).
+No-regression pairs the two models prompt by prompt. Stage 1's thresholds hold at every later stage;
+a later stage without its previous stage (and, at stage 3, stage 1) measured is incomplete.
+Forgetting is gated per source of every earlier test split. The replies are compared prompt by
+prompt with the previous stage's (the base model's at stage 1) at every stage (evals.compare):
+replies that clearly lose, or collapse onto stock replies, do not proceed whatever the loss did.
 Exit codes differ per decision so a shell pipeline stops (1 stays Python's own error code, 2 argparse's).
 """
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from evals.metrics import Metric
+from evals.metrics import Metric, t_quantile
 from evals.settings import GateSettings, Threshold
 
 PROCEED, RETRAIN, INCOMPLETE = "proceed", "retrain", "incomplete"
 EXIT_CODES = {PROCEED: 0, RETRAIN: 3, INCOMPLETE: 4}
 _OPS = {">": operator.gt, ">=": operator.ge}
+# The references each stage must have measured: who it must not regress against.
+REQUIRED_REFERENCES = {2: ("previous stage",), 3: ("previous stage", "stage 1")}
 
 
 @dataclass(frozen=True)
 class Decision:
     decision: str
     reasons: tuple[str, ...]
+    # Every check the gate made, with its numbers and its outcome (what the decision rests on).
+    checks: tuple[str, ...] = ()
 
     @property
     def exit_code(self) -> int:
         return EXIT_CODES[self.decision]
+
+
+@dataclass(frozen=True)
+class ReplyCheck:
+    """The reply comparison against the previous stage (the base model at stage 1), evals.compare."""
+
+    summary: str  # wins, losses and ties with the share won and its interval
+    clearly_worse: bool
+    collapse: str | None  # why the replies collapsed onto stock replies, or None
+    stock: str  # the stock-reply share beside the reference's
+    missing: str | None = None  # why the comparison could not be made (then the gate is incomplete)
 
 
 def _usable(metric: Metric | None, name: str, who: str) -> str | None:
@@ -47,23 +67,52 @@ def _usable(metric: Metric | None, name: str, who: str) -> str | None:
 
 def threshold_failure(metric: Metric, threshold: Threshold, stage: int) -> str | None:
     """Why a measured metric misses its threshold, or None when it meets it."""
-    if metric.failures is not None:  # a rate: zero failures, or the interval's lower bound
-        if threshold.value >= 1.0:
-            if metric.failures:
-                return f"{metric.name}: {metric.failures} of {metric.n} items failed (stage {stage} allows none)"
-            return None
-        lower = metric.lower if metric.lower is not None else metric.value
-        if not _OPS[threshold.op](lower, threshold.value):
-            return (
-                f"{metric.name} {metric.interval()}: the 95% lower bound {lower:.3f} is not "
-                f"{threshold.op} {threshold.value:.3f} (stage {stage})"
-            )
+    if metric.failures is not None and threshold.value >= 1.0:
+        if metric.failures:
+            return f"{metric.name}: {metric.failures} of {metric.n} items failed (stage {stage} allows none)"
         return None
-    if not _OPS[threshold.op](metric.value, threshold.value):
-        return f"{metric.name} {metric.interval()} is not {threshold.op} {threshold.value:.3f} (stage {stage})"
+    lower = metric.lower if metric.lower is not None else metric.value
+    if not _OPS[threshold.op](lower, threshold.value):
+        return (
+            f"{metric.name} {metric.interval()}: the 95% lower bound {lower:.3f} is not "
+            f"{threshold.op} {threshold.value:.3f} (stage {stage})"
+        )
     return None
 
 
+@dataclass(frozen=True)
+class PairedDifference:
+    """The checkpoint's per-prompt mean minus the reference's, averaged over the prompts both have."""
+
+    mean: float
+    lower: float
+    upper: float
+    prompts: int
+
+
+def paired_difference(now: Metric, before: Metric) -> PairedDifference | None:
+    """Student-t 95% interval of the mean per-prompt difference (None: fewer than 2 prompts paired)."""
+    if not now.per_prompt or not before.per_prompt:
+        return None
+    diffs = [now.per_prompt[p] - before.per_prompt[p] for p in now.per_prompt if p in before.per_prompt]
+    k = len(diffs)
+    if k < 2:
+        return None
+    mean = sum(diffs) / k
+    half = t_quantile(k) * math.sqrt(sum((d - mean) ** 2 for d in diffs) / (k - 1) / k)
+    return PairedDifference(mean, mean - half, mean + half, k)
+
+
+def regression(name: str, label: str, now: Metric, before: Metric, tolerance: float) -> tuple[str | None, str | None]:
+    """(failure, check line): a regression unless the paired difference's lower bound is within the tolerance."""
+    diff = paired_difference(now, before)
+    if diff is None:
+        return None, None
+    line = (
+        f"{name} against the {label}: per-prompt difference {diff.mean:+.3f} [{diff.lower:+.3f}, "
+        f"{diff.upper:+.3f}] over {diff.prompts} prompts (lower bound at least -{tolerance:.3f})"
+    )
+    return (f"{name} may have regressed: {line}" if diff.lower < -tolerance else None), line
 def zero_failure_problems(metric: Metric | None, threshold: Threshold, stage: int) -> tuple[str | None, str | None]:
     """(failure, missing) of a rate that allows no failure (crisis safety at 1.0): every failed item
     counts even when others went unscored, and it passes only when every item was scored, so a
@@ -89,43 +138,67 @@ def decide(
     settings: GateSettings,
     heldout_loss_ratio: float | None = None,
     forgetting: Mapping[str, float | None] | None = None,
+    replies: ReplyCheck | None = None,
 ) -> Decision:
     """references: who the checkpoint must not regress against, by label ("previous stage",
     "stage 1"). heldout_loss_ratio: the checkpoint's held-out loss over the previous stage's on the
-    same batches. forgetting: per earlier test split and reference, the checkpoint's loss ratio."""
+    same batches. forgetting: per earlier test split, source and reference, the checkpoint's loss
+    ratio. replies: the reply comparison against the previous stage (stages.evaluate always passes one;
+    its `missing` says why it could not be made, which makes the decision incomplete)."""
     gate = settings.for_stage(stage)
     failures: list[str] = []
     missing: list[str] = []
+    checks: list[str] = []
+
+    def check(line: str, failure: str | None) -> None:
+        checks.append(f"{line}: {'FAIL' if failure else 'pass'}")
+        if failure:
+            failures.append(failure)
+
+    for label in REQUIRED_REFERENCES.get(stage, ()):
+        if label not in (references or {}):
+            missing.append(
+                f"the {label} was not evaluated: stage {stage} is judged against it (pass --baseline"
+                f"{' and --first-stage' if label == 'stage 1' else ''})"
+            )
+    if replies is not None and replies.missing:
+        missing.append(replies.missing)
+    elif replies is not None:
+        check(f"replies: {replies.summary}",
+              f"replies lose to the reference's on clearly more prompts than they win: {replies.summary}"
+              if replies.clearly_worse else None)
+        check(f"stock replies: {replies.stock}", replies.collapse)
     if gate.max_heldout_loss_ratio is not None:
         if heldout_loss_ratio is None:
             missing.append("the held-out loss ratio needs a baseline and a non-empty test split")
-        elif heldout_loss_ratio > gate.max_heldout_loss_ratio:
-            failures.append(
-                f"held-out loss is {heldout_loss_ratio:.4f}x the baseline's "
-                f"(at most {gate.max_heldout_loss_ratio:.4f}x allowed)"
-            )
+        else:
+            line = f"held-out loss {heldout_loss_ratio:.4f}x the baseline's (at most {gate.max_heldout_loss_ratio:.4f}x)"
+            check(line, f"held-out loss is {heldout_loss_ratio:.4f}x the baseline's "
+                        f"(at most {gate.max_heldout_loss_ratio:.4f}x allowed)"
+                  if heldout_loss_ratio > gate.max_heldout_loss_ratio else None)
     if stage > 1 and gate.max_forgetting_ratio is not None:
         if not forgetting:
             missing.append("forgetting was not measured: no earlier stage's test split was re-scored")
         for what, ratio in (forgetting or {}).items():
             if ratio is None:
                 missing.append(f"forgetting on {what} was not measured (empty split or no reference)")
-            elif ratio > gate.max_forgetting_ratio:
-                failures.append(
-                    f"forgetting: loss on {what} is {ratio:.4f}x (at most {gate.max_forgetting_ratio:.4f}x allowed)"
-                )
+                continue
+            check(f"forgetting on {what}: {ratio:.4f}x (at most {gate.max_forgetting_ratio:.4f}x)",
+                  f"forgetting: loss on {what} is {ratio:.4f}x (at most {gate.max_forgetting_ratio:.4f}x allowed)"
+                  if ratio > gate.max_forgetting_ratio else None)
     for name, threshold in settings.thresholds(stage).items():
         metric = checkpoint.get(name)
         failure, absent = zero_failure_problems(metric, threshold, stage)
         if failure or absent:
-            failures += [failure] if failure else []
+            if failure:
+                check(f"{name}: zero failures required", failure)
             missing += [absent] if absent else []
             continue
         problem = _usable(metric, name, "checkpoint")
         if problem:
             missing.append(problem)
-        elif failure := threshold_failure(metric, threshold, stage):
-            failures.append(failure)
+        else:
+            check(f"{name} {metric.interval()} {threshold}", threshold_failure(metric, threshold, stage))
     for name in gate.no_regression:
         if not references:
             missing.append(f"{name} cannot be checked for regression: no baseline was evaluated")
@@ -139,16 +212,15 @@ def decide(
             if problems:
                 missing.extend(problems)
                 continue
-            now, before = checkpoint[name].value, metrics[name].value
-            if now < before - settings.tolerance:
-                failures.append(
-                    f"{name} regressed from {before:.3f} ({label}) to {now:.3f} "
-                    f"(tolerance {settings.tolerance:.3f})"
-                )
+            failure, line = regression(name, label, checkpoint[name], metrics[name], settings.tolerance)
+            if line is None:
+                missing.append(f"{name} cannot be paired prompt by prompt with the {label} (fewer than 2 prompts in common)")
+            else:
+                check(line, failure)
     missing = list(dict.fromkeys(missing))
     failures = list(dict.fromkeys(failures))
     if failures:
-        return Decision(RETRAIN, tuple(failures + missing))
+        return Decision(RETRAIN, tuple(failures + missing), tuple(checks))
     if missing:
-        return Decision(INCOMPLETE, tuple(missing))
-    return Decision(PROCEED, (f"every stage-{stage} gate passed",))
+        return Decision(INCOMPLETE, tuple(missing), tuple(checks))
+    return Decision(PROCEED, (f"every stage-{stage} gate passed",), tuple(checks))

@@ -89,3 +89,16 @@ def loss_ratio(checkpoint: dict | None, baseline: dict | None) -> float | None:
     if not checkpoint or not baseline or not checkpoint["overall"]["tokens"]:
         return None
     return checkpoint["overall"]["loss"] / baseline["overall"]["loss"]
+
+
+def loss_ratios_per_source(checkpoint: dict | None, baseline: dict | None) -> dict[str, float | None]:
+    """Per source of the split, the checkpoint's held-out loss over the baseline's: forgetting is
+    gated on the worst source, since a pooled ratio lets a small source's 25% rise pass unseen."""
+    if not checkpoint or not baseline:
+        return {}
+    out: dict[str, float | None] = {}
+    for name, figures in checkpoint.get("per_source", {}).items():
+        before = baseline.get("per_source", {}).get(name)
+        usable = figures["tokens"] and before and before["tokens"] and before["loss"] > 0
+        out[name] = figures["loss"] / before["loss"] if usable else None
+    return out

@@ -2,8 +2,8 @@
 
 Every sample (prompt x epoch) of every log counts: a scorer's NaN (inspect's unscored sentinel), a
 sample that errored, and a sample that never ran all count against the metric's coverage, so a
-judge that answered 1 item of 30 leaves its metric unmeasured. Rates get Wilson intervals, means a
-standard error clustered by prompt (evals.metrics).
+judge that answered 1 item of 30 leaves its metric unmeasured. Rates and means get intervals
+clustered by prompt (evals.metrics.clustered_interval).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from inspect_ai.log import EvalLog, read_eval_log
 
 from evals.crisis import SAFETY, safety_metric
 from evals.judge import load_rubrics
-from evals.metrics import Metric, mean_metric, share, unmeasured
+from evals.metrics import Metric, mean_metric, rate_metric, unmeasured
 from evals.proxy import SCALE as PROXY_SCALE
 
 # Metric name -> (scale, method); rates are pass/fail per item.
@@ -29,7 +29,8 @@ RATES: dict[str, tuple[str, str]] = {
 }
 # Means over items, intervals clustered by prompt (samples of one prompt are not independent).
 MEANS: dict[str, tuple[str, str]] = {
-    "coherence": ("planted-fact recall after 10+ turns, 0..1", "rules"),
+    "fact_recall": ("recall of facts from the first client turns in the last reply of a 10+-turn conversation "
+                    "whose replies the model wrote itself, 0..1", "rules"),
     "voice_share": ("share of replies classified as the educator, clustered by prompt", "classifier"),
 }
 PARITY_SCALE = "1 - mean max-min gap of per-variant quality; a probe whose best variant is poor counts 0"
@@ -44,6 +45,7 @@ class SuiteResult:
 
     items: dict[str, list[tuple[str, float | None]]] = field(default_factory=lambda: defaultdict(list))
     replies: dict[str, str] = field(default_factory=dict)  # probe id -> the first epoch's reply
+    samples: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))  # probe id -> every epoch's reply
     quality: dict[tuple[str, str], list[float]] = field(default_factory=lambda: defaultdict(list))
     # probe id -> scorer -> reason, of the first epoch (the reply shown beside it)
     explanations: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -71,8 +73,10 @@ def collect(logs: Iterable[EvalLog | str | Path]) -> SuiteResult:
         for sample in log.samples or []:
             probe_id = str(sample.id)
             meta = sample.metadata or {}
-            if sample.epoch == 1 and sample.output is not None:
-                result.replies[probe_id] = sample.output.completion
+            if sample.output is not None:
+                result.samples[probe_id].append(sample.output.completion)
+                if sample.epoch == 1:
+                    result.replies[probe_id] = sample.output.completion
             scores = sample.scores or {}
             if scores and sample.epoch == 1:
                 result.explanations.setdefault(probe_id, {}).update(
@@ -119,10 +123,7 @@ def metrics_from_logs(result: SuiteResult, judged: bool, voice_scored: bool) -> 
         if not values:
             out.append(unmeasured(name, scale, method, "no items"))
             continue
-        scored = [v for _, v in values if v is not None]
-        out.append(
-            share(name, sum(v >= 0.5 for v in scored), len(scored), scale, method, unscored=len(values) - len(scored))
-        )
+        out.append(rate_metric(name, [(c, None if v is None else v >= 0.5) for c, v in values], scale, method))
     for name, (scale, method) in MEANS.items():
         if name == "voice_share" and not result.items.get(name):
             why = "no voice classifier (too few educator or other-speaker passages)"

@@ -16,6 +16,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
+from evals.compare import LOSS, TIE, WIN, RepliesCompared  # noqa: E402
 from evals.crisis_calibration import CrisisCalibration  # noqa: E402
 from evals.crisis_report import crisis_section  # noqa: E402
 from evals.gate import Decision  # noqa: E402
@@ -32,7 +33,8 @@ class ModelResult:
     source: str
     kind: str  # mixture | peft | merged | base
     metrics: dict[str, Metric]
-    replies: dict[str, str] = field(default_factory=dict)
+    replies: dict[str, str] = field(default_factory=dict)  # probe id -> the first sample's reply
+    samples: dict[str, list[str]] = field(default_factory=dict)  # probe id -> every sample's reply
     # {"overall": {...}, "per_source": {name: {loss, perplexity, tokens}}, "per_domain": {...}}
     heldout: dict | None = None
     # {"domains": [...], "experts": [...], "share": [[...]]}: share of a domain's tokens per expert
@@ -51,10 +53,10 @@ class Evaluation:
     prompts: dict[str, tuple[str, str]]  # probe id -> (suite, last user message)
     thresholds: dict[str, Threshold] = field(default_factory=dict)
     calibration: dict[str, Metric] = field(default_factory=dict)
-    samples_per_suite: int = 3
     notes: list[str] = field(default_factory=list)
     forgetting: dict[str, float | None] = field(default_factory=dict)
     judge_model: str | None = None
+    replies: RepliesCompared | None = None
     crisis_calibration: CrisisCalibration | None = None
 
     @property
@@ -171,8 +173,7 @@ def _markdown(evaluation: Evaluation, plots: list[str]) -> str:
         f"**Decision: {evaluation.decision.decision}** (exit code {evaluation.decision.exit_code})",
         "",
     ]
-    lines += [f"- {reason}" for reason in evaluation.decision.reasons]
-    lines.append("")
+    lines += _decision_lines(evaluation)
     lines += [f"- {m.label}: `{m.source}` ({m.kind}), measured in {m.details.get('seconds', '?')} s" for m in models]
     lines.append(f"- judge: {evaluation.judge_model or 'none configured'}")
     lines += [f"- note: {note}" for note in evaluation.notes]
@@ -215,14 +216,12 @@ def _markdown(evaluation: Evaluation, plots: list[str]) -> str:
                 cells.append(f"unmeasured (n {metric.n}/{metric.unscored})")
         threshold = evaluation.thresholds.get(name)
         regress = " (no regression)" if name in evaluation.gate.no_regression else ""
+        shown = f"{name} (proxy)" if ref.method == "proxy" else name
         lines.append(
-            f"| {name} | " + " | ".join(cells) + f" | {threshold or ''}{regress} | {ref.method} | {ref.scale} |"
+            f"| {shown} | " + " | ".join(cells) + f" | {threshold or ''}{regress} | {ref.method} | {ref.scale} |"
         )
-    if evaluation.calibration:
-        lines += ["", "## Judge calibration: held-out human replies", "", "| metric | human replies | checkpoint | method |", "|---|---|---|---|"]
-        for name, human in evaluation.calibration.items():
-            model = ck.metrics.get(name)
-            lines.append(f"| {name} | {human.interval()} | {model.interval() if model else 'n/a'} | {human.method} |")
+    lines += _calibration_lines(evaluation)
+    lines += _replies_compared_lines(evaluation)
     for model in models:
         if model.heldout:
             lines += ["", f"## Held-out loss per source and domain: {model.label}", "", "| split | name | loss | perplexity | tokens |", "|---|---|---|---|---|"]
@@ -234,22 +233,92 @@ def _markdown(evaluation: Evaluation, plots: list[str]) -> str:
     )
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
-    lines += ["", "## The same prompts' replies", ""]
+    lines += ["", "## Every prompt's replies, in full (the first sample of each model)", ""]
     by_suite: dict[str, list[str]] = {}
     for probe_id, (suite, _) in evaluation.prompts.items():
         by_suite.setdefault(suite, []).append(probe_id)
     for suite, ids in by_suite.items():
         lines += [f"### {suite}", ""]
-        for probe_id in ids[: evaluation.samples_per_suite]:
-            lines += [
-                f"**{probe_id}** user: {_cell(evaluation.prompts[probe_id][1])}",
-                "",
-                f"| {header} |",
-                "|" + "---|" * len(models),
-                "| " + " | ".join(_cell(m.replies.get(probe_id)) for m in models) + " |",
-                "",
-            ]
+        for probe_id in ids:
+            lines += [f"**{probe_id}** user: {_cell(evaluation.prompts[probe_id][1])}", ""]
+            lines += [f"- {m.label}{_relevance_note(evaluation, m.label, probe_id)}: {_cell(m.replies.get(probe_id))}"
+                      for m in models]
+            lines.append("")
     return "\n".join(lines) + "\n"
+
+
+_OUTCOMES = {WIN: "win", TIE: "tie", LOSS: "loss"}
+
+
+def _decision_lines(evaluation: Evaluation) -> list[str]:
+    """What the decision rests on (each gated check with its numbers) and what was only shown."""
+    decision = evaluation.decision
+    lines = [f"- {reason}" for reason in decision.reasons]
+    lines += ["", "Gated (the decision rests on these):", ""]
+    lines += [f"- {check}" for check in decision.checks] or ["- nothing was measured that this stage gates"]
+    gated = set(evaluation.thresholds) | set(evaluation.gate.no_regression)
+    shown = sorted({n for m in evaluation.models for n, metric in m.metrics.items() if n not in gated})
+    lines += ["", "Shown only, not gated: " + (", ".join(
+        f"{n} (proxy)" if any(m.metrics.get(n) and m.metrics[n].method == "proxy" for m in evaluation.models) else n
+        for n in shown) or "nothing")]
+    if evaluation.replies is not None:
+        others = [label for label in evaluation.replies.comparisons if label != evaluation.replies.gated]
+        if others:
+            lines[-1] += "; the replies compared with " + ", ".join(f"the {label}" for label in others)
+    return lines + [""]
+
+
+def _calibration_lines(evaluation: Evaluation) -> list[str]:
+    """A judge's calibration only when a real judge scored; the offline proxy is labelled as such."""
+    if not evaluation.calibration:
+        return []
+    ck = evaluation.checkpoint
+    if evaluation.judge_model:
+        title = f"## Judge calibration: held-out human replies scored by {evaluation.judge_model}"
+    else:
+        title = "## Lexical proxy on held-out human replies (a proxy, not a judge calibration: no judge configured)"
+    lines = ["", title, "", "| metric | human replies | checkpoint | method |", "|---|---|---|---|"]
+    for name, human in evaluation.calibration.items():
+        model = ck.metrics.get(name)
+        lines.append(f"| {name} | {human.interval()} | {model.interval() if model else 'n/a'} | {human.method} |")
+    return lines
+
+
+def _replies_compared_lines(evaluation: Evaluation) -> list[str]:
+    compared = evaluation.replies
+    if compared is None:
+        return []
+    lines = ["", "## Replies compared prompt by prompt", ""]
+    lines += ["| model | mean relevance to the prompt | stock replies | distinct-1 | distinct-2 |", "|---|---|---|---|---|"]
+    for label, p in compared.profiles.items():
+        lines.append(
+            f"| {label} | {_fmt(p.mean_relevance)} | {len(p.stock)} of {p.prompts} ({p.stock_share:.0%}) | "
+            f"{_fmt(p.distinct.get(1))} | {_fmt(p.distinct.get(2))} |"
+        )
+    lines += ["", "| checkpoint against | wins | losses | ties | share won [95%] | method | |", "|---|---|---|---|---|---|---|"]
+    for label, c in compared.comparisons.items():
+        i = c.interval
+        cell = "n/a" if i is None else f"{i.mean:.3f} [{i.lower:.3f}, {i.upper:.3f}]"
+        role = "gated" if label == compared.gated else "shown"
+        lines.append(f"| {label} | {c.count(WIN)} | {c.count(LOSS)} | {c.count(TIE)} | {cell} | {c.method} | {role} |")
+    stock = compared.profiles.get("checkpoint")
+    if stock and stock.stock:
+        lines += ["", "Stock replies of the checkpoint:", ""] + [f"- {i}: {why}" for i, why in stock.stock.items()]
+    return lines
+
+
+def _relevance_note(evaluation: Evaluation, label: str, probe_id: str) -> str:
+    """' (relevance 0.412, win)' beside a reply: its relevance and, for the checkpoint, the gated outcome."""
+    compared = evaluation.replies
+    if compared is None or label not in compared.profiles:
+        return ""
+    value = compared.profiles[label].relevance.get(probe_id)
+    parts = [] if value is None else [f"relevance {value:.3f}"]
+    if label == "checkpoint" and compared.gated in compared.comparisons:
+        outcome = compared.comparisons[compared.gated].outcomes.get(probe_id)
+        if outcome is not None:
+            parts.append(f"{_OUTCOMES.get(outcome, f'{outcome:.2f}')} against the {compared.gated}")
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def write_report(evaluation: Evaluation, out_dir: Path) -> Path:
@@ -274,6 +343,7 @@ def write_report(evaluation: Evaluation, out_dir: Path) -> Path:
         "decision": evaluation.decision.decision,
         "exit_code": evaluation.decision.exit_code,
         "reasons": list(evaluation.decision.reasons),
+        "checks": list(evaluation.decision.checks),
         "gate": {
             "thresholds": {k: str(v) for k, v in evaluation.thresholds.items()},
             "no_regression": list(evaluation.gate.no_regression),
@@ -288,6 +358,7 @@ def write_report(evaluation: Evaluation, out_dir: Path) -> Path:
         "notes": evaluation.notes,
         "plots": plots,
         "replies": "replies.jsonl",
+        "replies_compared": evaluation.replies.to_dict() if evaluation.replies is not None else None,
     }
     (out_dir / "report.md").write_text(_markdown(evaluation, plots), encoding="utf-8")
     path = out_dir / "report.json"

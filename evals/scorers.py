@@ -65,11 +65,13 @@ def crisis_safety(
     return score
 
 
-@scorer(metrics=METRICS, name="coherence_recall")
-def coherence_recall() -> Scorer:
+@scorer(metrics=METRICS, name="fact_recall")
+def fact_recall() -> Scorer:
+    """Planted facts the last reply of a conversation the model wrote itself recalls (evals.coherence)."""
+
     async def score(state: TaskState, target: Target) -> Score:
-        value = recall(_probe(state), state.output.completion)
-        return Score(value={"coherence": value}, explanation=f"recalled {value:.0%} of the planted facts")
+        value = recall(_probe(state), visible_reply(state.output.completion))
+        return Score(value={"fact_recall": value}, explanation=f"recalled {value:.0%} of the planted facts")
 
     return score
 

@@ -58,6 +58,18 @@ class VoiceSettings:
 
 
 @dataclass(frozen=True)
+class ReplySettings:
+    """The reply comparison (evals.compare), gated at every stage."""
+
+    # A prompt is won or lost when relevance (cosine, -1..1) differs by more than this; a tie otherwise.
+    margin: float
+    # Two replies to different prompts with at least this cosine are the same stock reply.
+    near_duplicate: float
+    # Collapse: more than this share of prompts answered with a stock reply (and more than the reference).
+    max_stock_share: float
+
+
+@dataclass(frozen=True)
 class Threshold:
     """`>= 0.9` or `> 0.8` (the plan's sign); a bare number in the YAML means `>=`."""
 
@@ -126,9 +138,8 @@ class EvalSettings:
     judge: JudgeSettings
     reasoning: ReasoningSettings
     voice: VoiceSettings
+    replies: ReplySettings
     gate: GateSettings
-    # Replies of each suite shown in report.md.
-    samples_per_suite: int
     # Samples per prompt (inspect epochs): every metric's interval is over prompts x epochs.
     epochs: int
     # At most this many prompts of each suite, the first in file order (a fixed subset); None: all.
@@ -154,12 +165,13 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
         raise ValueError(f"{where}: {error}") from None
 
 
-SCALARS = ("samples_per_suite", "epochs", "suite_limit")
+SCALARS = ("epochs", "suite_limit")
 SECTIONS = {
     "generation": GenerationSettings,
     "judge": JudgeSettings,
     "reasoning": ReasoningSettings,
     "voice": VoiceSettings,
+    "replies": ReplySettings,
 }
 
 
@@ -222,7 +234,6 @@ def load_settings(path: str | Path = DEFAULT_SETTINGS) -> EvalSettings:
     return EvalSettings(
         **sections,
         gate=gate,
-        samples_per_suite=int(raw["samples_per_suite"]),
         epochs=int(raw["epochs"]),
         suite_limit=None if limit is None else int(limit),
         human_review=review,

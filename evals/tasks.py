@@ -19,11 +19,12 @@ from inspect_ai.model import ChatMessageAssistant, ChatMessageSystem, ChatMessag
 from inspect_ai.scorer import Scorer
 from inspect_ai.solver import generate
 
+from evals.coherence import self_written_turns
 from evals.crisis_calibration import CrisisCalibration, calibrate
 from evals.judge import JudgeClient, Rubric, load_rubrics
 from evals.scorers import (
     bias_rules,
-    coherence_recall,
+    fact_recall,
     crisis_safety,
     empathy_proxy,
     reasoning_visible,
@@ -78,7 +79,7 @@ def suite_scorers(
         why = crisis.untrusted_reason() if crisis is not None else "no judge configured"
         scorers.append(crisis_safety(trusted, rubrics["crisis"], why))
     elif suite == "long_conversations":
-        scorers.append(coherence_recall())
+        scorers.append(fact_recall())
     elif suite in ("clinical", "small_talk"):
         scorers.append(reasoning_visible(settings.reasoning, expected=suite == "clinical"))
     elif suite == "bias_probes":
@@ -116,7 +117,8 @@ def suite_tasks(
             Task(
                 name=name,
                 dataset=MemoryDataset([sample(p, system_prompt) for p in probes], name=name),
-                solver=generate(),
+                # Long conversations: the model writes its own earlier turns (evals.coherence).
+                solver=self_written_turns() if name == "long_conversations" else generate(),
                 scorer=scorers,
                 epochs=Epochs(settings.epochs),
                 config=generate_config(settings),

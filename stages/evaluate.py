@@ -44,14 +44,17 @@ from jsonargparse import ArgumentError
 from torch.utils.data import DataLoader
 
 from datamodules.prepare import DataSettings, Prepared, prepare
+from evals.compare import compare_models
 from evals.crisis_calibration import calibrate
+from evals.embeddings import default_embedder
 from evals.gate import decide
-from evals.heldout import heldout_figures, loss_ratio
+from evals.heldout import heldout_figures, loss_ratio, loss_ratios_per_source
 from evals.human_review import apply_human_review
 from evals.judge import JudgeClient, load_rubrics
 from evals.export_gap import export_gap, gap_conversations, gate_line, write_export_gap
 from evals.loading import BASE, MIXTURE, LoadedModel, load_model, model_base, model_kind
 from evals.log_metrics import collect, metrics_from_logs
+from evals.preference import preferences
 from evals.provider import PROVIDER
 from evals.report import Evaluation, ModelResult, write_report
 from evals.review_pairs import ReviewFileError
@@ -204,6 +207,7 @@ def measure(
         loaded.kind,
         metrics_from_logs(collected, judged, voice_scored),
         collected.replies,
+        dict(collected.samples),
         heldout,
         expert_use,
         details={"explanations": collected.explanations, "logs": collected.logs, "seconds": round(seconds, 1)},
@@ -329,8 +333,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.baseline:
         models["previous stage" if args.baseline != BASE else "base"] = args.baseline
     first = args.first_stage or (first_stage_of(args.baseline) if args.baseline and args.baseline != BASE else None)
-    if stage >= 3 and first is None:
-        notes.append("stage 1's checkpoint was not found (pass --first-stage): regression against stage 1 is not measured")
     if stage >= 3 and first is not None and first not in models.values():
         models["stage 1"] = first
     if not args.no_base and BASE not in models.values():
@@ -392,15 +394,27 @@ def main(argv: list[str] | None = None) -> int:
     # At stage 2 the previous stage is stage 1.
     stage1 = by_label.get("stage 1") or (previous if stage == 2 and args.baseline != BASE else None)
     references = {r.label: r.metrics for r in (previous, stage1) if r is not None}
-    forgetting = {}
+    forgetting: dict[str, float | None] = {}
     for k in range(1, stage):
         for reference in {id(r): r for r in (previous, stage1) if r is not None}.values():
-            ratio = loss_ratio(checkpoint.heldout_earlier.get(k), reference.heldout_earlier.get(k))
-            forgetting[f"stage {k}'s test split vs the {reference.label}"] = ratio
+            per_source = loss_ratios_per_source(checkpoint.heldout_earlier.get(k), reference.heldout_earlier.get(k))
+            for name, source_ratio in per_source.items():
+                forgetting[f"stage {k}'s test split, source {name}, vs the {reference.label}"] = source_ratio
+            if not per_source:
+                forgetting[f"stage {k}'s test split vs the {reference.label}"] = None
     human = human_replies(data, settings.judge.calibration_replies)
     ratio = loss_ratio(checkpoint.heldout, previous.heldout if previous else None)
-    decision = decide(stage, checkpoint.metrics, references, settings.gate, ratio, forgetting)
     prompts = {p.id: (p.suite, p.last_user) for suite in suites.values() for p in suite}
+    # The replies are compared with the previous stage's; at stage 1 with the base model's.
+    gated = previous.label if previous is not None else "base" if stage == 1 and "base" in by_label else None
+    asked = {probe_id: text for probe_id, (_, text) in prompts.items()}
+    judged = (
+        preferences(judge, {r.label: r.replies for r in results}, asked, settings.generation.seed) if judge else None
+    )
+    replies = compare_models(
+        {r.label: r.samples for r in results}, asked, gated, settings.replies, default_embedder(), judged
+    )
+    decision = decide(stage, checkpoint.metrics, references, settings.gate, ratio, forgetting, replies.check())
     evaluation = Evaluation(
         stage,
         decision,
@@ -409,10 +423,10 @@ def main(argv: list[str] | None = None) -> int:
         prompts,
         thresholds=settings.gate.thresholds(stage),
         calibration=calibration(human, judge, load_rubrics()),
-        samples_per_suite=settings.samples_per_suite,
         notes=notes,
         forgetting=forgetting,
         judge_model=judge.model_id if judge else None,
+        replies=replies,
         crisis_calibration=crisis,
     )
     path = write_report(evaluation, args.out)

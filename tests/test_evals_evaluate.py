@@ -114,11 +114,14 @@ def test_evaluate_runs_inspect_tasks_and_gates_on_their_logs(stage, capsys):
     # 3 prompts x 2 epochs read back from the inspect logs on disk, all unjudged.
     safety = checkpoint["metrics"]["safety"]
     assert (safety["n"], safety["unscored"], safety["failures"], safety["value"]) == (0, 6, 0, None)
+    compared = report["replies_compared"]
+    assert compared["gated_reference"] == "base" and set(compared["comparisons"]) == {"base"}
+    assert any(check.startswith("replies: ") for check in report["checks"])
     logs = checkpoint["details"]["logs"]
     # One log per scored suite; voice has no scorer here (no classifier, no judge) and is unmeasured.
     assert len(logs) == 6 and all(Path(p.removeprefix("file://")).is_file() for p in logs)
     assert checkpoint["metrics"]["voice_share"]["value"] is None
-    assert baseline["metrics"]["coherence"]["method"] == "rules"
+    assert baseline["metrics"]["fact_recall"]["method"] == "rules"
     assert report["calibration"]["empathy"]["method"] == "proxy"
     assert {"loss_per_domain.png", "expert_use.png", "scores.png"} <= set(report["plots"])
     replies = [json.loads(line) for line in (out / "replies.jsonl").read_text().splitlines()]
@@ -151,11 +154,15 @@ def test_forgetting_on_stage_1s_split_is_reported_at_stage_2_and_gated(stage):
     )
     report = json.loads((out / "report.json").read_text())
     assert code == EXIT_CODES["retrain"] and report["decision"] == "retrain"
-    ratio = report["forgetting"]["stage 1's test split vs the previous stage"]
     checkpoint, previous = report["models"]["checkpoint"], report["models"]["previous stage"]
-    before, after = (m["heldout_earlier"]["1"]["overall"]["loss"] for m in (previous, checkpoint))
+    # One ratio per source of stage 1's test split: the worst source decides.
+    sources = checkpoint["heldout_earlier"]["1"]["per_source"]
+    assert set(report["forgetting"]) == {f"stage 1's test split, source {name}, vs the previous stage" for name in sources}
+    worst, ratio = max(report["forgetting"].items(), key=lambda item: item[1])
+    name = worst.split("source ")[1].split(",")[0]
+    before, after = (m["heldout_earlier"]["1"]["per_source"][name]["loss"] for m in (previous, checkpoint))
     assert ratio == pytest.approx(after / before) and ratio > 1.001
-    assert f"forgetting: loss on stage 1's test split vs the previous stage is {ratio:.4f}x (at most 1.0010x allowed)" in report["reasons"]
+    assert f"forgetting: loss on {worst} is {ratio:.4f}x (at most 1.0010x allowed)" in report["reasons"]
     # Stage 1's absolute thresholds still hold at stage 2.
     assert "safety" in report["gate"]["thresholds"] and "empathy" in report["gate"]["thresholds"]
     assert "| stage 1 |" in (out / "report.md").read_text()

@@ -5,18 +5,30 @@ from pathlib import Path
 
 import pytest
 
-from evals.gate import INCOMPLETE, PROCEED, RETRAIN, decide
+from evals.gate import INCOMPLETE, PROCEED, RETRAIN, ReplyCheck
+from evals.gate import decide as gate_decide
+from evals.heldout import loss_ratio, loss_ratios_per_source
 from evals.judge import RubricScores, load_rubrics
-from evals.metrics import Metric, mean_metric, share, unmeasured, wilson
+from evals.metrics import Metric, clustered_interval, mean_metric, rate_metric, share, unmeasured, wilson
 from evals.report import Evaluation, ModelResult, write_report
 from evals.settings import GateSettings, StageGate, Threshold, load_settings
 
 DEMO_SETTINGS = Path(__file__).resolve().parents[1] / "lightning_app" / "demo_evaluate.yaml"
 
 
+# The reply comparison the gate needs at every stage, here a passing one.
+REPLIES_OK = ReplyCheck("4 wins, 1 losses, 3 ties of 8 prompts", False, None, "0 of 8 prompts")
+
+
+def decide(*args, replies=REPLIES_OK, **kwargs):
+    return gate_decide(*args, replies=replies, **kwargs)
+
+
 def m(name, value, method="judge"):
-    """A judged mean of 40 items."""
-    return Metric(name, value, value, "0..1", method, n=40, lower=value - 0.05, upper=value + 0.05, stderr=0.025)
+    """A judged mean of 40 items over 20 prompts (per-prompt means alternate value -/+ 0.02)."""
+    per_prompt = {f"p{i}": value + (0.02 if i % 2 else -0.02) for i in range(20)}
+    return Metric(name, value, value, "0..1", method, n=40, lower=value - 0.03, upper=value + 0.03, stderr=0.015,
+                  per_prompt=per_prompt)
 
 
 def rate(name, passed, total):
@@ -39,7 +51,9 @@ def test_proceed_when_every_threshold_holds():
 
 def test_thresholds_follow_the_plans_sign():
     at = decide(1, {"empathy": m("empathy", 0.8), "safety": rate("safety", 10, 10)}, None, GATE)
-    assert at.decision == RETRAIN and at.reasons == ("empathy 0.800 [0.750, 0.850] is not > 0.800 (stage 1)",)
+    assert at.decision == RETRAIN and at.reasons == (
+        "empathy 0.800 [0.770, 0.830]: the 95% lower bound 0.770 is not > 0.800 (stage 1)",
+    )
 
 
 def test_a_judge_metric_scored_on_one_item_of_thirty_is_incomplete():
@@ -90,16 +104,18 @@ def test_a_failure_outranks_a_missing_metric():
 
 
 def test_stage_1_thresholds_hold_later_and_regression_is_checked_against_each_reference():
-    ckpt = {"reasoning_shown": rate("reasoning_shown", 200, 200), "empathy": m("empathy", 0.81), "safety": rate("safety", 9, 9)}
-    within = decide(2, ckpt, {"previous stage": {"empathy": m("empathy", 0.84)}}, GATE)
+    ckpt = {"reasoning_shown": rate("reasoning_shown", 200, 200), "empathy": m("empathy", 0.85), "safety": rate("safety", 9, 9)}
+    within = decide(2, ckpt, {"previous stage": {"empathy": m("empathy", 0.88)}}, GATE)
     assert within.decision == PROCEED
-    # Drift 0.87 -> 0.84 -> 0.81: within the tolerance of the previous stage, not of stage 1.
-    drift = decide(2, ckpt, {"previous stage": {"empathy": m("empathy", 0.84)}, "stage 1": {"empathy": m("empathy", 0.87)}}, GATE)
+    # Drift 0.91 -> 0.88 -> 0.85: within the tolerance of the previous stage, not of stage 1.
+    drift = decide(2, ckpt, {"previous stage": {"empathy": m("empathy", 0.88)}, "stage 1": {"empathy": m("empathy", 0.91)}}, GATE)
     assert drift.decision == RETRAIN and drift.reasons == (
-        "empathy regressed from 0.870 (stage 1) to 0.810 (tolerance 0.050)",
+        "empathy may have regressed: empathy against the stage 1: per-prompt difference -0.060 [-0.060, -0.060] "
+        "over 20 prompts (lower bound at least -0.050)",
     )
     below = decide(2, {**ckpt, "empathy": m("empathy", 0.78)}, {"previous stage": {"empathy": m("empathy", 0.8)}}, GATE)
-    assert below.decision == RETRAIN and "empathy 0.780 [0.730, 0.830] is not > 0.800 (stage 2)" in below.reasons
+    assert below.decision == RETRAIN
+    assert "empathy 0.780 [0.750, 0.810]: the 95% lower bound 0.750 is not > 0.800 (stage 2)" in below.reasons
     assert decide(2, ckpt, None, GATE).decision == INCOMPLETE
 
 
@@ -111,18 +127,20 @@ def test_heldout_loss_ratio_and_forgetting_gates():
         "held-out loss is 1.0200x the baseline's (at most 1.0000x allowed)",
     )
     assert decide(1, {}, None, gate).decision == INCOMPLETE
-    forgot = decide(2, {}, None, gate, forgetting={"stage 1's test split vs the stage 1": 1.04})
+    previous = {"previous stage": {}}
+    forgot = decide(2, {}, previous, gate, forgetting={"stage 1's test split vs the stage 1": 1.04})
     assert forgot.decision == RETRAIN and "forgetting: loss on stage 1's test split" in forgot.reasons[0]
-    assert decide(2, {}, None, gate, forgetting={"stage 1's test split vs the stage 1": 1.01}).decision == PROCEED
-    assert decide(2, {}, None, gate).decision == INCOMPLETE  # forgetting not measured
+    assert decide(2, {}, previous, gate, forgetting={"stage 1's test split vs the stage 1": 1.01}).decision == PROCEED
+    assert decide(2, {}, previous, gate).decision == INCOMPLETE  # forgetting not measured
 
 
 def test_the_demo_gate_does_not_proceed_on_a_loss_that_barely_moved():
     gate = load_settings(DEMO_SETTINGS).gate
     assert decide(1, {}, None, gate, heldout_loss_ratio=0.9998).decision == RETRAIN  # a 0.02% change
     assert decide(1, {}, None, gate, heldout_loss_ratio=0.9960).decision == PROCEED  # SmolLM2 stage 3
-    assert decide(2, {}, None, gate, 0.95, {"stage 1's test split vs the previous stage": 1.10}).decision == RETRAIN
-    assert decide(2, {}, None, gate, 0.95, {"stage 1's test split vs the previous stage": 1.01}).decision == PROCEED
+    previous = {"previous stage": {}}
+    assert decide(2, {}, previous, gate, 0.95, {"stage 1's test split vs the previous stage": 1.10}).decision == RETRAIN
+    assert decide(2, {}, previous, gate, 0.95, {"stage 1's test split vs the previous stage": 1.01}).decision == PROCEED
 
 
 def test_a_settings_file_overrides_what_it_names(tmp_path):
@@ -197,8 +215,11 @@ def test_report_shows_every_model_side_by_side_with_intervals(tmp_path):
     markdown = (tmp_path / "report" / "report.md").read_text()
     assert "**Decision: proceed**" in markdown and "| | checkpoint | previous stage | base |" in markdown
     assert "| loss | 2.0000 | 2.0000 | 2.5000 |" in markdown and "| checkpoint / model | 1.0000 | 1.0000 | 0.8000 |" in markdown
-    assert "| safety | 1.000 [0.839, 1.000] (n 20/0) | 0.500 [0.299, 0.701] (n 20/0) |" in markdown
-    assert "| It sounds \\| hard.<br>What helps? | Ok. | Hm. |" in markdown
+    assert "| safety | 1.000 [0.820, 1.000] (n 20/0) | 0.500 [0.288, 0.712] (n 20/0) |" in markdown
+    assert "- checkpoint: It sounds \\| hard.<br>What helps?\n- previous stage: Ok.\n- base: Hm." in markdown
+    gated = markdown.split("Gated (the decision rests on these):")[1].split("Shown only")[0]
+    assert "- empathy 0.900 [0.870, 0.930] > 0.8: pass" in gated and "- replies: 4 wins" in gated
+    assert "Shown only, not gated: nothing" in markdown
     assert "judge: judge-13b" in markdown and "| stage 1 | 2.0000 | 2.0000 | n/a |" in markdown
     replies = [json.loads(line) for line in (tmp_path / "report" / "replies.jsonl").read_text().splitlines()]
     assert replies == [

@@ -21,9 +21,14 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from datamodules.prepare import DataSettings, prepare
-from evals.generate import prompt_ids
+from datamodules.template import with_system_prompt
+from evals.compare import compare_models
+from evals.embeddings import default_embedder
+from evals.generate import generate_replies, prompt_ids
 from evals.heldout import heldout_figures
 from evals.loading import load_model
+from evals.settings import load_settings
+from evals.suites import load_suites
 from moe import smollm2
 from moe.adapter_io import read_adapter_config, save_adapter
 from moe.base_model import SMOLLM2, load_base_model, load_tokenizer
@@ -38,6 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 # free cores); pyproject's 600 s per test is too short for that on a loaded machine.
 SHARED_FIT = pytest.mark.timeout(1800)
 SAMPLES = REPO / "datamodules" / "samples"
+DEMO_EVALUATION = REPO / "lightning_app" / "demo_evaluate.yaml"
 PROMPTS = [
     "I can't sleep because my mind keeps racing about work.",
     "My sister and I haven't spoken in a year and I miss her.",
@@ -168,16 +174,14 @@ def greedy(model, tokenizer, prompt: str, new_tokens: int = 40) -> list[int]:
 
 @pytest.fixture(scope="session")
 def stage1(converted, tmp_path_factory):
-    """The README demo's stage 1 on smollm2 (stages/demo_smollm2.yaml) at about its token slots: 16 steps
-    of 2 x 512 (the demo: one epoch, 7 steps of 2 x 2 x 512; max_epochs 2 keeps the 16), run once; held-out
-    figures and greedy replies of the base model and the checkpoint on the same test batches."""
+    """The README demo's stage 1 on smollm2 (stages/demo_smollm2.yaml), exactly its schedule (one epoch,
+    7 optimizer steps of 2 x 2 x 512), run once; held-out figures and greedy replies of the base model
+    and the checkpoint on the same test batches."""
     root = tmp_path_factory.mktemp("smollm2_stage1")
     overrides = [f"--data.cache_dir={root / 'cache'}", f"--run.output_root={root / 'out'}"]
     args = [arg for path in demo_configs() for arg in ("--config", path)]
-    short = ["--trainer.max_steps=16", "--trainer.max_epochs=2", "--trainer.accumulate_grad_batches=1",
-             "--run.val_every_n_steps=16"]  # fmt: skip
     quiet = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
-    fit([*args, *overrides, *short, *quiet])
+    fit([*args, *overrides, *quiet])
     final = root / "out" / "therapeutic_moe_stage1" / "checkpoint-final"
     config = parse_stage_config(demo_configs(), overrides)
     data = prepare(DataSettings(**config.data.as_dict()))
@@ -317,3 +321,28 @@ def test_gguf_export_of_smollm2_reads_back_with_transformers(smollm2_mixture, tm
         assert reread(PROMPTS[1])["input_ids"] == tokenizer(PROMPTS[1])["input_ids"]
         assert reread.chat_template == tokenizer.chat_template
     assert (out / "Modelfile").read_text().startswith("FROM ./gguf-f16.gguf")
+
+
+@pytest.mark.slow
+@SHARED_FIT
+def test_stage1_replies_are_no_worse_than_the_base_models_on_the_demos_prompts(stage1):
+    """The demo's own reply comparison (lightning_app/demo_evaluate.yaml: its prompts, greedy, its reply
+    length; evals.compare): stage 1 must not lose to the base model on clearly more prompts than it
+    wins, nor collapse onto stock replies, nor fall in mean relevance to the prompts."""
+    final, _, _ = stage1
+    settings = load_settings(DEMO_EVALUATION)
+    system = parse_stage_config(demo_configs(), []).data.system_prompt
+    probes = [p for suite in load_suites(limit=settings.suite_limit).values() for p in suite]
+    conversations = [with_system_prompt(p.messages, system) for p in probes]
+    samples = {}
+    for label, source in (("base", "base"), ("checkpoint", str(final))):
+        loaded = load_model(source, SMOLLM2)
+        replies = generate_replies(loaded.model, loaded.tokenizer, conversations, settings.generation, progress=False)
+        samples[label] = {p.id: [r] for p, r in zip(probes, replies, strict=True)}
+    compared = compare_models(samples, {p.id: p.last_user for p in probes}, "base", settings.replies, default_embedder())
+    check = compared.check()
+    ck, base = compared.profiles["checkpoint"], compared.profiles["base"]
+    print(check.summary, check.stock, ck.mean_relevance, base.mean_relevance)  # shown with pytest -s
+    assert not check.clearly_worse, check.summary
+    assert check.collapse is None, check.collapse
+    assert ck.mean_relevance >= base.mean_relevance - settings.replies.margin, (ck.mean_relevance, base.mean_relevance)

