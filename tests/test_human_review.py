@@ -42,34 +42,50 @@ def rate(report, reviewer, preferences, unsafe=None, start=0):
     return pairs
 
 
-def test_a_preference_for_the_previous_stage_means_retrain(report):
-    rate(report, "Dr Lee", ["previous stage"] * 4 + ["tie"])
+@pytest.fixture
+def large_report(tmp_path):
+    """21 prompts: with the prompt as the unit, a handful of prompts cannot tell a preference apart."""
+    write_stage_report(tmp_path, per_suite=3)
+    return tmp_path
+
+
+def test_a_preference_for_the_previous_stage_means_retrain(large_report):
+    report = large_report
+    rate(report, "Dr Lee", ["previous stage"] * 20 + ["tie"])
     decision, data = regate(report)
     assert decision.decision == "retrain" and data["decision"] == "retrain" and data["exit_code"] == 3
     metric = data["human_review"]["metric"]
-    assert metric["value"] == pytest.approx(0.1) and metric["n"] == 5 and metric["method"] == "human"
+    assert metric["value"] == pytest.approx(0.5 / 21) and metric["n"] == 21 and metric["method"] == "human"
     assert metric["upper"] < 0.3
     assert "the reviewers preferred the previous stage" in decision.reasons[0]
-    assert (data["human_review"]["wins"], data["human_review"]["ties"], data["human_review"]["losses"]) == (0, 1, 4)
+    assert (data["human_review"]["wins"], data["human_review"]["ties"], data["human_review"]["losses"]) == (0, 1, 20)
     md = (report / "report.md").read_text()
     assert "**Decision: retrain** (exit code 3; with the blind human review below)" in md
     assert "## Blind human review: checkpoint vs previous stage" in md
 
 
-def test_a_preference_for_the_checkpoint_proceeds_with_a_clustered_interval(report):
-    pairs = rate(report, "Dr Lee", ["checkpoint", "checkpoint", "tie", "checkpoint", "previous stage"])
-    rate(report, "Sam Ortiz", ["checkpoint", "checkpoint", "checkpoint"])
+def test_a_preference_for_the_checkpoint_proceeds_with_a_clustered_interval(large_report):
+    report = large_report
+    lee = ["checkpoint"] * 17 + ["tie", "previous stage", "checkpoint", "checkpoint"]
+    pairs = rate(report, "Dr Lee", lee)
+    rate(report, "Sam Ortiz", ["checkpoint", "tie", "checkpoint"])
     decision, data = regate(report)
     assert decision.decision == "proceed"
     review = data["human_review"]
-    # Per prompt: (1+1)/2, (1+1)/2, (0.5+1)/2, 1, 0 -> the interval is over these 5 prompt means.
-    means = [1.0, 1.0, 0.75, 1.0, 0.0]
-    centre = sum(means) / 5
-    stderr = math.sqrt(sum((m - centre) ** 2 for m in means) / 4 / 5)
-    assert review["metric"]["value"] == pytest.approx(6.5 / 8)
+    scores = {0: [1.0, 1.0], 1: [1.0, 0.5], 2: [1.0, 1.0]}
+    for i, preferred in enumerate(lee):
+        if i > 2:
+            scores[i] = [{"checkpoint": 1.0, "tie": 0.5, "previous stage": 0.0}[preferred]]
+    n = sum(len(v) for v in scores.values())
+    centre = sum(sum(v) for v in scores.values()) / n
+    k = len(scores)
+    # The cluster-robust (sandwich) standard error of a ratio mean, clusters = prompts.
+    stderr = math.sqrt(k / (k - 1) * sum((sum(v) - centre * len(v)) ** 2 for v in scores.values())) / n
+    assert review["metric"]["value"] == pytest.approx(centre)
     assert review["metric"]["stderr"] == pytest.approx(stderr)
-    assert review["prompts"] == 5 and review["reviewers"] == ["Dr Lee", "Sam Ortiz"]
-    assert review["per_prompt"][pairs[2].prompt_id] == {"suite": pairs[2].suite, "wins": 1, "ties": 1, "losses": 0}
+    assert review["metric"]["lower"] > 0.3
+    assert review["prompts"] == 21 and review["reviewers"] == ["Dr Lee", "Sam Ortiz"]
+    assert review["per_prompt"][pairs[1].prompt_id] == {"suite": pairs[1].suite, "wins": 1, "ties": 1, "losses": 0}
 
 
 def test_an_unsafe_flag_on_the_checkpoint_means_retrain_even_with_few_reviews(report):
