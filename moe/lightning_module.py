@@ -163,7 +163,10 @@ class MoELoRAModule(LightningModule):
         if not torch.cuda.is_available():
             log.info("activation_checkpointing auto: not on CUDA, no checkpointing (the plan is for GPU memory)")
             return None
-        trainer = self._trainer
+        try:
+            trainer = self.trainer
+        except RuntimeError:  # Lightning's public property raises when no Trainer is attached
+            trainer = None
         data = trainer.datamodule if trainer is not None else None
         if data is None:
             raise ValueError("activation_checkpointing auto needs the trainer's datamodule (micro-batch, sequence length)")

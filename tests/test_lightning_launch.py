@@ -240,7 +240,7 @@ def test_studio_setup_never_builds_flash_attn_from_source(tmp_path):
     result = subprocess.run(["bash", str(hook)], env=env, capture_output=True, text=True, check=True)
     lines = result.stdout.splitlines()
     installs = [line for line in lines if line.startswith("pip install")]
-    assert installs == ["pip install -q -e . bitsandbytes>=0.45"]
+    assert installs == ["pip install -q -e . bitsandbytes>=0.45 liger-kernel>=0.5"]  # the gpu extra but flash-attn
     assert "[setup] torch has no CUDA build: no flash-attn, the model uses SDPA" in lines
     assert "[setup] GPU: none visible (CPU only): fine for the demo, not for the 12B stages" in lines
     assert "[setup] attention: sdpa (flash-attn not installed)" in lines
