@@ -99,6 +99,10 @@ class Rows(LightningDataModule):
         super().__init__()
         self.dataset, self.micro_batch_size, self.max_seq_length = dataset, micro_batch_size, max_seq_length
 
+    def rows_per_epoch(self) -> int:
+        """What the module's schedule counts (the stages' DataModule gives the same)."""
+        return len(self.dataset)
+
     def train_dataloader(self) -> DataLoader:
         # The stages' collate: packed rows plus the flattened example boundaries flash-attn needs.
         return DataLoader(self.dataset, batch_size=self.micro_batch_size, collate_fn=Collate(pad_token_id=0))
