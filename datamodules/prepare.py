@@ -113,7 +113,8 @@ class DataSettings:
     Args:
         stage: which registry stage's enabled sources to read (1 dialogue, 2 reasoning, 3 voice).
         base_model: tokenizer to use (linked from `model.base_model`): Hub id, folder or `tiny`.
-        expert_domains: the MoE experts' domain names (linked from the model's MoE config); a
+        expert_domains: the domain labels the model knows (linked from the model's MoE config:
+            MoELoRAConfig.domains, the experts' names unless `domain_experts` maps the domains); a
             token's domain id is its example's index in this list.
         data_root: where the registry's relative paths live.
         sources: registry overrides and additions, `{name: {field: value}}` (e.g. `enabled: false`).

@@ -22,6 +22,7 @@ from transformers import PreTrainedTokenizerBase
 
 from evals.generate import prompt_ids
 from evals.heldout import heldout_figures
+from moe.config import MoELoRAConfig
 from moe.export import choose_gates
 from moe.model import forced_gates
 
@@ -47,7 +48,7 @@ def export_choices(document: dict) -> list[ExportChoice]:
 
     Without recorded observed gates the observed choices equal the one-hot ones and are left out.
     """
-    domains = list(document["moe"]["expert_domains"])
+    domains = MoELoRAConfig.from_dict(document["moe"]).domains
     choices: list[ExportChoice] = []
     for mode in ("one-hot", "observed"):
         per = {d: tuple(choose_gates(document, d, False, mode).tolist()) for d in domains}

@@ -13,6 +13,8 @@ from typing import Any, Literal
 import torch
 
 ADAPTER_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+# The one expert of MoELoRAConfig.plain_lora().
+PLAIN_LORA_EXPERT = "plain_lora"
 
 
 @dataclass
@@ -20,7 +22,9 @@ class MoELoRAConfig:
     """A mixture of `num_experts` LoRA experts of rank `r` on each of `target_modules`, top-k routed.
 
     Expert i carries the name `expert_domains[i]`: the domain loss pulls tokens labelled with that
-    domain towards expert i, and export picks experts by these names.
+    domain towards expert i, and export picks experts by these names. `domain_experts` separates the
+    data's domain labels from the experts' names when they differ (e.g. a plain LoRA: one expert that
+    every domain's tokens go through, `plain_lora()`).
     """
 
     num_experts: int = 4
@@ -37,6 +41,10 @@ class MoELoRAConfig:
     expert_domains: list[str] = field(
         default_factory=lambda: ["psychology", "mental_health", "bias_detection", "general_therapeutic"]
     )
+    # The data's domain labels and the expert each one's tokens belong to (the domain loss's target,
+    # the expert `stages.export --domain` serves it with), e.g. {psychology: plain_lora, ...}.
+    # None: the labels are the experts' own names, one expert per domain.
+    domain_experts: dict[str, str] | None = None
     # Switch load balancing, router z-loss and the domain loss; each multiplies its unweighted loss.
     balance_coef: float = 0.01
     z_coef: float = 0.001
@@ -75,6 +83,12 @@ class MoELoRAConfig:
                 f"has {len(self.expert_domains)} names but num_experts={self.num_experts}: "
                 "one name per expert",
             )
+        if self.domain_experts is not None:
+            if not isinstance(self.domain_experts, dict) or not self.domain_experts:
+                fail("domain_experts", "map each data domain to an expert name, e.g. {psychology: plain_lora}")
+            unknown = sorted({e for e in self.domain_experts.values() if e not in self.expert_domains})
+            if unknown:
+                fail("domain_experts", f"names no expert {unknown}; the experts are {self.expert_domains}")
         for name in ("balance_coef", "z_coef", "domain_coef"):
             if not getattr(self, name) >= 0:
                 fail(name, "a loss weight must be >= 0")
@@ -103,6 +117,41 @@ class MoELoRAConfig:
             if module in group:
                 return [name for name in group if name in self.target_modules]
         return [module]
+
+    @property
+    def domains(self) -> list[str]:
+        """The data's domain labels: a batch's domain_ids index this list."""
+        return list(self.domain_experts) if self.domain_experts is not None else list(self.expert_domains)
+
+    @property
+    def domain_targets(self) -> list[int]:
+        """Per data domain (in `domains` order), the index of the expert its tokens belong to."""
+        if self.domain_experts is None:
+            return list(range(self.num_experts))
+        return [self.expert_domains.index(self.domain_experts[d]) for d in self.domains]
+
+    def plain_lora(self) -> MoELoRAConfig:
+        """A plain LoRA of this mixture's trainable budget on the same modules: one expert of rank
+        num_experts x r (the same A [E*r, in] and B [out, E*r] per linear), the same LoRA scale alpha / r
+        and dropout, every domain mapped to it, and no router losses (with one expert the gate is 1
+        for every token: the router's single logit changes nothing, so nothing is there to train)."""
+        if self.num_experts == 1:
+            return self
+        return MoELoRAConfig(
+            num_experts=1,
+            top_k=1,
+            r=self.num_experts * self.r,
+            alpha=self.num_experts * self.alpha,
+            dropout=self.dropout,
+            target_modules=list(self.target_modules),
+            shared_router_groups=[list(g) for g in self.shared_router_groups],
+            expert_domains=[PLAIN_LORA_EXPERT],
+            domain_experts=dict.fromkeys(self.domains, PLAIN_LORA_EXPERT),
+            balance_coef=0.0,
+            z_coef=0.0,
+            domain_coef=0.0,
+            adapter_dtype=self.adapter_dtype,
+        )
 
     @property
     def scaling(self) -> float:

@@ -37,16 +37,16 @@ GateMode = Literal["one-hot", "observed"]
 def choose_gates(document: dict, domain: str | None, average: bool, mode: GateMode) -> torch.Tensor:
     """The fixed gates [E] for one domain (`domain`) or for all of them (`average`).
 
-    one-hot: the domain's own expert (average: every expert 1/E). observed: the domain's mean routing on
+    one-hot: the domain's own expert (config.domain_targets; average: every expert 1/E). observed: the domain's mean routing on
     held-out data as recorded in the adapter config's `observed_gates` (average: their mean over the
     domains); when the checkpoint holds none, says so and falls back to one-hot.
     """
     config = MoELoRAConfig.from_dict(document["moe"])
-    domains = config.expert_domains
+    domains = config.domains
     if (domain is None) == (not average):
         raise ValueError("choose exactly one of --domain NAME or --average")
     if domain is not None and domain not in domains:
-        raise ValueError(f"--domain {domain!r} is not one of this adapter's expert domains {domains}")
+        raise ValueError(f"--domain {domain!r} is not one of this adapter's domains {domains}")
     if mode not in ("one-hot", "observed"):
         raise ValueError(f"--gates {mode!r}: choose one-hot or observed")
     if mode == "observed":
@@ -63,7 +63,8 @@ def choose_gates(document: dict, domain: str | None, average: bool, mode: GateMo
         log.warning("the checkpoint records no observed gates for %s: using one-hot gates", absent)
     if average:
         return torch.full((config.num_experts,), 1.0 / config.num_experts)
-    return torch.nn.functional.one_hot(torch.tensor(domains.index(domain)), config.num_experts).float()
+    expert = config.domain_targets[domains.index(domain)]
+    return torch.nn.functional.one_hot(torch.tensor(expert), config.num_experts).float()
 
 
 def fold_into_lora(

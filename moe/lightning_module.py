@@ -310,7 +310,7 @@ class MoELoRAModule(LightningModule):
         self._last_step_time, self._tokens_since_step = now, 0
 
     def on_validation_epoch_start(self) -> None:
-        d, e = len(self.moe_config.expert_domains), self.moe_config.num_experts
+        d, e = len(self.moe_config.domains), self.moe_config.num_experts
         self._val = {
             "loss_sum": torch.zeros((), device=self.device, dtype=torch.float64),
             "label_tokens": torch.zeros((), device=self.device, dtype=torch.float64),
@@ -351,7 +351,7 @@ class MoELoRAModule(LightningModule):
         c = self.moe_config
         use = v["choices"] / (c.top_k * v["routed_tokens"].clamp(min=1)).unsqueeze(-1)
         gates = v["gates"] / v["routed_tokens"].clamp(min=1).unsqueeze(-1)
-        for d, domain in enumerate(c.expert_domains):
+        for d, domain in enumerate(c.domains):
             for e, expert in enumerate(c.expert_domains):
                 metrics[f"expert_use/{domain}/{expert}"] = use[d, e]
         self.log_dict(metrics)
@@ -359,10 +359,10 @@ class MoELoRAModule(LightningModule):
         self.observed_routing = {
             "val_loss": float(loss),
             "expert_use_per_domain": {
-                domain: use[d].tolist() for d, domain in enumerate(c.expert_domains) if seen[d]
+                domain: use[d].tolist() for d, domain in enumerate(c.domains) if seen[d]
             },
             "observed_gates": {
-                domain: gates[d].tolist() for d, domain in enumerate(c.expert_domains) if seen[d]
+                domain: gates[d].tolist() for d, domain in enumerate(c.domains) if seen[d]
             },
         }
 

@@ -112,9 +112,9 @@ def router_losses(
     """Unweighted scalar losses `balance`, `z` and `domain` from stacked router logits [R, *tokens, E].
 
     balance: Switch load balancing over real tokens; z: mean squared logsumexp of the logits (keeps
-    them small); domain: cross-entropy of the full router softmax towards expert `domain_ids` (expert i
-    is `config.expert_domains[i]`; the data module assigns only those ids), 0 for a batch without
-    labels. Weight them with config.balance_coef, z_coef and domain_coef_at(progress). Masked sums,
+    them small); domain: cross-entropy of the full router softmax towards the expert of each token's
+    domain (`domain_ids` index `config.domains`, whose experts are `config.domain_targets`: expert i for
+    domain i unless `domain_experts` maps them), 0 for a batch without labels. Weight them with config.balance_coef, z_coef and domain_coef_at(progress). Masked sums,
     not boolean indexing: static shapes, no host sync; all routers at once.
     """
     check_router_logits(logits, token_mask)
@@ -123,6 +123,8 @@ def router_losses(
     domain_ids = domain_ids.to(tokens.device).flatten()
     labelled = real * (domain_ids >= 0)
     targets = domain_ids.clamp(min=0)
+    if config.domain_experts is not None:
+        targets = torch.tensor(config.domain_targets, device=tokens.device)[targets]
     z = (torch.logsumexp(tokens, dim=-1).square() * real).sum(dim=-1) / real.sum().clamp(min=1)
     log_probs = tokens.log_softmax(dim=-1)
     cross_entropy = -log_probs.gather(-1, targets.expand(tokens.shape[0], -1).unsqueeze(-1)).squeeze(-1)
@@ -139,7 +141,7 @@ def routing_counts_per_domain(
     logits: Tensor, domain_ids: Tensor, token_mask: Tensor, config: MoELoRAConfig
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Sums to accumulate over many batches, all over routers and real labelled tokens, from stacked
-    router logits [R, *tokens, E]: (choices [D, E]: top-k choices per domain and expert, gates [D, E]:
+    router logits [R, *tokens, E], D = len(config.domains): (choices [D, E]: top-k choices per domain and expert, gates [D, E]:
     summed routing gates, tokens [D]: token-router pairs). choices / (k * tokens) is expert use;
     gates / tokens is the domain's mean routing (the "observed gates" that export can use).
     Computed with one-hot matmuls, not boolean indexing: no host sync."""
@@ -152,7 +154,7 @@ def routing_counts_per_domain(
     routers = tokens.shape[0]
     real = token_mask.to(tokens.device).flatten()
     domain_ids = domain_ids.to(tokens.device).flatten()
-    domains = len(config.expert_domains)
+    domains = len(config.domains)
     labelled = real & (domain_ids >= 0)
     membership = nn.functional.one_hot(domain_ids.clamp(min=0), domains).float() * labelled[:, None]  # [N, D]
     chosen = torch.zeros_like(tokens).scatter(-1, tokens.topk(config.top_k, dim=-1).indices, 1.0)

@@ -281,7 +281,7 @@ def measure_step(
     tokens = settings.micro_batch * settings.seq_len
     module_class = _module_class()
     module = module_class(config, dtype, activation_checkpointing=checkpointing, **kwargs)
-    real_batch = packed_batch(settings.micro_batch, settings.seq_len, config.vocab_size, len(module.moe_config.expert_domains))
+    real_batch = packed_batch(settings.micro_batch, settings.seq_len, config.vocab_size, len(module.moe_config.domains))
     meter = StepMeter(tokens, (config.vocab_size, config.hidden_size) if autocast else ())
     fake = FakeTensorMode()
     with quiet_logging(), fake, meter:

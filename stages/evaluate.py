@@ -146,7 +146,7 @@ def expert_use_of(loaded: LoadedModel, loader: DataLoader, sources: list[str], d
     choices, gates, tokens = (sum(parts) for parts in zip(*sums, strict=True))
     config = loaded.model.moe_config
     return heldout, {
-        "domains": list(config.expert_domains),
+        "domains": config.domains,
         "experts": [f"{i}:{name}" for i, name in enumerate(config.expert_domains)],
         "share": (choices / (config.top_k * tokens.clamp(min=1)).unsqueeze(-1)).tolist(),
         "observed_gates": (gates / tokens.clamp(min=1).unsqueeze(-1)).tolist(),

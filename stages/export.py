@@ -25,6 +25,7 @@ from lightning_app.vllm import ServeSpec, max_lora_rank, serve_command
 from evals.export_gap import GAP_FILE, read_ship_choice
 from moe.adapter_io import read_adapter_config
 from moe.base_model import load_tokenizer, native_dtype, public_base_id
+from moe.config import MoELoRAConfig
 from moe.export import choose_gates, export_merged, export_peft, make_readable, merged_model, write_export_info
 from moe.gguf_export import GGUF_TYPES, modelfile, write_gguf
 from moe.smollm2 import SMOLLM2, SMOLLM2_GGUF_PRE
@@ -144,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     document = read_adapter_config(args.checkpoint)  # fails before any model or weight is read
     if args.domain is None and not args.average:
-        return export_recommended(args, document["moe"]["expert_domains"])
+        return export_recommended(args, MoELoRAConfig.from_dict(document["moe"]).domains)
     if args.out.exists() and any(args.out.iterdir()):
         raise SystemExit(f"--out {args.out} exists and is not empty: choose a new folder or remove it")
     gates = choose_gates(document, args.domain, args.average, args.gates)

@@ -95,6 +95,11 @@ class RunConfig:
         return None if self.init_from is None else Path(self.output_root) / self.init_from
 
 
+def data_domains(expert_domains: list[str], domain_experts: dict[str, str] | None) -> list[str]:
+    """The domain labels the data module may assign (MoELoRAConfig.domains, from the parsed fields)."""
+    return list(domain_experts) if domain_experts is not None else list(expert_domains)
+
+
 class StageCLI(LightningCLI):
     """LightningCLI plus the stage's run settings, resume/chaining decisions and callbacks."""
 
@@ -104,7 +109,10 @@ class StageCLI(LightningCLI):
         # exists, else a fresh start; null: always fresh; or a path.
         parser.add_argument("--ckpt_path", type=str | None, default="last", help="checkpoint to resume")
         parser.link_arguments("model.base_model", "data.base_model")
-        parser.link_arguments("model.moe.expert_domains", "data.expert_domains")
+        # The data's domain labels: the experts' names, or moe.domain_experts' domains when set.
+        parser.link_arguments(
+            ("model.moe.expert_domains", "model.moe.domain_experts"), "data.expert_domains", compute_fn=data_domains
+        )
 
     def before_instantiate_classes(self) -> None:
         c = self.config
