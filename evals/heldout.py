@@ -84,6 +84,11 @@ def heldout_figures(
     }
 
 
+def overall_loss(figures: dict | None) -> float | None:
+    """The overall held-out loss of heldout_figures' result (None when nothing was scored)."""
+    return figures["overall"]["loss"] if figures and figures["overall"]["tokens"] else None
+
+
 def loss_ratio(checkpoint: dict | None, baseline: dict | None) -> float | None:
     """The checkpoint's overall held-out loss over the baseline's (figures of the same batches)."""
     if not checkpoint or not baseline or not checkpoint["overall"]["tokens"]:

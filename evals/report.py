@@ -20,8 +20,9 @@ from evals.compare import LOSS, TIE, WIN, RepliesCompared  # noqa: E402
 from evals.crisis_calibration import CrisisCalibration  # noqa: E402
 from evals.crisis_report import crisis_section  # noqa: E402
 from evals.gate import Decision  # noqa: E402
-from evals.heldout import loss_ratio  # noqa: E402
+from evals.heldout import loss_ratio, overall_loss  # noqa: E402
 from evals.metrics import Metric  # noqa: E402
+from evals.plain_lora import PLAIN_LORA, plain_lora_summary  # noqa: E402
 from evals.settings import StageGate, Threshold  # noqa: E402
 
 
@@ -160,10 +161,6 @@ def _cell(text: str | None) -> str:
     return "" if text is None else text.replace("|", "\\|").replace("\n", "<br>")
 
 
-def _loss(figures: dict | None) -> float | None:
-    return figures["overall"]["loss"] if figures and figures["overall"]["tokens"] else None
-
-
 def _markdown(evaluation: Evaluation, plots: list[str]) -> str:
     ck, models = evaluation.checkpoint, evaluation.models
     header = " | ".join(m.label for m in models)
@@ -180,7 +177,7 @@ def _markdown(evaluation: Evaluation, plots: list[str]) -> str:
 
     lines += ["", "## Held-out loss on this stage's test split (same batches for every model)", ""]
     lines += [f"| | {header} |", "|---|" + "---|" * len(models)]
-    lines.append("| loss | " + " | ".join(_fmt(_loss(m.heldout), 4) for m in models) + " |")
+    lines.append("| loss | " + " | ".join(_fmt(overall_loss(m.heldout), 4) for m in models) + " |")
     lines.append(
         "| checkpoint / model | "
         + " | ".join(_fmt(loss_ratio(ck.heldout, m.heldout), 4) for m in models)
@@ -192,7 +189,7 @@ def _markdown(evaluation: Evaluation, plots: list[str]) -> str:
         lines += [f"| split | {header} |", "|---|" + "---|" * len(models)]
         for k in earlier:
             lines.append(
-                f"| stage {k} | " + " | ".join(_fmt(_loss(m.heldout_earlier.get(k)), 4) for m in models) + " |"
+                f"| stage {k} | " + " | ".join(_fmt(overall_loss(m.heldout_earlier.get(k)), 4) for m in models) + " |"
             )
         lines += [""] + [f"- {what}: {_fmt(ratio, 4)}x" for what, ratio in evaluation.forgetting.items()]
 
@@ -222,6 +219,7 @@ def _markdown(evaluation: Evaluation, plots: list[str]) -> str:
         )
     lines += _calibration_lines(evaluation)
     lines += _replies_compared_lines(evaluation)
+    lines += _plain_lora_lines(plain_lora_summary(models, evaluation.replies))
     for model in models:
         if model.heldout:
             lines += ["", f"## Held-out loss per source and domain: {model.label}", "", "| split | name | loss | perplexity | tokens |", "|---|---|---|---|---|"]
@@ -307,6 +305,31 @@ def _replies_compared_lines(evaluation: Evaluation) -> list[str]:
     return lines
 
 
+def _plain_lora_lines(summary: dict | None) -> list[str]:
+    """What the mixture bought over one LoRA of its budget (evals.plain_lora), when one was measured."""
+    if summary is None:
+        return []
+    losses, relevance, replies = summary["heldout_loss"], summary["mean_relevance"], summary["replies"]
+    lower = "the mixture is lower" if summary["mixture_loss_lower"] else "the mixture is NOT lower"
+    lines = [
+        "", "## The mixture against a plain LoRA of the same budget", "",
+        f"A plain LoRA (one expert of rank num_experts x r on the same modules, no router losses) trained on "
+        f"the same data and steps: `{summary['source']}`. Shown, not gated.", "",
+        f"| | checkpoint (mixture) | {PLAIN_LORA} | base model |", "|---|---|---|---|",
+        f"| held-out loss | {_fmt(losses['mixture'], 4)} | {_fmt(losses['plain_lora'], 4)} | {_fmt(losses['base'], 4)} |",
+        f"| mean relevance of the replies | {_fmt(relevance['mixture'])} | {_fmt(relevance['plain_lora'])} | |",
+        "", f"- held-out loss, mixture / plain LoRA: {_fmt(summary['loss_ratio'], 4)} ({lower})",
+    ]
+    if replies is not None:
+        won = replies["share_won"]
+        share = "n/a" if won is None else f"{won['value']:.3f} [{won['lower']:.3f}, {won['upper']:.3f}]"
+        lines.append(
+            f"- replies, the mixture against the plain LoRA prompt by prompt: {replies['wins']} wins, "
+            f"{replies['losses']} losses, {replies['ties']} ties, share won {share} ({summary['replies_verdict']})"
+        )
+    return lines
+
+
 def _relevance_note(evaluation: Evaluation, label: str, probe_id: str) -> str:
     """' (relevance 0.412, win)' beside a reply: its relevance and, for the checkpoint, the gated outcome."""
     compared = evaluation.replies
@@ -359,6 +382,7 @@ def write_report(evaluation: Evaluation, out_dir: Path) -> Path:
         "plots": plots,
         "replies": "replies.jsonl",
         "replies_compared": evaluation.replies.to_dict() if evaluation.replies is not None else None,
+        "plain_lora": plain_lora_summary(models, evaluation.replies),
     }
     (out_dir / "report.md").write_text(_markdown(evaluation, plots), encoding="utf-8")
     path = out_dir / "report.json"

@@ -9,6 +9,8 @@ and the evaluation's exit code (3 retrain, 4 incomplete). `--local` runs every s
 on this machine. `--cloud` submits every step as a Lightning Studio job (lightning_app.launch; its
 options, e.g. --machine or --interruptible, pass through) and waits for it; run it in a Studio,
 where the jobs' storage is mounted: that is where it finds their checkpoints and reports.
+`--baseline-lora` (with --local) also trains each stage's plain LoRA of the mixture's trainable budget on
+the same data and steps, and its report puts the plain LoRA's held-out loss and replies beside the mixture's.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from lightning_app import launch
 from lightning_app.checkpoints import current, fetch, is_complete, remove, set_aside
 from lightning_app.jobs_config import JOBS_YAML, JobsConfig, load_jobs_config
 from lightning_app.preflight import preflight_message
-from lightning_app.stage_config import StagePlan, read_stage, stage_plan
+from lightning_app.stage_config import StagePlan, plain_lora_overrides, read_stage, stage_plan
 from stages.fit import parse_stage_config
 
 REPORT = "report.json"
@@ -135,8 +137,33 @@ def run(command: list[str]) -> int:
     return subprocess.run(command).returncode
 
 
-def run_local(pipeline: PipelineConfig, retrain: list[str] = (), now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> int:
-    """Every step as a subprocess; 0 when every gate passed, else the stopping step's exit code."""
+def reports_plain_lora(folder: Path) -> bool:
+    """Whether the report in `folder` weighs the mixture against a plain LoRA (evals.plain_lora)."""
+    path = folder / REPORT
+    return path.is_file() and json.loads(path.read_text()).get("plain_lora") is not None
+
+
+def fit_stage(step: StageStep, fit_args: list[str], final: Path, name: str) -> int:
+    """stages.fit for one run; 0 when its checkpoint-final is in place."""
+    code = run([sys.executable, "-m", "stages.fit", *config_args(step.config), *fit_args])
+    if code != 0 or not (final / "adapter_config.json").is_file():
+        print(f"[pipeline] {name}: the fit ended (exit {code}) without {final}; the same command resumes")
+        return code or 1
+    return 0
+
+
+def run_local(
+    pipeline: PipelineConfig,
+    retrain: list[str] = (),
+    now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    baseline_lora: bool = False,
+) -> int:
+    """Every step as a subprocess; 0 when every gate passed, else the stopping step's exit code.
+
+    baseline_lora: each stage also trains its plain-LoRA baseline (lightning_app.stage_config.
+    plain_lora_overrides: the same data and steps, one LoRA of the mixture's budget, its own chain of
+    NAME_plain_lora folders) and the stage's report measures it beside the mixture (stages.evaluate
+    --plain-lora); a passed stage whose report lacks it is evaluated again."""
     root = Path(pipeline.output_root)
     previous: Path | None = None
     for step in pipeline.stages:
@@ -144,20 +171,26 @@ def run_local(pipeline: PipelineConfig, retrain: list[str] = (), now: Callable[[
         plan = read_stage(step.config, fit_args)
         final, reports = plan.stage_dir / "checkpoint-final", Path(pipeline.reports) / plan.name
         finished = (final / "adapter_config.json").is_file()  # stages.fit renames it into place whole
+        plain_args = [*fit_args, *plain_lora_overrides(parse_stage_config(step.config, fit_args))] if baseline_lora else None
+        plain = read_stage(step.config, plain_args).stage_dir if plain_args else None
+        plain_finished = plain is not None and (plain / "checkpoint-final" / "adapter_config.json").is_file()
         if retrains(step, plan, retrain):
             set_aside_finished(plan.stage_dir, finished, reports, now())
-            finished = False
+            if plain is not None:
+                set_aside_finished(plain, plain_finished, None, now())
+            finished = plain_finished = False
         decision, reasons = read_report(reports)
-        if finished and decision == PROCEED:
+        if finished and decision == PROCEED and (plain is None or reports_plain_lora(reports)):
             print(f"[pipeline] {plan.name}: done ({final}, {reports / REPORT}); skipped")
             previous = final
             continue
-        if not finished:
-            code = run([sys.executable, "-m", "stages.fit", *config_args(step.config), *fit_args])
-            if code != 0 or not (final / "adapter_config.json").is_file():
-                print(f"[pipeline] {plan.name}: the fit ended (exit {code}) without {final}; the same command resumes")
-                return code or 1
+        if not finished and (code := fit_stage(step, fit_args, final, plan.name)):
+            return code
         extra = [*pipeline.evaluate_args, *step.evaluate_args]
+        if plain is not None:
+            if not plain_finished and (code := fit_stage(step, plain_args, plain / "checkpoint-final", plain.name)):
+                return code
+            extra += ["--plain-lora", str(plain / "checkpoint-final")]
         code = run([sys.executable, "-m", "stages.evaluate", *evaluate_args(step.config, final, previous, reports, extra)])
         decision, reasons = read_report(reports)
         if code != 0 or decision != PROCEED:
@@ -284,12 +317,19 @@ def main(argv: list[str] | None = None) -> int:
         help="train this stage (run name or config name, e.g. stage2) again from its start: its finished run "
         "is kept, renamed NAME.retrain-TIME, with its report; give it once (an unfinished retrain resumes)",
     )  # fmt: skip
+    parser.add_argument(
+        "--baseline-lora", action="store_true",
+        help="also train each stage's plain LoRA of the mixture's budget on the same data and steps, and put "
+        "its held-out loss and replies beside the mixture's in the stage's report (--local)",
+    )  # fmt: skip
     args, launch_argv = parser.parse_known_args(argv)
     pipeline = load_pipeline(args.config)
     if not args.cloud:
         if launch_argv:
             parser.error(f"unknown arguments for --local: {launch_argv}")
-        return run_local(pipeline, list(args.retrain))
+        return run_local(pipeline, list(args.retrain), baseline_lora=args.baseline_lora)
+    if args.baseline_lora:
+        parser.error("--baseline-lora runs with --local only (the cloud jobs do not train the baseline yet)")
     jobs = load_jobs_config(Path(args.jobs))
     return run_cloud(pipeline, [*launch_argv, "--jobs", args.jobs], jobs, dict(os.environ), retrain=list(args.retrain))
 

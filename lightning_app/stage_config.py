@@ -6,6 +6,7 @@ files a stage reads.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,9 +14,12 @@ from pathlib import Path
 from jsonargparse import Namespace
 
 from datamodules.prepare import DataSettings
+from moe.config import MoELoRAConfig
 from stages.fit import StageCLI, parse_stage_config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# A stage's plain-LoRA baseline run is the stage's folder name with this suffix.
+PLAIN_LORA_SUFFIX = "_plain_lora"
 
 
 def write_stage(cli: StageCLI, path: str | Path) -> Path:
@@ -73,3 +77,19 @@ def stage_files(data: DataSettings) -> dict[str, list[str]]:
                     "data_root's upload; move it under data_root (and drop its `root`/absolute `path`)"
                 )
     return files
+
+
+def plain_lora_overrides(config: Namespace) -> list[str]:
+    """stages.fit overrides that train the stage's plain-LoRA baseline: the same configs, data, steps
+    and learning schedule, the mixture replaced by MoELoRAConfig.plain_lora() (one expert of the same
+    trainable budget, every domain on it, no router losses), its own run folder NAME_plain_lora and,
+    for a later stage, the previous stage's plain LoRA as its start (the mixture's chain, suffixed)."""
+    mixture = MoELoRAConfig(**config.model.moe.as_dict())
+    plain = mixture.plain_lora().to_dict()
+    changed = {k: v for k, v in plain.items() if v != mixture.to_dict()[k]}
+    args = [f"--model.moe.{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in changed.items()]
+    args.append(f"--run.name={config.run.name}{PLAIN_LORA_SUFFIX}")
+    if config.run.init_from is not None:
+        first, *rest = Path(config.run.init_from).parts
+        args.append(f"--run.init_from={Path(first + PLAIN_LORA_SUFFIX, *rest)}")
+    return args

@@ -8,7 +8,8 @@ The stage YAML(s) are read as stages.fit reads them, dotted overrides included (
 
 Read top to bottom: settings, stage config, model folders and data sources are checked before any
 model loads. Then every model in turn (the checkpoint, --baseline, stage 1 found through the
-baseline's run.init_from chain, and the base model) is loaded once as an inspect_ai model
+baseline's run.init_from chain, the base model and, with --plain-lora, a plain LoRA of the mixture's
+budget) is loaded once as an inspect_ai model
 (evals.provider) and measured: held-out loss on this stage's test split AND on every earlier stage's
 test split (the same batches for every model; forgetting), expert use for a mixture, and the prompt
 suites run as inspect tasks (evals.tasks, `epochs` samples per prompt) whose logs land in
@@ -54,6 +55,7 @@ from evals.judge import JudgeClient, load_rubrics
 from evals.export_gap import export_gap, gap_conversations, gate_line, write_export_gap
 from evals.loading import BASE, MIXTURE, LoadedModel, load_model, model_base, model_kind
 from evals.log_metrics import collect, metrics_from_logs
+from evals.plain_lora import PLAIN_LORA, plain_lora_summary
 from evals.preference import preferences
 from evals.provider import PROVIDER
 from evals.report import Evaluation, ModelResult, write_report
@@ -102,6 +104,11 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     )
     parser.add_argument(
         "--no-base", action="store_true", help="do not evaluate the base model beside the checkpoint"
+    )
+    parser.add_argument(
+        "--plain-lora",
+        help="a plain LoRA of the mixture's budget trained on the same data and steps (lightning_app.pipeline "
+        "--baseline-lora): its held-out loss and replies beside the checkpoint's, shown, not gated",
     )
     add_judge_arguments(parser)
     parser.add_argument("--no-export-gap", action="store_true",
@@ -337,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
         models["stage 1"] = first
     if not args.no_base and BASE not in models.values():
         models["base"] = BASE
+    if args.plain_lora:
+        models[PLAIN_LORA] = args.plain_lora
     # Everything cheap first: a wrong folder or base model stops here, before any model loads.
     for label, source in models.items():
         kind = model_kind(source)
@@ -438,6 +447,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  - {reason}")
     if gap is not None:
         print(f"  {gate_line(gap)}")
+    weighed = plain_lora_summary(results, replies)
+    if weighed is not None:
+        print(f"  {weighed['summary']}")
     return decision.exit_code
 
 
