@@ -46,7 +46,7 @@ def choose_gates(document: dict, domain: str | None, average: bool, mode: GateMo
     if (domain is None) == (not average):
         raise ValueError("choose exactly one of --domain NAME or --average")
     if domain is not None and domain not in domains:
-        raise ValueError(f"--domain {domain!r} is not one of this adapter's domains {domains}")
+        raise ValueError(f"--domain {domain!r} is not one of this adapter's expert domains {domains}")
     if mode not in ("one-hot", "observed"):
         raise ValueError(f"--gates {mode!r}: choose one-hot or observed")
     if mode == "observed":

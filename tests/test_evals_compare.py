@@ -9,6 +9,8 @@ import pytest
 from evals.compare import LOSS, TIE, WIN, compare_models, distinct_n, first_sentence
 from evals.embeddings import default_embedder
 from evals.gate import PROCEED, RETRAIN, decide
+from evals.plain_lora import PLAIN_LORA
+from evals.report import Evaluation, ModelResult, write_report
 from evals.preference import parse_verdict, preference
 from evals.settings import GateSettings, StageGate, load_settings
 
@@ -129,3 +131,37 @@ def test_judge_preference_asks_both_orders_and_a_position_bias_cancels():
     biased = preference(_Judge(position_bias="A"), "base", prompts, good, bad, seed=1)
     assert biased.outcomes == {"p1": TIE, "p2": TIE}  # "always the first" is no preference
     assert parse_verdict('{"rationale": "x", "better": "B"}') == "B" and parse_verdict("B is better") is None
+
+
+def _heldout(loss):
+    return {"overall": {"loss": loss, "perplexity": 2.718 ** loss, "tokens": 500}, "per_source": {}, "per_domain": {}}
+
+
+@pytest.mark.parametrize(("mixture_loss", "lower"), [(2.0, True), (2.2, False)])
+def test_the_report_weighs_the_mixture_against_the_plain_lora(embedder, tmp_path, mixture_loss, lower):
+    """The plain LoRA is one more model of the report: its held-out loss and its replies compared prompt by
+    prompt beside the mixture's, in report.json and report.md, shown and never gated."""
+    off_topic = {k: f"Our team meeting moved to {day}." for k, day in zip(PROMPTS, range(8))}
+    results = [
+        ModelResult("checkpoint", "out/stage1/checkpoint-final", "mixture", {}, replies=BASE,
+                    samples=_samples(BASE), heldout=_heldout(mixture_loss)),
+        ModelResult("base", "base", "base", {}, replies=BASE, samples=_samples(BASE), heldout=_heldout(2.5)),
+        ModelResult(PLAIN_LORA, "out/stage1_plain_lora/checkpoint-final", "mixture", {}, replies=off_topic,
+                    samples=_samples(off_topic), heldout=_heldout(2.1)),
+    ]
+    compared = compare_models({r.label: r.samples for r in results}, PROMPTS, "base", SETTINGS, embedder)
+    decision = decide(1, {}, {}, GATE, mixture_loss / 2.5, None, compared.check())
+    evaluation = Evaluation(1, decision, GATE.for_stage(1), results, {k: ("openers", v) for k, v in PROMPTS.items()},
+                            replies=compared)
+    report = json.loads(write_report(evaluation, tmp_path).read_text())
+    weighed = report["plain_lora"]
+    assert weighed["heldout_loss"] == {"mixture": mixture_loss, "plain_lora": 2.1, "base": 2.5}
+    assert weighed["loss_ratio"] == pytest.approx(mixture_loss / 2.1) and weighed["mixture_loss_lower"] is lower
+    assert (weighed["replies"]["wins"], weighed["replies"]["losses"]) == (8, 0)
+    assert weighed["replies_verdict"] == "better" and report["decision"] == decision.decision
+    markdown = (tmp_path / "report.md").read_text()
+    section = markdown.split("## The mixture against a plain LoRA of the same budget")[1]
+    assert f"| held-out loss | {mixture_loss:.4f} | 2.1000 | 2.5000 |" in section
+    assert ("the mixture is lower" if lower else "the mixture is NOT lower") in section
+    assert "8 wins, 0 losses, 0 ties" in section
+    assert "held-out loss 2.0000 vs 2.1000 (ratio 0.9524: lower)" in weighed["summary"] or not lower

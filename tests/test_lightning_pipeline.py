@@ -9,8 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 from lightning_sdk import Job
+from safetensors.torch import load_file
 
 from lightning_app import checkpoints, launch, pipeline, upload
+from lightning_app.stage_config import plain_lora_overrides
+from stages.fit import parse_stage_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO = REPO_ROOT / "lightning_app" / "demo_pipeline.yaml"
@@ -89,6 +92,60 @@ def test_a_failing_gate_stops_the_pipeline_with_its_reasons(demo_run, capsys):
     assert "  - safety: 3 of 3 items were not scored" in out
     assert "stages.fit" not in out  # stage 1's checkpoint-final was there; stage 2 never started
     assert not (root / "strict-reports" / NAMES[1]).exists()
+
+
+@pytest.mark.slow
+def test_the_plain_lora_baseline_trains_through_the_stage_command_and_lands_in_the_report(demo_run, capsys):
+    """--baseline-lora on the demo's stage 1 (its mixture already trained by the module's run): the plain LoRA
+    of the same budget trains on the same data and steps, and the stage's report weighs the mixture against it."""
+    root, _ = demo_run
+    stage1 = yaml.safe_load(DEMO.read_text())["stages"][:1]
+    config = demo_copy(root, reports=str(root / "baseline-reports"), stages=stage1)
+    capsys.readouterr()
+    assert pipeline.main(["--config", str(config), "--local", "--baseline-lora"]) == 0
+    out = capsys.readouterr().out
+    mixture, plain = root / "out" / NAMES[0] / "checkpoint-final", root / "out" / f"{NAMES[0]}_plain_lora" / "checkpoint-final"
+    assert f"{NAMES[0]}_plain_lora" in out and "--plain-lora" in out
+    assert "the mixture against a plain LoRA of the same budget" in out
+    document = json.loads((plain / "adapter_config.json").read_text())
+    assert document["moe"]["num_experts"] == 1 and document["moe"]["r"] == 4 * 16
+    assert document["moe"]["domain_experts"] == dict.fromkeys(
+        ["psychology", "mental_health", "bias_detection", "general_therapeutic"], "plain_lora")
+    # The same trainable budget (the router aside: [1, in] instead of [4, in]) and the same steps.
+    sizes = [{k: v.shape for k, v in load_file(folder / "adapter.safetensors").items() if "router" not in k}
+             for folder in (mixture, plain)]
+    assert sizes[0] == sizes[1]
+    steps = [json.loads((folder / "metrics.json").read_text())["global_step"] for folder in (mixture, plain)]
+    assert steps[0] == steps[1] > 0
+    report = json.loads((root / "baseline-reports" / NAMES[0] / "report.json").read_text())
+    assert report["decision"] == "proceed"  # shown, not gated
+    weighed = report["plain_lora"]
+    assert weighed["heldout_loss"]["plain_lora"] == report["models"]["plain LoRA"]["heldout"]["overall"]["loss"]
+    assert weighed["heldout_loss"]["mixture"] == report["models"]["checkpoint"]["heldout"]["overall"]["loss"]
+    assert weighed["heldout_loss"]["plain_lora"] != weighed["heldout_loss"]["base"]  # it trained
+    assert weighed["replies"]["wins"] + weighed["replies"]["losses"] + weighed["replies"]["ties"] == 21
+    assert "## The mixture against a plain LoRA of the same budget" in (
+        root / "baseline-reports" / NAMES[0] / "report.md").read_text()
+
+
+def test_the_plain_lora_baseline_is_the_stage_with_one_lora_of_the_mixtures_budget_on_its_own_chain():
+    stage2 = [str(REPO_ROOT / "stages" / "stage2.yaml"), str(REPO_ROOT / "stages" / "demo.yaml")]
+    mixture = parse_stage_config(stage2)
+    plain = parse_stage_config(stage2, plain_lora_overrides(mixture))
+    moe = plain.model.moe
+    assert (moe.num_experts, moe.top_k, moe.r, moe.alpha) == (1, 1, 64, 128.0)
+    assert (moe.balance_coef, moe.z_coef, moe.domain_coef) == (0.0, 0.0, 0.0)
+    assert moe.domain_experts == dict.fromkeys(mixture.model.moe.expert_domains, "plain_lora")
+    # The same data (every source domain still known), steps, schedule; its own folder and chain.
+    assert plain.data == mixture.data and plain.trainer == mixture.trainer and plain.model.lr == mixture.model.lr
+    assert plain.run.name == "therapeutic_moe_stage2_plain_lora"
+    assert plain.run.init_from == "therapeutic_moe_stage1_plain_lora/checkpoint-final"
+
+
+def test_baseline_lora_is_refused_with_cloud(capsys):
+    with pytest.raises(SystemExit):
+        pipeline.main(["--config", str(DEMO), "--cloud", "--baseline-lora"])
+    assert "--baseline-lora runs with --local only" in capsys.readouterr().err
 
 
 # --cloud: the fake job does on the storage what the real job's command does there

@@ -32,6 +32,11 @@ from moe.model import attach_moe_lora
             {"shared_router_groups": [["q_proj", "k_proj"], ["k_proj", "v_proj"]]},
             r"shared_router_groups=.*\['k_proj'\] in more than one group",
         ),
+        ({"domain_experts": {}}, r"MoELoRAConfig.domain_experts=\{\}: map each data domain to an expert name"),
+        (
+            {"domain_experts": {"psychology": "psychology", "grief": "grief_expert"}},
+            r"MoELoRAConfig.domain_experts=.*names no expert \['grief_expert'\]",
+        ),
     ],
 )
 def test_invalid_config_names_the_field(values, message):
@@ -72,3 +77,29 @@ def test_domain_coefficient_schedules():
     assert cosine.domain_coef_at(0.5) == pytest.approx(0.1)
     assert cosine.domain_coef_at(1.0) == pytest.approx(0.0, abs=1e-12)
     assert cosine.domain_coef_at(0.25) == pytest.approx(0.1 * (1 + math.cos(math.pi / 4)))
+
+
+def test_plain_lora_is_one_expert_of_the_mixtures_budget_with_every_domain_on_it_and_no_router_losses():
+    mixture = MoELoRAConfig(num_experts=3, top_k=2, r=8, alpha=24, expert_domains=["a", "b", "c"], dropout=0.05)
+    plain = mixture.plain_lora()
+    assert (plain.num_experts, plain.top_k, plain.r, plain.dropout) == (1, 1, 24, 0.05)
+    assert plain.scaling == mixture.scaling  # alpha / r kept: 72 / 24 == 24 / 8
+    assert plain.domains == ["a", "b", "c"] and plain.domain_targets == [0, 0, 0]
+    assert (plain.balance_coef, plain.z_coef, plain.domain_coef) == (0.0, 0.0, 0.0)
+    assert plain.plain_lora() is plain
+    assert MoELoRAConfig.from_dict(plain.to_dict()) == plain  # what adapter_config.json stores reads back
+    # The same trainable adapter weights on the same modules; only the router shrinks to one logit.
+    shapes = [
+        {n: p.shape for n, p in attach_moe_lora(load_base_model(TINY), c).named_parameters()
+         if p.requires_grad and "router" not in n}
+        for c in (mixture, plain)
+    ]
+    assert shapes[0] == shapes[1] and shapes[0]
+
+
+def test_domain_experts_separates_the_data_domains_from_the_expert_names():
+    config = MoELoRAConfig(num_experts=2, expert_domains=["talk", "think"],
+                           domain_experts={"grief": "talk", "anxiety": "talk", "cbt": "think"})
+    assert config.domains == ["grief", "anxiety", "cbt"] and config.domain_targets == [0, 0, 1]
+    plain = MoELoRAConfig()
+    assert plain.domains == plain.expert_domains and plain.domain_targets == [0, 1, 2, 3]

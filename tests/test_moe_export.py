@@ -151,3 +151,20 @@ def test_gguf_export_reads_back_with_transformers_gguf_reader(mixture, tmp_path,
     assert tokenizer.chat_template == original.chat_template and tokenizer.eos_token == "<|im_end|>"
     modelfile = (out / "Modelfile").read_text()
     assert modelfile.startswith(f"FROM ./{name}") and 'PARAMETER stop "<|im_end|>"' in modelfile
+
+
+def test_a_plain_lora_exports_as_itself_for_every_domain(tmp_path):
+    """MoELoRAConfig.plain_lora(): every domain maps to the one expert, so each --domain export is the
+    whole adapter (rank num_experts x r) and PEFT gives the trained model's own logits, router untouched."""
+    config = MoELoRAConfig().plain_lora()
+    torch.manual_seed(1)
+    model = attach_moe_lora(load_base_model(TINY), config).eval()
+    with torch.no_grad():
+        for param in trainable_parameters(model).values():
+            param.add_(torch.randn_like(param) * 0.2)
+        own = model(input_ids=IDS, use_cache=False).logits
+    checkpoint = tmp_path / "checkpoint"
+    save_adapter(model, checkpoint, config, base_model=TINY)
+    main(["--checkpoint", str(checkpoint), "--out", str(tmp_path / "served"), "--domain", "bias_detection"])
+    assert json.loads((tmp_path / "served" / "adapter_config.json").read_text())["r"] == 64
+    torch.testing.assert_close(peft_logits(tmp_path / "served"), own, rtol=0, atol=1e-4)

@@ -194,3 +194,29 @@ def test_liger_replaces_the_chunks_only_on_cuda_with_a_plain_head_and_the_cpu_pa
     total, count = losses.lm_loss_sum(hidden, head, targets, chunk_tokens=4)
     plain = torch.nn.functional.cross_entropy(head(hidden), targets, reduction="sum")
     assert count == 10 and torch.allclose(total, plain, atol=1e-5)
+
+
+def test_domain_experts_pull_each_domain_towards_its_mapped_expert_and_one_expert_has_no_domain_loss():
+    """Four data domains on two experts: the domain loss is the router cross-entropy towards each token's
+    mapped expert, and expert use is counted per data domain; with one expert nothing is left to route."""
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 2, 10, 2, generator=generator, requires_grad=True)  # [routers, B, T, E]
+    domains = torch.randint(0, 4, (2, 10), generator=generator)
+    domains[0, :2] = -1
+    mask = torch.ones(2, 10, dtype=torch.bool)
+    config = MoELoRAConfig(num_experts=2, top_k=1, expert_domains=["talk", "think"],
+                           domain_experts={"a": "talk", "b": "think", "c": "think", "d": "talk"})
+    losses = router_losses(logits, domains, mask, config)
+    target = torch.tensor([0, 1, 1, 0])[domains.clamp(min=0)]
+    labelled = domains >= 0
+    by_hand = torch.stack(
+        [torch.nn.functional.cross_entropy(router[labelled], target[labelled]) for router in logits]
+    ).mean()
+    torch.testing.assert_close(losses["domain"], by_hand)
+    choices, _, tokens = routing_counts_per_domain(logits, domains, mask, config)
+    assert choices.shape == (4, 2)
+    torch.testing.assert_close(tokens, torch.stack([(domains == d).sum() * 3 for d in range(4)]).float())
+    one = MoELoRAConfig().plain_lora()
+    single = router_losses(logits[..., :1], domains, mask, one)
+    assert single["domain"].item() == 0.0 and single["balance"].item() == pytest.approx(1.0)
+    assert routing_counts_per_domain(logits[..., :1], domains, mask, one)[0].shape == (4, 1)
