@@ -123,7 +123,8 @@ def test_the_plain_lora_baseline_trains_through_the_stage_command_and_lands_in_t
     assert weighed["heldout_loss"]["plain_lora"] == report["models"]["plain LoRA"]["heldout"]["overall"]["loss"]
     assert weighed["heldout_loss"]["mixture"] == report["models"]["checkpoint"]["heldout"]["overall"]["loss"]
     assert weighed["heldout_loss"]["plain_lora"] != weighed["heldout_loss"]["base"]  # it trained
-    assert weighed["replies"]["wins"] + weighed["replies"]["losses"] + weighed["replies"]["ties"] == 21
+    prompts = len(report["replies_compared"]["profiles"]["plain LoRA"]["relevance"])
+    assert weighed["replies"]["wins"] + weighed["replies"]["losses"] + weighed["replies"]["ties"] == prompts > 0
     assert "## The mixture against a plain LoRA of the same budget" in (
         root / "baseline-reports" / NAMES[0] / "report.md").read_text()
 
