@@ -67,6 +67,9 @@ class ReplySettings:
     near_duplicate: float
     # Collapse: more than this share of prompts answered with a stock reply (and more than the reference).
     max_stock_share: float
+    # The mean per-prompt relevance may fall at most this far below the reference's (on the lower
+    # bound of its paired 95% interval).
+    relevance_tolerance: float
 
 
 @dataclass(frozen=True)

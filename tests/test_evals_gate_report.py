@@ -17,7 +17,7 @@ DEMO_SETTINGS = Path(__file__).resolve().parents[1] / "lightning_app" / "demo_ev
 
 
 # The reply comparison the gate needs at every stage, here a passing one.
-REPLIES_OK = ReplyCheck("4 wins, 1 losses, 3 ties of 8 prompts", False, None, "0 of 8 prompts")
+REPLIES_OK = ReplyCheck((("replies: 4 wins, 1 losses, 3 ties of 8 prompts", None),))
 
 
 def decide(*args, replies=REPLIES_OK, **kwargs):
