@@ -123,14 +123,16 @@ def reviewer_order(pairs: list[Pair], reviewer: str) -> list[Pair]:
     return queue
 
 
-def done_by(reviews: list[dict], reviewer: str, other: str) -> set[tuple[str, str]]:
-    """(prompt id, replies digest) the reviewer has rated or skipped against `other`."""
+def still_to_review(pairs: list[Pair], reviews: list[dict], reviewer: str, other: str) -> list[Pair]:
+    """The reviewer's queue (reviewer_order) without the pairs they have rated or skipped against
+    `other`: the same name after a reload, or on another day, resumes where it stopped."""
     name = reviewer.strip().casefold()
-    return {
+    done = {
         (r.get("prompt_id"), r.get("replies_digest"))
         for r in reviews
         if str(r.get("reviewer", "")).strip().casefold() == name and other in (r.get("order") or {}).values()
     }
+    return [p for p in reviewer_order(pairs, reviewer) if (p.prompt_id, p.digest) not in done]
 
 
 def review_record(
