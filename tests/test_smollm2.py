@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 import transformers
+from mixtures import perturbed_mixture
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -33,7 +34,7 @@ from moe import smollm2
 from moe.adapter_io import read_adapter_config, save_adapter
 from moe.base_model import SMOLLM2, load_base_model, load_tokenizer
 from moe.config import MoELoRAConfig
-from moe.model import attach_moe_lora, forced_gates, trainable_parameters
+from moe.model import forced_gates
 from stages import chat, export
 from stages.evaluate import heldout_loader
 from stages.fit import main as fit, parse_stage_config
@@ -254,11 +255,7 @@ def test_chat_prompt_streams_an_english_reply(stage1, capsys):
 def smollm2_mixture(converted, tmp_path_factory):
     """A mixture on smollm2 with every adapter and router weight non-trivial, saved as a checkpoint."""
     config = MoELoRAConfig()
-    torch.manual_seed(0)
-    model = attach_moe_lora(load_base_model(SMOLLM2), config).eval()
-    with torch.no_grad():
-        for param in trainable_parameters(model).values():
-            param.add_(torch.randn_like(param) * 0.02)
+    model = perturbed_mixture(SMOLLM2, config, scale=0.02)
     checkpoint = tmp_path_factory.mktemp("smollm2_mixture")
     save_adapter(model, checkpoint, config, base_model=SMOLLM2)
     return model, checkpoint
