@@ -12,6 +12,8 @@ Every error is a ValueError that starts with where the values came from and the 
 
 from __future__ import annotations
 
+import copy
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, fields, is_dataclass
@@ -24,6 +26,7 @@ from jsonargparse.typing import register_type
 T = TypeVar("T")
 _ROOT = "settings"
 _TEXT_TYPES: set[type] = set()
+_BUILT: dict[Any, Any] = {}
 
 
 def register_text_type(cls: type, parse: Callable[[Any], Any]) -> None:
@@ -38,7 +41,23 @@ def is_section(hint: Any) -> bool:
 
 
 def build(cls: type[T], values: Any, where: str, key: str = "") -> T:
-    """`values` (a mapping) as a `cls`; otherwise ValueError("WHERE: KEY: what is wrong")."""
+    """`values` (a mapping) as a `cls`; otherwise ValueError("WHERE: KEY: what is wrong").
+
+    jsonargparse takes tens of milliseconds per instance, and a registry of twenty sources is built
+    by every command and test that prepares data, so the same values give a copy of the first build.
+    """
+    try:
+        memo = (cls, where, key, json.dumps(values, sort_keys=True, default=repr))
+    except TypeError:  # keys of mixed types cannot be sorted: built afresh
+        memo = None
+    if memo is None:
+        return _build(cls, values, where, key)
+    if memo not in _BUILT:
+        _BUILT[memo] = _build(cls, values, where, key)
+    return copy.deepcopy(_BUILT[memo])
+
+
+def _build(cls: type[T], values: Any, where: str, key: str) -> T:
     values = _checked(cls, values, where, key)
     parser = _parser(cls)
     try:
