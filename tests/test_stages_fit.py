@@ -172,7 +172,7 @@ def test_unknown_source_schema_fails_before_the_base_model_loads(tmp_path, cache
 
 def test_unknown_source_name_fails_before_the_base_model_loads(tmp_path, cache, monkeypatch):
     monkeypatch.setattr(lightning_module, "load_base_model", _no_base_model)
-    with pytest.raises(SystemExit, match="source 'no_such_source' lacks required field"):
+    with pytest.raises(SystemExit, match="source 'no_such_source' .*: lacks required field"):
         main([*demo_args(tmp_path, cache), "--data.sources", json.dumps({"no_such_source": {"enabled": True}})])
 
 
