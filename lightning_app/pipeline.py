@@ -26,8 +26,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import yaml
-from jsonargparse import ArgumentParser
 
+from datamodules.typed_settings import build
 from evals.gate import EXIT_CODES, PROCEED, RETRAIN
 from evals.settings import DEFAULT_SETTINGS, load_settings
 from lightning_app import launch
@@ -66,11 +66,8 @@ class PipelineConfig:
 
 
 def load_pipeline(path: str | Path) -> PipelineConfig:
-    """The pipeline YAML, type-checked by jsonargparse against PipelineConfig."""
-    parser = ArgumentParser(exit_on_error=False)
-    parser.add_class_arguments(PipelineConfig, "pipeline")
-    raw = yaml.safe_load(Path(path).read_text()) or {}
-    config = parser.instantiate_classes(parser.parse_object({"pipeline": raw})).pipeline
+    """The pipeline YAML, type-checked by jsonargparse against PipelineConfig (datamodules.typed_settings)."""
+    config = build(PipelineConfig, yaml.safe_load(Path(path).read_text()) or {}, str(path))
     if not config.stages:
         raise ValueError(f"{path}: `stages` lists no stage")
     return config
