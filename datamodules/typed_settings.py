@@ -18,7 +18,8 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, fields, is_dataclass
 from functools import cache
-from typing import Any, TypeVar, get_args, get_origin, get_type_hints
+from types import NoneType, UnionType
+from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from jsonargparse import ArgumentError, ArgumentParser
 from jsonargparse.typing import register_type
@@ -73,6 +74,12 @@ def entries_of(hint: Any) -> type | None:
     return None
 
 
+def _section(hint: Any) -> type | None:
+    """The dataclass a field holds as a mapping of its fields, also where it may be null (`X | None`)."""
+    options = [a for a in get_args(hint) if a is not NoneType] if get_origin(hint) in (Union, UnionType) else [hint]
+    return options[0] if len(options) == 1 and is_section(options[0]) else None
+
+
 @cache
 def _parser(cls: type) -> ArgumentParser:
     parser = ArgumentParser(exit_on_error=False)
@@ -108,9 +115,9 @@ def _checked(cls: type, values: Any, where: str, key: str) -> dict[str, Any]:
     out = dict(values)
     for name, value in values.items():
         inner = f"{key}.{name}" if key else name
-        hint, entry = hints[name], entries_of(hints[name])
-        if is_section(hint) and value is not None:
-            out[name] = _checked(hint, value, where, inner)
+        section, entry = _section(hints[name]), entries_of(hints[name])
+        if section is not None and value is not None:
+            out[name] = _checked(section, value, where, inner)
         elif entry is not None and isinstance(value, Mapping):
             out[name] = {k: build(entry, v, where, f"{inner}.{k}") for k, v in value.items()}
     return out
