@@ -20,7 +20,9 @@ from safetensors.torch import load_file
 import moe.lightning_module as lightning_module
 from stages.checkpoint_io import atomic_torch_save
 from stages.final import REDACTED, _redact
-from stages.fit import EXIT_NONFINITE, EXIT_PREEMPTED, main
+from datamodules.datamodule import StageDataModule
+from moe.lightning_module import MoELoRAModule
+from stages.fit import COMMON_CONFIG, EXIT_NONFINITE, EXIT_PREEMPTED, StageCLI, main
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "datamodules" / "samples"
@@ -76,6 +78,20 @@ def stage1(tmp_path_factory, cache) -> Path:
     main(demo_args(out, cache, 1, "--trainer.max_steps", "4", "--run.val_every_n_steps", "2"))
     torch.set_num_threads(threads)
     return out
+
+
+@pytest.mark.filterwarnings("ignore:LightningCLI.s args parameter")
+def test_building_the_fit_writes_nothing_until_it_starts(stage1, tmp_path, cache):
+    """Parsing the config and building the model, data and trainer (StageCLI) writes no file; the W&B
+    run id chosen then is kept with the checkpoints once the fit starts (stage 1's run did)."""
+    cli = StageCLI(
+        MoELoRAModule, StageDataModule, run=False, auto_configure_optimizers=False, save_config_callback=None,
+        parser_kwargs={"default_config_files": [str(COMMON_CONFIG)]}, args=demo_args(tmp_path / "out", cache),
+    )  # fmt: skip
+    assert cli.run.stage_dir == tmp_path / "out" / "therapeutic_moe_stage1" and not (tmp_path / "out").exists()
+    assert cli.config.trainer.logger[0].init_args.id.startswith("therapeutic_moe_stage1-")
+    kept = (stage_dir(stage1) / "checkpoints" / "wandb_run_id").read_text().strip()
+    assert kept.startswith("therapeutic_moe_stage1-") and kept != cli.config.trainer.logger[0].init_args.id
 
 
 def test_tiny_fit_writes_checkpoint_final_and_adapter_only_checkpoints(stage1):
