@@ -48,7 +48,10 @@ class Storage:
 
 @dataclass(frozen=True)
 class Caches:
-    """hf_home (HF_HOME) and data (the tokenized-data cache): null puts them on scratch."""
+    """hf_home: the Hugging Face home (HF_HOME); null puts it on scratch. data: the folder on storage
+    that keeps the tokenized-data cache across jobs (lightning_app.data_cache: a job copies its
+    stage's entries to scratch, prepares there and publishes what it built); null: scratch only, so
+    every job tokenizes its stage again."""
 
     hf_home: str | None = None
     data: str | None = None
@@ -75,11 +78,9 @@ class JobsConfig:
             raise ValueError(f"{secret_defaults} are both pass_env and environment; keep secrets in pass_env only")
 
     def cache_dirs(self) -> dict[str, str]:
-        """Where a job keeps its caches: never its home, whose contents become job artifacts."""
-        return {
-            "hf_home": self.caches.hf_home or f"{self.scratch}/hf_home",
-            "data": self.caches.data or f"{self.scratch}/data_cache",
-        }
+        """Where a job uses its caches: never its home, whose contents become job artifacts. The data
+        cache is always on scratch (prepare renames into it; see Caches.data for its stored copy)."""
+        return {"hf_home": self.caches.hf_home or f"{self.scratch}/hf_home", "data": f"{self.scratch}/data_cache"}
 
     def for_stage(self, stage: str) -> JobSettings:
         """The stage's own entry, else the `job` defaults (demo and custom configs)."""

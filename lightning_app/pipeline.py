@@ -189,13 +189,19 @@ def evaluation_job_command(
         )
     out = Path(scratch) / reports / plan.name
     configs = [launch.job_config_path(c) for c in step.config]
-    data = ["--data.data_root", jobs.storage.data, "--data.cache_dir", jobs.cache_dirs()["data"]]
+    cache = jobs.cache_dirs()["data"]
+    data = ["--data.data_root", jobs.storage.data, "--data.cache_dir", cache]
     evaluate = evaluate_args(configs, Path(local_final), previous_final, out, [*data, *extra])
+    stored = jobs.caches.data
+    if stored:  # this stage's data and the earlier stages' (their test splits are scored again)
+        stages = [str(n) for n in range(1, plan.stage + 1)]
+        lines.append(shlex.join(["python", "-m", "lightning_app.data_cache", "pull", stored, cache, "--stages", *stages]) + " || true")
     lines += [
         "status=0",
         shlex.join(["python", "-m", "stages.evaluate", *evaluate]) + " || status=$?",
         'if [ "${NODE_RANK:-0}" = 0 ]; then',
         f"  python -m lightning_app.checkpoints publish {q(str(out))} {q(f'{remote}/{reports}/{plan.name}')}",
+        *([f"  python -m lightning_app.data_cache push {q(cache)} {q(stored)} || true"] if stored else []),
         "fi",
         "exit $status",
     ]

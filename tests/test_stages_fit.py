@@ -214,7 +214,7 @@ def test_timed_checkpoint_fires_at_its_interval(tmp_path, cache, monkeypatch):
     monkeypatch.setattr(torch, "save", spy)
     # One micro-batch per step: 3 batches per epoch (limit_train_batches, whatever the samples hold).
     args = ["--trainer.max_steps", "4", "--run.val_every_n_steps", "100", "--trainer.accumulate_grad_batches", "1",
-            "--trainer.limit_train_batches", "3"]  # fmt: skip
+            "--trainer.limit_train_batches", "3", "--trainer.max_epochs", "2"]  # fmt: skip
     main(demo_args(tmp_path / "slow", cache, 1, *args))  # 30-minute interval: last.ckpt only at the end
     assert [s for s in saved if s[0] == "last.ckpt"] == [("last.ckpt", 4)]
     saved.clear()
@@ -298,7 +298,7 @@ def test_sigkill_mid_epoch_resumes_to_the_same_adapter_as_an_uninterrupted_run(t
     # Demo stage 1 with one micro-batch per step: 3 shuffled batches per epoch, dropout 0.1.
     args = ["--trainer.max_steps", "8", "--trainer.accumulate_grad_batches", "1",
             "--run.checkpoint_every_minutes", "0", "--run.val_every_n_steps", "3",
-            "--trainer.limit_train_batches", "3"]  # fmt: skip
+            "--trainer.limit_train_batches", "3", "--trainer.max_epochs", "3"]  # fmt: skip
     main(demo_args(tmp_path / "whole", cache, 1, *args))
     out = tmp_path / "killed"
     # A forked child (no second start-up of torch and Lightning) SIGKILLs itself at the start of step 6:
