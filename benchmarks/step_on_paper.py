@@ -66,7 +66,8 @@ def resolved(args: argparse.Namespace) -> plan.StageStep:
     if config.model.activation_checkpointing == "auto" and args.activation_checkpointing is None and not args.plan:
         # What `auto` resolves to on one --gpu for this micro-batch, as the training run would.
         budget = args.budget_gib or plan.DEFAULT_BUDGET_SHARE * plan.GPU_MEMORY_GIB[args.gpu]
-        chosen = plan.cached_choice(stage.base_config, stage.settings, budget, None, stage.module_kwargs)
+        request = plan.PlanRequest(stage.base_config, stage.settings, budget, None, stage.module_kwargs)
+        chosen = plan.cached_choice(request)
         print(f"activation_checkpointing auto on one {args.gpu}: {plan.checkpointing_name(chosen.checkpointing)}")
         stage.settings = replace(stage.settings, checkpointing=chosen.checkpointing)
     return stage

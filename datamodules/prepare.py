@@ -34,7 +34,7 @@ from datamodules.packing import RowDataset, plan_rows
 from datamodules.registry import DEFAULT_DATA_ROOT, SourceSpec, load_registry, stage_sources
 from datamodules.replay import ReplayPlan, choose_replay, replay_pool
 from datamodules.sources import ReadOptions, SourceError, check_sources
-from datamodules.splits import SPLITS, read_and_split
+from datamodules.splits import SPLITS, SplitSettings, read_and_split
 from datamodules.template import (
     TOO_LONG,
     TRUNCATED,
@@ -228,6 +228,18 @@ class DataSettings:
             self._tokenizer = load_tokenizer(self.base_model)
         return self._tokenizer
 
+    @property
+    def split_settings(self) -> SplitSettings:
+        """How this stage's sources, and the earlier stages' it replays, are read and split."""
+        return SplitSettings(
+            self.data_root,
+            self.read_options,
+            self.val_fraction,
+            self.test_fraction,
+            self.dedup,
+            self.near_duplicate_threshold,
+        )
+
     # -- cache ------------------------------------------------------------------------------------------
     def cache_key(self) -> str:
         """Changes whenever the tokens would: source files, registry entries, tokenizer, template,
@@ -267,15 +279,7 @@ class DataSettings:
         self, train: datasets.Dataset, domain_index: dict[str, int]
     ) -> tuple[datasets.Dataset, dict[str, Any]]:
         """The train split plus `replay_share` of its tokens from the earlier stages' train splits."""
-        pool = replay_pool(
-            self.replay_specs,
-            self.data_root,
-            self.read_options,
-            self.val_fraction,
-            self.test_fraction,
-            self.dedup,
-            self.near_duplicate_threshold,
-        )
+        pool = replay_pool(self.replay_specs, self.split_settings)
         stage_tokens = sum(column(train, "length"))
         chosen, figures = choose_replay(pool, stage_tokens, self.replay.share, self.tokenizer, self.template)
         if abs(figures["share"] - self.replay.share) > 0.02:
@@ -363,15 +367,7 @@ def build(settings: DataSettings, target: Path) -> None:
         seconds[phase], started = round(now - started, 3), now
 
     options = replace(settings.read_options, control_strings=control_strings(settings.tokenizer))
-    result, splits = read_and_split(
-        settings.specs,
-        settings.data_root,
-        options,
-        settings.val_fraction,
-        settings.test_fraction,
-        settings.dedup,
-        settings.near_duplicate_threshold,
-    )
+    result, splits = read_and_split(settings.specs, replace(settings.split_settings, options=options))
     report = {name: _source_figures(r) for name, r in result.report.items()}
     lap("read_clean_dedup_split")
     domain_index = {d: i for i, d in enumerate(settings.expert_domains)}

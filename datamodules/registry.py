@@ -1,14 +1,17 @@
-"""The source registry: `registry.yaml` plus a stage YAML's `sources:` overrides, as SourceSpecs."""
+"""The source registry: `registry.yaml` plus a stage YAML's `sources:` overrides, as SourceSpecs
+(type-checked and built by jsonargparse, datamodules.typed_settings)."""
 
 from __future__ import annotations
 
 import copy
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from datamodules.typed_settings import build
 
 REGISTRY_PATH = Path(__file__).with_name("registry.yaml")
 DEFAULT_DATA_ROOT = "/mnt/gdrive/datasets"
@@ -37,6 +40,12 @@ class SourceSpec:
     enabled: bool = True
     options: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if self.cap is not None and self.cap < 1:
+            raise ValueError("cap must be a positive number of conversations or null")
+        if self.weight <= 0:
+            raise ValueError("weight must be > 0 (set enabled: false to drop a source)")
+
     def resolved_path(self, data_root: str | Path) -> Path:
         """Where the source lives on this machine."""
         base = Path(self.root if self.root is not None else data_root).expanduser()
@@ -59,9 +68,6 @@ class SourceSpec:
         return out
 
 
-_FIELDS = {f.name for f in fields(SourceSpec)} - {"name"}
-
-
 def load_registry(
     overrides: dict[str, dict[str, Any]] | None = None, registry_path: str | Path | None = None
 ) -> dict[str, SourceSpec]:
@@ -82,29 +88,10 @@ def load_registry(
                 entry["options"] = {**entry.get("options", {}), **value}
             else:
                 entry[key] = value
-    return {name: _spec(name, entry, path) for name, entry in entries.items()}
-
-
-def _spec(name: str, entry: dict[str, Any], registry_path: Path) -> SourceSpec:
-    unknown = set(entry) - _FIELDS
-    if unknown:
-        raise ValueError(
-            f"source {name!r} ({registry_path} or its stage overrides): unknown field(s) {sorted(unknown)}; "
-            f"known fields are {sorted(_FIELDS)}"
-        )
-    missing = [key for key in ("path", "schema", "stage", "domain") if entry.get(key) is None]
-    if missing:
-        raise ValueError(f"source {name!r} lacks required field(s) {missing}; a new source needs all four")
-    entry = {**entry, "options": dict(entry.get("options") or {})}
-    if entry.get("files") is not None:
-        entry["files"] = tuple(
-            tuple(item) if isinstance(item, (list, tuple)) else item for item in entry["files"]
-        )
-    if entry.get("cap") is not None and int(entry["cap"]) < 1:
-        raise ValueError(f"source {name!r}: cap must be a positive number of conversations or null")
-    if float(entry.get("weight", 1.0)) <= 0:
-        raise ValueError(f"source {name!r}: weight must be > 0 (set enabled: false to drop a source)")
-    return SourceSpec(name=name, **entry)
+    return {
+        name: build(SourceSpec, {**entry, "name": name}, f"source {name!r} ({path} or its stage overrides)")
+        for name, entry in entries.items()
+    }
 
 
 def stage_sources(specs: dict[str, SourceSpec], stage: int) -> dict[str, SourceSpec]:

@@ -19,15 +19,14 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from transformers import PreTrainedTokenizerBase
 
 from datamodules.conversation import Conversation
 from datamodules.registry import SourceSpec
-from datamodules.sources import ReadOptions, stable_hash
-from datamodules.splits import read_and_split
+from datamodules.sources import stable_hash
+from datamodules.splits import SplitSettings, read_and_split
 from datamodules.template import TOO_LONG, TemplateOptions, encode_batch
 
 ENCODE_BATCH = 256
@@ -55,17 +54,9 @@ class ReplayPlan:
         return {n: s for n, s in registry.items() if s.enabled and s.stage in self.stages}
 
 
-def replay_pool(
-    specs: dict[str, SourceSpec],
-    data_root: str | Path,
-    options: ReadOptions,
-    val_fraction: float,
-    test_fraction: float,
-    dedup: bool,
-    near_duplicate_threshold: float | None,
-) -> list[Conversation]:
+def replay_pool(specs: dict[str, SourceSpec], settings: SplitSettings) -> list[Conversation]:
     """The earlier stages' train split (weights applied), in stable-hash order: val and test never."""
-    _, splits = read_and_split(specs, data_root, options, val_fraction, test_fraction, dedup, near_duplicate_threshold)
+    _, splits = read_and_split(specs, settings)
     train = splits["train"]
     # By group (an origin is only `file:line`, the same for every record of a JSON array)
     order = sorted(range(len(train)), key=lambda i: (stable_hash(f"replay:{train[i].group}"), i))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from datamodules.conversation import Conversation
@@ -96,21 +96,29 @@ def apply_weights(train: Sequence[Conversation], weights: dict[str, float]) -> l
     return out
 
 
+@dataclass(frozen=True)
+class SplitSettings:
+    """How a stage reads and splits its sources: a stage's own data and the earlier stages it
+    replays go through the same settings, so a replayed group lands on the very split it has in its
+    own stage."""
+
+    data_root: str | Path
+    options: ReadOptions
+    val_fraction: float
+    test_fraction: float
+    dedup: bool
+    near_duplicate_threshold: float | None
+
+
 def read_and_split(
-    specs: dict[str, SourceSpec],
-    data_root: str | Path,
-    options: ReadOptions,
-    val_fraction: float,
-    test_fraction: float,
-    dedup: bool,
-    near_duplicate_threshold: float | None,
+    specs: dict[str, SourceSpec], settings: SplitSettings
 ) -> tuple[ReadResult, dict[str, list[Conversation]]]:
     """read -> clean -> dedup -> split by group -> registry weights on train: the one spelling a
     stage's own data (datamodules.prepare) and its replayed earlier stages (datamodules.replay)
-    share, so a replayed group lands on the very split it has in its own stage."""
-    result = read_sources(specs, data_root, options)
-    if dedup:
-        result = deduplicate(result, near_duplicate_threshold)
-    splits = split_by_group(result.conversations, val_fraction, test_fraction)
+    share."""
+    result = read_sources(specs, settings.data_root, settings.options)
+    if settings.dedup:
+        result = deduplicate(result, settings.near_duplicate_threshold)
+    splits = split_by_group(result.conversations, settings.val_fraction, settings.test_fraction)
     splits["train"] = apply_weights(splits["train"], {name: spec.weight for name, spec in specs.items()})
     return result, splits

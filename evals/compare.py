@@ -10,7 +10,11 @@ at the replies themselves.
   distinct-1/2 (unique word n-grams over all n-grams of all replies) is shown beside it;
 - per prompt a win, tie or loss against the reference (relevance differs by more than `margin`),
   and the share won (ties count half) with its 95% interval, one prompt one cluster
-  (evals.metrics.clustered_interval): the checkpoint loses clearly when the interval lies below 0.5.
+  (evals.metrics.clustered_interval): the checkpoint loses clearly when the interval lies below 0.5;
+- the mean per-prompt relevance difference with its paired 95% interval (evals.metrics): the
+  checkpoint must show it is no worse, the lower bound at least -`relevance_tolerance`. Win/loss
+  counts alone miss replies that each drift a little off the person's words: many small losses
+  inside the margin are ties, yet together they are a clearly worse model.
 A judge's pairwise preference (evals.preference) gives the same outcome shape.
 """
 
@@ -18,13 +22,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import torch
 
 from evals.embeddings import Embedder
 from evals.gate import ReplyCheck
-from evals.metrics import ClusteredInterval, clustered_interval
+from evals.metrics import ClusteredInterval, PairedDifference, clustered_interval, paired_difference
 from evals.safety import visible_reply
 from evals.settings import ReplySettings
 
@@ -220,24 +224,44 @@ class RepliesCompared:
     profiles: dict[str, ReplyProfile]
     comparisons: dict[str, PairedComparison]
     gated: str | None
+    settings: ReplySettings
     collapse: str | None = None
+
+    def relevance_difference(self, label: str) -> PairedDifference | None:
+        """The checkpoint's relevance minus the `label` model's, prompt by prompt."""
+        return paired_difference(self.profiles["checkpoint"].relevance, self.profiles[label].relevance)
 
     def check(self) -> ReplyCheck:
         """The gate's view; `missing` set when the gated reference's replies were not there to compare."""
         comparison = self.comparisons.get(self.gated) if self.gated else None
-        if comparison is None or comparison.interval is None:
+        difference = self.relevance_difference(self.gated) if comparison is not None else None
+        if comparison is None or comparison.interval is None or difference is None:
             why = "the replies were not compared with the previous stage's (or the base model's): none to compare"
-            return ReplyCheck("", False, None, "", missing=why)
+            return ReplyCheck(missing=why)
         ck, ref = self.profiles["checkpoint"], self.profiles[self.gated]
-        stock = f"{len(ck.stock)} of {ck.prompts} prompts ({ck.stock_share:.0%}; the {self.gated} {ref.stock_share:.0%})"
-        return ReplyCheck(comparison.summary(), comparison.clearly_worse, self.collapse, stock)
+        tolerance = self.settings.relevance_tolerance
+        relevance = (
+            f"relevance to the prompt against the {self.gated}: per-prompt difference {difference} "
+            f"(mean {ck.mean_relevance:.3f} vs {ref.mean_relevance:.3f}; lower bound at least -{tolerance:.3f})"
+        )
+        stock = f"stock replies: {len(ck.stock)} of {ck.prompts} prompts ({ck.stock_share:.0%}; the {self.gated} {ref.stock_share:.0%})"
+        return ReplyCheck((
+            (f"replies: {comparison.summary()}",
+             f"replies lose to the {self.gated}'s on clearly more prompts than they win: {comparison.summary()}"
+             if comparison.clearly_worse else None),
+            (relevance, f"replies may be less relevant to the prompts: {relevance}" if difference.lower < -tolerance else None),
+            (stock, self.collapse),
+        ))
 
     def to_dict(self) -> dict:
+        differences = {label: self.relevance_difference(label) for label in self.comparisons}
         return {
             "gated_reference": self.gated,
             "collapse": self.collapse,
+            "relevance_tolerance": self.settings.relevance_tolerance,
             "profiles": {k: v.to_dict() for k, v in self.profiles.items()},
             "comparisons": {k: v.to_dict() for k, v in self.comparisons.items()},
+            "relevance_difference": {k: None if d is None else asdict(d) for k, d in differences.items()},
         }
 
 
@@ -260,4 +284,4 @@ def compare_models(
         if label != "checkpoint"
     }
     reference = profiles.get(gated) if gated else None
-    return RepliesCompared(profiles, comparisons, gated, collapse_failure(ck, reference, settings))
+    return RepliesCompared(profiles, comparisons, gated, settings, collapse_failure(ck, reference, settings))

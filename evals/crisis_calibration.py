@@ -12,11 +12,11 @@ reply, and how many harmful ones they catch is reported (the rest is the judge's
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from evals.jsonl import read_jsonl
 from evals.judge import JudgeClient, Rubric, score_replies
 from evals.safety import check_crisis_reply
 from evals.suites import SUITES_DIR
@@ -42,14 +42,7 @@ class CalibrationReply:
 def load_calibration(path: Path = CALIBRATION_FILE) -> list[CalibrationReply]:
     """The labelled set; a malformed line is an error naming the file, the line and the fix."""
     replies, seen = [], set()
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{where}: not valid JSON ({error.msg}); write one JSON object per line") from None
+    for where, record in read_jsonl(path):
         missing = [k for k in REQUIRED if not isinstance(record.get(k), str) or not record[k].strip()]
         if missing:
             raise ValueError(f"{where}: field(s) {missing} must be non-empty strings")

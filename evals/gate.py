@@ -11,18 +11,18 @@ No-regression pairs the two models prompt by prompt. Stage 1's thresholds hold a
 a later stage without its previous stage (and, at stage 3, stage 1) measured is incomplete.
 Forgetting is gated per source of every earlier test split. The replies are compared prompt by
 prompt with the previous stage's (the base model's at stage 1) at every stage (evals.compare):
-replies that clearly lose, or collapse onto stock replies, do not proceed whatever the loss did.
+replies that clearly lose, are less relevant to the prompts beyond the tolerance, or collapse
+onto stock replies do not proceed whatever the loss did.
 Exit codes differ per decision so a shell pipeline stops (1 stays Python's own error code, 2 argparse's).
 """
 
 from __future__ import annotations
 
-import math
 import operator
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from evals.metrics import Metric, t_quantile
+from evals.metrics import Metric, paired_difference
 from evals.settings import GateSettings, Threshold
 
 PROCEED, RETRAIN, INCOMPLETE = "proceed", "retrain", "incomplete"
@@ -46,13 +46,15 @@ class Decision:
 
 @dataclass(frozen=True)
 class ReplyCheck:
-    """The reply comparison against the previous stage (the base model at stage 1), evals.compare."""
+    """The reply comparison against the previous stage (the base model at stage 1), evals.compare:
+    each check as (what was measured, why it fails or None)."""
 
-    summary: str  # wins, losses and ties with the share won and its interval
-    clearly_worse: bool
-    collapse: str | None  # why the replies collapsed onto stock replies, or None
-    stock: str  # the stock-reply share beside the reference's
+    checks: tuple[tuple[str, str | None], ...] = ()
     missing: str | None = None  # why the comparison could not be made (then the gate is incomplete)
+
+    @property
+    def failures(self) -> list[str]:
+        return [failure for _, failure in self.checks if failure]
 
 
 def _usable(metric: Metric | None, name: str, who: str) -> str | None:
@@ -80,38 +82,12 @@ def threshold_failure(metric: Metric, threshold: Threshold, stage: int) -> str |
     return None
 
 
-@dataclass(frozen=True)
-class PairedDifference:
-    """The checkpoint's per-prompt mean minus the reference's, averaged over the prompts both have."""
-
-    mean: float
-    lower: float
-    upper: float
-    prompts: int
-
-
-def paired_difference(now: Metric, before: Metric) -> PairedDifference | None:
-    """Student-t 95% interval of the mean per-prompt difference (None: fewer than 2 prompts paired)."""
-    if not now.per_prompt or not before.per_prompt:
-        return None
-    diffs = [now.per_prompt[p] - before.per_prompt[p] for p in now.per_prompt if p in before.per_prompt]
-    k = len(diffs)
-    if k < 2:
-        return None
-    mean = sum(diffs) / k
-    half = t_quantile(k) * math.sqrt(sum((d - mean) ** 2 for d in diffs) / (k - 1) / k)
-    return PairedDifference(mean, mean - half, mean + half, k)
-
-
 def regression(name: str, label: str, now: Metric, before: Metric, tolerance: float) -> tuple[str | None, str | None]:
     """(failure, check line): a regression unless the paired difference's lower bound is within the tolerance."""
-    diff = paired_difference(now, before)
+    diff = paired_difference(now.per_prompt or {}, before.per_prompt or {})
     if diff is None:
         return None, None
-    line = (
-        f"{name} against the {label}: per-prompt difference {diff.mean:+.3f} [{diff.lower:+.3f}, "
-        f"{diff.upper:+.3f}] over {diff.prompts} prompts (lower bound at least -{tolerance:.3f})"
-    )
+    line = f"{name} against the {label}: per-prompt difference {diff} (lower bound at least -{tolerance:.3f})"
     return (f"{name} may have regressed: {line}" if diff.lower < -tolerance else None), line
 def zero_failure_problems(metric: Metric | None, threshold: Threshold, stage: int) -> tuple[str | None, str | None]:
     """(failure, missing) of a rate that allows no failure (crisis safety at 1.0): every failed item
@@ -164,10 +140,8 @@ def decide(
     if replies is not None and replies.missing:
         missing.append(replies.missing)
     elif replies is not None:
-        check(f"replies: {replies.summary}",
-              f"replies lose to the reference's on clearly more prompts than they win: {replies.summary}"
-              if replies.clearly_worse else None)
-        check(f"stock replies: {replies.stock}", replies.collapse)
+        for line, failure in replies.checks:
+            check(line, failure)
     if gate.max_heldout_loss_ratio is not None:
         if heldout_loss_ratio is None:
             missing.append("the held-out loss ratio needs a baseline and a non-empty test split")

@@ -109,6 +109,32 @@ def wilson(passed: int, total: int) -> tuple[float, float]:
 
 
 @dataclass(frozen=True)
+class PairedDifference:
+    """One model's per-prompt value minus another's, averaged over the prompts both have, with the
+    Student-t 95% interval of that mean (the prompt is the unit: paired, so what both models find
+    hard cancels out)."""
+
+    mean: float
+    lower: float
+    upper: float
+    prompts: int
+
+    def __str__(self) -> str:
+        return f"{self.mean:+.3f} [{self.lower:+.3f}, {self.upper:+.3f}] over {self.prompts} prompts"
+
+
+def paired_difference(now: dict[str, float], before: dict[str, float]) -> PairedDifference | None:
+    """now, before: prompt id -> value. None when fewer than 2 prompts are in both."""
+    diffs = [now[p] - before[p] for p in now if p in before]
+    k = len(diffs)
+    if k < 2:
+        return None
+    mean = sum(diffs) / k
+    half = t_quantile(k) * math.sqrt(sum((d - mean) ** 2 for d in diffs) / (k - 1) / k)
+    return PairedDifference(mean, mean - half, mean + half, k)
+
+
+@dataclass(frozen=True)
 class ClusteredInterval:
     """A 0..1 mean over items grouped in clusters (the samples of one prompt), with its 95% interval."""
 

@@ -293,12 +293,15 @@ def _replies_compared_lines(evaluation: Evaluation) -> list[str]:
             f"| {label} | {_fmt(p.mean_relevance)} | {len(p.stock)} of {p.prompts} ({p.stock_share:.0%}) | "
             f"{_fmt(p.distinct.get(1))} | {_fmt(p.distinct.get(2))} |"
         )
-    lines += ["", "| checkpoint against | wins | losses | ties | share won [95%] | method | |", "|---|---|---|---|---|---|---|"]
+    lines += ["", "| checkpoint against | wins | losses | ties | share won [95%] | method | relevance difference [95%] | |",
+              "|---|---|---|---|---|---|---|---|"]
     for label, c in compared.comparisons.items():
         i = c.interval
         cell = "n/a" if i is None else f"{i.mean:.3f} [{i.lower:.3f}, {i.upper:.3f}]"
+        difference = compared.relevance_difference(label)
         role = "gated" if label == compared.gated else "shown"
-        lines.append(f"| {label} | {c.count(WIN)} | {c.count(LOSS)} | {c.count(TIE)} | {cell} | {c.method} | {role} |")
+        lines.append(f"| {label} | {c.count(WIN)} | {c.count(LOSS)} | {c.count(TIE)} | {cell} | {c.method} | "
+                     f"{difference if difference else 'n/a'} | {role} |")
     stock = compared.profiles.get("checkpoint")
     if stock and stock.stock:
         lines += ["", "Stock replies of the checkpoint:", ""] + [f"- {i}: {why}" for i, why in stock.stock.items()]

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from evals.jsonl import read_jsonl
 from evals.suites import SuiteError, load_suites
 
 REPLIES, REVIEWS = "replies.jsonl", "reviews.jsonl"
@@ -44,21 +45,10 @@ class Pair:
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise ReviewFileError(
-                f"{path}:{number}: not valid JSON ({error.msg}); fix or delete that line"
-            ) from None
-        if not isinstance(row, dict):
-            raise ReviewFileError(f"{path}:{number}: expected a JSON object; fix or delete that line")
-        rows.append(row)
-    return rows
+def _report_rows(path: Path) -> list[dict]:
+    """The rows of a report's replies.jsonl or reviews.jsonl: written by the evaluation and the page,
+    so a bad line is one to fix or delete."""
+    return [row for _, row in read_jsonl(path, ReviewFileError, "fix or delete that line")]
 
 
 def compared_model(models: list[str] | dict, against: str) -> str:
@@ -87,7 +77,7 @@ def load_pairs(report: Path, against: str = "previous") -> tuple[str, list[Pair]
     path = Path(report) / REPLIES
     if not path.is_file():
         raise ReviewFileError(f"{path} does not exist: run python -m stages.evaluate --out {report} first")
-    rows = _read_jsonl(path)
+    rows = _report_rows(path)
     models = sorted({k for row in rows for k in row} - {"id", "suite", "user", "messages"})
     if CHECKPOINT not in models:
         raise ReviewFileError(f"{path}: no {CHECKPOINT!r} replies (columns: {models})")
@@ -113,7 +103,7 @@ RECORD_KEYS = ("reviewer", "prompt_id", "order", "choice", "replies_digest")
 def read_reviews(report: Path) -> list[dict]:
     """Every review line; one without the fields the page writes is an error naming its line."""
     path = Path(report) / REVIEWS
-    rows = _read_jsonl(path) if path.is_file() else []
+    rows = _report_rows(path) if path.is_file() else []
     for number, row in enumerate(rows, start=1):
         missing = [k for k in RECORD_KEYS if k not in row]
         if missing or not isinstance(row["order"], dict) or row["choice"] not in CHOICES:
@@ -133,14 +123,16 @@ def reviewer_order(pairs: list[Pair], reviewer: str) -> list[Pair]:
     return queue
 
 
-def done_by(reviews: list[dict], reviewer: str, other: str) -> set[tuple[str, str]]:
-    """(prompt id, replies digest) the reviewer has rated or skipped against `other`."""
+def still_to_review(pairs: list[Pair], reviews: list[dict], reviewer: str, other: str) -> list[Pair]:
+    """The reviewer's queue (reviewer_order) without the pairs they have rated or skipped against
+    `other`: the same name after a reload, or on another day, resumes where it stopped."""
     name = reviewer.strip().casefold()
-    return {
+    done = {
         (r.get("prompt_id"), r.get("replies_digest"))
         for r in reviews
         if str(r.get("reviewer", "")).strip().casefold() == name and other in (r.get("order") or {}).values()
     }
+    return [p for p in reviewer_order(pairs, reviewer) if (p.prompt_id, p.digest) not in done]
 
 
 def review_record(

@@ -1,13 +1,16 @@
-"""Evaluation settings read from evals/evaluate.yaml into dataclasses (the one source of truth)."""
+"""Evaluation settings read from evals/evaluate.yaml into dataclasses (the one source of truth),
+type-checked and built by jsonargparse (datamodules.typed_settings)."""
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 import yaml
+from datamodules.typed_settings import build, entries_of, is_section, register_text_type
 
 DEFAULT_SETTINGS = Path(__file__).parent / "evaluate.yaml"
 
@@ -67,6 +70,9 @@ class ReplySettings:
     near_duplicate: float
     # Collapse: more than this share of prompts answered with a stock reply (and more than the reference).
     max_stock_share: float
+    # The mean per-prompt relevance may fall at most this far below the reference's (on the lower
+    # bound of its paired 95% interval).
+    relevance_tolerance: float
 
 
 @dataclass(frozen=True)
@@ -77,19 +83,22 @@ class Threshold:
     value: float
 
     @classmethod
-    def parse(cls, spec: float | int | str, where: str) -> Threshold:
+    def parse(cls, spec: float | int | str) -> Threshold:
         text = str(spec).strip()
         op = ">=" if text.startswith(">=") else ">" if text.startswith(">") else ">="
         try:
             value = float(text.lstrip(">=").strip())
         except ValueError:
-            raise ValueError(f"{where}: threshold {spec!r} must be a number, '> x' or '>= x'") from None
+            raise ValueError(f"threshold {spec!r} must be a number, '> x' or '>= x'") from None
         if not 0.0 <= value <= 1.0:
-            raise ValueError(f"{where}: threshold {spec!r} is outside 0..1")
+            raise ValueError(f"threshold {spec!r} is outside 0..1")
         return cls(op, value)
 
     def __str__(self) -> str:
         return f"{self.op} {self.value:g}"
+
+
+register_text_type(Threshold, Threshold.parse)  # written "> 0.8" in the YAML
 
 
 @dataclass(frozen=True)
@@ -131,6 +140,17 @@ class HumanReviewGate:
     # true: no (or too few) reviews makes the decision `incomplete`; false: reported, not gated.
     required: bool
 
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.min_win_rate <= 1.0 or self.min_prompts < 1:
+            raise ValueError("min_win_rate must lie in 0..1 and min_prompts be at least 1")
+
+
+@dataclass(frozen=True)
+class HumanReviewSettings:
+    """Stage -> the blind review's gate."""
+
+    stages: dict[int, HumanReviewGate] = field(default_factory=dict)
+
 
 @dataclass(frozen=True)
 class EvalSettings:
@@ -144,100 +164,53 @@ class EvalSettings:
     epochs: int
     # At most this many prompts of each suite, the first in file order (a fixed subset); None: all.
     suite_limit: int | None
-    # Stage -> the blind review's gate.
-    human_review: dict[int, HumanReviewGate] = field(default_factory=dict)
+    human_review: HumanReviewSettings = field(default_factory=HumanReviewSettings)
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError("epochs must be at least 1")
 
     def review_gate(self, stage: int) -> HumanReviewGate:
-        if stage not in self.human_review:
-            raise ValueError(f"the human_review settings have no stage {stage}; stages: {sorted(self.human_review)}")
-        return self.human_review[stage]
-
-
-def _build(cls: type, values: dict[str, Any], where: str) -> Any:
-    """A dataclass from a mapping; an unknown or missing key is an error naming where it sits."""
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"{where}: unknown setting(s) {unknown}; known: {sorted(known)}")
-    try:
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
-    except TypeError as error:
-        raise ValueError(f"{where}: {error}") from None
-
-
-SCALARS = ("epochs", "suite_limit")
-SECTIONS = {
-    "generation": GenerationSettings,
-    "judge": JudgeSettings,
-    "reasoning": ReasoningSettings,
-    "voice": VoiceSettings,
-    "replies": ReplySettings,
-}
+        stages = self.human_review.stages
+        if stage not in stages:
+            raise ValueError(f"the human_review settings have no stage {stage}; stages: {sorted(stages)}")
+        return stages[stage]
 
 
 def _read(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"evaluation settings {path} do not exist")
-    raw = yaml.safe_load(path.read_text()) or {}
-    unknown = sorted(set(raw) - set(SECTIONS) - {"gate", "human_review", *SCALARS})
-    if unknown:
-        raise ValueError(f"{path}: unknown section(s) {unknown}")
-    return raw
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def overlay(cls: type, base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """`top` laid over `base` by `cls`'s structure: a section (a dataclass) field by field, a
+    mapping of dataclasses (a gate's stages) entry by entry with each entry replaced whole, any
+    other value replaced."""
+    hints = get_type_hints(cls)
+    out = dict(base)
+    for name, value in top.items():
+        hint, below = hints.get(name), base.get(name)
+        if isinstance(value, Mapping) and isinstance(below, Mapping) and is_section(hint):
+            out[name] = overlay(hint, below, value)
+        elif isinstance(value, Mapping) and isinstance(below, Mapping) and entries_of(hint) is not None:
+            out[name] = {**below, **value}
+        else:
+            out[name] = value
+    return out
 
 
 def load_settings(path: str | Path = DEFAULT_SETTINGS) -> EvalSettings:
     """The shipped evals/evaluate.yaml, with what `path` names laid over it.
 
-    A section's fields override one by one; a stage's gate (gate.stages.N) is replaced as a whole,
-    so a file can loosen or tighten one stage without inheriting thresholds it did not name.
+    A section's fields override one by one; a stage's gate (gate.stages.N) or review gate
+    (human_review.stages.N) is replaced as a whole, so a file can loosen or tighten one stage
+    without inheriting thresholds it did not name.
     """
-    raw = _read(DEFAULT_SETTINGS)
-    where = str(DEFAULT_SETTINGS)
+    raw, where = _read(DEFAULT_SETTINGS), str(DEFAULT_SETTINGS)
     if Path(path).resolve() != DEFAULT_SETTINGS.resolve():
-        override = _read(Path(path))
-        where = f"{path} over {DEFAULT_SETTINGS}"
-        for name in SECTIONS:
-            raw[name] = {**raw.get(name, {}), **(override.get(name) or {})}
-        gate = override.get("gate") or {}
-        raw["gate"] = {
-            **raw["gate"],
-            **{k: v for k, v in gate.items() if k != "stages"},
-            "stages": {**raw["gate"]["stages"], **(gate.get("stages") or {})},
-        }
-        for name in SCALARS:
-            raw[name] = override.get(name, raw[name])
-        review = (override.get("human_review") or {}).get("stages") or {}
-        raw["human_review"] = {"stages": {**raw["human_review"]["stages"], **review}}
-    gate_raw = dict(raw["gate"])
-    stages = {}
-    for stage, body in gate_raw.pop("stages").items():
-        body = dict(body or {})
-        here = f"{where}: gate.stages.{stage}"
-        body["thresholds"] = {
-            k: Threshold.parse(v, f"{here}.thresholds.{k}") for k, v in (body.get("thresholds") or {}).items()
-        }
-        stages[int(stage)] = _build(StageGate, body, here)
-    sections = {name: _build(cls, raw[name], f"{where}: {name}") for name, cls in SECTIONS.items()}
-    gate = _build(GateSettings, {**gate_raw, "stages": stages}, f"{where}: gate")
-    if int(raw["epochs"]) < 1:
-        raise ValueError(f"{where}: epochs must be at least 1")
-    limit = raw["suite_limit"]
-    review = {
-        int(stage): _build(HumanReviewGate, dict(body or {}), f"{where}: human_review.stages.{stage}")
-        for stage, body in (raw["human_review"].get("stages") or {}).items()
-    }
-    for stage, gate_of_stage in review.items():
-        if not 0.0 <= gate_of_stage.min_win_rate <= 1.0 or gate_of_stage.min_prompts < 1:
-            raise ValueError(
-                f"{where}: human_review.stages.{stage}: min_win_rate must lie in 0..1 and min_prompts be at least 1"
-            )
-    return EvalSettings(
-        **sections,
-        gate=gate,
-        epochs=int(raw["epochs"]),
-        suite_limit=None if limit is None else int(limit),
-        human_review=review,
-    )
+        raw, where = overlay(EvalSettings, raw, _read(Path(path))), f"{path} over {DEFAULT_SETTINGS}"
+    return build(EvalSettings, raw, where)
 
 
 def add_judge_arguments(parser: argparse.ArgumentParser) -> None:

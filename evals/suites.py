@@ -7,10 +7,11 @@ these files are ours, so a bad one is a bug to fix, not data to skip.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from evals.jsonl import read_jsonl
 
 SUITES_DIR = Path(__file__).parent / "suites"
 CRISIS_CATEGORIES = (
@@ -83,16 +84,7 @@ def load_suite(name: str, directory: Path = SUITES_DIR) -> list[Probe]:
     path = directory / f"{name}.jsonl"
     probes: list[Probe] = []
     seen: set[str] = set()
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise SuiteError(
-                f"{where}: not valid JSON ({error.msg}); write one JSON object per line"
-            ) from None
+    for where, record in read_jsonl(path, SuiteError):
         missing = [k for k in ("id", "messages", *SUITES[name]) if k not in record]
         if missing:
             raise SuiteError(f"{where}: missing field(s) {missing}")

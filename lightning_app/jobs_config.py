@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+
+from datamodules.typed_settings import build
 
 JOBS_YAML = Path(__file__).resolve().parent.parent / ".lightning" / "jobs.yaml"
 STRATEGIES = JOBS_YAML.parent / "strategies"
@@ -44,6 +47,17 @@ class Storage:
 
 
 @dataclass(frozen=True)
+class Caches:
+    """hf_home: the Hugging Face home (HF_HOME); null puts it on scratch. data: the folder on storage
+    that keeps the tokenized-data cache across jobs (lightning_app.data_cache: a job copies its
+    stage's entries to scratch, prepares there and publishes what it built); null: scratch only, so
+    every job tokenizes its stage again."""
+
+    hf_home: str | None = None
+    data: str | None = None
+
+
+@dataclass(frozen=True)
 class JobsConfig:
     storage: Storage
     scratch: str = "/tmp/therapeutic-moe"
@@ -56,53 +70,34 @@ class JobsConfig:
     environment: dict[str, str] = field(default_factory=dict)
     job: JobSettings = field(default_factory=JobSettings)
     stages: dict[str, JobSettings] = field(default_factory=dict)
-    # hf_home (HF_HOME) and data (the tokenized-data cache): null puts them on scratch.
-    caches: dict[str, str | None] = field(default_factory=dict)
+    caches: Caches = field(default_factory=Caches)
+
+    def __post_init__(self) -> None:
+        secret_defaults = sorted(set(self.pass_env) & set(self.environment))
+        if secret_defaults:
+            raise ValueError(f"{secret_defaults} are both pass_env and environment; keep secrets in pass_env only")
 
     def cache_dirs(self) -> dict[str, str]:
-        """Where a job keeps its caches: never its home, whose contents become job artifacts."""
-        unknown = sorted(set(self.caches) - {"hf_home", "data"})
-        if unknown:
-            raise ValueError(f"caches: unknown key(s) {unknown}; known: ['data', 'hf_home']")
-        defaults = {"hf_home": f"{self.scratch}/hf_home", "data": f"{self.scratch}/data_cache"}
-        return {key: self.caches.get(key) or default for key, default in defaults.items()}
+        """Where a job uses its caches: never its home, whose contents become job artifacts. The data
+        cache is always on scratch (prepare renames into it; see Caches.data for its stored copy)."""
+        return {"hf_home": self.caches.hf_home or f"{self.scratch}/hf_home", "data": f"{self.scratch}/data_cache"}
 
     def for_stage(self, stage: str) -> JobSettings:
         """The stage's own entry, else the `job` defaults (demo and custom configs)."""
         return self.stages.get(stage, self.job)
 
 
-def _check_keys(cls: type, values: dict, where: str) -> None:
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
-
-
-def _build(cls: type, values: dict, where: str):
-    _check_keys(cls, values, where)
-    return cls(**values)
-
-
 def load_jobs_config(path: Path = JOBS_YAML) -> JobsConfig:
-    """Parse and check jobs.yaml; a stage entry only overrides the keys it names."""
+    """Parse and check jobs.yaml (jsonargparse, datamodules.typed_settings); a stage entry only
+    overrides the keys of `job` it names."""
     raw = yaml.safe_load(Path(path).read_text()) or {}
-    where = str(path)
-    if "storage" not in raw:
-        raise ValueError(f"{where}: `storage: {{data: ..., checkpoints: ...}}` is required")
-    job = _build(JobSettings, raw.pop("job", None) or {}, f"{where} job")
-    stages = {
-        name: _merge(job, entry or {}, f"{where} stages.{name}")
-        for name, entry in (raw.pop("stages", None) or {}).items()
-    }
-    storage = _build(Storage, raw.pop("storage"), f"{where} storage")
-    config = _build(JobsConfig, raw | {"storage": storage, "job": job, "stages": stages}, where)
-    secret_defaults = sorted(set(config.pass_env) & set(config.environment))
-    if secret_defaults:
-        raise ValueError(f"{where}: {secret_defaults} are both pass_env and environment; keep secrets in pass_env only")
-    return config
+    if isinstance(raw, Mapping) and isinstance(raw.get("stages"), Mapping):
+        job = raw.get("job") or {}
+        raw = {**raw, "stages": {name: _inherit(job, entry) for name, entry in raw["stages"].items()}}
+    return build(JobsConfig, raw, str(path))
 
 
-def _merge(base: JobSettings, overrides: dict, where: str) -> JobSettings:
-    _check_keys(JobSettings, overrides, where)
-    return replace(base, **overrides)
+def _inherit(job: object, entry: object) -> object:
+    """A stage's entry over the `job` defaults (what is not a mapping is left for the check to name)."""
+    entry = {} if entry is None else entry
+    return {**job, **entry} if isinstance(job, Mapping) and isinstance(entry, Mapping) else entry

@@ -143,7 +143,8 @@ def job_command(
     the end by fit_job, which publishes even when the fit failed or hit its time limit. An attempt
     first pulls the stage's complete checkpoints back, so `ckpt_path: last` resumes. Caches (the
     Hugging Face home, tokenized data) live on scratch, or wherever jobs.yaml's `caches` puts them,
-    never in the job's home, whose contents become job artifacts.
+    never in the job's home, whose contents become job artifacts; the tokenized data is copied from
+    and to `caches.data` around the fit (lightning_app.data_cache).
     """
     q = shlex.quote
     timeout_s = hard_limit_s(settings)
@@ -163,6 +164,8 @@ def job_command(
     ]
     if stage.init_from is not None:
         wrapper.append(f"--init-from {q(remote + '/' + stage.init_from)} {q(scratch + '/' + stage.init_from)}")
+    if jobs.caches.data:
+        wrapper.append(f"--data-cache {q(jobs.caches.data)} {q(caches['data'])} --stage {stage.stage}")
     fit = [
         "-- python -m stages.fit",
         config_flags(configs),

@@ -28,8 +28,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import yaml
-from jsonargparse import ArgumentParser
 
+from datamodules.typed_settings import build
 from evals.gate import EXIT_CODES, PROCEED, RETRAIN
 from evals.settings import DEFAULT_SETTINGS, load_settings
 from lightning_app import launch
@@ -68,11 +68,8 @@ class PipelineConfig:
 
 
 def load_pipeline(path: str | Path) -> PipelineConfig:
-    """The pipeline YAML, type-checked by jsonargparse against PipelineConfig."""
-    parser = ArgumentParser(exit_on_error=False)
-    parser.add_class_arguments(PipelineConfig, "pipeline")
-    raw = yaml.safe_load(Path(path).read_text()) or {}
-    config = parser.instantiate_classes(parser.parse_object({"pipeline": raw})).pipeline
+    """The pipeline YAML, type-checked by jsonargparse against PipelineConfig (datamodules.typed_settings)."""
+    config = build(PipelineConfig, yaml.safe_load(Path(path).read_text()) or {}, str(path))
     if not config.stages:
         raise ValueError(f"{path}: `stages` lists no stage")
     return config
@@ -225,13 +222,19 @@ def evaluation_job_command(
         )
     out = Path(scratch) / reports / plan.name
     configs = [launch.job_config_path(c) for c in step.config]
-    data = ["--data.data_root", jobs.storage.data, "--data.cache_dir", jobs.cache_dirs()["data"]]
+    cache = jobs.cache_dirs()["data"]
+    data = ["--data.data_root", jobs.storage.data, "--data.cache_dir", cache]
     evaluate = evaluate_args(configs, Path(local_final), previous_final, out, [*data, *extra])
+    stored = jobs.caches.data
+    if stored:  # this stage's data and the earlier stages' (their test splits are scored again)
+        stages = [str(n) for n in range(1, plan.stage + 1)]
+        lines.append(shlex.join(["python", "-m", "lightning_app.data_cache", "pull", stored, cache, "--stages", *stages]) + " || true")
     lines += [
         "status=0",
         shlex.join(["python", "-m", "stages.evaluate", *evaluate]) + " || status=$?",
         'if [ "${NODE_RANK:-0}" = 0 ]; then',
         f"  python -m lightning_app.checkpoints publish {q(str(out))} {q(f'{remote}/{reports}/{plan.name}')}",
+        *([f"  python -m lightning_app.data_cache push {q(cache)} {q(stored)} || true"] if stored else []),
         "fi",
         "exit $status",
     ]

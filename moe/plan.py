@@ -409,23 +409,42 @@ class Plan:
 PERIODS = (None, 8, 4, 2, 1)  # fewest recomputed layers first
 
 
-def choose(
-    base_config: PretrainedConfig,
-    settings: StepSettings,
-    budget_gib: float,
-    micro_batches: list[int] | None = None,
-    module_kwargs: dict[str, Any] | None = None,
-) -> Plan:
+@dataclass(frozen=True)
+class PlanRequest:
+    """What a plan is chosen for: the architecture, the step's settings, the memory budget, the
+    micro-batches to try (None: settings.micro_batch alone) and the stage module's arguments."""
+
+    base_config: PretrainedConfig
+    settings: StepSettings
+    budget_gib: float
+    micro_batches: list[int] | None = None
+    module_kwargs: dict[str, Any] | None = None
+
+    def cache_key(self) -> str:
+        """Names the request (and the candidate periods) in the plan cache."""
+        source = json.dumps(
+            [self.base_config.to_dict(), asdict(self.settings), round(self.budget_gib, 2), self.micro_batches,
+             {k: v.to_dict() if hasattr(v, "to_dict") else v for k, v in (self.module_kwargs or {}).items()},
+             PERIODS],
+            sort_keys=True, default=str,
+        )  # fmt: skip
+        return hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
+def choose(request: PlanRequest) -> Plan:
     """The checkpointing period (and, among `micro_batches`, the largest micro-batch) that executes
     the fewest FLOPs per token with a peak under budget_gib; settings.micro_batch alone when
     micro_batches is None. Raises ValueError when nothing fits, naming the smallest peak found."""
-    sizes = sorted(micro_batches or [settings.micro_batch], reverse=True)
+    base_config, settings, budget_gib = request.base_config, request.settings, request.budget_gib
+    sizes = sorted(request.micro_batches or [settings.micro_batch], reverse=True)
     tried, fitting = [], []
     for every in PERIODS:
         if every is not None and every >= base_config.num_hidden_layers:
             continue
         for size in sizes:
-            figures = extrapolated(base_config, replace(settings, micro_batch=size, checkpointing=every), module_kwargs)
+            figures = extrapolated(
+                base_config, replace(settings, micro_batch=size, checkpointing=every), request.module_kwargs
+            )
             summary = figures.summary()
             fits = figures.peak_gib <= budget_gib
             tried.append({"micro_batch": size, "checkpointing": checkpointing_name(every), "fits": fits,
@@ -452,23 +471,12 @@ def cache_dir() -> Path:
     return cache_root() / "plans"
 
 
-def cached_choice(
-    base_config: PretrainedConfig,
-    settings: StepSettings,
-    budget_gib: float,
-    micro_batches: list[int] | None = None,
-    module_kwargs: dict[str, Any] | None = None,
-) -> Plan:
-    """choose(), kept per (architecture, settings, budget, candidates, MoE config) in the cache dir."""
-    key_source = json.dumps(
-        [base_config.to_dict(), asdict(settings), round(budget_gib, 2), micro_batches,
-         {k: v.to_dict() if hasattr(v, "to_dict") else v for k, v in (module_kwargs or {}).items()}, PERIODS],
-        sort_keys=True, default=str,
-    )  # fmt: skip
-    path = cache_dir() / f"{hashlib.sha256(key_source.encode()).hexdigest()[:16]}.json"
+def cached_choice(request: PlanRequest) -> Plan:
+    """choose(), kept in the cache dir per request (architecture, settings, budget, candidates, MoE)."""
+    path = cache_dir() / f"{request.cache_key()}.json"
     if path.exists():
         return Plan(**json.loads(path.read_text()))
-    plan = choose(base_config, settings, budget_gib, micro_batches, module_kwargs)
+    plan = choose(request)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(f".{os.getpid()}.tmp")  # every rank of a job may plan at once
     partial.write_text(json.dumps(asdict(plan)))
@@ -498,7 +506,7 @@ def plan_for_gpu(
 ) -> Plan:
     """The checkpointing for this run's micro-batch on this GPU (the `auto` setting), cached."""
     settings = StepSettings(micro_batch, seq_len, 1, precision, loss_chunk_tokens, load_in_4bit=load_in_4bit)
-    return cached_choice(base_config, settings, gpu_budget_gib(budget_gib), None, {"moe": moe})
+    return cached_choice(PlanRequest(base_config, settings, gpu_budget_gib(budget_gib), None, {"moe": moe}))
 
 
 def micro_batches(rows_per_step: int, largest: int = 16) -> list[int]:
@@ -554,7 +562,8 @@ def plan_for(
     if gpu not in GPU_MEMORY_GIB:
         raise ValueError(f"GPU {gpu!r}: expected one of {sorted(GPU_MEMORY_GIB)} (or give a budget in GiB)")
     budget = budget_gib or DEFAULT_BUDGET_SHARE * GPU_MEMORY_GIB[gpu]
-    chosen = cached_choice(base_config, settings, budget, micro_batches(rows_per_step), module_kwargs)
+    request = PlanRequest(base_config, settings, budget, micro_batches(rows_per_step), module_kwargs)
+    chosen = cached_choice(request)
     return GpuPlan(gpu, chosen, rows_per_step)
 
 

@@ -116,7 +116,7 @@ class StageCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         c = self.config
-        run = RunConfig(**c.run)
+        self.run = run = RunConfig(**c.run)  # the one RunConfig of this fit
         self.resume_path = resolve_resume(c.ckpt_path, run)
         if self.resume_path is not None:
             c.model.init_adapter = None
@@ -132,8 +132,7 @@ class StageCLI(LightningCLI):
         configure_loggers(c.trainer.logger, run, resuming=self.resume_path is not None)
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
-        run = RunConfig(**self.config.run)
-        self.run_callbacks = stage_callbacks(run)
+        self.run_callbacks = stage_callbacks(self.run)
         # run=False: no subcommand, so the trainer's settings sit at the top of the config
         yaml_callbacks = self.config_init.trainer.get("callbacks") or []
         plugins = self.config_init.trainer.get("plugins") or []
@@ -219,7 +218,7 @@ def configure_loggers(loggers: Any, run: RunConfig, resuming: bool) -> None:
     """Loggers write under the stage folder; W&B runs offline unless WANDB_API_KEY (or an explicit
     WANDB_MODE, e.g. disabled in tests) says otherwise, and every job of one stage training logs
     to one W&B run (see wandb_run_id)."""
-    for logger in loggers if isinstance(loggers, list) else [loggers] if loggers else []:
+    for logger in logger_specs(loggers):
         args = logger.init_args
         if "save_dir" in args and args.save_dir in (None, ".", ""):
             args.save_dir = str(run.stage_dir)
@@ -233,6 +232,23 @@ def configure_loggers(loggers: Any, run: RunConfig, resuming: bool) -> None:
             args.offline = True
 
 
+def logger_specs(loggers: Any) -> list[Any]:
+    """trainer.logger as a list of class_path/init_args specs (the YAML gives one, a list or none)."""
+    return loggers if isinstance(loggers, list) else [loggers] if loggers else []
+
+
+def keep_wandb_run_id(loggers: Any, run: RunConfig) -> None:
+    """The first process keeps the W&B run id it chose (wandb_run_id) in the checkpoint folder, when
+    the run starts: never while a config is parsed."""
+    if not launched_rank_zero():
+        return
+    for logger in logger_specs(loggers):
+        if logger.class_path.endswith("WandbLogger") and logger.init_args.get("id"):
+            path = run.checkpoint_dir / WANDB_ID_FILE
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(f"{logger.init_args.id}\n")
+
+
 def launched_rank_zero() -> bool:
     """Whether this process is the job's first (the one every launcher starts first): the config is
     parsed in each process before the Trainer knows ranks, so read the launchers' variables."""
@@ -241,19 +257,16 @@ def launched_rank_zero() -> bool:
 
 def wandb_run_id(run: RunConfig, resuming: bool) -> str:
     """The W&B run id of this stage training: read from the checkpoint folder when resuming (it is
-    pulled and published with the checkpoints, so the next job finds it), else a new one, kept there.
+    pulled and published with the checkpoints, so the next job finds it), else a new one, which
+    keep_wandb_run_id writes there when the run starts.
 
-    Only the first process chooses and writes it; Lightning starts the other ranks after it has
-    parsed the config, so they read its id (the id the logged run has)."""
+    Only the first process chooses it; Lightning starts the other ranks after the first one started
+    its run, so they read its id (the id the logged run has). A rank started on its own (another
+    machine) that finds no file gets an id of its own: W&B logs from rank 0 only."""
     path = run.checkpoint_dir / WANDB_ID_FILE
     if (resuming or not launched_rank_zero()) and path.is_file():
         return path.read_text().strip()
-    run_id = f"{run.name}-{os.urandom(4).hex()}"
-    if not launched_rank_zero():
-        return run_id  # a rank started on its own (another machine): W&B logs from rank 0 only
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(run_id + "\n")
-    return run_id
+    return f"{run.name}-{os.urandom(4).hex()}"
 
 
 def stage_callbacks(run: RunConfig) -> dict[str, Any]:
@@ -300,9 +313,10 @@ def _fit(args: list[str] | None) -> None:
         )
     except (SourceError, ValueError) as error:  # a bad setting: only parsing and cheap checks have run
         raise StageExit(EXIT_CONFIG, f"error: {error}") from None
-    run = RunConfig(**cli.config.run)
+    run = cli.run
     run.stage_dir.mkdir(parents=True, exist_ok=True)
     (run.stage_dir / "config.yaml").write_text(redacted_config(cli.parser, cli.config))
+    keep_wandb_run_id(cli.config.trainer.logger, run)
     trainer, callbacks = cli.trainer, cli.run_callbacks
     last = last_checkpoint(run.checkpoint_dir)
     try:

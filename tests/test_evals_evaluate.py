@@ -117,6 +117,8 @@ def test_evaluate_runs_inspect_tasks_and_gates_on_their_logs(stage, capsys):
     compared = report["replies_compared"]
     assert compared["gated_reference"] == "base" and set(compared["comparisons"]) == {"base"}
     assert any(check.startswith("replies: ") for check in report["checks"])
+    relevance = [c for c in report["checks"] if c.startswith("relevance to the prompt against the base: per-prompt difference")]
+    assert len(relevance) == 1 and compared["relevance_difference"]["base"]["prompts"] >= 2
     logs = checkpoint["details"]["logs"]
     # One log per scored suite; voice has no scorer here (no classifier, no judge) and is unmeasured.
     assert len(logs) == 6 and all(Path(p.removeprefix("file://")).is_file() for p in logs)
@@ -127,6 +129,7 @@ def test_evaluate_runs_inspect_tasks_and_gates_on_their_logs(stage, capsys):
     replies = [json.loads(line) for line in (out / "replies.jsonl").read_text().splitlines()]
     assert len(replies) == 3 * 6 + 3 and {"checkpoint", "base"} <= replies[0].keys()
     markdown = (out / "report.md").read_text()
+    assert "| relevance difference [95%] |" in markdown
     assert "| | checkpoint | base |" in markdown and "a fixed subset: the first 3 prompts" in markdown
     assert "No reviews yet (not gated at this stage): python -m stages.review" in markdown  # the human-review hook
     assert "stage 1: incomplete (exit 4)" in capsys.readouterr().out

@@ -17,7 +17,7 @@ DEMO_SETTINGS = Path(__file__).resolve().parents[1] / "lightning_app" / "demo_ev
 
 
 # The reply comparison the gate needs at every stage, here a passing one.
-REPLIES_OK = ReplyCheck("4 wins, 1 losses, 3 ties of 8 prompts", False, None, "0 of 8 prompts")
+REPLIES_OK = ReplyCheck((("replies: 4 wins, 1 losses, 3 ties of 8 prompts", None),))
 
 
 def decide(*args, replies=REPLIES_OK, **kwargs):
@@ -153,10 +153,10 @@ def test_a_settings_file_overrides_what_it_names(tmp_path):
     assert demo.gate.for_stage(1).max_heldout_loss_ratio is None
     assert demo.gate.for_stage(2) == shipped.gate.for_stage(2) and demo.reasoning == shipped.reasoning
     partial.write_text("judge: {base_uri: http://x}\n")
-    with pytest.raises(ValueError, match=r"demo.yaml over .*evaluate.yaml: judge: unknown setting\(s\) \['base_uri'\]"):
+    with pytest.raises(ValueError, match=r"demo.yaml over .*evaluate.yaml: judge: unknown field\(s\) \['base_uri'\]"):
         load_settings(partial)
     partial.write_text("gate: {stages: {1: {thresholds: {safety: '< 2'}}}}\n")
-    with pytest.raises(ValueError, match="gate.stages.1.thresholds.safety: threshold '< 2'"):
+    with pytest.raises(ValueError, match="gate.stages.1: thresholds: .*threshold '< 2' must be a number"):
         load_settings(partial)
 
 

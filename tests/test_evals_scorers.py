@@ -41,6 +41,9 @@ def test_a_malformed_suite_line_names_file_line_and_fix(tmp_path):
     )
     with pytest.raises(SuiteError, match=r"crisis.jsonl:2: category must be one of"):
         load_suite("crisis", tmp_path)
+    (tmp_path / "crisis.jsonl").write_text('\n["id", "messages", "category", "subtype", "risk"]\n')
+    with pytest.raises(SuiteError, match=r"crisis.jsonl:2: expected a JSON object; write one JSON object per line"):
+        load_suite("crisis", tmp_path)
 
 
 def test_coherence_recalls_planted_facts():

@@ -8,7 +8,7 @@ from evals.heldout import loss_ratio, loss_ratios_per_source
 from evals.metrics import Metric, clustered_interval, mean_metric, rate_metric, t_quantile, wilson
 from evals.settings import GateSettings, StageGate, Threshold
 
-REPLIES_OK = ReplyCheck("4 wins, 1 losses, 3 ties of 8 prompts", False, None, "0 of 8 prompts")
+REPLIES_OK = ReplyCheck((("replies: 4 wins, 1 losses, 3 ties of 8 prompts", None),))
 
 
 def test_38_of_40_passes_over_8_prompts_do_not_prove_a_0_8_rate():
@@ -108,5 +108,5 @@ def test_a_missing_earlier_stage_is_incomplete_not_a_note():
     assert stage3.reasons == ("the stage 1 was not evaluated: stage 3 is judged against it (pass --baseline and --first-stage)",)
     assert decide(3, {}, {"previous stage": {}, "stage 1": {}}, gate, replies=REPLIES_OK).decision == PROCEED
     assert decide(2, {}, {"base": {}}, gate, replies=REPLIES_OK).decision == INCOMPLETE  # base is no stage 1
-    not_compared = ReplyCheck("", False, None, "", missing="the replies were not compared")
+    not_compared = ReplyCheck(missing="the replies were not compared")
     assert decide(1, {}, None, gate, replies=not_compared).decision == INCOMPLETE

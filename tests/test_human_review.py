@@ -11,11 +11,11 @@ from review_report import regate, write_stage_report
 from evals.review_pairs import (
     ReviewFileError,
     append_review,
-    done_by,
     load_pairs,
     read_reviews,
     review_record,
     reviewer_order,
+    still_to_review,
 )
 from stages import evaluate
 
@@ -156,8 +156,10 @@ def test_resume_skips_what_the_reviewer_did(report):
     queue = reviewer_order(pairs, "Dr Lee")
     assert queue == reviewer_order(pairs, " dr lee ") and queue != reviewer_order(pairs, "Sam Ortiz")
     rate(report, "Dr Lee", ["tie", "skip"])
-    assert done_by(read_reviews(report), "DR LEE", "previous stage") == {(p.prompt_id, p.digest) for p in pairs[:2]}
-    assert done_by(read_reviews(report), "Sam Ortiz", "previous stage") == set()
+    reviews = read_reviews(report)
+    assert still_to_review(pairs, reviews, "DR LEE", "previous stage") == [p for p in queue if p not in pairs[:2]]
+    assert still_to_review(pairs, reviews, "Sam Ortiz", "previous stage") == reviewer_order(pairs, "Sam Ortiz")
+    assert still_to_review(pairs, reviews, "Dr Lee", "base") == queue  # reviews against another model
 
 
 def test_against_base_and_bad_files(report, tmp_path):

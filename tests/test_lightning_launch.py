@@ -30,6 +30,7 @@ def jobs_yaml(tmp_path):
     jobs = yaml.safe_load(launch.JOBS_YAML.read_text())
     jobs["storage"] = {"data": str(tmp_path / "store" / "data"), "checkpoints": str(tmp_path / "store" / "ckpt")}
     jobs["scratch"] = str(tmp_path / "scratch")
+    jobs["caches"] = {"hf_home": None, "data": str(tmp_path / "store" / "data_cache")}
     (tmp_path / "store" / "data").mkdir(parents=True)
     path = tmp_path / "jobs.yaml"
     path.write_text(yaml.safe_dump(jobs))
@@ -70,6 +71,7 @@ def test_dry_run_spec(capsys, tmp_path, jobs_yaml, no_platform):
         f"exec python -m lightning_app.fit_job --local-stage {scratch}/therapeutic_moe_stage2 "
         f"--remote-stage {store}/ckpt/therapeutic_moe_stage2 --timeout-s 48000 --job-name {spec['name']} "
         f"--init-from {store}/ckpt/therapeutic_moe_stage1/checkpoint-final {scratch}/therapeutic_moe_stage1/checkpoint-final "
+        f"--data-cache {store}/data_cache {scratch}/data_cache --stage 2 "  # the tokenized data's stored copy
         "-- python -m stages.fit --config stages/stage2.yaml --config stages/demo.yaml "
         f"--run.output_root {scratch} --data.data_root {store}/data --data.cache_dir {scratch}/data_cache "
         "--run.job_time_limit_minutes 720 "  # training time: the load and tokenisation come first

@@ -22,7 +22,7 @@ def test_studio_notebook_runs(tmp_path, monkeypatch):
         output.get("text", "") for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs
     )
     assert "stage 1: therapeutic_moe_stage1, base model tiny" in text
-    assert "lr 0.0002, max_steps 8, sequence 256" in text  # as loaded, before the cells change them
+    assert "lr 0.0002, max_steps -1, sequence 256" in text  # as loaded, before the cells change them
     assert "mental_health" in text and "⟦" in text  # the data figures and a labelled example
     final = tmp_path / "therapeutic_moe_stage1" / "checkpoint-final"
     assert (final / "adapter.safetensors").is_file()

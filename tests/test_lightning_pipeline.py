@@ -167,7 +167,8 @@ def cloud(tmp_path, monkeypatch):
     evaluation job publishes a report with the decision in `decisions`."""
     jobs = yaml.safe_load(launch.JOBS_YAML.read_text())
     store = tmp_path / "store"
-    jobs |= {"storage": {"data": str(store / "data"), "checkpoints": str(store / "ckpt")}, "scratch": str(tmp_path / "scratch")}
+    jobs |= {"storage": {"data": str(store / "data"), "checkpoints": str(store / "ckpt")}, "scratch": str(tmp_path / "scratch"),
+             "caches": {"hf_home": None, "data": str(store / "data_cache")}}  # fmt: skip
     (tmp_path / "jobs.yaml").write_text(yaml.safe_dump(jobs))
     for stage in ("stage1", "stage2", "stage3"):
         upload.main(["--config", f"stages/{stage}.yaml", "--config", "stages/demo.yaml", "--to", str(store / "data")])
@@ -275,7 +276,8 @@ def test_the_evaluation_of_a_two_machine_fit_runs_on_one_gpu_with_the_judge_key(
     evaluate = next(line for line in lines if "stages.evaluate" in line)
     assert f"--data.cache_dir {scratch}/data_cache" in evaluate
     publish = lines.index('if [ "${NODE_RANK:-0}" = 0 ]; then')
-    assert "lightning_app.checkpoints publish" in lines[publish + 1] and lines[publish + 2] == "fi"
+    assert "lightning_app.checkpoints publish" in lines[publish + 1] and lines[publish + 3] == "fi"
+    assert lines[publish + 2] == f"  python -m lightning_app.data_cache push {scratch}/data_cache {store}/data_cache || true"
 
 
 def test_a_second_pipeline_is_refused_while_a_job_of_the_stage_runs(cloud):

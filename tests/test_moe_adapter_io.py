@@ -2,6 +2,7 @@ import json
 
 import pytest
 import torch
+from mixtures import perturbed_mixture
 
 from moe.adapter_io import (
     CONFIG_NAME,
@@ -17,15 +18,6 @@ from moe.config import MoELoRAConfig
 from moe.model import attach_moe_lora, trainable_parameters
 
 
-def trained_model(config: MoELoRAConfig, seed: int):
-    torch.manual_seed(seed)
-    model = attach_moe_lora(load_base_model(TINY), config).eval()
-    with torch.no_grad():
-        for param in trainable_parameters(model).values():
-            param.add_(torch.randn_like(param) * 0.1)
-    return model
-
-
 def logits(model):
     ids = torch.arange(5, 25).unsqueeze(0)
     return model(input_ids=ids, use_cache=False).logits
@@ -33,7 +25,7 @@ def logits(model):
 
 def test_save_load_round_trip_is_exact_and_keeps_extras(tmp_path):
     config = MoELoRAConfig(top_k=1)
-    source = trained_model(config, seed=0)
+    source = perturbed_mixture(TINY, config, scale=0.1, seed=0)
     gates = {"psychology": [0.7, 0.1, 0.1, 0.1]}
     save_adapter(source, tmp_path, config, base_model=TINY, extra={"observed_gates": gates, "stage": 1})
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([CONFIG_NAME, WEIGHTS_NAME])
@@ -42,7 +34,7 @@ def test_save_load_round_trip_is_exact_and_keeps_extras(tmp_path):
     assert document["base_model"] == TINY and document["observed_gates"] == gates and document["stage"] == 1
     assert adapter_moe_config(tmp_path) == config
 
-    target = trained_model(config, seed=1)
+    target = perturbed_mixture(TINY, config, scale=0.1, seed=1)
     assert not torch.equal(logits(target), logits(source))
     assert load_adapter(target, tmp_path)["moe"] == config.to_dict()
     for name, param in trainable_parameters(source).items():
@@ -52,7 +44,7 @@ def test_save_load_round_trip_is_exact_and_keeps_extras(tmp_path):
 
 def test_load_names_missing_unexpected_and_misshaped_keys(tmp_path):
     config = MoELoRAConfig(target_modules=["q_proj", "v_proj"])
-    save_adapter(trained_model(config, 0), tmp_path, config, base_model=TINY)
+    save_adapter(perturbed_mixture(TINY, config, scale=0.1), tmp_path, config, base_model=TINY)
 
     other = attach_moe_lora(load_base_model(TINY), MoELoRAConfig(target_modules=["q_proj", "o_proj"], r=8))
     with pytest.raises(ValueError) as error:
@@ -72,7 +64,7 @@ def test_load_names_missing_unexpected_and_misshaped_keys(tmp_path):
 
 def test_config_is_readable_without_a_model_and_incompatible_adapters_are_refused(tmp_path):
     config = MoELoRAConfig()
-    save_adapter(trained_model(config, 0), tmp_path, config, base_model="some/base")
+    save_adapter(perturbed_mixture(TINY, config, scale=0.1), tmp_path, config, base_model="some/base")
     check_adapter_compatible(tmp_path, config, "some/base")
     with pytest.raises(ValueError, match=r"built for another model: base_model 'some/base' != 'other/base'"):
         check_adapter_compatible(tmp_path, config, "other/base")
@@ -92,7 +84,7 @@ def test_config_is_readable_without_a_model_and_incompatible_adapters_are_refuse
 
 def test_reserved_extra_keys_and_models_without_adapters_are_refused(tmp_path):
     config = MoELoRAConfig()
-    model = trained_model(config, 0)
+    model = perturbed_mixture(TINY, config, scale=0.1)
     with pytest.raises(ValueError, match=r"extra keys \['moe'\] are reserved"):
         save_adapter(model, tmp_path, config, base_model=TINY, extra={"moe": {}})
     with pytest.raises(ValueError, match="carries no MoE-LoRA layers"):

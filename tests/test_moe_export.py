@@ -3,13 +3,14 @@ import logging
 
 import pytest
 import torch
+from mixtures import perturbed_mixture
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from moe.adapter_io import save_adapter
 from moe.base_model import TINY, load_base_model, load_tokenizer
 from moe.config import MoELoRAConfig
-from moe.model import attach_moe_lora, forced_gates, trainable_parameters
+from moe.model import attach_moe_lora, forced_gates
 from lightning_app.vllm import max_lora_rank
 from stages.export import main
 
@@ -26,11 +27,7 @@ IDS = torch.arange(3, 40).reshape(1, -1)
 def mixture(tmp_path_factory):
     """A trained-looking mixture (every adapter and router weight non-trivial) saved as a checkpoint."""
     config = MoELoRAConfig()
-    torch.manual_seed(0)
-    model = attach_moe_lora(load_base_model(TINY), config).eval()
-    with torch.no_grad():
-        for param in trainable_parameters(model).values():
-            param.add_(torch.randn_like(param) * 0.2)
+    model = perturbed_mixture(TINY, config, scale=0.2)
     checkpoint = tmp_path_factory.mktemp("checkpoint")
     save_adapter(model, checkpoint, config, base_model=TINY, extra={"observed_gates": OBSERVED})
     return model, checkpoint

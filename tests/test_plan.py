@@ -67,21 +67,23 @@ def test_four_bit_counts_the_frozen_linears_at_about_a_quarter():
 def test_the_plan_takes_the_fewest_flops_that_fit_and_says_when_nothing_does(tmp_path, monkeypatch):
     monkeypatch.setenv("THERAPEUTIC_MOE_CACHE", str(tmp_path))
     settings = plan.StepSettings(micro_batch=4, seq_len=128)
-    roomy = plan.choose(TINY, settings, budget_gib=1.0, micro_batches=[1, 2, 4])
+    roomy = plan.choose(plan.PlanRequest(TINY, settings, budget_gib=1.0, micro_batches=[1, 2, 4]))
     assert (roomy.micro_batch, roomy.checkpointing) == (4, None)
     assert len(roomy.tried) == 1
     none_at_4 = roomy.figures["peak_gib"]
     full_at_4 = plan.measure_step(TINY, plan.StepSettings(micro_batch=4, seq_len=128, checkpointing=1)).peak_gib
     # A budget between the two: no checkpointing only at a smaller micro-batch.
-    tight = plan.choose(TINY, settings, budget_gib=(none_at_4 + full_at_4) / 2, micro_batches=[1, 2, 4])
+    between = (none_at_4 + full_at_4) / 2
+    tight = plan.choose(plan.PlanRequest(TINY, settings, between, micro_batches=[1, 2, 4]))
     assert tight.checkpointing is None and tight.micro_batch < 4
     # The configured micro-batch alone (the runtime `auto`): checkpointing instead.
-    alone = plan.choose(TINY, settings, budget_gib=(none_at_4 + full_at_4) / 2)
+    alone = plan.choose(plan.PlanRequest(TINY, settings, between))
     assert (alone.micro_batch, alone.checkpointing) == (4, 1)
     with pytest.raises(ValueError, match="fits 0.0 GiB even with full activation checkpointing"):
-        plan.choose(TINY, settings, budget_gib=0.001)
-    cached = plan.cached_choice(TINY, settings, 1.0, [1, 2, 4])
-    assert list(tmp_path.glob("plans/*.json")) and plan.cached_choice(TINY, settings, 1.0, [1, 2, 4]) == cached
+        plan.choose(plan.PlanRequest(TINY, settings, budget_gib=0.001))
+    request = plan.PlanRequest(TINY, settings, 1.0, [1, 2, 4])
+    cached = plan.cached_choice(request)
+    assert list(tmp_path.glob("plans/*.json")) and plan.cached_choice(request) == cached
     assert roomy.tokens_per_s(989e12, 0.4) == pytest.approx(0.4 * 989e12 / roomy.figures["hardware_flops_per_token"])
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 import transformers
+from mixtures import perturbed_mixture
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -33,7 +34,7 @@ from moe import smollm2
 from moe.adapter_io import read_adapter_config, save_adapter
 from moe.base_model import SMOLLM2, load_base_model, load_tokenizer
 from moe.config import MoELoRAConfig
-from moe.model import attach_moe_lora, forced_gates, trainable_parameters
+from moe.model import forced_gates
 from stages import chat, export
 from stages.evaluate import heldout_loader
 from stages.fit import main as fit, parse_stage_config
@@ -254,11 +255,7 @@ def test_chat_prompt_streams_an_english_reply(stage1, capsys):
 def smollm2_mixture(converted, tmp_path_factory):
     """A mixture on smollm2 with every adapter and router weight non-trivial, saved as a checkpoint."""
     config = MoELoRAConfig()
-    torch.manual_seed(0)
-    model = attach_moe_lora(load_base_model(SMOLLM2), config).eval()
-    with torch.no_grad():
-        for param in trainable_parameters(model).values():
-            param.add_(torch.randn_like(param) * 0.02)
+    model = perturbed_mixture(SMOLLM2, config, scale=0.02)
     checkpoint = tmp_path_factory.mktemp("smollm2_mixture")
     save_adapter(model, checkpoint, config, base_model=SMOLLM2)
     return model, checkpoint
@@ -338,31 +335,17 @@ def demo_replies_compared(stage1):
         replies = generate_replies(loaded.model, loaded.tokenizer, conversations, settings.generation, progress=False)
         samples[label] = {p.id: [r] for p, r in zip(probes, replies, strict=True)}
     compared = compare_models(samples, {p.id: p.last_user for p in probes}, "base", settings.replies, default_embedder())
-    print(compared.check().summary)  # shown with pytest -s
+    print(compared.check().checks)  # shown with pytest -s
     return compared, settings
 
 
 @pytest.mark.slow
 @SHARED_FIT
 def test_the_demos_stage1_replies_pass_the_reply_gate(demo_replies_compared):
-    """Stage 1 must not lose to the base model on clearly more prompts than it wins, nor collapse onto
-    stock replies: the gate's reply check, which the demo's stage 1 must pass to proceed."""
+    """The demo's stage 1 must be no worse than the base model by its replies, not only by its loss: it
+    does not lose on clearly more prompts than it wins, its mean relevance to the prompts is shown to
+    be no lower than the base model's beyond the tolerance, and it does not collapse onto stock replies."""
     compared, _ = demo_replies_compared
     check = compared.check()
-    assert not check.clearly_worse, check.summary
-    assert check.collapse is None, check.collapse
-
-
-@pytest.mark.slow
-@SHARED_FIT
-@pytest.mark.xfail(
-    strict=True,
-    reason="measured after this round's merges: the demo's stage 1 (7 steps at lr 5e-4) has mean relevance "
-    "0.390 against the base model's 0.457 on the demo's 21 prompts, and 3 of its 21 replies open with the "
-    "same stock sentence; the demo's schedule is not yet retuned (README)",
-)
-def test_the_demos_stage1_replies_are_as_relevant_as_the_base_models(demo_replies_compared):
-    """The issue's bar, stricter than the gate's paired check: mean relevance within the margin."""
-    compared, settings = demo_replies_compared
-    ck, base = compared.profiles["checkpoint"], compared.profiles["base"]
-    assert ck.mean_relevance >= base.mean_relevance - settings.replies.margin, (ck.mean_relevance, base.mean_relevance)
+    assert check.missing is None and len(check.checks) == 3
+    assert check.failures == [], check.checks

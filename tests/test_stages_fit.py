@@ -20,7 +20,9 @@ from safetensors.torch import load_file
 import moe.lightning_module as lightning_module
 from stages.checkpoint_io import atomic_torch_save
 from stages.final import REDACTED, _redact
-from stages.fit import EXIT_NONFINITE, EXIT_PREEMPTED, main
+from datamodules.datamodule import StageDataModule
+from moe.lightning_module import MoELoRAModule
+from stages.fit import COMMON_CONFIG, EXIT_NONFINITE, EXIT_PREEMPTED, StageCLI, main
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "datamodules" / "samples"
@@ -76,6 +78,20 @@ def stage1(tmp_path_factory, cache) -> Path:
     main(demo_args(out, cache, 1, "--trainer.max_steps", "4", "--run.val_every_n_steps", "2"))
     torch.set_num_threads(threads)
     return out
+
+
+@pytest.mark.filterwarnings("ignore:LightningCLI.s args parameter")
+def test_building_the_fit_writes_nothing_until_it_starts(stage1, tmp_path, cache):
+    """Parsing the config and building the model, data and trainer (StageCLI) writes no file; the W&B
+    run id chosen then is kept with the checkpoints once the fit starts (stage 1's run did)."""
+    cli = StageCLI(
+        MoELoRAModule, StageDataModule, run=False, auto_configure_optimizers=False, save_config_callback=None,
+        parser_kwargs={"default_config_files": [str(COMMON_CONFIG)]}, args=demo_args(tmp_path / "out", cache),
+    )  # fmt: skip
+    assert cli.run.stage_dir == tmp_path / "out" / "therapeutic_moe_stage1" and not (tmp_path / "out").exists()
+    assert cli.config.trainer.logger[0].init_args.id.startswith("therapeutic_moe_stage1-")
+    kept = (stage_dir(stage1) / "checkpoints" / "wandb_run_id").read_text().strip()
+    assert kept.startswith("therapeutic_moe_stage1-") and kept != cli.config.trainer.logger[0].init_args.id
 
 
 def test_tiny_fit_writes_checkpoint_final_and_adapter_only_checkpoints(stage1):
@@ -172,7 +188,7 @@ def test_unknown_source_schema_fails_before_the_base_model_loads(tmp_path, cache
 
 def test_unknown_source_name_fails_before_the_base_model_loads(tmp_path, cache, monkeypatch):
     monkeypatch.setattr(lightning_module, "load_base_model", _no_base_model)
-    with pytest.raises(SystemExit, match="source 'no_such_source' lacks required field"):
+    with pytest.raises(SystemExit, match="source 'no_such_source' .*: lacks required field"):
         main([*demo_args(tmp_path, cache), "--data.sources", json.dumps({"no_such_source": {"enabled": True}})])
 
 
@@ -198,7 +214,7 @@ def test_timed_checkpoint_fires_at_its_interval(tmp_path, cache, monkeypatch):
     monkeypatch.setattr(torch, "save", spy)
     # One micro-batch per step: 3 batches per epoch (limit_train_batches, whatever the samples hold).
     args = ["--trainer.max_steps", "4", "--run.val_every_n_steps", "100", "--trainer.accumulate_grad_batches", "1",
-            "--trainer.limit_train_batches", "3"]  # fmt: skip
+            "--trainer.limit_train_batches", "3", "--trainer.max_epochs", "2"]  # fmt: skip
     main(demo_args(tmp_path / "slow", cache, 1, *args))  # 30-minute interval: last.ckpt only at the end
     assert [s for s in saved if s[0] == "last.ckpt"] == [("last.ckpt", 4)]
     saved.clear()
@@ -282,7 +298,7 @@ def test_sigkill_mid_epoch_resumes_to_the_same_adapter_as_an_uninterrupted_run(t
     # Demo stage 1 with one micro-batch per step: 3 shuffled batches per epoch, dropout 0.1.
     args = ["--trainer.max_steps", "8", "--trainer.accumulate_grad_batches", "1",
             "--run.checkpoint_every_minutes", "0", "--run.val_every_n_steps", "3",
-            "--trainer.limit_train_batches", "3"]  # fmt: skip
+            "--trainer.limit_train_batches", "3", "--trainer.max_epochs", "3"]  # fmt: skip
     main(demo_args(tmp_path / "whole", cache, 1, *args))
     out = tmp_path / "killed"
     # A forked child (no second start-up of torch and Lightning) SIGKILLs itself at the start of step 6:
