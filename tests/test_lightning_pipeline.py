@@ -35,8 +35,10 @@ def demo_copy(root: Path, **changes) -> Path:
     for gate in settings["gate"]["stages"].values():
         gate["max_heldout_loss_ratio"] = 1.05
     # Nor can its random replies pass the reply comparison (they collapse onto the same token runs, which
-    # the gate rightly calls retrain): every difference is a tie and any share of stock replies allowed.
-    settings["replies"] = {**settings.get("replies", {}), "margin": 1.0, "max_stock_share": 1.0}
+    # the gate rightly calls retrain): every difference is a tie, any relevance difference (cosines lie
+    # in -1..1) and any share of stock replies allowed.
+    settings["replies"] = {**settings.get("replies", {}), "margin": 1.0, "max_stock_share": 1.0,
+                           "relevance_tolerance": 2.0}
     (root / "plumbing_evaluate.yaml").write_text(yaml.safe_dump(settings))
     config |= {"output_root": str(root / "out"), "reports": str(root / "reports"),
                "evaluate_args": ["--settings", str(root / "plumbing_evaluate.yaml")]} | changes  # fmt: skip
