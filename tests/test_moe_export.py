@@ -154,11 +154,8 @@ def test_a_plain_lora_exports_as_itself_for_every_domain(tmp_path):
     """MoELoRAConfig.plain_lora(): every domain maps to the one expert, so each --domain export is the
     whole adapter (rank num_experts x r) and PEFT gives the trained model's own logits, router untouched."""
     config = MoELoRAConfig().plain_lora()
-    torch.manual_seed(1)
-    model = attach_moe_lora(load_base_model(TINY), config).eval()
+    model = perturbed_mixture(TINY, config, 0.2, seed=1)
     with torch.no_grad():
-        for param in trainable_parameters(model).values():
-            param.add_(torch.randn_like(param) * 0.2)
         own = model(input_ids=IDS, use_cache=False).logits
     checkpoint = tmp_path / "checkpoint"
     save_adapter(model, checkpoint, config, base_model=TINY)
