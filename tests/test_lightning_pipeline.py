@@ -107,8 +107,8 @@ def test_the_plain_lora_baseline_trains_through_the_stage_command_and_lands_in_t
     assert pipeline.main(["--config", str(config), "--local", "--baseline-lora"]) == 0
     out = capsys.readouterr().out
     mixture, plain = root / "out" / NAMES[0] / "checkpoint-final", root / "out" / f"{NAMES[0]}_plain_lora" / "checkpoint-final"
+    # The evaluation's own summary line is printed by its subprocess (not captured here); its report is read below.
     assert f"{NAMES[0]}_plain_lora" in out and "--plain-lora" in out
-    assert "the mixture against a plain LoRA of the same budget" in out
     document = json.loads((plain / "adapter_config.json").read_text())
     assert document["moe"]["num_experts"] == 1 and document["moe"]["r"] == 4 * 16
     assert document["moe"]["domain_experts"] == dict.fromkeys(
