@@ -154,9 +154,10 @@ def test_fsdp_fit_on_two_cpu_processes_checkpoints_the_adapter_and_resumes(tmp_p
     the shapes of a one-process run (nothing of the frozen base), and a rerun resumes from last.ckpt."""
     fsdp = [
         "--config", ".lightning/strategies/fsdp.yaml", "--trainer.accelerator", "cpu", "--trainer.devices", "2",
-        "--trainer.max_steps", "4",
+        "--trainer.max_epochs", "-1", "--trainer.max_steps", "4",
     ]  # fmt: skip
-    fit(tmp_path / "single", "--trainer.max_steps", "4")
+    # stages/demo.yaml runs one epoch; the step cap alone must decide where each run stops.
+    fit(tmp_path / "single", "--trainer.max_epochs", "-1", "--trainer.max_steps", "4")
     fit(tmp_path / "fsdp", *fsdp)
     stage = "therapeutic_moe_stage1"
     single_last, single_final, _ = adapter_shapes(tmp_path / "single" / stage)
