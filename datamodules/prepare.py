@@ -2,7 +2,8 @@
 
 Read top to bottom in `prepare`: read -> clean (inside the readers) -> dedup -> split by group ->
 weights -> replay -> encode (chat template, labels, windows; datasets.map over num_proc processes)
--> plan rows -> save. The result is cached on disk under a key of what can change a token: the
+-> plan rows -> save. Reading (a process per source) and the near-dedup signatures also use up to
+num_proc processes; every step gives the same output for any number of processes. The result is cached on disk under a key of what can change a token: the
 source files' fingerprints, the registry entries, the tokenizer, the template, every setting that
 changes the tokens, and the code `prepare` runs (the modules this module imports, transitively,
 from this repository: never the voice builder, the samples or the API clients), so an unchanged
@@ -136,7 +137,8 @@ class DataSettings:
         near_duplicate_threshold: MinHash Jaccard similarity of both prompts and replies that
             counts as a near duplicate; null checks exact duplicates only.
         cache_dir: where tokenized, packed data is kept between runs.
-        num_proc: processes for tokenization (datasets.map); null: every core of the machine.
+        num_proc: processes for reading (one per source), near-dedup signatures and tokenization
+            (datasets.map); null: every core of the machine. The output is the same for any number.
         num_workers: DataLoader workers.
         seed: the train shuffle's seed (the epoch is added to it).
         template_check_examples: how many train conversations `check_template` decodes at setup
@@ -230,10 +232,12 @@ class DataSettings:
 
     @property
     def split_settings(self) -> SplitSettings:
-        """How this stage's sources, and the earlier stages' it replays, are read and split."""
+        """How this stage's sources, and the earlier stages' it replays, are read and split: with the
+        active tokenizer's control strings, so replay rebuilds exactly the train split the earlier
+        stage trained on (other cleaning would shift its splits and could replay its test split)."""
         return SplitSettings(
             self.data_root,
-            self.read_options,
+            replace(self.read_options, control_strings=control_strings(self.tokenizer)),
             self.val_fraction,
             self.test_fraction,
             self.dedup,
@@ -366,8 +370,7 @@ def build(settings: DataSettings, target: Path) -> None:
         now = time.perf_counter()
         seconds[phase], started = round(now - started, 3), now
 
-    options = replace(settings.read_options, control_strings=control_strings(settings.tokenizer))
-    result, splits = read_and_split(settings.specs, replace(settings.split_settings, options=options))
+    result, splits = read_and_split(settings.specs, settings.split_settings, settings.num_proc)
     report = {name: _source_figures(r) for name, r in result.report.items()}
     lap("read_clean_dedup_split")
     domain_index = {d: i for i, d in enumerate(settings.expert_domains)}

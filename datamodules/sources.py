@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from datamodules.cleaning import clean_messages, control_pattern
 from datamodules.conversation import Conversation
+from datamodules.parallel import ordered_map
 from datamodules.readers import READERS
 from datamodules.readers.base import Record
 from datamodules.readers.cot import LAYOUTS as COT_LAYOUTS
@@ -179,24 +180,27 @@ def _glob(folder: Path, pattern: str) -> list[Path]:
 
 
 def read_sources(
-    specs: dict[str, SourceSpec], data_root: str | Path, options: ReadOptions | None = None
+    specs: dict[str, SourceSpec],
+    data_root: str | Path,
+    options: ReadOptions | None = None,
+    processes: int = 1,
 ) -> ReadResult:
-    """Read every given source (callers pass `stage_sources(...)`), in order."""
+    """Read every given source (callers pass `stage_sources(...)`), in order; the sources are read
+    side by side over up to `processes` processes, and the result is the same for any number."""
     options = options or ReadOptions()
     if options.cot_layout not in COT_LAYOUTS:
         raise SourceError(f"cot_layout {options.cot_layout!r}: expected one of {sorted(COT_LAYOUTS)}")
     files = check_sources(specs, data_root, options.expert_domains)
+    jobs = [(spec, files[name], options) for name, spec in specs.items()]
     conversations: list[Conversation] = []
     report: dict[str, SourceReport] = {}
-    for name, spec in specs.items():
-        kept, report[name] = _read_source(spec, files[name], options)
+    for name, (kept, report[name]) in zip(specs, ordered_map(_read_source, jobs, processes)):
         conversations.extend(kept)
     return ReadResult(conversations, report)
 
 
-def _read_source(
-    spec: SourceSpec, files: list[Path], options: ReadOptions
-) -> tuple[list[Conversation], SourceReport]:
+def _read_source(job: tuple[SourceSpec, list[Path], ReadOptions]) -> tuple[list[Conversation], SourceReport]:
+    spec, files, options = job
     reader = READERS[spec.schema]
     stage_settings = {"layout": options.cot_layout}
     reader_options = {

@@ -111,14 +111,15 @@ class SplitSettings:
 
 
 def read_and_split(
-    specs: dict[str, SourceSpec], settings: SplitSettings
+    specs: dict[str, SourceSpec], settings: SplitSettings, processes: int = 1
 ) -> tuple[ReadResult, dict[str, list[Conversation]]]:
     """read -> clean -> dedup -> split by group -> registry weights on train: the one spelling a
     stage's own data (datamodules.prepare) and its replayed earlier stages (datamodules.replay)
-    share."""
-    result = read_sources(specs, settings.data_root, settings.options)
+    share. Reading (a process per source) and the near-duplicate signatures run over up to
+    `processes` processes; the result is the same for any number."""
+    result = read_sources(specs, settings.data_root, settings.options, processes)
     if settings.dedup:
-        result = deduplicate(result, settings.near_duplicate_threshold)
+        result = deduplicate(result, settings.near_duplicate_threshold, processes=processes)
     splits = split_by_group(result.conversations, settings.val_fraction, settings.test_fraction)
     splits["train"] = apply_weights(splits["train"], {name: spec.weight for name, spec in specs.items()})
     return result, splits

@@ -1,10 +1,13 @@
 """Conversation -> token ids and labels through the tokenizer's own chat template.
 
 Template-agnostic: nothing here knows ChatML. Each assistant turn's place in the rendered text is
-found by rendering prefixes of the conversation with the template (`messages[:i]` plus the
-generation prompt, then `messages[:i+1]`); the character span of the assistant's content is mapped
-to tokens through the fast tokenizer's offsets. Loss falls on the assistant content and the
-end-of-turn special token the template puts after it (so the model learns to stop), nowhere else.
+found from renderings whose contents are placeholders (they depend on the roles alone, so one
+serves every conversation of that shape), checked against the conversation's own rendering, or
+else from renderings of its prefixes; the character span of the assistant's content is mapped to
+tokens through the fast tokenizer's offsets. An over-long conversation's windows take their
+tokens from the whole conversation's where they can (cut at special tokens). Loss falls on the
+assistant content and the end-of-turn special token the template puts after it (so the model
+learns to stop), nowhere else.
 
 `check_template` is the independent self-check the training entry point runs at start: it decodes
 the labelled token runs with the real tokenizer and compares them with the assistant texts.
@@ -101,10 +104,26 @@ def special_ids(tokenizer: PreTrainedTokenizerBase) -> frozenset[int]:
     return frozenset(added | set(tokenizer.all_special_ids))
 
 
-def _render(
-    tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]], generation_prompt: bool
-) -> str:
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+class _Renderer:
+    """Renders through the tokenizer's chat template for one batch of conversations, remembering the
+    skeletons (renderings whose every content is a numbered placeholder): a skeleton depends on the
+    roles alone, so one rendering serves every conversation, prefix and window of that shape."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
+        self.tokenizer = tokenizer
+        self._skeletons: dict[tuple[tuple[str, ...], bool], str] = {}
+
+    def render(self, messages: list[dict[str, str]], generation_prompt: bool) -> str:
+        return self.tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=generation_prompt
+        )
+
+    def skeleton(self, roles: tuple[str, ...], generation_prompt: bool) -> str:
+        key = (roles, generation_prompt)
+        if key not in self._skeletons:
+            marked = [{"role": role, "content": _mark(i)} for i, role in enumerate(roles)]
+            self._skeletons[key] = self.render(marked, generation_prompt)
+        return self._skeletons[key]
 
 
 @dataclass(frozen=True)
@@ -112,6 +131,8 @@ class _Rendered:
     text: str
     assistants: list[int]  # message index of each assistant turn
     content_spans: list[tuple[int, int]]  # character span of each assistant turn's content
+    # each message's placeholder span in the skeleton (None: found from prefix renderings instead)
+    marks: list[tuple[int, int]] | None = None
 
 
 _PREFIXES = (
@@ -121,9 +142,9 @@ _PREFIXES = (
 )
 
 
-def _render_with_spans(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]]) -> _Rendered:
-    """The rendering and each assistant content's place in it, from three renderings whatever the
-    number of turns (a rendering costs about the same per message whatever the text's length):
+def _render_with_spans(renderer: _Renderer, messages: list[dict[str, str]]) -> _Rendered:
+    """The rendering and each assistant content's place in it, from one rendering of the
+    conversation and two skeletons shared by every conversation with the same roles:
 
     - the conversation itself;
     - its skeleton, every content replaced by a numbered placeholder: where the placeholders fall
@@ -136,49 +157,54 @@ def _render_with_spans(tokenizer: PreTrainedTokenizerBase, messages: list[dict[s
     through one prefix rendering per assistant turn instead (`_render_with_prefixes`), which names
     the problem."""
     if any(_MARK_OPEN in m["content"] or _MARK_CLOSE in m["content"] for m in messages):
-        return _render_with_prefixes(tokenizer, messages)
-    text = _render(tokenizer, messages, generation_prompt=False)
-    marked = [{"role": m["role"], "content": f"{_MARK_OPEN}{i}{_MARK_CLOSE}"} for i, m in enumerate(messages)]
-    skeleton = _render(tokenizer, marked, generation_prompt=False)
-    assistants = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
+        return _render_with_prefixes(renderer, messages)
+    text = renderer.render(messages, generation_prompt=False)
+    roles = tuple(m["role"] for m in messages)
+    skeleton = renderer.skeleton(roles, generation_prompt=False)
+    assistants = [i for i, role in enumerate(roles) if role == "assistant"]
     if assistants:
-        before = _render(tokenizer, marked[: assistants[-1]], generation_prompt=True)
-        if not skeleton.startswith(before) or skeleton.find(marked[assistants[-1]]["content"]) < len(before):
-            return _render_with_prefixes(tokenizer, messages)
-    pieces, starts, position, cursor = [], {}, 0, 0
+        before = renderer.skeleton(roles[: assistants[-1]], generation_prompt=True)
+        if not skeleton.startswith(before) or skeleton.find(_mark(assistants[-1])) < len(before):
+            return _render_with_prefixes(renderer, messages)
+    pieces, starts, marks, position, cursor = [], {}, [], 0, 0
     for i, message in enumerate(messages):
-        mark = marked[i]["content"]
+        mark = _mark(i)
         at = skeleton.find(mark, cursor)
         if at < 0:
-            return _render_with_prefixes(tokenizer, messages)
+            return _render_with_prefixes(renderer, messages)
         pieces.append(skeleton[cursor:at])
         position += at - cursor
         starts[i] = position
+        marks.append((at, at + len(mark)))
         pieces.append(message["content"])
         position += len(message["content"])
         cursor = at + len(mark)
     pieces.append(skeleton[cursor:])
     if "".join(pieces) != text or any(not messages[i]["content"] for i in assistants):
-        return _render_with_prefixes(tokenizer, messages)
+        return _render_with_prefixes(renderer, messages)
     spans = [(starts[i], starts[i] + len(messages[i]["content"])) for i in assistants]
-    return _Rendered(text, assistants, spans)
+    return _Rendered(text, assistants, spans, marks)
 
 
 # Placeholder brackets (Unicode private use): a conversation never needs them.
 _MARK_OPEN, _MARK_CLOSE = "\ue000", "\ue001"
 
 
-def _render_with_prefixes(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]]) -> _Rendered:
+def _mark(index: int) -> str:
+    return f"{_MARK_OPEN}{index}{_MARK_CLOSE}"
+
+
+def _render_with_prefixes(renderer: _Renderer, messages: list[dict[str, str]]) -> _Rendered:
     """The rendering and each assistant content's place in it: one prefix rendering (with the
     generation prompt) per assistant turn, the content right after it. The slow path of
     `_render_with_spans`, and the one whose errors name what is wrong with the template."""
-    text = _render(tokenizer, messages, generation_prompt=False)
+    text = renderer.render(messages, generation_prompt=False)
     assistants, spans = [], []
     for i, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
         assistants.append(i)
-        before = _render(tokenizer, messages[:i], generation_prompt=True)
+        before = renderer.render(messages[:i], generation_prompt=True)
         if not text.startswith(before) or (spans and spans[-1][1] > len(before)):
             raise TemplateError(_PREFIXES.format(i=i))  # or the previous content is not where it was
         content = message["content"]
@@ -248,22 +274,29 @@ def _example(
 
 
 def _encode_part(
-    tokenizer: PreTrainedTokenizerBase,
-    conversation: list[dict[str, str]],
+    whole: _Whole,
     kept: Sequence[int],
     trained: Sequence[int],
     options: TemplateOptions,
 ) -> tuple[list[int], list[int]] | None:
-    """Ids and labels of the messages at `kept` with loss on `trained`; None when over-long."""
-    part = [conversation[i] for i in kept]
-    rendered = _render_with_spans(tokenizer, part)
-    encoding = tokenizer(rendered.text, add_special_tokens=False, return_offsets_mapping=True)
-    if len(encoding["input_ids"]) > options.max_seq_length:
+    """Ids and labels of the conversation's messages at `kept` (a head, then consecutive messages)
+    with loss on `trained`; None when over-long. The ids are cut from the whole conversation's
+    where the part's rendering allows it (`_Whole.cut`), else the part is tokenized."""
+    rendered = _render_with_spans(whole.renderer, [whole.conversation[i] for i in kept])
+    first = len(kept) - 1
+    while first > 0 and kept[first - 1] == kept[first] - 1:
+        first -= 1
+    cut = whole.cut(rendered.text, kept[first], kept[-1])
+    if cut is None:
+        tokenizer = whole.renderer.tokenizer
+        encoding = tokenizer(rendered.text, add_special_tokens=False, return_offsets_mapping=True)
+        cut = encoding["input_ids"], encoding["offset_mapping"]
+    ids, offsets = cut
+    if len(ids) > options.max_seq_length:
         return None
     positions = {kept.index(i) for i in trained}
     spans = [span for i, span in zip(rendered.assistants, rendered.content_spans) if i in positions]
-    ids = encoding["input_ids"]
-    return ids, _labels(rendered.text, encoding["offset_mapping"], ids, spans, special_ids(tokenizer))
+    return ids, _labels(rendered.text, offsets, ids, spans, whole.specials)
 
 
 def encode_batch(
@@ -273,7 +306,8 @@ def encode_batch(
     example or nothing (`options.overflow`); nothing is one TOO_LONG Encoded. Ids and labels are
     not shifted. One tokenizer call for the batch (the fast tokenizer encodes it in parallel)."""
     conversations = [with_system_prompt(messages, options.system_prompt) for messages in batch]
-    rendered = [_render_with_spans(tokenizer, messages) for messages in conversations]
+    renderer = _Renderer(tokenizer)
+    rendered = [_render_with_spans(renderer, messages) for messages in conversations]
     for r in rendered:
         if not r.content_spans:
             raise TemplateError("conversation has no assistant turn: nothing to train on")
@@ -291,10 +325,11 @@ def encode_batch(
             encoded = (input_ids, _labels(r.text, offsets, input_ids, spans, specials))
             results.append([_example(conversation, everything, targets, added, encoded, KEPT)])
             continue
+        whole = _Whole(renderer, conversation, r, input_ids, offsets, specials)
         if options.overflow == "window":
-            parts = _windows(conversation, r, offsets, targets, tokenizer, options)
+            parts = _windows(whole, targets, options)
         elif options.overflow == "truncate":
-            parts = _truncate(conversation, r, offsets, targets, tokenizer, options)
+            parts = _truncate(whole, targets, options)
         else:
             parts = []
         trained = {i for _, turns, _ in parts for i in turns}
@@ -319,60 +354,110 @@ def encode_batch(
 Part = tuple[list[int], list[int], tuple[list[int], list[int]]]  # kept messages, trained turns, encoding
 
 
-def _token_positions(
-    conversation: list[dict[str, str]],
-    rendered: _Rendered,
-    offsets: Sequence[tuple[int, int]],
-    tokenizer: PreTrainedTokenizerBase,
-) -> tuple[list[int], dict[int, int]]:
-    """Where each message starts, and each assistant turn ends, in the whole conversation's tokens
-    (from prefix renderings; the estimate a part's exact encoding then confirms)."""
-    starts = [s for s, _ in offsets]
+def _message_chars(conversation: list[dict[str, str]], rendered: _Rendered, renderer: _Renderer) -> list[int]:
+    """Where each message starts in the conversation's rendering: the length of the rendering of
+    the messages before it. From the skeletons of those prefixes, which the roles alone decide (the
+    placeholders before the cut stand for their contents, whose lengths are known), when each one
+    begins the conversation's skeleton and ends between two placeholders; otherwise from one
+    rendering of each prefix, which must begin the conversation's rendering."""
+    if rendered.marks is not None:
+        roles = tuple(m["role"] for m in conversation)
+        whole = renderer.skeleton(roles, generation_prompt=False)
+        chars, shift = [0], 0
+        for i in range(1, len(conversation)):
+            mark_start, mark_end = rendered.marks[i - 1]
+            shift += len(conversation[i - 1]["content"]) - (mark_end - mark_start)
+            prefix = renderer.skeleton(roles[:i], generation_prompt=False)
+            if not (whole.startswith(prefix) and mark_end <= len(prefix) <= rendered.marks[i][0]):
+                break
+            chars.append(len(prefix) + shift)
+        else:
+            return chars
     chars = [0]
     for i in range(1, len(conversation)):
-        prefix = _render(tokenizer, conversation[:i], generation_prompt=False)
+        prefix = renderer.render(conversation[:i], generation_prompt=False)
         if not rendered.text.startswith(prefix):
             raise TemplateError(_PREFIXES.format(i=i))
         chars.append(len(prefix))
-    chars.append(len(rendered.text))
-    message_starts = [bisect.bisect_left(starts, c) for c in chars]
-    return message_starts[:-1], {i: message_starts[i + 1] for i in rendered.assistants}
+    return chars
 
 
-def _truncate(
-    conversation: list[dict[str, str]],
-    rendered: _Rendered,
-    offsets: Sequence[tuple[int, int]],
-    targets: list[int],
-    tokenizer: PreTrainedTokenizerBase,
-    options: TemplateOptions,
-) -> list[Part]:
+class _Whole:
+    """An over-long conversation's rendering and tokens, which its parts are cut from."""
+
+    def __init__(
+        self,
+        renderer: _Renderer,
+        conversation: list[dict[str, str]],
+        rendered: _Rendered,
+        ids: list[int],
+        offsets: Sequence[tuple[int, int]],
+        specials: frozenset[int],
+    ) -> None:
+        self.renderer, self.conversation, self.rendered = renderer, conversation, rendered
+        self.ids, self.offsets, self.specials = ids, offsets, specials
+        self.starts = [s for s, _ in offsets]
+        # where each message starts in the text, then the text's length
+        self.chars = _message_chars(conversation, rendered, renderer) + [len(rendered.text)]
+
+    def token_positions(self) -> tuple[list[int], dict[int, int]]:
+        """Where each message starts, and each assistant turn ends, in the conversation's tokens
+        (the estimate a part's exact encoding then confirms)."""
+        message_starts = [bisect.bisect_left(self.starts, c) for c in self.chars]
+        return message_starts[:-1], {i: message_starts[i + 1] for i in self.rendered.assistants}
+
+    def cut(self, text: str, first: int, last: int) -> tuple[list[int], list[tuple[int, int]]] | None:
+        """The ids and offsets of `text`, the rendering of a part that ends with messages
+        first..last, cut from the conversation's, or None. A fast tokenizer splits a text at its
+        special tokens before anything else and tokenizes each piece alone, so when the part's
+        rendering is a prefix of the conversation's rendering followed by those messages' rendering
+        in it, each cut falling where a special token starts, its tokens are those pieces' tokens."""
+        whole = self.rendered.text
+        begin, end = self.chars[first], self.chars[last + 1]
+        head = len(text) - (end - begin)
+        if head < 0 or text[head:] != whole[begin:end] or text[:head] != whole[:head]:
+            return None
+        at = [self._boundary(c) for c in (head, begin, end)]
+        if None in at:
+            return None
+        k_head, k_begin, k_end = at
+        shift = head - begin
+        ids = self.ids[:k_head] + self.ids[k_begin:k_end]
+        offsets = [*self.offsets[:k_head], *((a + shift, b + shift) for a, b in self.offsets[k_begin:k_end])]
+        return ids, offsets
+
+    def _boundary(self, char: int) -> int | None:
+        """The index of the token at which the text can be cut at `char` (a special token starts
+        there, or the text begins or ends there); None where it cannot."""
+        if char == 0:
+            return 0
+        if char == len(self.rendered.text):
+            return len(self.ids)
+        k = bisect.bisect_left(self.starts, char)
+        return k if k < len(self.ids) and self.starts[k] == char and self.ids[k] in self.specials else None
+
+
+def _truncate(whole: _Whole, targets: list[int], options: TemplateOptions) -> list[Part]:
     """The longest prefix that ends on an assistant turn and fits, as the only part."""
-    _, turn_ends = _token_positions(conversation, rendered, offsets, tokenizer)
-    for end in reversed(rendered.assistants):
+    _, turn_ends = whole.token_positions()
+    for end in reversed(whole.rendered.assistants):
         if turn_ends[end] > options.max_seq_length:
             continue
         kept = list(range(end + 1))
         trained = [i for i in targets if i <= end]
-        encoded = _encode_part(tokenizer, conversation, kept, trained, options)
+        encoded = _encode_part(whole, kept, trained, options)
         if encoded is not None:  # a prefix may tokenize a little differently at its end
             return [(kept, trained, encoded)]
     return []
 
 
-def _windows(
-    conversation: list[dict[str, str]],
-    rendered: _Rendered,
-    offsets: Sequence[tuple[int, int]],
-    targets: list[int],
-    tokenizer: PreTrainedTokenizerBase,
-    options: TemplateOptions,
-) -> list[Part]:
+def _windows(whole: _Whole, targets: list[int], options: TemplateOptions) -> list[Part]:
     """Windows that each end on an assistant turn and train the turns no earlier window trained,
     with the system turn and as much earlier context (whole turns, from a user turn) as fits.
     A turn that does not fit even with its own question alone is lost."""
+    conversation = whole.conversation
     head = [0] if conversation[0]["role"] == "system" else []
-    message_starts, turn_ends = _token_positions(conversation, rendered, offsets, tokenizer)
+    message_starts, turn_ends = whole.token_positions()
     head_tokens = message_starts[1] if head else 0
     users = [i for i, m in enumerate(conversation) if m["role"] == "user"]
 
@@ -391,7 +476,7 @@ def _windows(
                 if estimate(start, targets[j]) > options.max_seq_length:
                     continue
                 kept = head + list(range(start, targets[j] + 1))
-                encoded = _encode_part(tokenizer, conversation, kept, targets[t : j + 1], options)
+                encoded = _encode_part(whole, kept, targets[t : j + 1], options)
                 if encoded is not None:  # the estimate can be a token or two off
                     return kept, targets[t : j + 1], encoded
         return None

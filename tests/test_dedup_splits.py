@@ -67,6 +67,27 @@ def test_near_duplicates_go_several_answers_to_one_question_stay():
     assert len(exact_only.conversations) == 4
 
 
+def test_reading_and_dedup_over_several_processes_give_what_one_process_gives(monkeypatch):
+    """A process per source and MinHash signatures in worker processes (in blocks smaller than the
+    input here, so later blocks compare with earlier ones): the same conversations, in the same
+    order, and the same report."""
+    monkeypatch.setattr("datamodules.dedup._BLOCK", 50)
+    monkeypatch.setattr("datamodules.dedup._PER_PROCESS", 100)
+    specs = stage_sources(load_registry(), 1)
+    one = read_sources(specs, SAMPLES, QUIET)
+    three = read_sources(specs, SAMPLES, QUIET, processes=3)
+    assert three.conversations == one.conversations and three.report == one.report
+    reply = " ".join(f"On day {i} you could notice the worry, name it, and let it pass." for i in range(30))
+    questions = [LONG_QUESTION.replace("number 7 ", f"number {n} ") for n in "ab"]
+    near = [conv("z", question, reply, origin=f"z:{i}") for i, question in enumerate(questions)]
+    result = ReadResult([*one.conversations, *near], {**one.report, "z": SourceReport(2, 2)})
+    serial = deduplicate(result, progress=False)
+    parallel = deduplicate(result, progress=False, processes=2)
+    assert parallel.conversations == serial.conversations and parallel.report == serial.report
+    assert len(serial.conversations) < len(result.conversations) - 83  # the 83 Amod copies and more
+    assert serial.report["z"].skipped == Counter({"near duplicate of z": 1})
+
+
 def test_split_keeps_groups_whole_and_follows_the_fractions():
     conversations = [conv("s", f"q{i}", f"a{i}{j}", group=f"g{i}") for i in range(2000) for j in range(2)]
     splits = split_by_group(conversations, val_fraction=0.1, test_fraction=0.05)

@@ -149,6 +149,35 @@ def test_a_long_conversation_becomes_windows_that_each_end_on_an_assistant_turn(
     assert check_template([long], tokenizer, TemplateOptions(max_seq_length=limit)) == 1
 
 
+@pytest.mark.parametrize("template_text", [None, ZEPHYR])
+@pytest.mark.parametrize("system", [None, "Be kind."])
+@pytest.mark.parametrize("overflow", ["window", "truncate"])
+def test_each_part_has_the_tokens_of_its_own_rendering(tokenizer, template_text, system, overflow):
+    """A window or a cut conversation takes its ids from the whole conversation's where the cuts
+    fall on special tokens: they must be exactly what tokenizing the part's own rendering gives,
+    with the same labels, whatever the template (ChatML cuts at <|im_start|>; Zephyr's turns open
+    with plain text, so its parts are tokenized)."""
+    tokenizer = copy.deepcopy(tokenizer)
+    if template_text is not None:
+        tokenizer.chat_template = template_text
+    messages = []
+    for i in range(7):
+        messages += [("user", f"Question {i}: " + "why not, " * (5 + 3 * i))]
+        messages += [("assistant", f"Answer {i}: ok " * (i + 2))]
+    long = conversation(*messages)
+    options = TemplateOptions(max_seq_length=160, system_prompt=system, overflow=overflow)
+    parts = encode(long.messages, tokenizer, options)
+    assert parts and all(p.status != KEPT for p in parts)
+    for part in parts:
+        rendered = tokenizer.apply_chat_template(
+            template.with_system_prompt(part.messages, system), tokenize=False
+        )
+        assert part.input_ids == tokenizer(rendered, add_special_tokens=False)["input_ids"]
+        assert decoded_runs(tokenizer, part.labels) == [
+            part.messages[i]["content"] + ("</s>" if template_text else "<|im_end|>") for i in part.trained
+        ]
+
+
 def test_check_template_passes_and_counts(tokenizer):
     short = conversation(("user", "hi"), ("assistant", "Hello, how are you feeling today?"))
     assert check_template([MULTI, short, MULTI], tokenizer, TemplateOptions(), n=2) == 2
