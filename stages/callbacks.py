@@ -164,10 +164,19 @@ class BestCheckpoint(ModelCheckpoint):
     files a kill left mid-write.
     """
 
+    # The optimizer step of this run's last validation (None: none yet in this process); the steps
+    # after it are trained on but not yet weighed (stages.final weighs them before choosing).
+    validated_step: int | None = None
+
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
         if trainer.is_global_zero and self.dirpath:
             remove_stale_checkpoints(Path(self.dirpath), keep=self.best_model_path)
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not trainer.sanity_checking:
+            self.validated_step = trainer.global_step
 
 
 def remove_stale_checkpoints(checkpoint_dir: Path, keep: str | None) -> list[Path]:

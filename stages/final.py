@@ -23,6 +23,7 @@ from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 from moe.adapter_io import save_adapter
 from moe.base_model import load_tokenizer
 from moe.lightning_module import MoELoRAModule
+from stages.callbacks import BestCheckpoint
 
 SECRET_KEY = re.compile(r"(api_?key|secret|password|passwd|auth|(^|_)token$)", re.IGNORECASE)
 REDACTED = "<redacted>"
@@ -73,20 +74,38 @@ def best_checkpoint(best: ModelCheckpoint) -> str | None:
     return best.best_model_path
 
 
+def final_weights(
+    trainer: Trainer, module: MoELoRAModule, datamodule: LightningDataModule, best: BestCheckpoint
+) -> tuple[str | None, dict[str, float]]:
+    """The weights checkpoint-final holds (a checkpoint path, None for the weights as training left
+    them) and their validation metrics: the best validated checkpoint, unless the steps trained after
+    the last validation (a run whose length is not a multiple of the validation interval) validate
+    better, or validation never ran. Those steps are weighed, never dropped unseen."""
+    def validate(ckpt_path: str | None) -> dict[str, float]:
+        results = trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+        return results[0] if results else {}  # an empty validation split gives no metrics
+
+    best_path = best_checkpoint(best)
+    if best_path is None or best.validated_step != trainer.global_step:
+        metrics = validate(None)
+        now, best_score = metrics.get(best.monitor), best.best_model_score
+        if best_path is None or (now is not None and best_score is not None and now < float(best_score)):
+            return None, metrics
+    return best_path, validate(best_path)
+
+
 def write_final(
     trainer: Trainer,
     module: MoELoRAModule,
     datamodule: LightningDataModule,
-    best: ModelCheckpoint,
+    best: BestCheckpoint,
     final_dir: Path,
     parser: Any,
     config: Any,
 ) -> None:
-    """Validate the best checkpoint (or the current weights when validation never ran) and write it."""
+    """Validate the best weights (stages.final.final_weights) and write them."""
     reason = stop_reason(trainer)
-    best_path = best_checkpoint(best)
-    results = trainer.validate(module, datamodule=datamodule, ckpt_path=best_path, verbose=False)
-    metrics = results[0] if results else {}  # an empty validation split gives no metrics
+    best_path, metrics = final_weights(trainer, module, datamodule, best)
     routing = module.observed_routing
     adapter = module.adapter_tensors()  # every rank: under FSDP this gathers the adapter's shards
     if not trainer.is_global_zero:
@@ -108,6 +127,7 @@ def write_final(
         "stop_reason": reason,
         "global_step": trainer.global_step,
         "epoch": trainer.current_epoch,
+        # None: the weights as training left them (validation never ran, or they beat every validated step).
         "best_checkpoint": best_path,
         "val_loss": metrics.get("val_loss"),
         "val_ppl": metrics.get("val_ppl"),

@@ -106,9 +106,7 @@ def test_tiny_fit_writes_checkpoint_final_and_adapter_only_checkpoints(stage1):
     gates = json.loads((final / "adapter_config.json").read_text())["observed_gates"]
     assert gates and all(abs(sum(g) - 1) < 1e-4 and len(g) == 4 for g in gates.values())
     # checkpoint-final is the best validation check's weights (validation ran at steps 2 and 4).
-    rows = (folder / "csv_logs" / "version_0" / "metrics.csv").read_text().splitlines()
-    column = rows[0].split(",").index("val_loss")
-    checks = [float(r.split(",")[column]) for r in rows[1:] if r.split(",")[column]]
+    checks = val_checks(folder)
     # The two checks of the fit, then checkpoint-final's own validation of the best checkpoint.
     assert len(checks) == 3 and metrics["val_loss"] == pytest.approx(min(checks[:2]), abs=1e-6)
     assert checks[2] == pytest.approx(metrics["val_loss"], abs=1e-6)
@@ -240,6 +238,31 @@ def test_a_resume_with_another_lr_applies_it(tmp_path, cache):
     state = ckpt(last)
     assert state["hyper_parameters"]["lr"] == 1e-5 and state["lr_schedulers"][0]["base_lrs"] == [1e-5]
     assert 0 < state["optimizer_states"][0]["param_groups"][0]["lr"] < before
+
+
+def val_checks(folder: Path) -> list[float]:
+    rows = (folder / "csv_logs" / "version_0" / "metrics.csv").read_text().splitlines()
+    column = rows[0].split(",").index("val_loss")
+    return [float(r.split(",")[column]) for r in rows[1:] if r.split(",")[column]]
+
+
+def test_steps_trained_after_the_last_validation_are_weighed_before_checkpoint_final(tmp_path, cache):
+    """5 steps, validation every 2: steps 3-4's check is at step 4, step 5 is trained after it. The
+    weights as training left them are validated too, and checkpoint-final holds whichever is best."""
+    main(demo_args(tmp_path, cache, 1, "--trainer.max_steps", "5", "--run.val_every_n_steps", "2", "--model.lr", "3e-3"))
+    folder = stage_dir(tmp_path)
+    metrics = json.loads((folder / "checkpoint-final" / "metrics.json").read_text())
+    checks = val_checks(folder)
+    at_2, at_4, at_5 = checks[:3]  # the fit's two checks, then the final weights' own
+    print(checks, metrics["best_checkpoint"])  # shown with pytest -s
+    assert metrics["global_step"] == 5 and metrics["val_loss"] == pytest.approx(min(at_2, at_4, at_5), abs=1e-6)
+    if at_5 < min(at_2, at_4):  # the final weights won: no checkpoint is reloaded, no fourth validation
+        assert metrics["best_checkpoint"] is None and len(checks) == 3
+    else:
+        assert metrics["best_checkpoint"].endswith(f"best-step={2 if at_2 <= at_4 else 4}.ckpt") and len(checks) == 4
+    held = ckpt(metrics["best_checkpoint"] or folder / "checkpoints" / "last.ckpt")["state_dict"]
+    final = adapter(folder)
+    assert final and all(torch.equal(v, held[f"model.{k}"]) for k, v in final.items()), "checkpoint-final holds the weights it names"
 
 
 def test_abbreviated_options_are_refused(tmp_path, cache):
