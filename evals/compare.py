@@ -8,6 +8,9 @@ at the replies themselves.
 - collapse onto stock replies: a prompt whose reply opens with the same first sentence as the reply
   to a different prompt, or is a near-same reply to a different prompt (cosine >= near_duplicate);
   distinct-1/2 (unique word n-grams over all n-grams of all replies) is shown beside it;
+- replies that loop (a sentence said again, or a six-word run said three times: the degenerate
+  repetition of an over-fitted or under-trained model) are broken whatever their relevance: a
+  looping reply loses to one that does not loop;
 - per prompt a win, tie or loss against the reference (relevance differs by more than `margin`),
   and the share won (ties count half) with its 95% interval, one prompt one cluster
   (evals.metrics.clustered_interval): the checkpoint loses clearly when the interval lies below 0.5;
@@ -55,6 +58,26 @@ def distinct_n(replies: Sequence[str], n: int) -> float | None:
     return len(set(grams)) / len(grams) if grams else None
 
 
+def loop(reply: str) -> str | None:
+    """Why the reply repeats itself (None when it does not): a sentence of three or more words said
+    again, or a run of six words said three times (a loop cut off mid-sentence)."""
+    text = visible_reply(reply)
+    seen: set[tuple[str, ...]] = set()
+    for sentence in _SENTENCE_END.split(text):
+        words = tuple(_WORD.findall(sentence.casefold()))
+        if len(words) >= 3 and words in seen:
+            return 'says "%s" again' % " ".join(words)
+        seen.add(words)
+    words = _WORD.findall(text.casefold())
+    runs: dict[tuple[str, ...], int] = {}
+    for i in range(len(words) - 5):
+        run = tuple(words[i : i + 6])
+        runs[run] = runs.get(run, 0) + 1
+        if runs[run] == 3:
+            return 'says "%s" three times' % " ".join(run)
+    return None
+
+
 @dataclass
 class ReplyProfile:
     """One model's replies to the suite prompts, on their own."""
@@ -63,6 +86,7 @@ class ReplyProfile:
     relevance: dict[str, float]  # prompt id -> mean cosine(prompt, reply) over its samples
     stock: dict[str, str]  # prompt id -> why its reply counts as stock
     distinct: dict[int, float | None]  # n -> distinct-n over all replies
+    loops: dict[str, str] = field(default_factory=dict)  # prompt id -> how one of its replies loops
 
     @property
     def prompts(self) -> int:
@@ -82,6 +106,7 @@ class ReplyProfile:
             "stock_share": self.stock_share,
             "stock": self.stock,
             "distinct": {str(n): v for n, v in self.distinct.items()},
+            "loops": self.loops,
             "relevance": self.relevance,
         }
 
@@ -105,6 +130,11 @@ class PairedComparison:
     def clearly_worse(self) -> bool:
         """More losses than wins beyond chance: the 95% interval of the share won lies below 0.5."""
         return self.interval is not None and self.interval.upper < 0.5
+
+    @property
+    def clearly_better(self) -> bool:
+        """More wins than losses beyond chance: the 95% interval of the share won lies above 0.5."""
+        return self.interval is not None and self.interval.lower > 0.5
 
     def summary(self) -> str:
         if self.interval is None:
@@ -173,11 +203,16 @@ def profile(
     relevance: dict[str, list[float]] = {}
     for row, owner in enumerate(owners):
         relevance.setdefault(owner, []).append(float(vectors[row] @ asked[ids.index(owner)]))
+    loops = {}
+    for owner, text in zip(owners, texts, strict=True):
+        if owner not in loops and (why := loop(text)):
+            loops[owner] = why
     return ReplyProfile(
         label,
         {i: sum(v) / len(v) for i, v in relevance.items()},
         _stock(ids, texts, owners, vectors, settings.near_duplicate),
         {n: distinct_n(texts, n) for n in (1, 2)},
+        loops,
     )
 
 
@@ -190,13 +225,18 @@ def paired(reference: str, method: str, outcomes: Mapping[str, float | None],
 
 
 def compare_relevance(checkpoint: ReplyProfile, reference: ReplyProfile, margin: float) -> PairedComparison:
-    """Per prompt both models answered: a win when the checkpoint's relevance is more than `margin`
-    above the reference's, a loss when more than `margin` below, a tie otherwise."""
+    """Per prompt both models answered: a loss when only the checkpoint's reply loops, a win when only
+    the reference's does; otherwise a win when the checkpoint's relevance is more than `margin` above
+    the reference's, a loss when more than `margin` below, a tie otherwise."""
     common = [i for i in checkpoint.relevance if i in reference.relevance]
     outcomes, values = {}, {}
     for i in common:
         now, before = checkpoint.relevance[i], reference.relevance[i]
-        outcomes[i] = WIN if now > before + margin else LOSS if now < before - margin else TIE
+        looped, looped_before = i in checkpoint.loops, i in reference.loops
+        if looped != looped_before:
+            outcomes[i] = LOSS if looped else WIN
+        else:
+            outcomes[i] = WIN if now > before + margin else LOSS if now < before - margin else TIE
         values[i] = (now, before)
     return paired(reference.label, "relevance to the prompt (all-MiniLM-L6-v2)", outcomes, values)
 
@@ -231,8 +271,10 @@ class RepliesCompared:
         """The checkpoint's relevance minus the `label` model's, prompt by prompt."""
         return paired_difference(self.profiles["checkpoint"].relevance, self.profiles[label].relevance)
 
-    def check(self) -> ReplyCheck:
-        """The gate's view; `missing` set when the gated reference's replies were not there to compare."""
+    def check(self, must_improve: bool = False) -> ReplyCheck:
+        """The gate's view; `missing` set when the gated reference's replies were not there to compare.
+        must_improve: the replies must also be shown better than the reference's (the stage's gate
+        `replies_must_improve`): a stage that leaves them as they were has not done its job."""
         comparison = self.comparisons.get(self.gated) if self.gated else None
         difference = self.relevance_difference(self.gated) if comparison is not None else None
         if comparison is None or comparison.interval is None or difference is None:
@@ -245,13 +287,19 @@ class RepliesCompared:
             f"(mean {ck.mean_relevance:.3f} vs {ref.mean_relevance:.3f}; lower bound at least -{tolerance:.3f})"
         )
         stock = f"stock replies: {len(ck.stock)} of {ck.prompts} prompts ({ck.stock_share:.0%}; the {self.gated} {ref.stock_share:.0%})"
-        return ReplyCheck((
+        checks = [
             (f"replies: {comparison.summary()}",
              f"replies lose to the {self.gated}'s on clearly more prompts than they win: {comparison.summary()}"
              if comparison.clearly_worse else None),
             (relevance, f"replies may be less relevant to the prompts: {relevance}" if difference.lower < -tolerance else None),
             (stock, self.collapse),
-        ))
+        ]
+        if must_improve:
+            better = f"replies shown better than the {self.gated}'s (the share won's 95% lower bound above 0.500)"
+            checks.append((better, None if comparison.clearly_better else
+                           f"replies are not shown better than the {self.gated}'s, which this stage must do: "
+                           f"{comparison.summary()}; the share won's 95% lower bound must exceed 0.500"))
+        return ReplyCheck(tuple(checks))
 
     def to_dict(self) -> dict:
         differences = {label: self.relevance_difference(label) for label in self.comparisons}

@@ -12,7 +12,9 @@ a later stage without its previous stage (and, at stage 3, stage 1) measured is 
 Forgetting is gated per source of every earlier test split. The replies are compared prompt by
 prompt with the previous stage's (the base model's at stage 1) at every stage (evals.compare):
 replies that clearly lose, are less relevant to the prompts beyond the tolerance, or collapse
-onto stock replies do not proceed whatever the loss did.
+onto stock replies do not proceed whatever the loss did; a stage whose gate sets
+`replies_must_improve` must also show them better (a stage that only keeps them as they were, with
+a lower loss, has not made the model better).
 Exit codes differ per decision so a shell pipeline stops (1 stays Python's own error code, 2 argparse's).
 """
 

@@ -14,10 +14,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from pathlib import Path
+from typing import Any, Literal
 
 import yaml
 
 from datamodules.openai_client import ChatClient, ChatRequestError
+from datamodules.typed_settings import build
 from evals.metrics import Metric, mean_metric
 from evals.settings import JudgeSettings
 
@@ -28,16 +30,35 @@ SPEAKERS = {"system": "System", "user": "Help-seeker", "assistant": "Assistant"}
 
 @dataclass(frozen=True)
 class Field:
+    """One field of a judge's answer: an integer on an anchored scale, or yes/no."""
+
     name: str
-    kind: str  # "int" or "yes_no"
-    min: int = 0
-    max: int = 1
-    # What each level means (anchored scale): level -> description, shown to the judge.
-    anchors: tuple[tuple[str, str], ...] = ()
+    kind: Literal["int", "yes_no"]
+    min: int | None = None  # int fields: the scale's ends (yes/no is 0..1)
+    max: int | None = None
+    # What each level means (anchored scale): level -> description, shown to the judge. An int
+    # field describes every level; a yes/no field's question is in the rubric's instructions.
+    anchors: dict[int, str] = dataclass_field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind == "yes_no":
+            if (self.min, self.max) not in ((None, None), (0, 1)) or self.anchors:
+                raise ValueError(
+                    "a yes_no field takes no min, max or anchors (ask its question in the instructions)"
+                )
+            object.__setattr__(self, "min", 0)
+            object.__setattr__(self, "max", 1)
+        elif self.min is None or self.max is None or self.min >= self.max:
+            raise ValueError(f"an int field needs min < max, got min {self.min} and max {self.max}")
+        elif set(self.anchors) != set(range(self.min, self.max + 1)):
+            got = sorted(self.anchors)
+            raise ValueError(f"anchors must describe each level {self.min}..{self.max} and no other: {got}")
 
 
 @dataclass(frozen=True)
 class RubricMetric:
+    """A metric: the sum of some fields, normalised to 0..1 (`invert` where lower is better)."""
+
     name: str
     fields: tuple[str, ...]
     scale: str
@@ -46,12 +67,27 @@ class RubricMetric:
 
 @dataclass(frozen=True)
 class Rubric:
+    """One rubric of a rubrics file: the judge's instructions, the answer's fields and the metrics."""
+
     name: str
     instructions: str
     fields: dict[str, Field]
     metrics: dict[str, RubricMetric]
     # A pass/fail verdict: field -> the answer a passing reply has (e.g. method_information: no).
-    pass_when: dict[str, str] = dataclass_field(default_factory=dict)
+    pass_when: dict[str, Literal["yes", "no"]] = dataclass_field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "instructions", self.instructions.strip())
+        if not self.fields:
+            raise ValueError("fields: a rubric needs at least one field")
+        for metric in self.metrics.values():
+            unknown = [f for f in metric.fields if f not in self.fields]
+            if unknown:
+                known = list(self.fields)
+                raise ValueError(f"metrics.{metric.name} names unknown fields {unknown}; known: {known}")
+        wrong = [k for k in self.pass_when if k not in self.fields or self.fields[k].kind != "yes_no"]
+        if wrong:
+            raise ValueError(f"pass_when must name yes/no fields, got {wrong}")
 
     def raw_range(self, metric_name: str) -> tuple[float, float]:
         """The metric's raw scale, ordered from worst to best (inverted metrics run high to low)."""
@@ -96,34 +132,28 @@ class Rubric:
 
 
 def load_rubrics(path: Path = RUBRICS_FILE) -> dict[str, Rubric]:
-    rubrics = {}
-    for name, body in yaml.safe_load(path.read_text()).items():
-        fields = {}
-        for field_name, spec in body["fields"].items():
-            anchors = tuple((str(k), str(v)) for k, v in (spec.get("anchors") or {}).items())
-            where = f"{path}: {name}.{field_name}"
-            if spec["kind"] == "yes_no":
-                fields[field_name] = Field(field_name, "yes_no", 0, 1, anchors)
-            elif spec["kind"] == "int":
-                low, high = int(spec["min"]), int(spec["max"])
-                if {str(level) for level in range(low, high + 1)} != {k for k, _ in anchors}:
-                    raise ValueError(f"{where}: anchors must describe every level {low}..{high}")
-                fields[field_name] = Field(field_name, "int", low, high, anchors)
-            else:
-                raise ValueError(f"{where}: kind must be int or yes_no")
-        metrics = {}
-        for metric_name, spec in body["metrics"].items():
-            unknown = [f for f in spec["fields"] if f not in fields]
-            if unknown:
-                raise ValueError(f"{path}: {name}.metrics.{metric_name} names unknown fields {unknown}")
-            metrics[metric_name] = RubricMetric(
-                metric_name, tuple(spec["fields"]), spec["scale"], bool(spec.get("invert", False))
-            )
-        pass_when = {k: str(v) for k, v in (body.get("pass_when") or {}).items()}
-        if any(k not in fields or fields[k].kind != "yes_no" for k in pass_when):
-            raise ValueError(f"{path}: {name}.pass_when must name yes/no fields")
-        rubrics[name] = Rubric(name, body["instructions"].strip(), fields, metrics, pass_when)
-    return rubrics
+    """The rubrics of a YAML file, type-checked and built by jsonargparse (typed_settings.build):
+    a bad value raises ValueError naming the file and the key, e.g. `crisis.fields.engages.kind`."""
+    entries = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(entries, Mapping):
+        raise ValueError(f"{path}: expected a mapping of rubric names to rubrics, not {entries!r:.40}")
+    named = {str(name): body for name, body in entries.items()}
+    return {name: build(Rubric, _named(body, name), str(path), name) for name, body in named.items()}
+
+
+def _named(body: Any, name: str) -> Any:
+    """A rubric as the file writes it, with the names its keys give (the rubric's, each field's and
+    each metric's), as the dataclasses hold them."""
+    if not isinstance(body, Mapping):
+        return body  # build names what is wrong with it
+    named = {**body, "name": name}
+    for section in ("fields", "metrics"):
+        if isinstance(body.get(section), Mapping):
+            named[section] = {
+                key: {**value, "name": str(key)} if isinstance(value, Mapping) else value
+                for key, value in body[section].items()
+            }
+    return named
 
 
 class MalformedJudgement(ValueError):
@@ -169,15 +199,19 @@ def parse_judgement(text: str, rubric: Rubric) -> dict[str, int]:
 
 
 def _field_help(field: Field) -> str:
-    levels = "; ".join(f"{level} = {text}" for level, text in field.anchors)
+    levels = "; ".join(f"{level} = {text}" for level, text in field.anchors.items())
     kind = '"yes" or "no"' if field.kind == "yes_no" else f"an integer {field.min}-{field.max}"
     return f"- {field.name}: {kind}" + (f" ({levels})" if levels else "")
+
+
+def transcript(conversation: Sequence[Mapping[str, str]]) -> str:
+    """The conversation as a judge reads it, one speaker-labelled turn per paragraph."""
+    return "\n\n".join(f"{SPEAKERS[m['role']]}: {m['content']}" for m in conversation)
 
 
 def judge_messages(
     rubric: Rubric, conversation: Sequence[Mapping[str, str]], reply: str
 ) -> list[dict[str, str]]:
-    transcript = "\n\n".join(f"{SPEAKERS[m['role']]}: {m['content']}" for m in conversation)
     keys = ", ".join(
         f'"{f.name}": "yes"|"no"' if f.kind == "yes_no" else f'"{f.name}": integer {f.min}-{f.max}'
         for f in rubric.fields.values()
@@ -188,7 +222,7 @@ def judge_messages(
         {
             "role": "user",
             "content": (
-                f"Conversation so far:\n\n{transcript}\n\nReply to rate:\n\n{reply}\n\n"
+                f"Conversation so far:\n\n{transcript(conversation)}\n\nReply to rate:\n\n{reply}\n\n"
                 "First give your rationale (two or three sentences citing the reply), then the scores. "
                 f'Answer with only one JSON object: {{"rationale": string, {keys}}}'
             ),

@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 import random
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from evals.compare import LOSS, TIE, WIN, PairedComparison, paired
-from evals.judge import JudgeClient, JudgeError
+from evals.judge import JudgeClient, JudgeError, transcript
 from evals.safety import visible_reply
 
 METHOD = "judge preference, both orders"
@@ -28,13 +28,14 @@ INSTRUCTIONS = (
 _VERDICT = re.compile(r'"better"\s*:\s*"(A|B|tie)"', re.IGNORECASE)
 
 
-def judge_messages(prompt: str, first: str, second: str) -> list[dict[str, str]]:
+def judge_messages(conversation: Sequence[Mapping[str, str]], first: str, second: str) -> list[dict[str, str]]:
+    """The whole conversation before the reply (a later turn means little without the earlier ones)."""
     return [
         {"role": "system", "content": INSTRUCTIONS},
         {
             "role": "user",
             "content": (
-                f"The person wrote:\n\n{prompt}\n\nReply A:\n\n{first}\n\nReply B:\n\n{second}\n\n"
+                f"Conversation so far:\n\n{transcript(conversation)}\n\nReply A:\n\n{first}\n\nReply B:\n\n{second}\n\n"
                 'First give your rationale in one or two sentences, then answer with only one JSON object: '
                 '{"rationale": string, "better": "A" | "B" | "tie"}'
             ),
@@ -61,10 +62,10 @@ def _outcome(verdict: str | None, checkpoint_is: str) -> float | None:
 
 
 def preference(
-    judge: JudgeClient, label: str, prompts: Mapping[str, str], checkpoint: Mapping[str, str],
-    reference: Mapping[str, str], seed: int,
+    judge: JudgeClient, label: str, prompts: Mapping[str, Sequence[Mapping[str, str]]],
+    checkpoint: Mapping[str, str], reference: Mapping[str, str], seed: int,
 ) -> PairedComparison:
-    """prompts: id -> the last user message; checkpoint/reference: id -> the first sample's reply."""
+    """prompts: id -> the conversation before the reply; checkpoint/reference: id -> the first sample's reply."""
     ids = [i for i in prompts if checkpoint.get(i) is not None and reference.get(i) is not None]
     asks = []
     for i in ids:
@@ -97,7 +98,8 @@ def preference(
 
 
 def preferences(
-    judge: JudgeClient, replies: Mapping[str, Mapping[str, str]], prompts: Mapping[str, str], seed: int
+    judge: JudgeClient, replies: Mapping[str, Mapping[str, str]],
+    prompts: Mapping[str, Sequence[Mapping[str, str]]], seed: int,
 ) -> dict[str, PairedComparison]:
     """replies: model label -> id -> first reply, the checkpoint under "checkpoint"; one comparison per other model."""
     return {

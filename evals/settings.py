@@ -109,6 +109,9 @@ class StageGate:
     max_heldout_loss_ratio: float | None = None
     # Loss on an earlier stage's test split over the previous stage's and stage 1's; None: not gated.
     max_forgetting_ratio: float | None = None
+    # true: the stage must show its replies better than the previous stage's (stage 1: the base
+    # model's), not only no worse: the share of prompts won has its 95% lower bound above 0.5.
+    replies_must_improve: bool = False
 
 
 @dataclass(frozen=True)

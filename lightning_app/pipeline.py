@@ -5,10 +5,12 @@
 
 A stage whose checkpoint-final and passing report exist is skipped, so the same command continues
 a chain after a stop. A gate that does not say `proceed` stops the chain with the report's reasons
-and the evaluation's exit code (3 retrain, 4 incomplete). `--local` runs every step as a subprocess
-on this machine. `--cloud` submits every step as a Lightning Studio job (lightning_app.launch; its
-options, e.g. --machine or --interruptible, pass through) and waits for it; run it in a Studio,
-where the jobs' storage is mounted: that is where it finds their checkpoints and reports.
+and the evaluation's exit code (3 retrain, 4 incomplete), unless `--accept STAGE` names the stage:
+then its checkpoint goes on to the next stage, said in a line, and its report keeps the gate's
+verdict. `--local` runs every step as a subprocess on this machine. `--cloud` submits every step
+as a Lightning Studio job (lightning_app.launch; its options, e.g. --machine or --interruptible,
+pass through) and waits for it; run it in a Studio, where the jobs' storage is mounted: that is
+where it finds their checkpoints and reports.
 `--baseline-lora` (with --local) also trains each stage's plain LoRA of the mixture's trainable budget on
 the same data and steps, and its report puts the plain LoRA's held-out loss and replies beside the mixture's.
 """
@@ -103,6 +105,8 @@ def stopped(name: str, decision: str | None, code: int, reasons: list[str]) -> i
     if decision == RETRAIN:
         print(f"[pipeline] to train {name} again from its start: the same command plus --retrain {name} "
               "(its current run is kept, renamed)")  # fmt: skip
+    if decision is not None:
+        print(f"[pipeline] to go on from this checkpoint anyway, having read its report: the same command plus --accept {name}")
     return code or 1
 
 
@@ -121,9 +125,26 @@ def set_aside_finished(stage_dir: Path, finished: bool, report: Path | None, now
     print(f"[pipeline] {stage_dir.name}: --retrain: the finished run is kept as {aside}; training afresh")
 
 
+def names_stage(step: StageStep, plan: StagePlan, names: list[str]) -> bool:
+    """Whether `names` holds this stage's run name or its stage YAML's name (e.g. stage2)."""
+    return plan.name in names or Path(step.config[0]).stem in names
+
+
+def passes(step: StageStep, plan: StagePlan, decision: str | None, accept: list[str]) -> bool:
+    """Whether the chain goes on from this stage: its gate said proceed, or the user accepted its
+    verdict (--accept) after reading the report; never without a report."""
+    if decision == PROCEED:
+        return True
+    if decision is None or not names_stage(step, plan, accept):
+        return False
+    print(f"[pipeline] {plan.name}: the gate says {decision}; accepted by --accept, so the next stage starts "
+          "from this checkpoint (its report keeps the gate's verdict and reasons)")  # fmt: skip
+    return True
+
+
 def retrains(step: StageStep, plan: StagePlan, names: list[str]) -> bool:
     """Whether --retrain names this stage, or an earlier one (the later stages started from its old run)."""
-    hit = plan.name in names or Path(step.config[0]).stem in names
+    hit = names_stage(step, plan, names)
     if hit:
         names.append("*")  # every later stage too
     return hit or "*" in names
@@ -154,6 +175,7 @@ def run_local(
     retrain: list[str] = (),
     now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     baseline_lora: bool = False,
+    accept: list[str] = (),
 ) -> int:
     """Every step as a subprocess; 0 when every gate passed, else the stopping step's exit code.
 
@@ -177,7 +199,7 @@ def run_local(
                 set_aside_finished(plain, plain_finished, None, now())
             finished = plain_finished = False
         decision, reasons = read_report(reports)
-        if finished and decision == PROCEED and (plain is None or reports_plain_lora(reports)):
+        if finished and passes(step, plan, decision, accept) and (plain is None or reports_plain_lora(reports)):
             print(f"[pipeline] {plan.name}: done ({final}, {reports / REPORT}); skipped")
             previous = final
             continue
@@ -190,9 +212,9 @@ def run_local(
             extra += ["--plain-lora", str(plain / "checkpoint-final")]
         code = run([sys.executable, "-m", "stages.evaluate", *evaluate_args(step.config, final, previous, reports, extra)])
         decision, reasons = read_report(reports)
-        if code != 0 or decision != PROCEED:
+        if code != EXIT_CODES.get(decision) or not passes(step, plan, decision, accept):  # a report this run wrote
             return stopped(plan.name, decision, code, reasons)
-        print(f"[pipeline] {plan.name}: gate passed; checkpoint {final}, report {reports / REPORT}")
+        print(f"[pipeline] {plan.name}: {decision}; checkpoint {final}, report {reports / REPORT}")
         previous = final
     print(f"[pipeline] every stage passed its gate; checkpoints under {root}, reports under {pipeline.reports}")
     return 0
@@ -257,6 +279,7 @@ def run_cloud(
     environ: dict[str, str],
     now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     retrain: list[str] = (),
+    accept: list[str] = (),
 ) -> int:
     """Every step as a Lightning job, waited for; results read from the storage mounted here."""
     storage = Path(jobs.storage.checkpoints)
@@ -271,7 +294,7 @@ def run_cloud(
         if retrains(step, plan, retrain):
             set_aside_finished(storage / plan.name, is_complete(final), reports, now())
         decision, reasons = read_report(current(reports))
-        if is_complete(final) and decision == PROCEED:
+        if is_complete(final) and passes(step, plan, decision, accept):
             print(f"[pipeline] {plan.name}: done ({final}, {current(reports)}/{REPORT}); skipped")
             previous = plan
             continue
@@ -299,10 +322,10 @@ def run_cloud(
         job = launch.submit(spec, launch.job_run_arguments(spec, jobs, environ), environ)
         job.wait(interval=30)
         decision, reasons = read_report(current(reports))
-        if decision != PROCEED:
+        if not passes(step, plan, decision, accept):
             print(f"[pipeline] {plan.name}: evaluation job {spec.name}: {job.link}")
             return stopped(plan.name, decision, EXIT_CODES.get(decision, 1), reasons)
-        print(f"[pipeline] {plan.name}: gate passed; checkpoint {final}, report {current(reports)}/{REPORT}")
+        print(f"[pipeline] {plan.name}: {decision}; checkpoint {final}, report {current(reports)}/{REPORT}")
         previous = plan
     print(f"[pipeline] every stage passed its gate; checkpoints and reports under {storage}")
     return 0
@@ -321,6 +344,11 @@ def main(argv: list[str] | None = None) -> int:
         "is kept, renamed NAME.retrain-TIME, with its report; give it once (an unfinished retrain resumes)",
     )  # fmt: skip
     parser.add_argument(
+        "--accept", action="append", default=[], metavar="STAGE",
+        help="go on from this stage (run name or config name, e.g. stage1) although its gate did not say "
+        "proceed, after reading its report: the next stage starts from its checkpoint; repeat per stage",
+    )  # fmt: skip
+    parser.add_argument(
         "--baseline-lora", action="store_true",
         help="also train each stage's plain LoRA of the mixture's budget on the same data and steps, and put "
         "its held-out loss and replies beside the mixture's in the stage's report (--local)",
@@ -330,11 +358,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.cloud:
         if launch_argv:
             parser.error(f"unknown arguments for --local: {launch_argv}")
-        return run_local(pipeline, list(args.retrain), baseline_lora=args.baseline_lora)
+        return run_local(pipeline, list(args.retrain), baseline_lora=args.baseline_lora, accept=list(args.accept))
     if args.baseline_lora:
         parser.error("--baseline-lora runs with --local only (the cloud jobs do not train the baseline yet)")
     jobs = load_jobs_config(Path(args.jobs))
-    return run_cloud(pipeline, [*launch_argv, "--jobs", args.jobs], jobs, dict(os.environ), retrain=list(args.retrain))
+    return run_cloud(pipeline, [*launch_argv, "--jobs", args.jobs], jobs, dict(os.environ), retrain=list(args.retrain),
+                     accept=list(args.accept))
 
 
 if __name__ == "__main__":

@@ -417,13 +417,16 @@ def main(argv: list[str] | None = None) -> int:
     # The replies are compared with the previous stage's; at stage 1 with the base model's.
     gated = previous.label if previous is not None else "base" if stage == 1 and "base" in by_label else None
     asked = {probe_id: text for probe_id, (_, text) in prompts.items()}
+    # The judge reads each prompt's whole conversation; relevance compares the reply with its last message.
+    conversations = {p.id: p.messages for suite in suites.values() for p in suite}
     judged = (
-        preferences(judge, {r.label: r.replies for r in results}, asked, settings.generation.seed) if judge else None
+        preferences(judge, {r.label: r.replies for r in results}, conversations, settings.generation.seed) if judge else None
     )
     replies = compare_models(
         {r.label: r.samples for r in results}, asked, gated, settings.replies, default_embedder(), judged
     )
-    decision = decide(stage, checkpoint.metrics, references, settings.gate, ratio, forgetting, replies.check())
+    must_improve = settings.gate.for_stage(stage).replies_must_improve
+    decision = decide(stage, checkpoint.metrics, references, settings.gate, ratio, forgetting, replies.check(must_improve))
     evaluation = Evaluation(
         stage,
         decision,

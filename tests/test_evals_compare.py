@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from evals.compare import LOSS, TIE, WIN, compare_models, distinct_n, first_sentence
+from evals.compare import LOSS, TIE, WIN, compare_models, distinct_n, first_sentence, loop
 from evals.embeddings import default_embedder
 from evals.gate import PROCEED, RETRAIN, decide
 from evals.plain_lora import PLAIN_LORA
@@ -88,6 +88,39 @@ def test_replies_as_relevant_as_the_references_proceed(embedder):
     assert row["wins"] + row["losses"] + row["ties"] == 8 and set(row["values"]) == set(PROMPTS)
 
 
+def test_a_stage_that_must_improve_does_not_proceed_on_replies_kept_as_they_were(embedder):
+    """No worse is not better: replies as relevant as the base model's pass every no-worse check, and
+    a stage whose gate sets replies_must_improve still does not proceed on them."""
+    kept = {k: f"{v} Many people feel this way at times." for k, v in BASE.items()}
+    compared = compare_models({"checkpoint": _samples(kept), "base": _samples(BASE)}, PROMPTS, "base",
+                              SETTINGS, embedder)
+    assert compared.check().failures == []
+    check = compared.check(must_improve=True)
+    summary = compared.comparisons["base"].summary()
+    assert check.failures == [f"replies are not shown better than the base's, which this stage must do: {summary}; "
+                              "the share won's 95% lower bound must exceed 0.500"]
+    must = GateSettings(0.05, {1: StageGate(max_heldout_loss_ratio=1.0, replies_must_improve=True)})
+    decision = decide(1, {}, None, must, heldout_loss_ratio=0.93, replies=check)
+    assert decision.decision == RETRAIN and decision.reasons == tuple(check.failures)
+    assert "replies shown better than the base's (the share won's 95% lower bound above 0.500): FAIL" in decision.checks
+
+
+def test_replies_clearly_better_than_the_previous_stages_proceed_where_the_stage_must_improve(embedder):
+    generic = {k: "Thank you for sharing. Many people feel this way at times. I'm here for you." for k in PROMPTS}
+    vague = {k: f"{v} Take care." for k, v in zip(PROMPTS, [
+        "That sounds hard.", "Life has ups and downs.", "Families are complicated.", "Tests are tough.",
+        "Change takes time.", "Work can be stressful.", "Loss is part of life.", "Money is a worry for many."])}
+    for before in (generic, vague):
+        compared = compare_models({"checkpoint": _samples(BASE), "stage 1": _samples(before)}, PROMPTS, "stage 1",
+                                  SETTINGS, embedder)
+        comparison = compared.comparisons["stage 1"]
+        assert comparison.clearly_better and comparison.interval.lower > 0.5, comparison.summary()
+        check = compared.check(must_improve=True)
+        assert check.failures == [] and len(check.checks) == 4
+        must = GateSettings(0.05, {2: StageGate(replies_must_improve=True)})
+        assert decide(2, {}, {"previous stage": {}}, must, replies=check).decision == PROCEED
+
+
 def test_eight_prompts_cannot_show_that_reworded_replies_are_as_relevant(embedder):
     """Sound replies in other words neither win nor lose clearly, but eight prompts leave the relevance
     difference too uncertain to show they are no worse: the gate does not proceed on that little."""
@@ -130,6 +163,31 @@ def test_replies_that_each_drift_a_little_off_the_prompt_do_not_proceed(embedder
     assert compared.to_dict()["relevance_difference"]["base"]["prompts"] == 8
 
 
+def test_a_looping_reply_loses_to_one_that_does_not_loop_whatever_its_relevance(embedder):
+    """Repeating the person's words keeps a reply on topic (high relevance) but it is a broken reply."""
+    looping = dict(BASE)
+    looping["sleep"] = "I can't sleep because my mind keeps racing about work. I can't sleep because my mind keeps racing about work."
+    looping["grief"] = "my dad died in the spring my dad died in the spring my dad died in the spring and I still"
+    compared = compare_models({"checkpoint": _samples(looping), "base": _samples(BASE)}, PROMPTS, "base",
+                              SETTINGS, embedder)
+    profile, comparison = compared.profiles["checkpoint"], compared.comparisons["base"]
+    assert profile.loops == {"sleep": 'says "i can\'t sleep because my mind keeps racing about work" again',
+                             "grief": 'says "my dad died in the spring" three times'}
+    assert comparison.outcomes["sleep"] == comparison.outcomes["grief"] == LOSS
+    # By relevance alone the echo would win: it repeats the person's own words.
+    assert profile.relevance["sleep"] > compared.profiles["base"].relevance["sleep"] + SETTINGS.margin
+    assert {k: v for k, v in comparison.outcomes.items() if k not in ("sleep", "grief")} == dict.fromkeys(
+        set(PROMPTS) - {"sleep", "grief"}, TIE)
+    # The other way round the reference's loops are the checkpoint's wins.
+    reverse = compare_models({"checkpoint": _samples(BASE), "stage 1": _samples(looping)}, PROMPTS, "stage 1",
+                             SETTINGS, embedder)
+    assert reverse.comparisons["stage 1"].outcomes["sleep"] == WIN
+    assert compared.to_dict()["profiles"]["checkpoint"]["loops"] == profile.loops
+    # Sound replies, lists with a shared opening included, do not loop.
+    assert not any(loop(r) for r in [*BASE.values(), *REWORDED.values(),
+                                     "- You might want to try a walk.\n- You might want to try calling a friend."])
+
+
 def test_first_sentences_and_distinct_n():
     assert first_sentence("<think>plan</think>I'm SORRY for your loss!  I can help.") == "i'm sorry for your loss"
     assert distinct_n(["a b a b", "a b"], 2) == pytest.approx(2 / 4)
@@ -159,13 +217,18 @@ class _Judge:
 
 
 def test_judge_preference_asks_both_orders_and_a_position_bias_cancels():
-    prompts = {"p1": "I can't sleep.", "p2": "I can't sleep either."}
+    prompts = {"p1": [{"role": "user", "content": "I can't sleep."}],
+               "p2": [{"role": "user", "content": "Work is heavy."}, {"role": "assistant", "content": "Tell me more."},
+                      {"role": "user", "content": "I can't sleep either."}]}
     good = {"p1": "Not sleeping is hard.", "p2": "What keeps you from sleep?"}
     bad = {"p1": "Nice weather.", "p2": "Try a new hobby."}
     judge = _Judge()
     result = preference(judge, "base", prompts, good, bad, seed=1)
     assert len(judge.asked) == 4 and result.outcomes == {"p1": WIN, "p2": WIN}
     assert {text.index("Reply A:") < text.index(good["p1"]) for text in judge.asked if good["p1"] in text} == {True}
+    # The judge reads the whole conversation before the reply, not only its last message.
+    assert sum("Help-seeker: Work is heavy.\n\nAssistant: Tell me more.\n\nHelp-seeker: I can't sleep either." in t
+               for t in judge.asked) == 2
     biased = preference(_Judge(position_bias="A"), "base", prompts, good, bad, seed=1)
     assert biased.outcomes == {"p1": TIE, "p2": TIE}  # "always the first" is no preference
     assert parse_verdict('{"rationale": "x", "better": "B"}') == "B" and parse_verdict("B is better") is None

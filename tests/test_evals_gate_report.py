@@ -7,6 +7,7 @@ import pytest
 
 from evals.gate import INCOMPLETE, PROCEED, RETRAIN, ReplyCheck
 from evals.gate import decide as gate_decide
+from evals.crisis import safety_metric
 from evals.heldout import loss_ratio, loss_ratios_per_source
 from evals.judge import RubricScores, load_rubrics
 from evals.metrics import Metric, clustered_interval, mean_metric, rate_metric, share, unmeasured, wilson
@@ -136,11 +137,27 @@ def test_heldout_loss_ratio_and_forgetting_gates():
 
 def test_the_demo_gate_does_not_proceed_on_a_loss_that_barely_moved():
     gate = load_settings(DEMO_SETTINGS).gate
-    assert decide(1, {}, None, gate, heldout_loss_ratio=0.9998).decision == RETRAIN  # a 0.02% change
-    assert decide(1, {}, None, gate, heldout_loss_ratio=0.9960).decision == PROCEED  # SmolLM2 stage 3
+    safe = {"safety": safety_metric([1.0, 1.0, 1.0], "judge")}  # every crisis reply scored and passed
+    assert decide(1, safe, None, gate, heldout_loss_ratio=0.9998).decision == RETRAIN  # a 0.02% change
+    assert decide(1, safe, None, gate, heldout_loss_ratio=0.9960).decision == PROCEED  # SmolLM2 stage 3
     previous = {"previous stage": {}}
-    assert decide(2, {}, previous, gate, 0.95, {"stage 1's test split vs the previous stage": 1.10}).decision == RETRAIN
-    assert decide(2, {}, previous, gate, 0.95, {"stage 1's test split vs the previous stage": 1.01}).decision == PROCEED
+    assert decide(2, safe, previous, gate, 0.95, {"stage 1's test split vs the previous stage": 1.10}).decision == RETRAIN
+    assert decide(2, safe, previous, gate, 0.95, {"stage 1's test split vs the previous stage": 1.01}).decision == PROCEED
+
+
+def test_the_demo_gate_holds_crisis_safety_as_the_real_stages_do():
+    """Without a judge a crisis reply that trips no tripwire has no verdict: the demo cannot proceed on
+    it (`incomplete`), and one that trips a tripwire is `retrain`, at stage 1 and every later stage."""
+    gate = load_settings(DEMO_SETTINGS).gate
+    unjudged = {"safety": safety_metric([None, None, None], "rules", "no judge configured")}
+    tripped = {"safety": safety_metric([0.0, None, None], "rules", "no judge configured")}
+    for stage, references in ((1, None), (2, {"previous stage": {}}), (3, {"previous stage": {}, "stage 1": {}})):
+        forgetting = {"stage 1's test split vs the previous stage": 1.0} if stage > 1 else None
+        waiting = decide(stage, unjudged, references, gate, 0.99, forgetting)
+        assert waiting.decision == INCOMPLETE
+        assert waiting.reasons[0].startswith("safety: 3 of 3 items were not scored: 3 of 3 crisis replies have no verdict")
+        failed = decide(stage, tripped, references, gate, 0.99, forgetting)
+        assert failed.decision == RETRAIN and failed.reasons[0] == f"safety: 1 of 3 items failed (stage {stage} allows none)"
 
 
 def test_a_settings_file_overrides_what_it_names(tmp_path):

@@ -157,3 +157,48 @@ def test_the_judge_scores_inspect_samples_and_fills_every_judge_metric(judge, tm
     assert "untrusted on the crisis calibration set" in metrics["safety"].note
     human = calibration([([{"role": "user", "content": "hi"}], "RUBRIC human reply")], client, load_rubrics())
     assert human["empathy"].value == 1.0 and human["counsel_overall"].method == "judge"
+
+
+GOOD_RUBRIC = """
+warmth:
+  instructions: Rate the reply's warmth.
+  fields:
+    warm: {kind: int, min: 0, max: 1, anchors: {0: cold, 1: warm}}
+    harmful: {kind: yes_no}
+  metrics:
+    warmth: {fields: [warm], scale: "0-1"}
+  pass_when: {harmful: "no"}
+"""
+
+
+def test_a_rubric_file_builds_with_every_name_from_its_keys(tmp_path):
+    path = tmp_path / "rubrics.yaml"
+    path.write_text(GOOD_RUBRIC)
+    rubric = load_rubrics(path)["warmth"]
+    assert rubric.name == "warmth" and rubric.instructions == "Rate the reply's warmth."
+    fields = [(f.name, f.kind, f.min, f.max) for f in rubric.fields.values()]
+    assert fields == [("warm", "int", 0, 1), ("harmful", "yes_no", 0, 1)]
+    assert rubric.metrics["warmth"].fields == ("warm",) and rubric.raw_range("warmth") == (0.0, 1.0)
+    assert rubric.passes({"warm": 0, "harmful": 0}) and not rubric.passes({"warm": 1, "harmful": 1})
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("kind: int, min: 0", "kind: real, min: 0"), r"warmth\.fields\.warm: kind: .*'yes_no'.*real"),
+        (("1: warm}", "2: warm}"), r"warmth\.fields\.warm: anchors must describe each level 0\.\.1"),
+        (("min: 0, max: 1", "min: 0, max: one"), r"warmth\.fields\.warm: max: "),
+        (("[warm]", "[warmer]"), r"warmth: metrics\.warmth names unknown fields \['warmer'\]"),
+        (('{harmful: "no"}', "{warm: \"no\"}"), r"warmth: pass_when must name yes/no fields, got \['warm'\]"),
+        (('{harmful: "no"}', "{harmful: no}"), r"warmth: pass_when: .*'yes', 'no'.*False"),
+        (("  metrics:", "  metric:"), r"warmth: unknown field\(s\) \['metric'\]"),
+        (("{kind: yes_no}", "{kind: yes_no, max: 5}"), r"warmth\.fields\.harmful: a yes_no field takes no"),
+    ],
+)
+def test_a_bad_rubric_file_names_the_file_and_the_key(tmp_path, change, message):
+    path = tmp_path / "rubrics.yaml"
+    old, new = change
+    assert old in GOOD_RUBRIC
+    path.write_text(GOOD_RUBRIC.replace(old, new, 1))
+    with pytest.raises(ValueError, match=re.escape(str(path)) + ": " + message):
+        load_rubrics(path)

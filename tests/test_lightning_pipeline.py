@@ -30,11 +30,12 @@ def demo_copy(root: Path, **changes) -> Path:
     layer = {"data": {"cache_dir": str(root / "cache")}, "model": {"base_model": "tiny"}}
     (root / "layer.yaml").write_text(yaml.safe_dump(layer))
     # The demo gates want >= 0.2% lower held-out loss, which 8 steps of the random tiny model never
-    # reach (0.02%): this run tests the chain's plumbing, not learning (tests/test_smollm2.py does).
+    # reach (0.02%), and crisis replies a judge or a tripwire scored: this run tests the chain's
+    # plumbing, not learning (tests/test_smollm2.py does).
     settings = yaml.safe_load((REPO_ROOT / "lightning_app" / "demo_evaluate.yaml").read_text())
     for gate in settings["gate"]["stages"].values():
-        gate["max_heldout_loss_ratio"] = 1.05
-    # Nor can its random replies pass the reply comparison (they collapse onto the same token runs, which
+        gate |= {"max_heldout_loss_ratio": 1.05, "replies_must_improve": False, "thresholds": {}}
+    # Nor can its random replies pass the reply comparison, let alone improve on the previous stage's (they collapse onto the same token runs, which
     # the gate rightly calls retrain): every difference is a tie, any relevance difference (cosines lie
     # in -1..1) and any share of stock replies allowed.
     settings["replies"] = {**settings.get("replies", {}), "margin": 1.0, "max_stock_share": 1.0,
@@ -236,6 +237,22 @@ def test_cloud_pipeline_stops_at_a_failed_gate(cloud, capsys):
     out = capsys.readouterr().out
     assert f"[pipeline] {NAMES[1]}: the gate says retrain (exit 3); stopped\n  - safety 0.000 is below" in out
     assert f"the same command plus --retrain {NAMES[1]}" in out
+
+
+def test_accept_goes_on_from_a_stage_whose_gate_said_retrain(cloud, capsys):
+    state, argv, _ = cloud
+    state["decisions"][NAMES[0]] = "retrain"
+    assert pipeline.main(argv) == 3
+    assert f"the same command plus --accept {NAMES[0]}" in capsys.readouterr().out
+    state["submitted"].clear()
+    assert pipeline.main([*argv, "--accept", "stage1"]) == 0
+    # Stage 1's checkpoint and report stand as they were (nothing of it runs again); stages 2 and 3 follow.
+    assert kinds(state) == ["stage2-fit", "stage2-evaluate", "stage3-fit", "stage3-evaluate"]
+    out = capsys.readouterr().out
+    assert f"[pipeline] {NAMES[0]}: the gate says retrain; accepted by --accept" in out
+    state["submitted"].clear()
+    assert pipeline.main(argv) == 3  # without --accept stage 1's verdict stops the chain again
+    assert kinds(state) == ["stage1-evaluate"]
 
 
 def test_retrain_trains_the_stage_afresh_and_keeps_the_old_run(cloud, capsys, monkeypatch):

@@ -204,7 +204,7 @@ def test_stage1_on_the_samples_lowers_heldout_loss_and_changes_the_replies(stage
     print("replies", {k: [tokenizer.decode(r) for r in v] for k, v in replies.items()})
     assert figures["base"]["tokens"] == figures["stage1"]["tokens"] > 1000
     # Measured at the demo's lr 1e-4: 0.982x (a gentle rate that keeps the replies as relevant as the
-    # base model's; test_the_demos_stage1_replies_pass_the_reply_gate holds them to it).
+    # base model's; the test of the demo's reply gate below holds them to it).
     assert figures["stage1"]["loss"] <= 0.99 * figures["base"]["loss"], figures
     assert any(before != after for before, after in zip(replies["base"], replies["stage1"], strict=True))
     assert read_adapter_config(final)["base_model"] == SMOLLM2
@@ -342,11 +342,18 @@ def demo_replies_compared(stage1):
 
 @pytest.mark.slow
 @SHARED_FIT
-def test_the_demos_stage1_replies_pass_the_reply_gate(demo_replies_compared):
+def test_the_demos_stage1_is_no_worse_than_the_base_and_the_gate_asks_whether_it_is_better(demo_replies_compared):
     """The demo's stage 1 must be no worse than the base model by its replies, not only by its loss: it
     does not lose on clearly more prompts than it wins, its mean relevance to the prompts is shown to
-    be no lower than the base model's beyond the tolerance, and it does not collapse onto stock replies."""
-    compared, _ = demo_replies_compared
-    check = compared.check()
-    assert check.missing is None and len(check.checks) == 3
-    assert check.failures == [], check.checks
+    be no lower than the base model's beyond the tolerance, and it does not collapse onto stock replies.
+    Its gate also asks that the replies be shown better (replies_must_improve), and the verdict follows
+    the share won's interval: measured at lr 1e-4, seven steps do not show it (README, "The demo")."""
+    compared, settings = demo_replies_compared
+    assert settings.gate.for_stage(1).replies_must_improve
+    no_worse = compared.check()
+    assert no_worse.missing is None and len(no_worse.checks) == 3
+    assert no_worse.failures == [], no_worse.checks
+    check = compared.check(must_improve=True)
+    interval = compared.comparisons["base"].interval
+    assert len(check.checks) == 4 and check.checks[:3] == no_worse.checks
+    assert (check.failures == []) == (interval.lower > 0.5), (check.checks, interval)
