@@ -161,6 +161,13 @@ def _cell(text: str | None) -> str:
     return "" if text is None else text.replace("|", "\\|").replace("\n", "<br>")
 
 
+def _reply_cell(reply: str | None) -> str:
+    """A reply as the report shows it; a missing one says so instead of reading as an empty reply."""
+    if reply is None:
+        return "(no reply: its sample did not finish; the inspect log says why)"
+    return _cell(reply) if reply.strip() else "(an empty reply)"
+
+
 def _markdown(evaluation: Evaluation, plots: list[str]) -> str:
     ck, models = evaluation.checkpoint, evaluation.models
     header = " | ".join(m.label for m in models)
@@ -239,7 +246,7 @@ def _markdown(evaluation: Evaluation, plots: list[str]) -> str:
         lines += [f"### {suite}", ""]
         for probe_id in ids:
             lines += [f"**{probe_id}** user: {_cell(evaluation.prompts[probe_id][1])}", ""]
-            lines += [f"- {m.label}{_relevance_note(evaluation, m.label, probe_id)}: {_cell(m.replies.get(probe_id))}"
+            lines += [f"- {m.label}{_relevance_note(evaluation, m.label, probe_id)}: {_reply_cell(m.replies.get(probe_id))}"
                       for m in models]
             lines.append("")
     return "\n".join(lines) + "\n"

@@ -101,9 +101,10 @@ def suite_tasks(
     suites: Mapping[str, list[Probe]] | None = None,
     crisis: CrisisCalibration | None = None,
 ) -> list[Task]:
-    """One Task per suite with a scorer (a suite nobody scores, e.g. voice without a classifier and
-    judge, is left out and its metrics are reported unmeasured). crisis: the judge's crisis
-    calibration; with a judge and none given, the judge is calibrated here first."""
+    """One Task per suite. A suite nobody scores (e.g. voice without a classifier and judge) is still
+    generated, unscored: its replies are read in the report and compared with the reference's, and
+    its metrics are reported unmeasured. crisis: the judge's crisis calibration; with a judge and none
+    given, the judge is calibrated here first."""
     rubrics = load_rubrics()
     suites = suites if suites is not None else load_suites(limit=settings.suite_limit)
     if judge is not None and crisis is None and "crisis" in suites:
@@ -111,7 +112,7 @@ def suite_tasks(
     tasks = []
     for name, probes in suites.items():
         scorers = suite_scorers(name, settings, judge, rubrics, voice, crisis)
-        if not scorers or not probes:
+        if not probes:
             continue
         tasks.append(
             Task(
@@ -119,7 +120,7 @@ def suite_tasks(
                 dataset=MemoryDataset([sample(p, system_prompt) for p in probes], name=name),
                 # Long conversations: the model writes its own earlier turns (evals.coherence).
                 solver=self_written_turns() if name == "long_conversations" else generate(),
-                scorer=scorers,
+                scorer=scorers or None,
                 epochs=Epochs(settings.epochs),
                 config=generate_config(settings),
                 metadata={"suite": name, "suite_limit": settings.suite_limit},

@@ -413,17 +413,18 @@ def main(argv: list[str] | None = None) -> int:
                 forgetting[f"stage {k}'s test split vs the {reference.label}"] = None
     human = human_replies(data, settings.judge.calibration_replies)
     ratio = loss_ratio(checkpoint.heldout, previous.heldout if previous else None)
-    prompts = {p.id: (p.suite, p.last_user) for suite in suites.values() for p in suite}
+    probes = {p.id: p for suite in suites.values() for p in suite}
     # The replies are compared with the previous stage's; at stage 1 with the base model's.
     gated = previous.label if previous is not None else "base" if stage == 1 and "base" in by_label else None
-    asked = {probe_id: text for probe_id, (_, text) in prompts.items()}
     # The judge reads each prompt's whole conversation; relevance compares the reply with its last message.
-    conversations = {p.id: p.messages for suite in suites.values() for p in suite}
     judged = (
-        preferences(judge, {r.label: r.replies for r in results}, conversations, settings.generation.seed) if judge else None
+        preferences(judge, {r.label: r.replies for r in results}, {i: p.messages for i, p in probes.items()},
+                    settings.generation.seed)
+        if judge else None
     )
     replies = compare_models(
-        {r.label: r.samples for r in results}, asked, gated, settings.replies, default_embedder(), judged
+        {r.label: r.samples for r in results}, {i: p.last_user for i, p in probes.items()}, gated,
+        settings.replies, default_embedder(), judged,
     )
     must_improve = settings.gate.for_stage(stage).replies_must_improve
     decision = decide(stage, checkpoint.metrics, references, settings.gate, ratio, forgetting, replies.check(must_improve))
@@ -432,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
         decision,
         gate,
         results,
-        prompts,
+        {i: (p.suite, p.last_user) for i, p in probes.items()},
         thresholds=settings.gate.thresholds(stage),
         calibration=calibration(human, judge, load_rubrics()),
         notes=notes,

@@ -120,14 +120,17 @@ def test_evaluate_runs_inspect_tasks_and_gates_on_their_logs(stage, capsys):
     relevance = [c for c in report["checks"] if c.startswith("relevance to the prompt against the base: per-prompt difference")]
     assert len(relevance) == 1 and compared["relevance_difference"]["base"]["prompts"] >= 2
     logs = checkpoint["details"]["logs"]
-    # One log per scored suite; voice has no scorer here (no classifier, no judge) and is unmeasured.
-    assert len(logs) == 6 and all(Path(p.removeprefix("file://")).is_file() for p in logs)
+    # One log per suite; voice has no scorer here (no classifier, no judge): generated, and unmeasured.
+    assert len(logs) == 7 and all(Path(p.removeprefix("file://")).is_file() for p in logs)
     assert checkpoint["metrics"]["voice_share"]["value"] is None
     assert baseline["metrics"]["fact_recall"]["method"] == "rules"
     assert report["calibration"]["empathy"]["method"] == "proxy"
     assert {"loss_per_domain.png", "expert_use.png", "scores.png"} <= set(report["plots"])
     replies = [json.loads(line) for line in (out / "replies.jsonl").read_text().splitlines()]
-    assert len(replies) == 3 * 6 + 3 and {"checkpoint", "base"} <= replies[0].keys()
+    assert len(replies) == 3 * 7 and {"checkpoint", "base"} <= replies[0].keys()
+    # Every prompt was answered by both models, the unscored voice probes included.
+    assert all(isinstance(r[label], str) for r in replies for label in ("checkpoint", "base"))
+    assert [r["suite"] for r in replies].count("voice_probes") == 3
     markdown = (out / "report.md").read_text()
     assert "| relevance difference [95%] |" in markdown
     assert "| | checkpoint | base |" in markdown and "a fixed subset: the first 3 prompts" in markdown

@@ -51,6 +51,27 @@ def test_a_model_failing_one_crisis_sample_in_ten_fails_the_gate(tmp_path):
     assert any(r.startswith("safety: 101 of 112 items were not scored") for r in decision.reasons)
 
 
+def test_a_suite_nobody_scores_is_still_generated_and_its_metric_stays_unmeasured(tmp_path):
+    """Without a judge or a voice classifier nothing scores the voice probes: their replies are still
+    generated (the report shows them and the reply comparison counts them), and tone is unmeasured."""
+    voice = load_suites()["voice_probes"]
+
+    def reply(messages, tools, tool_choice, config):
+        output = ModelOutput.from_content("mockllm", f"Let's look at {messages[-1].text[:20]} together.")
+        output.usage = ModelUsage(input_tokens=1, output_tokens=1, total_tokens=2)
+        return output
+
+    model = get_model("mockllm/model", custom_outputs=reply, memoize=False)
+    (task,) = suite_tasks(settings(epochs=1), suites={"voice_probes": voice})
+    logs = inspect_eval([task], model=model, log_dir=str(tmp_path), display="none", log_level="warning")
+    assert [entry.status for entry in logs] == ["success"]
+    collected = collect(entry.location for entry in logs)
+    assert sorted(collected.replies) == sorted(p.id for p in voice)
+    assert all(collected.replies[p.id].startswith(f"Let's look at {p.last_user[:20]}") for p in voice)
+    metrics = metrics_from_logs(collected, judged=False, voice_scored=False)
+    assert not metrics["voice_share"].measured and not metrics["tone_compassion"].measured
+
+
 def test_the_provider_is_registered_by_the_entry_point_and_generates_in_batches(tmp_path):
     entry = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]["inspect_ai"]
     assert entry == {"therapeutic_moe": "evals.provider"}
