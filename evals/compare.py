@@ -8,9 +8,10 @@ at the replies themselves.
 - collapse onto stock replies: a prompt whose reply opens with the same first sentence as the reply
   to a different prompt, or is a near-same reply to a different prompt (cosine >= near_duplicate);
   distinct-1/2 (unique word n-grams over all n-grams of all replies) is shown beside it;
-- replies that loop (a sentence said again, or a six-word run said three times: the degenerate
-  repetition of an over-fitted or under-trained model) are broken whatever their relevance: a
-  looping reply loses to one that does not loop;
+- broken replies lose to sound ones whatever their relevance: a reply that loops (a sentence said
+  again, or a six-word run said three times: the degenerate repetition of an over-fitted or
+  under-trained model) or that echoes the person (most of its words copied from the prompt in runs of
+  five or more: a reply that parrots the prompt scores the highest relevance of all);
 - per prompt a win, tie or loss against the reference (relevance differs by more than `margin`),
   and the share won (ties count half) with its 95% interval, one prompt one cluster
   (evals.metrics.clustered_interval): the checkpoint loses clearly when the interval lies below 0.5;
@@ -78,6 +79,30 @@ def loop(reply: str) -> str | None:
     return None
 
 
+ECHO_RUN = 5  # words in a row copied from the prompt that count as copying, not reflecting
+ECHO_SHARE = 0.5  # share of the reply's words inside such runs that makes it an echo
+
+
+def echo(reply: str, prompt: str) -> str | None:
+    """Why the reply parrots the prompt (None when it does not): at least half of its words lie in
+    runs of five or more words copied from the prompt. Reflecting a few of the person's words back
+    ("your mind keeps racing about work") is good counselling; handing the prompt back is not."""
+    words = _WORD.findall(visible_reply(reply).casefold())
+    asked = _WORD.findall(prompt.casefold())
+    runs = {tuple(asked[i : i + ECHO_RUN]) for i in range(len(asked) - ECHO_RUN + 1)}
+    copied = [False] * len(words)
+    for i in range(len(words) - ECHO_RUN + 1):
+        if tuple(words[i : i + ECHO_RUN]) in runs:
+            copied[i : i + ECHO_RUN] = [True] * ECHO_RUN
+    share = sum(copied) / len(words) if words else 0.0
+    return f"{share:.0%} of its words are the prompt's, copied" if words and share >= ECHO_SHARE else None
+
+
+def broken(reply: str, prompt: str) -> str | None:
+    """Why the reply is broken (it loops or echoes the prompt), or None."""
+    return loop(reply) or echo(reply, prompt)
+
+
 @dataclass
 class ReplyProfile:
     """One model's replies to the suite prompts, on their own."""
@@ -86,7 +111,7 @@ class ReplyProfile:
     relevance: dict[str, float]  # prompt id -> mean cosine(prompt, reply) over its samples
     stock: dict[str, str]  # prompt id -> why its reply counts as stock
     distinct: dict[int, float | None]  # n -> distinct-n over all replies
-    loops: dict[str, str] = field(default_factory=dict)  # prompt id -> how one of its replies loops
+    broken: dict[str, str] = field(default_factory=dict)  # prompt id -> how one of its replies is broken
 
     @property
     def prompts(self) -> int:
@@ -106,7 +131,7 @@ class ReplyProfile:
             "stock_share": self.stock_share,
             "stock": self.stock,
             "distinct": {str(n): v for n, v in self.distinct.items()},
-            "loops": self.loops,
+            "broken": self.broken,
             "relevance": self.relevance,
         }
 
@@ -203,16 +228,16 @@ def profile(
     relevance: dict[str, list[float]] = {}
     for row, owner in enumerate(owners):
         relevance.setdefault(owner, []).append(float(vectors[row] @ asked[ids.index(owner)]))
-    loops = {}
+    defects = {}
     for owner, text in zip(owners, texts, strict=True):
-        if owner not in loops and (why := loop(text)):
-            loops[owner] = why
+        if owner not in defects and (why := broken(text, prompts[owner])):
+            defects[owner] = why
     return ReplyProfile(
         label,
         {i: sum(v) / len(v) for i, v in relevance.items()},
         _stock(ids, texts, owners, vectors, settings.near_duplicate),
         {n: distinct_n(texts, n) for n in (1, 2)},
-        loops,
+        defects,
     )
 
 
@@ -225,16 +250,17 @@ def paired(reference: str, method: str, outcomes: Mapping[str, float | None],
 
 
 def compare_relevance(checkpoint: ReplyProfile, reference: ReplyProfile, margin: float) -> PairedComparison:
-    """Per prompt both models answered: a loss when only the checkpoint's reply loops, a win when only
-    the reference's does; otherwise a win when the checkpoint's relevance is more than `margin` above
-    the reference's, a loss when more than `margin` below, a tie otherwise."""
+    """Per prompt both models answered: a loss when only the checkpoint's reply is broken (loops or
+    echoes the prompt), a win when only the reference's is; otherwise a win when the checkpoint's
+    relevance is more than `margin` above the reference's, a loss when more than `margin` below, a
+    tie otherwise."""
     common = [i for i in checkpoint.relevance if i in reference.relevance]
     outcomes, values = {}, {}
     for i in common:
         now, before = checkpoint.relevance[i], reference.relevance[i]
-        looped, looped_before = i in checkpoint.loops, i in reference.loops
-        if looped != looped_before:
-            outcomes[i] = LOSS if looped else WIN
+        now_broken, broken_before = i in checkpoint.broken, i in reference.broken
+        if now_broken != broken_before:
+            outcomes[i] = LOSS if now_broken else WIN
         else:
             outcomes[i] = WIN if now > before + margin else LOSS if now < before - margin else TIE
         values[i] = (now, before)

@@ -294,12 +294,12 @@ def _replies_compared_lines(evaluation: Evaluation) -> list[str]:
     if compared is None:
         return []
     lines = ["", "## Replies compared prompt by prompt", ""]
-    lines += ["| model | mean relevance to the prompt | stock replies | looping replies | distinct-1 | distinct-2 |",
+    lines += ["| model | mean relevance to the prompt | stock replies | broken replies (loop, echo) | distinct-1 | distinct-2 |",
               "|---|---|---|---|---|---|"]
     for label, p in compared.profiles.items():
         lines.append(
             f"| {label} | {_fmt(p.mean_relevance)} | {len(p.stock)} of {p.prompts} ({p.stock_share:.0%}) | "
-            f"{len(p.loops)} of {p.prompts} | {_fmt(p.distinct.get(1))} | {_fmt(p.distinct.get(2))} |"
+            f"{len(p.broken)} of {p.prompts} | {_fmt(p.distinct.get(1))} | {_fmt(p.distinct.get(2))} |"
         )
     lines += ["", "| checkpoint against | wins | losses | ties | share won [95%] | method | relevance difference [95%] | |",
               "|---|---|---|---|---|---|---|---|"]
@@ -313,9 +313,9 @@ def _replies_compared_lines(evaluation: Evaluation) -> list[str]:
     checkpoint = compared.profiles.get("checkpoint")
     if checkpoint and checkpoint.stock:
         lines += ["", "Stock replies of the checkpoint:", ""] + [f"- {i}: {why}" for i, why in checkpoint.stock.items()]
-    if checkpoint and checkpoint.loops:
-        lines += ["", "Looping replies of the checkpoint (each loses to a reply that does not loop):", ""]
-        lines += [f"- {i}: {why}" for i, why in checkpoint.loops.items()]
+    if checkpoint and checkpoint.broken:
+        lines += ["", "Broken replies of the checkpoint (each loses to a sound reply):", ""]
+        lines += [f"- {i}: {why}" for i, why in checkpoint.broken.items()]
     return lines
 
 

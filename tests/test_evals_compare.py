@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from evals.compare import LOSS, TIE, WIN, compare_models, distinct_n, first_sentence, loop
+from evals.compare import LOSS, TIE, WIN, compare_models, distinct_n, echo, first_sentence, loop
 from evals.embeddings import default_embedder
 from evals.gate import PROCEED, RETRAIN, decide
 from evals.plain_lora import PLAIN_LORA
@@ -171,7 +171,7 @@ def test_a_looping_reply_loses_to_one_that_does_not_loop_whatever_its_relevance(
     compared = compare_models({"checkpoint": _samples(looping), "base": _samples(BASE)}, PROMPTS, "base",
                               SETTINGS, embedder)
     profile, comparison = compared.profiles["checkpoint"], compared.comparisons["base"]
-    assert profile.loops == {"sleep": 'says "i can\'t sleep because my mind keeps racing about work" again',
+    assert profile.broken == {"sleep": 'says "i can\'t sleep because my mind keeps racing about work" again',
                              "grief": 'says "my dad died in the spring" three times'}
     assert comparison.outcomes["sleep"] == comparison.outcomes["grief"] == LOSS
     # By relevance alone the echo would win: it repeats the person's own words.
@@ -182,10 +182,30 @@ def test_a_looping_reply_loses_to_one_that_does_not_loop_whatever_its_relevance(
     reverse = compare_models({"checkpoint": _samples(BASE), "stage 1": _samples(looping)}, PROMPTS, "stage 1",
                              SETTINGS, embedder)
     assert reverse.comparisons["stage 1"].outcomes["sleep"] == WIN
-    assert compared.to_dict()["profiles"]["checkpoint"]["loops"] == profile.loops
+    assert compared.to_dict()["profiles"]["checkpoint"]["broken"] == profile.broken
     # Sound replies, lists with a shared opening included, do not loop.
     assert not any(loop(r) for r in [*BASE.values(), *REWORDED.values(),
                                      "- You might want to try a walk.\n- You might want to try calling a friend."])
+
+
+def test_a_reply_that_parrots_the_prompt_loses_although_it_is_the_most_relevant(embedder):
+    """Handing the person's words back scores the highest relevance of all; it is not a reply. A
+    reflection that quotes a few of their words is one."""
+    parrot = {k: f"I hear you. {prompt}" for k, prompt in PROMPTS.items()}
+    compared = compare_models({"checkpoint": _samples(parrot), "base": _samples(BASE)}, PROMPTS, "base",
+                              SETTINGS, embedder)
+    profile, comparison = compared.profiles["checkpoint"], compared.comparisons["base"]
+    # By relevance every parrot would win.
+    assert all(profile.relevance[k] > compared.profiles["base"].relevance[k] + SETTINGS.margin for k in PROMPTS)
+    assert profile.broken["sleep"] == "77% of its words are the prompt's, copied"
+    assert set(profile.broken) == set(PROMPTS) and comparison.outcomes == dict.fromkeys(PROMPTS, LOSS)
+    decision = decide(1, {}, None, GATE, heldout_loss_ratio=0.9, replies=compared.check())
+    assert decision.decision == RETRAIN and any("lose to the base's on clearly more" in r for r in decision.reasons)
+    reflection = ("It sounds like your mind keeps racing about work just when you need to rest, which is "
+                  "exhausting. What usually goes through your head?")
+    assert echo(reflection, PROMPTS["sleep"]) is None
+    assert not any(echo(BASE[k], p) or echo(REWORDED[k], p) for k, p in PROMPTS.items())
+    assert echo("", PROMPTS["sleep"]) is None and echo("Work.", PROMPTS["sleep"]) is None
 
 
 def test_first_sentences_and_distinct_n():
