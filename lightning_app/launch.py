@@ -183,6 +183,16 @@ def job_command(
     return "\n".join([*job_preamble(jobs), "exec " + " ".join([*wrapper, *fit])])
 
 
+def job_env(
+    jobs: JobsConfig, environ: dict[str, str], pass_env: list[str] | tuple[str, ...] = ()
+) -> tuple[list[str], list[str]]:
+    """The environment names a job gets (jobs.yaml's pass_env and `pass_env` that are set in this
+    shell, then jobs.yaml's environment) and the pass_env names that are not set here, reported
+    rather than sent empty."""
+    secrets = list(dict.fromkeys([*jobs.pass_env, *pass_env]))
+    return [*(n for n in secrets if n in environ), *jobs.environment], [n for n in secrets if n not in environ]
+
+
 def build_spec(
     args: argparse.Namespace,
     plan: StagePlan,
@@ -214,7 +224,7 @@ def build_spec(
             "(a preempted job must be able to restart and resume)"
         )
     configs = [job_config_path(c) for c in args.config]
-    secrets = list(dict.fromkeys([*jobs.pass_env, *pass_env]))
+    env, env_missing = job_env(jobs, environ, pass_env)
     name = f"{stage}-{kind}-{now:%Y%m%d-%H%M%S}".lower().replace("_", "-")
     return JobSpec(
         name=name,
@@ -225,8 +235,8 @@ def build_spec(
         teamspace=resolve_teamspace(args.teamspace or jobs.teamspace, args.org),
         command=command
         or job_command(configs, plan, jobs, settings, resolve_machine(machine), num_machines, fit_args, name),
-        env=[*(n for n in secrets if n in environ), *jobs.environment],
-        env_missing=[n for n in secrets if n not in environ],
+        env=env,
+        env_missing=env_missing,
         interruptible=interruptible,
         max_run_attempts=settings.max_run_attempts if interruptible else 1,
         timeout_s=hard_limit_s(settings),

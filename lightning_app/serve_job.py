@@ -19,7 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from lightning_app.jobs_config import JOBS_YAML, load_jobs_config
-from lightning_app.launch import REPO_ROOT, JobSpec, job_run_arguments, resolve_teamspace, submit
+from lightning_app.launch import REPO_ROOT, JobSpec, job_env, job_run_arguments, resolve_teamspace, submit
 from lightning_app.vllm import ServeSpec, serve_command
 from moe.export import read_export_info
 
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         f"exec timeout --signal=TERM {timeout_s} {serve_command(spec_vllm)}",
     ])
     environ = dict(os.environ)
-    names = [*jobs.pass_env, *jobs.environment]
+    env, env_missing = job_env(jobs, environ)
     spec = JobSpec(
         name=f"serve-{args.export.name}".lower().replace("_", "-"),
         stage="serve",
@@ -76,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         studio=args.studio or jobs.studio,
         teamspace=resolve_teamspace(args.teamspace or jobs.teamspace, args.org),
         command=command,
-        env=[n for n in names if n in jobs.environment or n in environ],
-        env_missing=[n for n in jobs.pass_env if n not in environ],
+        env=env,
+        env_missing=env_missing,
         interruptible=False,
         max_run_attempts=1,
         timeout_s=timeout_s,

@@ -26,7 +26,7 @@ from pathlib import Path, PurePosixPath
 import yaml
 
 from lightning_app.jobs_config import JOBS_YAML, JobsConfig, load_jobs_config
-from lightning_app.launch import REPO_ROOT, JobSpec, job_run_arguments, resolve_teamspace, submit
+from lightning_app.launch import REPO_ROOT, JobSpec, job_env, job_run_arguments, resolve_teamspace, submit
 from lightning_app.vllm import serve_command
 from lightning_app.voice_run import OUT_NAME, serve_spec
 
@@ -100,7 +100,7 @@ def build_voice_spec(args: argparse.Namespace, jobs: JobsConfig, environ: dict[s
         raise ValueError(f"--interruptible needs max_run_attempts > 1 for {STAGE} in {args.jobs}")
     timeout_s = round(settings.hours * 3600)
     command, serve = voice_command(args, jobs, timeout_s)
-    names = [*jobs.pass_env, *jobs.environment]
+    env, env_missing = job_env(jobs, environ)
     spec = JobSpec(
         name=f"{STAGE}-build-{now:%Y%m%d-%H%M%S}",
         stage=STAGE,
@@ -109,8 +109,8 @@ def build_voice_spec(args: argparse.Namespace, jobs: JobsConfig, environ: dict[s
         studio=args.studio or jobs.studio,
         teamspace=resolve_teamspace(args.teamspace or jobs.teamspace, args.org),
         command=command,
-        env=[n for n in names if n in jobs.environment or n in environ],
-        env_missing=[n for n in jobs.pass_env if n not in environ],
+        env=env,
+        env_missing=env_missing,
         interruptible=args.interruptible,
         max_run_attempts=settings.max_run_attempts if args.interruptible else 1,
         timeout_s=timeout_s,
