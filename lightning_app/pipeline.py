@@ -133,21 +133,15 @@ def names_stage(step: StageStep, plan: StagePlan, names: list[str]) -> bool:
 def passes(step: StageStep, plan: StagePlan, decision: str | None, accept: list[str]) -> bool:
     """Whether the chain goes on from this stage: its gate said proceed, or the user accepted its
     verdict (--accept) after reading the report; never without a report."""
+    return decision == PROCEED or (decision is not None and names_stage(step, plan, accept))
+
+
+def verdict(decision: str | None) -> str:
+    """The verdict of a stage the chain goes on from, an accepted one named as such."""
     if decision == PROCEED:
-        return True
-    if decision is None or not names_stage(step, plan, accept):
-        return False
-    print(f"[pipeline] {plan.name}: the gate says {decision}; accepted by --accept, so the next stage starts "
-          "from this checkpoint (its report keeps the gate's verdict and reasons)")  # fmt: skip
-    return True
-
-
-def retrains(step: StageStep, plan: StagePlan, names: list[str]) -> bool:
-    """Whether --retrain names this stage, or an earlier one (the later stages started from its old run)."""
-    hit = names_stage(step, plan, names)
-    if hit:
-        names.append("*")  # every later stage too
-    return hit or "*" in names
+        return decision
+    return (f"the gate says {decision}; accepted by --accept, so the next stage starts from this checkpoint "
+            "(its report keeps the gate's verdict and reasons)")  # fmt: skip
 
 
 def run(command: list[str]) -> int:
@@ -185,6 +179,7 @@ def run_local(
     --plain-lora); a passed stage whose report lacks it is evaluated again."""
     root = Path(pipeline.output_root)
     previous: Path | None = None
+    retraining = False
     for step in pipeline.stages:
         fit_args = [f"--run.output_root={root}", *step.fit_args]
         plan = read_stage(step.config, fit_args)
@@ -193,14 +188,16 @@ def run_local(
         plain_args = [*fit_args, *plain_lora_overrides(parse_stage_config(step.config, fit_args))] if baseline_lora else None
         plain = read_stage(step.config, plain_args).stage_dir if plain_args else None
         plain_finished = plain is not None and (plain / "checkpoint-final" / "adapter_config.json").is_file()
-        if retrains(step, plan, retrain):
+        # --retrain of a stage retrains every later one too: they started from its old run.
+        retraining = retraining or names_stage(step, plan, retrain)
+        if retraining:
             set_aside_finished(plan.stage_dir, finished, reports, now())
             if plain is not None:
                 set_aside_finished(plain, plain_finished, None, now())
             finished = plain_finished = False
         decision, reasons = read_report(reports)
         if finished and passes(step, plan, decision, accept) and (plain is None or reports_plain_lora(reports)):
-            print(f"[pipeline] {plan.name}: done ({final}, {reports / REPORT}); skipped")
+            print(f"[pipeline] {plan.name}: {verdict(decision)}; done ({final}, {reports / REPORT}); skipped")
             previous = final
             continue
         if not finished and (code := fit_stage(step, fit_args, final, plan.name)):
@@ -214,7 +211,7 @@ def run_local(
         decision, reasons = read_report(reports)
         if code != EXIT_CODES.get(decision) or not passes(step, plan, decision, accept):  # a report this run wrote
             return stopped(plan.name, decision, code, reasons)
-        print(f"[pipeline] {plan.name}: {decision}; checkpoint {final}, report {reports / REPORT}")
+        print(f"[pipeline] {plan.name}: {verdict(decision)}; checkpoint {final}, report {reports / REPORT}")
         previous = final
     print(f"[pipeline] every stage passed its gate; checkpoints under {root}, reports under {pipeline.reports}")
     return 0
@@ -286,16 +283,19 @@ def run_cloud(
     if not storage.parent.is_dir():
         raise SystemExit(f"--cloud reads the jobs' results from {storage}: run it where that storage is mounted (a Studio)")
     previous: StagePlan | None = None
+    retraining = False
     for step in pipeline.stages:
         args = launch.parse_args([*config_args(step.config), *launch_argv])
         config = parse_stage_config(step.config)
         plan = stage_plan(config)
         final, reports = storage / plan.name / "checkpoint-final", storage / pipeline.reports / plan.name
-        if retrains(step, plan, retrain):
+        # --retrain of a stage retrains every later one too: they started from its old run.
+        retraining = retraining or names_stage(step, plan, retrain)
+        if retraining:
             set_aside_finished(storage / plan.name, is_complete(final), reports, now())
         decision, reasons = read_report(current(reports))
         if is_complete(final) and passes(step, plan, decision, accept):
-            print(f"[pipeline] {plan.name}: done ({final}, {current(reports)}/{REPORT}); skipped")
+            print(f"[pipeline] {plan.name}: {verdict(decision)}; done ({final}, {current(reports)}/{REPORT}); skipped")
             previous = plan
             continue
         for _ in range(pipeline.max_jobs_per_stage):
@@ -325,7 +325,7 @@ def run_cloud(
         if not passes(step, plan, decision, accept):
             print(f"[pipeline] {plan.name}: evaluation job {spec.name}: {job.link}")
             return stopped(plan.name, decision, EXIT_CODES.get(decision, 1), reasons)
-        print(f"[pipeline] {plan.name}: {decision}; checkpoint {final}, report {current(reports)}/{REPORT}")
+        print(f"[pipeline] {plan.name}: {verdict(decision)}; checkpoint {final}, report {current(reports)}/{REPORT}")
         previous = plan
     print(f"[pipeline] every stage passed its gate; checkpoints and reports under {storage}")
     return 0

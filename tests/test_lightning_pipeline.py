@@ -75,7 +75,7 @@ def test_finished_stages_are_skipped(demo_run, monkeypatch, capsys):
     monkeypatch.setattr(pipeline, "run", lambda command: pytest.fail(f"ran {command}"))
     assert pipeline.main(["--config", str(root / "pipeline.yaml"), "--local"]) == 0
     out = capsys.readouterr().out
-    assert all(f"[pipeline] {name}: done (" in out for name in NAMES)
+    assert all(f"[pipeline] {name}: proceed; done (" in out for name in NAMES)
 
 
 @pytest.mark.slow
@@ -226,7 +226,7 @@ def test_cloud_pipeline_runs_each_stage_as_jobs_and_relaunches_a_time_limited_fi
     assert pipeline.main(argv) == 0  # everything done: nothing submitted again
     assert len(state["submitted"]) == 7
     out = capsys.readouterr().out
-    assert all(f"[pipeline] {name}: done (" in out for name in NAMES)
+    assert all(f"[pipeline] {name}: proceed; done (" in out for name in NAMES)
 
 
 def test_cloud_pipeline_stops_at_a_failed_gate(cloud, capsys):
