@@ -95,7 +95,7 @@ def echo(reply: str, prompt: str) -> str | None:
         if tuple(words[i : i + ECHO_RUN]) in runs:
             copied[i : i + ECHO_RUN] = [True] * ECHO_RUN
     share = sum(copied) / len(words) if words else 0.0
-    return f"{share:.0%} of its words are the prompt's, copied" if words and share >= ECHO_SHARE else None
+    return f"{share:.0%} of its words are the prompt's, copied" if share >= ECHO_SHARE else None
 
 
 def broken(reply: str, prompt: str) -> str | None:

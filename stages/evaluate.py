@@ -426,8 +426,8 @@ def main(argv: list[str] | None = None) -> int:
         {r.label: r.samples for r in results}, {i: p.last_user for i, p in probes.items()}, gated,
         settings.replies, default_embedder(), judged,
     )
-    must_improve = settings.gate.for_stage(stage).replies_must_improve
-    decision = decide(stage, checkpoint.metrics, references, settings.gate, ratio, forgetting, replies.check(must_improve))
+    decision = decide(stage, checkpoint.metrics, references, settings.gate, ratio, forgetting,
+                      replies.check(gate.replies_must_improve))
     evaluation = Evaluation(
         stage,
         decision,
