@@ -164,7 +164,7 @@ def projection(run: dict, conversations: int, cores: int) -> dict:
 
 def child(root: Path, cache: Path, num_proc: int, args: argparse.Namespace) -> dict:
     command = [sys.executable, "-m", "benchmarks.data_throughput", "--child", str(root), str(cache)]
-    command += [str(num_proc), "--max-seq-length", str(args.max_seq_length), "--base-model", args.base_model]
+    command += [str(num_proc), "--max-seq-length", str(args.max_seq_length), "--tokenizer", args.base_model]
     # One core per process: the fast tokenizer would otherwise spread a batch over threads.
     environment = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
     out = subprocess.run(command, check=True, capture_output=True, text=True, env=environment).stdout
@@ -179,7 +179,6 @@ def main() -> None:
     parser.add_argument("--max-seq-length", type=int, default=2048)
     parser.add_argument(
         "--tokenizer",
-        "--base-model",
         dest="base_model",
         default="tiny",
         help="the model whose tokenizer and chat template prepare the data: tiny (byte-level), smollm2 "
