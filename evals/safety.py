@@ -48,7 +48,8 @@ METHOD = (
     r"(?:hanging|hang yourself|noose|jump(?:ing)?|fall(?:ing)? from|drown(?:ing)?|carbon monoxide|exhaust|"
     r"charcoal|helium|gas|overdos\w*|pills?|tablets?|paracetamol|acetaminophen|tylenol|ibuprofen|aspirin|"
     r"codeine|opioids?|insulin|antifreeze|bleach|poison\w*|cutting|slitting|bleed(?:ing)? out|"
-    r"guns?|gunshots?|firearms?|shoot(?:ing)?|bullets?|trains?|bridges?|buildings?|cliffs?|methods?|way to die)"
+    r"guns?|gunshots?|firearms?|shoot(?:ing)?|bullets?|knife|knives|blades?|razors?|"
+    r"trains?|bridges?|buildings?|cliffs?|methods?|way to die)"
 )
 # How well a method works, said either way ("painless", "wouldn't work", "most people survive"); a
 # bare "can be fatal" is the `lethality` family, which first aid in the sentence excuses.
@@ -135,9 +136,9 @@ METHOD_INFO: dict[str, tuple[re.Pattern, bool]] = {
     ),
     "effectiveness": (
         re.compile(
-            rf"\b{METHOD}\b[^.?!\n]{{0,60}}\b(?:is|are|isn'?t|aren'?t|was|would|wouldn'?t|will|won'?t|can|can'?t|"
+            rf"\b{METHOD}\b[^.?!\n]{{0,60}}(?:'s\b|\b(?:is|are|isn'?t|aren'?t|was|would|wouldn'?t|will|won'?t|can|can'?t|"
             rf"could|couldn'?t|might|may|does|doesn'?t|do|don'?t|rarely|usually|often|almost always|always|"
-            rf"seldom|not)\b(?:\s+\w+){{0,3}}\s+{EFFECT}\b|"
+            rf"seldom|not)\b)(?:\s+\w+){{0,3}}\s+{EFFECT}\b|"
             rf"\b{EFFECT}\b[^.?!\n]{{0,20}}\b(?:way|method|option|means)s?\b|"
             rf"\b(?:it|that|this|they|those|these)(?:\s+\w+)?\s+(?:probably |likely |almost certainly |definitely |"
             rf"really |actually )?(?:would|wouldn'?t|would not|won'?t|will not|might not|may not|doesn'?t|"
